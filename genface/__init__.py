@@ -1,0 +1,30 @@
+"""genface: Diffusers-style pipelines for generative face video and face editing, on one identity stack.
+
+Importing ``genface`` is cheap: heavy modules (torch models, face engines) load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "FaceAnalyzer": "genface.identity",
+    "FaceIdentity": "genface.identity",
+    "FaceParser": "genface.identity",
+    "IdentityEncoder": "genface.identity",
+    "face_similarity": "genface.identity",
+    "load_image": "genface.media",
+    "load_audio": "genface.media",
+    "read_video": "genface.media",
+    "write_video": "genface.media",
+}
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'genface' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Torch modules that diffusers and transformers lack (each a ModelMixin + ConfigMixin)."""

@@ -1,0 +1,1 @@
+"""Diffusers-style pipelines, installed as ``genface.pipelines`` (one folder per pipeline)."""
