@@ -1,0 +1,89 @@
+"""Resolving weights: a local folder, or a Hugging Face Hub repository (optionally a subfolder of it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from genface.errors import MissingWeightsError, OfflineError, UnsafeWeightsError
+
+
+def resolve_folder(
+    path_or_repo: str | os.PathLike,
+    subfolder: str | None = None,
+    *,
+    allow_patterns: Sequence[str] | None = None,
+    revision: str | None = None,
+) -> Path:
+    """Return a local folder for ``path_or_repo`` (+ ``subfolder``).
+
+    A path that exists locally is used as it is. Anything else is taken as a Hub repo id and
+    downloaded (only ``allow_patterns`` files, inside ``subfolder``) into the Hugging Face cache; in
+    offline mode only the cache is consulted.
+    """
+    local = Path(path_or_repo).expanduser()
+    if local.exists():
+        folder = local / subfolder if subfolder else local
+        if not folder.is_dir():
+            raise MissingWeightsError(f"Folder {folder} does not exist (looked for subfolder {subfolder!r} in {local}).")
+        return folder
+    repo_id = os.fspath(path_or_repo)
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+        raise MissingWeightsError(
+            f"{repo_id!r} is neither an existing local folder nor a Hub repo id of the form 'owner/name'."
+        )
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    prefix = f"{subfolder.strip('/')}/" if subfolder else ""
+    # The Hub matches with fnmatch, where "*" also crosses "/": "face_encoder/*" takes the whole subfolder.
+    patterns = [prefix + p for p in (allow_patterns or ["*"])]
+    include = " ".join(f"--include '{p}'" for p in patterns)
+    how = (
+        f"Download it on a machine with access (`hf download {repo_id} {include} --local-dir DIR`) "
+        "and pass DIR instead of the repo id."
+    )
+    try:
+        root = snapshot_download(repo_id, allow_patterns=patterns, revision=revision)
+    except RepositoryNotFoundError as exc:
+        raise MissingWeightsError(f"Hub repository {repo_id!r} was not found (or you lack access). {how}") from exc
+    except GatedRepoError as exc:
+        raise MissingWeightsError(f"Hub repository {repo_id!r} is gated: accept its licence on the Hub and log in. {how}") from exc
+    except LocalEntryNotFoundError as exc:
+        raise OfflineError(f"Cannot reach the Hugging Face Hub for {repo_id!r} and it is not in the local cache. {how}") from exc
+    except (HfHubHTTPError, OSError) as exc:
+        raise OfflineError(f"Downloading {repo_id!r} from the Hub failed ({exc}). {how}") from exc
+    folder = Path(root) / subfolder if subfolder else Path(root)
+    if not folder.is_dir():
+        raise MissingWeightsError(f"Hub repository {repo_id!r} has no subfolder {subfolder!r}.")
+    return folder
+
+
+def load_state_dict(path: str | os.PathLike) -> dict:
+    """Tensors from a weights file, safely: ``.safetensors`` directly; ``.pt``/``.pth``/``.bin`` only
+    through ``torch.load(weights_only=True)``, which refuses pickled code."""
+    import pickle
+
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise MissingWeightsError(f"Weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeWeightsError(
+            f"{path} holds Python objects besides tensors, and genface loads .pt/.pth/.bin files only with "
+            "torch.load(weights_only=True) so that no code inside them can run. Use the publisher's original "
+            f"file, or convert a file you trust to .safetensors. ({str(exc).splitlines()[0]})"
+        ) from exc

@@ -1,0 +1,34 @@
+"""The shared identity stack: detection, keypoints, alignment, face choice, parsing, embeddings, FaceSim.
+
+Names are imported lazily so that ``import genface.identity`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Face": "genface.identity.types",
+    "FaceIdentity": "genface.identity.types",
+    "KPS_NAMES": "genface.identity.types",
+    "FaceAnalyzer": "genface.identity.detect",
+    "choose_face": "genface.identity.detect",
+    "align_face": "genface.identity.align",
+    "paste_back": "genface.identity.align",
+    "Recognizer": "genface.identity.embed",
+    "ArcFaceRecognizer": "genface.identity.embed",
+    "FaceParser": "genface.identity.parsing",
+    "BiSeNet": "genface.identity.parsing",
+    "Parsing": "genface.identity.parsing",
+    "IdentityEncoder": "genface.identity.encoder",
+    "face_similarity": "genface.identity.similarity",
+    "FaceSimResult": "genface.identity.similarity",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'genface.identity' has no attribute {name!r}")

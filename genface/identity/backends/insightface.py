@@ -1,0 +1,127 @@
+"""insightface engine: SCRFD detection, ArcFace recognition, optional 106-point landmarks.
+
+Model packs (antelopev2, buffalo_l) are read from a local folder; genface never lets insightface
+download. ConsisID's Hub repository keeps antelopev2 under ``face_encoder/models/antelopev2``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genface.errors import BackendUnavailableError, MissingWeightsError
+from genface.identity.backends import FaceBackend
+from genface.identity.embed import ArcFaceRecognizer, Recognizer
+from genface.identity.types import Face
+
+DEFAULT_MODEL_NAME = "antelopev2"
+_TASKS = ("detection", "recognition", "landmark_2d_106")
+_DET_SIZE = (640, 640)
+
+
+def _import_insightface() -> Any:
+    try:
+        import insightface
+    except ImportError as exc:
+        raise BackendUnavailableError("The insightface engine needs `pip install insightface onnxruntime`.") from exc
+    return insightface
+
+
+def default_root() -> Path:
+    """Where insightface model packs are looked for when no folder is given."""
+    return Path(os.environ.get("GENFACE_INSIGHTFACE_ROOT", "~/.insightface")).expanduser()
+
+
+def find_model_dir(root: str | os.PathLike | None = None, name: str = DEFAULT_MODEL_NAME) -> Path:
+    """The folder of ONNX files for model pack ``name`` under ``root``.
+
+    Accepts the folder itself, an insightface root (``root/models/name``) or ``root/name``.
+    """
+    base = Path(root).expanduser() if root is not None else default_root()
+    candidates = [base, base / "models" / name, base / name]
+    for folder in candidates:
+        if folder.is_dir() and any(folder.glob("*.onnx")):
+            return folder
+    looked = ", ".join(str(c) for c in candidates)
+    raise MissingWeightsError(
+        f"No insightface ONNX models ({name}) found; looked in: {looked}. Put the {name} files there, "
+        "set GENFACE_INSIGHTFACE_ROOT, or load them from the Hub with "
+        "FaceAnalyzer.from_pretrained('BestWishYsh/ConsisID-preview', subfolder='face_encoder')."
+    )
+
+
+def _providers(providers: list[str] | None) -> list[str]:
+    if providers:
+        return providers
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+def load_onnx_model(path: Path, providers: list[str] | None = None) -> Any:
+    """Load one insightface ONNX model through insightface's own routing (by input/output signature)."""
+    insightface = _import_insightface()
+    if not path.is_file():
+        raise MissingWeightsError(f"ONNX model not found: {path}")
+    model = insightface.model_zoo.get_model(str(path), providers=_providers(providers))
+    if model is None:
+        raise MissingWeightsError(f"{path} is not a model insightface recognises.")
+    return model
+
+
+class InsightFaceBackend(FaceBackend):
+    """insightface model pack: detection + keypoints, ArcFace embeddings, 106 landmarks when present."""
+
+    name = "insightface"
+    default_threshold = 0.5
+
+    def __init__(
+        self,
+        model_root: str | os.PathLike | None = None,
+        model_name: str = DEFAULT_MODEL_NAME,
+        providers: list[str] | None = None,
+    ) -> None:
+        insightface = _import_insightface()
+        self.model_dir = find_model_dir(model_root, model_name)
+        self.model_name = model_name
+        app = insightface.app.FaceAnalysis(
+            name=str(self.model_dir), allowed_modules=list(_TASKS), providers=_providers(providers)
+        )
+        ctx = 0 if "CUDAExecutionProvider" in _providers(providers) else -1
+        app.prepare(ctx_id=ctx, det_size=_DET_SIZE)
+        self._detector = app.models["detection"]
+        self._landmarks = app.models.get("landmark_2d_106")
+        recognition = app.models.get("recognition")
+        self._recognizer = (
+            ArcFaceRecognizer(recognition, Path(recognition.model_file).stem) if recognition is not None else None
+        )
+
+    @property
+    def recognizer(self) -> Recognizer | None:
+        return self._recognizer
+
+    def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
+        from insightface.app.common import Face as InsightFace
+
+        bgr = np.ascontiguousarray(image[..., ::-1])
+        self._detector.det_thresh = threshold
+        boxes, kpss = self._detector.detect(bgr, max_num=0, metric="default")
+        faces = []
+        for i in range(boxes.shape[0]):
+            landmarks = None
+            if self._landmarks is not None:
+                raw = InsightFace(bbox=boxes[i, :4], kps=kpss[i], det_score=boxes[i, 4])
+                landmarks = self._landmarks.get(bgr, raw)
+            faces.append(Face(boxes[i, :4], boxes[i, 4], kpss[i], landmarks))
+        return faces
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model_name,
+            "weights": str(self.model_dir),
+            "recognizer": self._recognizer.name if self._recognizer else None,
+        }

@@ -1,0 +1,86 @@
+"""IdentityEncoder: a photo becomes a :class:`FaceIdentity` (face, aligned crop, parsing, embeddings)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from genface.identity.align import TEMPLATES, align_face
+from genface.identity.detect import FaceAnalyzer, choose_face
+from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser
+from genface.identity.types import FaceIdentity
+from genface.media.image import ImageInput
+
+
+class IdentityEncoder:
+    """Encode a face photo once into a reusable :class:`FaceIdentity`.
+
+    Args:
+        analyzer: detection + recognition engine (default: ``FaceAnalyzer("auto")``).
+        parser: optional face parser; when given, the identity carries a parsing map of its crop.
+        crop_template: alignment template of the stored crop (``ffhq`` 512 px by default, as ConsisID).
+        crop_size: side of the stored crop in pixels (default: the template's own).
+    """
+
+    def __init__(
+        self,
+        analyzer: FaceAnalyzer | None = None,
+        parser: FaceParser | None = None,
+        *,
+        crop_template: str = "ffhq",
+        crop_size: int | None = None,
+    ) -> None:
+        if crop_template not in TEMPLATES:
+            raise ValueError(f"Unknown crop_template {crop_template!r}; choose from {sorted(TEMPLATES)}.")
+        self.analyzer = analyzer or FaceAnalyzer("auto")
+        self.parser = parser
+        self.crop_template = crop_template
+        self.crop_size = crop_size or TEMPLATES[crop_template][1]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo: str | os.PathLike,
+        subfolder: str | None = None,
+        *,
+        model_name: str = "antelopev2",
+        device: str = "cpu",
+        **kwargs: Any,
+    ) -> IdentityEncoder:
+        """Load the face encoders from a folder or Hub repo laid out as ConsisID's ``face_encoder``:
+        ``models/<model_name>/*.onnx`` (insightface) and, if present, a BiSeNet parsing checkpoint."""
+        from genface.hub import resolve_folder
+
+        folder = resolve_folder(
+            path_or_repo, subfolder, allow_patterns=[f"*{model_name}/*.onnx", *CHECKPOINT_NAMES]
+        )
+        analyzer = FaceAnalyzer("insightface", model_root=folder, model_name=model_name)
+        has_parser = any((folder / name).is_file() for name in CHECKPOINT_NAMES)
+        parser = FaceParser.from_pretrained(folder, device=device) if has_parser else None
+        return cls(analyzer, parser, **kwargs)
+
+    def encode(self, image: ImageInput, face_index: int | None = None, *, require_single: bool = False) -> FaceIdentity:
+        """Detect, choose, align, parse and embed the face in ``image``."""
+        rgb = self.analyzer.load(image)
+        what = f"{os.fspath(image)}" if isinstance(image, (str, os.PathLike)) else "the image"
+        face = choose_face(
+            self.analyzer.detect(rgb),
+            face_index,
+            require_single=require_single,
+            min_face_size=self.analyzer.min_face_size,
+            what=what,
+        )
+        crop, matrix = align_face(rgb, face.kps, self.crop_template, self.crop_size, border=255)
+        recognizer = self.analyzer.recognizer
+        return FaceIdentity(
+            face=face,
+            image_size=rgb.shape[:2],
+            crop=crop,
+            crop_matrix=matrix.astype("float32"),
+            crop_template=self.crop_template,
+            recognition=None if recognizer is None else recognizer.embed(rgb, face),
+            recognition_model=None if recognizer is None else recognizer.name,
+            parsing=None if self.parser is None else self.parser.parse(crop).labels,
+        )
+
+    __call__ = encode

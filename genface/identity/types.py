@@ -1,0 +1,157 @@
+"""Data types of the identity stack: a detected :class:`Face` and an encoded :class:`FaceIdentity`."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from genface.errors import InvalidImageError, MissingWeightsError
+
+#: Names of the five keypoints, in insightface order (left/right as seen in the image).
+KPS_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in the pixel coordinates of the image it was found in.
+
+    ``score`` is the backend's detection confidence (higher is surer; its scale depends on the
+    backend). ``kps`` holds the five keypoints in :data:`KPS_NAMES` order; ``landmarks`` the
+    backend's dense landmarks when it has them (68 points for dlib, 106 for insightface).
+    """
+
+    bbox: np.ndarray
+    score: float
+    kps: np.ndarray
+    landmarks: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bbox", np.asarray(self.bbox, dtype=np.float32).reshape(4))
+        object.__setattr__(self, "kps", np.asarray(self.kps, dtype=np.float32).reshape(5, 2))
+        if self.landmarks is not None:
+            object.__setattr__(self, "landmarks", np.asarray(self.landmarks, dtype=np.float32).reshape(-1, 2))
+        object.__setattr__(self, "score", float(self.score))
+
+    @property
+    def width(self) -> float:
+        return float(self.bbox[2] - self.bbox[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.bbox[3] - self.bbox[1])
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    @property
+    def size(self) -> float:
+        """Shorter side of the box, in pixels."""
+        return min(self.width, self.height)
+
+    def scaled(self, factor: float) -> Face:
+        """The same face in an image resized by ``factor``."""
+        lm = None if self.landmarks is None else self.landmarks * factor
+        return Face(self.bbox * factor, self.score, self.kps * factor, lm)
+
+
+_ARRAY_FIELDS = ("crop", "crop_matrix", "parsing", "recognition", "clip_embeds", "clip_hidden")
+_FORMAT = "genface.FaceIdentity"
+_FORMAT_VERSION = "1"
+
+
+@dataclass
+class FaceIdentity:
+    """Everything the pipelines need about one person's face, encoded once and reusable.
+
+    Attributes:
+        face: the chosen face in the source image.
+        image_size: (height, width) of the source image.
+        crop: aligned face crop, SxSx3 uint8 RGB (see ``crop_template``).
+        crop_matrix: 2x3 affine matrix mapping source-image pixels into ``crop``.
+        crop_template: name of the alignment template of ``crop``.
+        recognition: L2-normalised recognition embedding (ArcFace 512-d, or dlib 128-d offline).
+        recognition_model: name of the model that produced ``recognition``.
+        parsing: SxS uint8 CelebAMask-HQ class map of ``crop``, when a face parser was used.
+        clip_embeds / clip_hidden: CLIP-vision features, when a CLIP-vision encoder was used.
+    """
+
+    face: Face
+    image_size: tuple[int, int]
+    crop: np.ndarray
+    crop_matrix: np.ndarray
+    crop_template: str
+    recognition: np.ndarray | None = None
+    recognition_model: str | None = None
+    parsing: np.ndarray | None = None
+    clip_embeds: np.ndarray | None = None
+    clip_hidden: np.ndarray | None = None
+    clip_model: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save as one ``.safetensors`` file (arrays as tensors, the rest as JSON metadata)."""
+        from safetensors.numpy import save_file
+
+        from genface.media._files import atomic_path
+
+        tensors = {"bbox": self.face.bbox, "kps": self.face.kps}
+        if self.face.landmarks is not None:
+            tensors["landmarks"] = self.face.landmarks
+        for name in _ARRAY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                tensors[name] = np.ascontiguousarray(value)
+        meta = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "score": self.face.score,
+            "image_size": list(self.image_size),
+            "crop_template": self.crop_template,
+            "recognition_model": self.recognition_model,
+            "clip_model": self.clip_model,
+            "extra": self.extra,
+        }
+        out = Path(path)
+        with atomic_path(out) as tmp:
+            save_file(tensors, str(tmp), metadata={"genface": json.dumps(meta)})
+        return out
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FaceIdentity:
+        """Load an identity written by :meth:`save`."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise MissingWeightsError(f"Identity file not found: {path}")
+        try:
+            with safe_open(str(path), framework="numpy") as handle:
+                header = (handle.metadata() or {}).get("genface")
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        except (SafetensorError, OSError) as exc:
+            raise InvalidImageError(f"{path} is not a safetensors file: {exc}") from exc
+        meta = json.loads(header) if header else {}
+        if meta.get("format") != _FORMAT:
+            raise InvalidImageError(f"{path} is a safetensors file but not a saved FaceIdentity.")
+        if meta.get("format_version") != _FORMAT_VERSION:
+            raise InvalidImageError(
+                f"{path} has FaceIdentity format version {meta.get('format_version')}; this genface reads "
+                f"{_FORMAT_VERSION}. Re-encode the face with `genface identity --save`."
+            )
+        face = Face(tensors.pop("bbox"), meta["score"], tensors.pop("kps"), tensors.pop("landmarks", None))
+        known = {f.name for f in fields(cls)}
+        arrays = {k: v for k, v in tensors.items() if k in known}
+        return cls(
+            face=face,
+            image_size=tuple(meta["image_size"]),
+            crop_template=meta["crop_template"],
+            recognition_model=meta.get("recognition_model"),
+            clip_model=meta.get("clip_model"),
+            extra=meta.get("extra", {}),
+            **arrays,
+        )
