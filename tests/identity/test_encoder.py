@@ -1,0 +1,81 @@
+"""IdentityEncoder and FaceIdentity: encode once, save as safetensors, load back exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genface.errors import InvalidImageError, MissingWeightsError
+from genface.identity import BiSeNet, FaceIdentity, FaceParser, IdentityEncoder
+from genface.identity.align import template_points
+from tests.tiny_models import planted_face
+
+
+@pytest.fixture(scope="module")
+def encoder(dlib_analyzer) -> IdentityEncoder:
+    torch.manual_seed(0)
+    return IdentityEncoder(dlib_analyzer, FaceParser(BiSeNet()))
+
+
+def test_encode_real_photo(encoder: IdentityEncoder, astronaut: np.ndarray) -> None:
+    identity = encoder.encode(astronaut)
+    assert identity.crop.shape == (512, 512, 3) and identity.crop_template == "ffhq"
+    assert identity.image_size == (512, 512)
+    assert identity.recognition.shape == (128,) and identity.recognition_model == "dlib_resnet_v1"
+    assert identity.parsing.shape == (512, 512)
+    # The crop matrix maps the face's keypoints onto the template.
+    mapped = identity.face.kps @ identity.crop_matrix[:, :2].T + identity.crop_matrix[:, 2]
+    assert np.abs(mapped - template_points("ffhq")).max() < 15
+
+
+def test_save_load_round_trip(encoder: IdentityEncoder, astronaut: np.ndarray, tmp_path: Path) -> None:
+    identity = encoder.encode(astronaut)
+    path = identity.save(tmp_path / "me.safetensors")
+    loaded = FaceIdentity.load(path)
+    for name in ("crop", "crop_matrix", "parsing", "recognition"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(identity, name))
+    np.testing.assert_array_equal(loaded.face.kps, identity.face.kps)
+    np.testing.assert_array_equal(loaded.face.landmarks, identity.face.landmarks)
+    assert loaded.face.score == identity.face.score
+    assert (loaded.image_size, loaded.crop_template, loaded.recognition_model) == (
+        identity.image_size, identity.crop_template, identity.recognition_model,
+    )  # fmt: skip
+    assert loaded.clip_embeds is None
+
+
+def test_load_refuses_other_files(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({"x": np.zeros(2, np.float32)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(InvalidImageError, match="not a saved FaceIdentity"):
+        FaceIdentity.load(tmp_path / "other.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(InvalidImageError, match="not a safetensors file"):
+        FaceIdentity.load(tmp_path / "junk.safetensors")
+    with pytest.raises(MissingWeightsError, match="not found"):
+        FaceIdentity.load(tmp_path / "none.safetensors")
+
+
+def test_from_pretrained_consisid_layout(tiny_pack: Path) -> None:
+    # ConsisID keeps antelopev2 and facexlib's parser together under face_encoder/.
+    torch.save(BiSeNet().state_dict(), tiny_pack / "parsing_bisenet.pth")
+    try:
+        encoder = IdentityEncoder.from_pretrained(tiny_pack.parent, subfolder=tiny_pack.name)
+        image, bbox, _ = planted_face()
+        identity = encoder.encode(image)
+    finally:
+        (tiny_pack / "parsing_bisenet.pth").unlink()
+    np.testing.assert_allclose(identity.face.bbox, bbox, atol=1e-3)
+    assert identity.recognition_model == "glintr100" and identity.recognition.shape == (512,)
+    assert identity.parsing is not None
+
+
+def test_face_index_chooses_the_face(dlib_analyzer, group: np.ndarray) -> None:
+    encoder = IdentityEncoder(dlib_analyzer, crop_template="arcface")
+    faces = dlib_analyzer.detect(group)
+    identity = encoder.encode(group, face_index=2)
+    np.testing.assert_array_equal(identity.face.bbox, faces[2].bbox)
+    assert identity.crop.shape == (112, 112, 3) and identity.parsing is None

@@ -1,0 +1,119 @@
+"""Video and audio I/O: round trips, frame rate, audio track, resampling and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genface.errors import InvalidMediaError
+from genface.media import load_audio, read_video, write_video
+
+
+def _tone(rate: int, seconds: float = 1.0, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def _dominant_freq(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()])
+
+
+@pytest.mark.parametrize("fps", [8.0, 25.0, 29.97])
+def test_video_round_trip_keeps_frames_and_rate(tmp_path: Path, fps: float) -> None:
+    frames = np.zeros((6, 32, 48, 3), dtype=np.uint8)
+    for i in range(6):
+        frames[i, :, : 8 * (i + 1)] = 200  # a bar that grows frame by frame
+    out = write_video(tmp_path / "v.mp4", frames, fps)
+    back, rate = read_video(out)
+    assert back.shape == frames.shape
+    assert rate == pytest.approx(fps, rel=1e-3)
+    assert np.abs(back.astype(int) - frames.astype(int)).mean() < 4  # lossy but faithful
+    assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
+
+
+def test_odd_sizes_are_padded_to_even(tmp_path: Path) -> None:
+    frames = np.full((2, 33, 47, 3), 128, dtype=np.uint8)
+    back, _ = read_video(write_video(tmp_path / "odd.mp4", frames))
+    assert back.shape == (2, 34, 48, 3)
+
+
+def test_audio_track_and_metadata(tmp_path: Path) -> None:
+    import av
+
+    frames = np.zeros((16, 32, 32, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "a.mp4", frames, 8, audio=_tone(16000, 2.0), metadata={"comment": "genface test"})
+    audio = load_audio(path, 16000)
+    assert audio.shape[0] == pytest.approx(32000, rel=0.05)
+    assert _dominant_freq(audio, 16000) == pytest.approx(440, abs=5)
+    with av.open(str(path)) as container:
+        assert container.metadata["comment"] == "genface test"
+
+
+@pytest.mark.parametrize("rate", [8000, 44100, 96000])
+def test_audio_resampled_to_target_rate(rate: int) -> None:
+    out = load_audio(_tone(rate, 1.0, 300.0), 16000, source_rate=rate)
+    assert out.dtype == np.float32 and out.ndim == 1
+    assert len(out) == pytest.approx(16000, rel=0.01)
+    assert _dominant_freq(out, 16000) == pytest.approx(300, abs=3)
+
+
+def test_stereo_is_mixed_to_mono(tmp_path: Path) -> None:
+    stereo = np.stack([_tone(16000), np.zeros(16000, dtype=np.float32)])
+    mono = load_audio(stereo, 16000, source_rate=16000)
+    assert mono.ndim == 1
+    np.testing.assert_allclose(np.abs(mono).max(), 0.25, atol=0.02)  # the two channels averaged
+    both = load_audio(stereo, 16000, source_rate=16000, mono=False)
+    assert both.shape[0] == 2 and np.abs(both[1]).max() < 1e-6
+
+
+def test_wav_file(tmp_path: Path) -> None:
+    import wave
+
+    path = tmp_path / "t.wav"
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(22050)
+        handle.writeframes((_tone(22050) * 32767).astype("<i2").tobytes())
+    out = load_audio(path, 16000)
+    assert len(out) == pytest.approx(16000, rel=0.01)
+
+
+def test_bad_audio(tmp_path: Path) -> None:
+    with pytest.raises(InvalidMediaError, match="not found"):
+        load_audio(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(InvalidMediaError, match="empty"):
+        load_audio(empty)
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"this is not audio at all" * 10)
+    with pytest.raises(InvalidMediaError, match="could not be decoded"):
+        load_audio(junk)
+    with pytest.raises(InvalidMediaError, match="NaN"):
+        load_audio(np.array([0.0, np.nan], dtype=np.float32), source_rate=16000)
+    with pytest.raises(InvalidMediaError, match="source_rate"):
+        load_audio(np.zeros(10, dtype=np.float32))
+
+
+def test_video_without_audio_has_no_audio_stream(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "silent.mp4", np.zeros((2, 16, 16, 3), dtype=np.uint8))
+    with pytest.raises(InvalidMediaError, match="no audio stream"):
+        load_audio(path)
+
+
+def test_bad_video(tmp_path: Path) -> None:
+    with pytest.raises(InvalidMediaError, match="not found"):
+        read_video(tmp_path / "none.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(InvalidMediaError, match="could not be decoded"):
+        read_video(junk)
+    with pytest.raises(InvalidMediaError, match="TxHxWx3"):
+        write_video(tmp_path / "x.mp4", np.zeros((0, 8, 8, 3), dtype=np.uint8))
+    with pytest.raises(InvalidMediaError, match="uint8"):
+        write_video(tmp_path / "x.mp4", np.zeros((1, 8, 8, 3), dtype=np.float32))
+    assert not (tmp_path / "x.mp4").exists()

@@ -1,0 +1,63 @@
+"""The genface command line: info, identity, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genface.cli import main
+from genface.identity import FaceIdentity
+from genface.media import save_image, write_video
+from genface.samples import sample_path
+
+
+def test_info_json(capsys) -> None:
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["packages"]["torch"] and info["packages"]["diffusers"]
+    assert info["face_backends"]["dlib"]["usable"] is True
+    assert "face_recognition_models" in info["face_backends"]["dlib"]["weights"]
+    assert set(info["devices"]) == {"cuda", "mps", "cpu_threads"}
+
+
+def test_identity_compare_and_save(capsys, tmp_path: Path, astronaut) -> None:
+    ref = sample_path("astronaut")
+    target = save_image(astronaut[:, ::-1], tmp_path / "flip.png")
+    saved = tmp_path / "id.safetensors"
+    code = main(["identity", str(ref), str(target), "--backend", "dlib", "--save", str(saved), "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["facesim"]["mean"] > 0.97 and out["facesim"]["frames"] == 1
+    assert FaceIdentity.load(saved).recognition_model == "dlib_resnet_v1"
+
+
+def test_identity_video_text_output(capsys, tmp_path: Path, astronaut) -> None:
+    video = write_video(tmp_path / "v.mp4", np.stack([astronaut, np.zeros_like(astronaut)]), fps=2)
+    assert main(["identity", str(sample_path("astronaut")), str(video), "--backend", "dlib"]) == 0
+    out = capsys.readouterr().out
+    assert "over 2 frame(s)" in out and "no face in frames: [1]" in out
+
+
+def test_errors_exit_1_with_a_message(capsys, tmp_path: Path) -> None:
+    blank = save_image(np.full((120, 120, 3), 80, np.uint8), tmp_path / "blank.png")
+    assert main(["identity", str(blank), str(blank), "--backend", "dlib"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("genface: error: No face found") and "Traceback" not in err
+    assert main(["identity", str(blank), "--backend", "dlib"]) == 1
+    assert "Nothing to do" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2() -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["identity", "--backend", "nope"])
+    assert info.value.code == 2
+
+
+def test_console_script_help_shows_examples() -> None:
+    out = subprocess.run([sys.executable, "-m", "genface", "identity", "--help"], capture_output=True, text=True, check=True)
+    assert "examples:" in out.stdout and "--save" in out.stdout

@@ -1,0 +1,56 @@
+"""The project's promises about itself: README commands are what CI runs, imports stay light."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup_commands() -> dict[str, str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    commands = [line for block in blocks for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2, f"the README's set-up section must hold exactly two commands, found {commands}"
+    return {"run": commands[0], "test": commands[1]}
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert _setup_commands()["test"] in ci_lines
+
+
+def test_readme_run_command_works() -> None:
+    steps = _setup_commands()["run"].split(" && ")
+    assert steps[0].startswith("pip install torch==2.13.0 -e .")  # satisfied by the test environment
+    for step in steps[1:]:
+        out = subprocess.run(shlex.split(step), capture_output=True, text=True, check=True, timeout=300)
+        assert "faces found in the group photo: 6" in out.stdout
+        assert "(same person)" in out.stdout and "-> same" in out.stdout and "-> different" in out.stdout
+
+
+def test_import_genface_is_light() -> None:
+    code = "import sys, genface, genface.identity; print(sorted(m for m in ('torch', 'diffusers', 'insightface', 'dlib') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_package_folder_is_installed() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "genface").rglob("__init__.py")}
+    found |= {"genface.pipelines." + ".".join(p.parent.relative_to(ROOT / "pipelines").parts) for p in (ROOT / "pipelines").rglob("__init__.py")}
+    found = {name.rstrip(".") for name in found}
+    assert found == listed
+
+
+def test_pipelines_import_as_genface_pipelines() -> None:
+    import genface.pipelines
+
+    assert Path(genface.pipelines.__file__).parent == ROOT / "pipelines"
