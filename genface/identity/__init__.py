@@ -21,6 +21,8 @@ _EXPORTS = {
     "FaceParser": "genface.identity.parsing",
     "BiSeNet": "genface.identity.parsing",
     "Parsing": "genface.identity.parsing",
+    "ClipVisionEncoder": "genface.identity.eva_clip",
+    "EvaClipVisionModel": "genface.identity.eva_clip",
     "IdentityEncoder": "genface.identity.encoder",
     "face_similarity": "genface.identity.similarity",
     "FaceSimResult": "genface.identity.similarity",

@@ -7,6 +7,8 @@ from typing import Any
 
 from genface.identity.align import TEMPLATES, align_face
 from genface.identity.detect import FaceAnalyzer, choose_face
+from genface.identity.eva_clip import CHECKPOINT_NAME as CLIP_CHECKPOINT
+from genface.identity.eva_clip import ClipVisionEncoder
 from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser
 from genface.identity.types import FaceIdentity
 from genface.media.image import ImageInput
@@ -18,6 +20,8 @@ class IdentityEncoder:
     Args:
         analyzer: detection + recognition engine (default: ``FaceAnalyzer("auto")``).
         parser: optional face parser; when given, the identity carries a parsing map of its crop.
+        clip: optional CLIP-vision encoder; when given, the identity carries its embedding and hidden
+            states (computed with the non-face regions painted white when a parser is given).
         crop_template: alignment template of the stored crop (``ffhq`` 512 px by default, as ConsisID).
         crop_size: side of the stored crop in pixels (default: the template's own).
     """
@@ -26,6 +30,7 @@ class IdentityEncoder:
         self,
         analyzer: FaceAnalyzer | None = None,
         parser: FaceParser | None = None,
+        clip: ClipVisionEncoder | None = None,
         *,
         crop_template: str = "ffhq",
         crop_size: int | None = None,
@@ -34,6 +39,7 @@ class IdentityEncoder:
             raise ValueError(f"Unknown crop_template {crop_template!r}; choose from {sorted(TEMPLATES)}.")
         self.analyzer = analyzer or FaceAnalyzer("auto")
         self.parser = parser
+        self.clip = clip
         self.crop_template = crop_template
         self.crop_size = crop_size or TEMPLATES[crop_template][1]
 
@@ -48,16 +54,18 @@ class IdentityEncoder:
         **kwargs: Any,
     ) -> IdentityEncoder:
         """Load the face encoders from a folder or Hub repo laid out as ConsisID's ``face_encoder``:
-        ``models/<model_name>/*.onnx`` (insightface) and, if present, a BiSeNet parsing checkpoint."""
+        ``models/<model_name>/*.onnx`` (insightface) and, when present, a BiSeNet parsing checkpoint and
+        the EVA02-CLIP checkpoint."""
         from genface.hub import resolve_folder
 
         folder = resolve_folder(
-            path_or_repo, subfolder, allow_patterns=[f"*{model_name}/*.onnx", *CHECKPOINT_NAMES]
+            path_or_repo, subfolder, allow_patterns=[f"*{model_name}/*.onnx", *CHECKPOINT_NAMES, CLIP_CHECKPOINT]
         )
         analyzer = FaceAnalyzer("insightface", model_root=folder, model_name=model_name)
         has_parser = any((folder / name).is_file() for name in CHECKPOINT_NAMES)
         parser = FaceParser.from_pretrained(folder, device=device) if has_parser else None
-        return cls(analyzer, parser, **kwargs)
+        clip = ClipVisionEncoder.from_pretrained(folder, device) if (folder / CLIP_CHECKPOINT).is_file() else None
+        return cls(analyzer, parser, clip, **kwargs)
 
     def encode(self, image: ImageInput, face_index: int | None = None, *, require_single: bool = False) -> FaceIdentity:
         """Detect, choose, align, parse and embed the face in ``image``."""
@@ -72,6 +80,11 @@ class IdentityEncoder:
         )
         crop, matrix = align_face(rgb, face.kps, self.crop_template, self.crop_size, border=255)
         recognizer = self.analyzer.recognizer
+        parsing = None if self.parser is None else self.parser.parse(crop)
+        clip_embeds = clip_hidden = None
+        if self.clip is not None:
+            not_face = None if parsing is None else parsing.mask("not_face")[None]
+            clip_embeds, clip_hidden = (out[0] for out in self.clip.encode(crop[None], not_face))
         return FaceIdentity(
             face=face,
             image_size=rgb.shape[:2],
@@ -80,7 +93,10 @@ class IdentityEncoder:
             crop_template=self.crop_template,
             recognition=None if recognizer is None else recognizer.embed(rgb, face),
             recognition_model=None if recognizer is None else recognizer.name,
-            parsing=None if self.parser is None else self.parser.parse(crop).labels,
+            parsing=None if parsing is None else parsing.labels,
+            clip_embeds=clip_embeds,
+            clip_hidden=clip_hidden,
+            clip_model=None if self.clip is None else self.clip.name,
         )
 
     __call__ = encode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 import torch
 
 from genface.errors import InvalidImageError, MissingWeightsError
-from genface.identity import BiSeNet, FaceIdentity, FaceParser, IdentityEncoder
+from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceIdentity, FaceParser, IdentityEncoder
 from genface.identity.align import template_points
 from tests.tiny_models import planted_face
+
+TINY_CLIP = dict(image_size=28, patch_size=7, width=32, layers=9, head_width=8, embed_dim=24, hidden_state_layers=[4, 8])
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +62,36 @@ def test_load_refuses_other_files(tmp_path: Path) -> None:
         FaceIdentity.load(tmp_path / "none.safetensors")
 
 
-def test_from_pretrained_consisid_layout(tiny_pack: Path) -> None:
-    # ConsisID keeps antelopev2 and facexlib's parser together under face_encoder/.
-    torch.save(BiSeNet().state_dict(), tiny_pack / "parsing_bisenet.pth")
-    try:
-        encoder = IdentityEncoder.from_pretrained(tiny_pack.parent, subfolder=tiny_pack.name)
-        image, bbox, _ = planted_face()
-        identity = encoder.encode(image)
-    finally:
-        (tiny_pack / "parsing_bisenet.pth").unlink()
+def test_from_pretrained_consisid_layout(tiny_pack: Path, tmp_path: Path) -> None:
+    # ConsisID keeps antelopev2, facexlib's parser and EVA-CLIP together under face_encoder/.
+    folder = tmp_path / "repo" / "face_encoder"
+    shutil.copytree(tiny_pack, folder)
+    torch.save(BiSeNet().state_dict(), folder / "parsing_bisenet.pth")
+    clip = EvaClipVisionModel(**TINY_CLIP)
+    torch.save({f"visual.{k}": v for k, v in clip.state_dict().items()}, folder / "EVA02_CLIP_L_336_psz14_s6B.pt")
+    with pytest.raises(MissingWeightsError, match="does not match"):  # a full-size tower, as published
+        IdentityEncoder.from_pretrained(tmp_path / "repo", subfolder="face_encoder")
+    (folder / "EVA02_CLIP_L_336_psz14_s6B.pt").unlink()
+    encoder = IdentityEncoder.from_pretrained(tmp_path / "repo", subfolder="face_encoder")
+    image, bbox, _ = planted_face()
+    identity = encoder.encode(image)
     np.testing.assert_allclose(identity.face.bbox, bbox, atol=1e-3)
     assert identity.recognition_model == "glintr100" and identity.recognition.shape == (512,)
-    assert identity.parsing is not None
+    assert identity.parsing is not None and identity.clip_embeds is None
+
+
+def test_clip_features_and_their_round_trip(dlib_analyzer, astronaut, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    parser = FaceParser(BiSeNet())
+    clip = ClipVisionEncoder(EvaClipVisionModel(**TINY_CLIP))
+    identity = IdentityEncoder(dlib_analyzer, parser, clip).encode(astronaut)
+    assert identity.clip_embeds.shape == (24,) and identity.clip_hidden.shape == (2, 17, 32)
+    not_face = parser.parse(identity.crop).mask("not_face")[None]
+    expected = clip.encode(identity.crop[None], not_face)[0][0]
+    np.testing.assert_allclose(identity.clip_embeds, expected, atol=1e-6)  # the parsing map was applied
+    loaded = FaceIdentity.load(identity.save(tmp_path / "id.safetensors"))
+    np.testing.assert_array_equal(loaded.clip_hidden, identity.clip_hidden)
+    assert loaded.clip_model == identity.clip_model
 
 
 def test_face_index_chooses_the_face(dlib_analyzer, group: np.ndarray) -> None:
