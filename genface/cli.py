@@ -86,8 +86,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     for name, version in info["packages"].items():
         print(f"  {name:24} {version or 'not installed'}")
     cuda = info["devices"]["cuda"]
-    print(f"devices: cuda: {', '.join(cuda) if cuda else 'none'}; mps: {info['devices']['mps']}; "
-          f"cpu threads: {info['devices']['cpu_threads']}")
+    print(
+        f"devices: cuda: {', '.join(cuda) if cuda else 'none'}; mps: {info['devices']['mps']}; "
+        f"cpu threads: {info['devices']['cpu_threads']}"
+    )
     print("face backends:")
     for name, state in info["face_backends"].items():
         if name == "auto":
@@ -129,8 +131,10 @@ def cmd_identity(args: argparse.Namespace) -> int:
         print(f"identity saved: {output['saved']}")
     if "facesim" in output:
         sim = output["facesim"]
-        print(f"FaceSim ({sim['model']}; same person above ~{sim['match_threshold']}): "
-              f"mean {sim['mean']:.4f}, min {sim['min']:.4f} over {sim['frames']} frame(s)")
+        print(
+            f"FaceSim ({sim['model']}; same person above ~{sim['match_threshold']}): "
+            f"mean {sim['mean']:.4f}, min {sim['min']:.4f} over {sim['frames']} frame(s)"
+        )
         if sim["missing_frames"]:
             print(f"no face in frames: {sim['missing_frames']}")
     return 0

@@ -26,7 +26,9 @@ def resolve_folder(
     if local.exists():
         folder = local / subfolder if subfolder else local
         if not folder.is_dir():
-            raise MissingWeightsError(f"Folder {folder} does not exist (looked for subfolder {subfolder!r} in {local}).")
+            raise MissingWeightsError(
+                f"Folder {folder} does not exist (looked for subfolder {subfolder!r} in {local})."
+            )
         return folder
     repo_id = os.fspath(path_or_repo)
     if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
@@ -54,9 +56,13 @@ def resolve_folder(
     except RepositoryNotFoundError as exc:
         raise MissingWeightsError(f"Hub repository {repo_id!r} was not found (or you lack access). {how}") from exc
     except GatedRepoError as exc:
-        raise MissingWeightsError(f"Hub repository {repo_id!r} is gated: accept its licence on the Hub and log in. {how}") from exc
+        raise MissingWeightsError(
+            f"Hub repository {repo_id!r} is gated: accept its licence on the Hub and log in. {how}"
+        ) from exc
     except LocalEntryNotFoundError as exc:
-        raise OfflineError(f"Cannot reach the Hugging Face Hub for {repo_id!r} and it is not in the local cache. {how}") from exc
+        raise OfflineError(
+            f"Cannot reach the Hugging Face Hub for {repo_id!r} and it is not in the local cache. {how}"
+        ) from exc
     except (HfHubHTTPError, OSError) as exc:
         raise OfflineError(f"Downloading {repo_id!r} from the Hub failed ({exc}). {how}") from exc
     folder = Path(root) / subfolder if subfolder else Path(root)

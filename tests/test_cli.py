@@ -59,5 +59,7 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_console_script_help_shows_examples() -> None:
-    out = subprocess.run([sys.executable, "-m", "genface", "identity", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "genface", "identity", "--help"], capture_output=True, text=True, check=True
+    )
     assert "examples:" in out.stdout and "--save" in out.stdout

@@ -6,8 +6,9 @@ import re
 import shlex
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,8 @@ def test_readme_run_command_works() -> None:
 
 
 def test_import_genface_is_light() -> None:
-    code = "import sys, genface, genface.identity; print(sorted(m for m in ('torch', 'diffusers', 'insightface', 'dlib') if m in sys.modules))"
+    heavy = "('torch', 'diffusers', 'insightface', 'dlib')"
+    code = f"import sys, genface, genface.identity; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -45,7 +47,10 @@ def test_every_package_folder_is_installed() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     listed = set(config["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "genface").rglob("__init__.py")}
-    found |= {"genface.pipelines." + ".".join(p.parent.relative_to(ROOT / "pipelines").parts) for p in (ROOT / "pipelines").rglob("__init__.py")}
+    found |= {
+        "genface.pipelines." + ".".join(p.parent.relative_to(ROOT / "pipelines").parts)
+        for p in (ROOT / "pipelines").rglob("__init__.py")
+    }
     found = {name.rstrip(".") for name in found}
     assert found == listed
 

@@ -38,9 +38,10 @@ def _scrfd() -> onnx.ModelProto:
     for stride in (8, 16, 32):
         s = str(stride)
         nodes += [
-            helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[stride, stride], strides=[stride, stride]),
+            helper.make_node(
+                "AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[stride, stride], strides=[stride, stride]
+            ),
             helper.make_node("ReduceMean", [f"pool{s}"], [f"mean{s}"], axes=[1], keepdims=1),
-            _const(f"zero{s}", np.zeros((1, 1, 1, 1))),
         ]
         # Only stride 32 can fire: logit = 20 * mean - 10 there, a constant -10 elsewhere.
         gain = 20.0 if stride == STRIDE else 0.0

@@ -12,7 +12,13 @@ ARCFACE_TEMPLATE = np.array(
 )
 #: FFHQ-style 512x512 template (facexlib's face restoration helper, used by ConsisID).
 FFHQ_TEMPLATE = np.array(
-    [[192.98138, 239.94708], [318.90277, 240.1936], [256.63416, 314.01935], [201.26117, 371.41043], [313.08905, 371.15118]],
+    [
+        [192.98138, 239.94708],
+        [318.90277, 240.1936],
+        [256.63416, 314.01935],
+        [201.26117, 371.41043],
+        [313.08905, 371.15118],
+    ],
     dtype=np.float64,
 )
 TEMPLATES = {"arcface": (ARCFACE_TEMPLATE, 112), "ffhq": (FFHQ_TEMPLATE, 512)}
@@ -69,9 +75,7 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
 
 
-def paste_back(
-    image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None
-) -> np.ndarray:
+def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Warp an edited ``crop`` back into ``image`` (inverse of ``matrix``), blending with ``mask``.
 
     ``mask`` is in crop coordinates, float in [0, 1] (default: the whole crop). Pixels outside the

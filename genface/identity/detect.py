@@ -138,7 +138,12 @@ class FaceAnalyzer:
 
     @classmethod
     def from_pretrained(
-        cls, path_or_repo: str | os.PathLike, subfolder: str | None = None, *, model_name: str = "antelopev2", **kwargs: Any
+        cls,
+        path_or_repo: str | os.PathLike,
+        subfolder: str | None = None,
+        *,
+        model_name: str = "antelopev2",
+        **kwargs: Any,
     ) -> FaceAnalyzer:
         """insightface engine from a local folder or a Hub repo (e.g. ConsisID's ``face_encoder``)."""
         from genface.hub import resolve_folder

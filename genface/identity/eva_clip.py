@@ -137,9 +137,7 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, width))
         hidden = int(width * mlp_ratio)
-        self.blocks = nn.ModuleList(
-            _Block(width, width // head_width, hidden, layer_norm_eps) for _ in range(layers)
-        )
+        self.blocks = nn.ModuleList(_Block(width, width // head_width, hidden, layer_norm_eps) for _ in range(layers))
         self.norm = nn.LayerNorm(width, eps=layer_norm_eps)
         self.head = nn.Linear(width, embed_dim)
         cos, sin = rope_tables(grid, head_width, pt_hw_seq_len)
@@ -179,7 +177,11 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
             expected = {k: v.shape for k, v in cls(**config).state_dict().items()}
         missing = sorted(expected.keys() - state.keys())
         unexpected = sorted(state.keys() - expected.keys())
-        wrong = [f"{k} {tuple(state[k].shape)} != {tuple(shape)}" for k, shape in expected.items() if k in state and state[k].shape != shape]
+        wrong = [
+            f"{k} {tuple(state[k].shape)} != {tuple(shape)}"
+            for k, shape in expected.items()
+            if k in state and state[k].shape != shape
+        ]
         if missing or unexpected or wrong:
             raise MissingWeightsError(
                 f"{path} does not match this EVA-CLIP vision tower {dict(config) or '(EVA02-CLIP-L-14-336)'}: "
@@ -198,7 +200,9 @@ class ClipVisionEncoder:
     normalised with OpenAI CLIP statistics. Returns the L2-normalised embedding and the hidden states.
     """
 
-    def __init__(self, model: EvaClipVisionModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model: EvaClipVisionModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> None:
         self.model = model.to(device=device, dtype=dtype).eval()
         self.device = torch.device(device)
         self.dtype = dtype

@@ -220,7 +220,9 @@ class FaceParser:
         self.model = model.to(self.device).eval()
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike, subfolder: str | None = None, device: str = "cpu") -> FaceParser:
+    def from_pretrained(
+        cls, path_or_repo: str | os.PathLike, subfolder: str | None = None, device: str = "cpu"
+    ) -> FaceParser:
         """Load from a ``.pth`` checkpoint, a folder holding one (see :data:`CHECKPOINT_NAMES`),
         a folder written by ``BiSeNet.save_pretrained``, or a Hub repo (+ subfolder)."""
         from genface.hub import resolve_folder
@@ -228,7 +230,9 @@ class FaceParser:
         path = Path(path_or_repo).expanduser()
         if path.is_file():
             return cls(load_bisenet_checkpoint(path), device)
-        folder = resolve_folder(path_or_repo, subfolder, allow_patterns=[*CHECKPOINT_NAMES, "config.json", "*.safetensors"])
+        folder = resolve_folder(
+            path_or_repo, subfolder, allow_patterns=[*CHECKPOINT_NAMES, "config.json", "*.safetensors"]
+        )
         for name in CHECKPOINT_NAMES:
             if (folder / name).is_file():
                 return cls(load_bisenet_checkpoint(folder / name), device)

@@ -97,7 +97,9 @@ def face_similarity(
         ref = reference.recognition
     elif isinstance(reference, np.ndarray) and reference.ndim == 1:
         if reference.shape[0] != recognizer.dim:
-            raise ValueError(f"Reference embedding has {reference.shape[0]} dims; {recognizer.name} gives {recognizer.dim}.")
+            raise ValueError(
+                f"Reference embedding has {reference.shape[0]} dims; {recognizer.name} gives {recognizer.dim}."
+            )
         ref = reference / np.linalg.norm(reference)
     else:
         rgb = analyzer.load(reference)
@@ -113,5 +115,7 @@ def face_similarity(
         scores.append(float(recognizer.embed(rgb, faces[0]) @ ref) if faces else float("nan"))
     result = FaceSimResult(np.asarray(scores, dtype=np.float64), recognizer.name, recognizer.match_threshold)
     if result.missing_frames:
-        logger.warning("No face in %d of %d frame(s): %s", len(result.missing_frames), len(scores), result.missing_frames[:20])
+        logger.warning(
+            "No face in %d of %d frame(s): %s", len(result.missing_frames), len(scores), result.missing_frames[:20]
+        )
     return result

@@ -7,7 +7,6 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,7 +14,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from genface.errors import InvalidImageError, OfflineError
 from genface.media._files import atomic_path
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray
 
 #: Largest image accepted by default (64 megapixels); guards against decompression bombs.
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -83,7 +82,9 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
             raise InvalidImageError("Image array contains NaN or infinite values.")
         data = (np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     else:
-        raise InvalidImageError(f"Image array dtype {array.dtype} is not supported; use uint8, uint16 or float in [0, 1].")
+        raise InvalidImageError(
+            f"Image array dtype {array.dtype} is not supported; use uint8, uint16 or float in [0, 1]."
+        )
     if data.shape[2] == 1:
         data = np.repeat(data, 3, axis=2)
     elif data.shape[2] == 4:

@@ -14,7 +14,9 @@ from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, Fac
 from genface.identity.align import template_points
 from tests.tiny_models import planted_face
 
-TINY_CLIP = dict(image_size=28, patch_size=7, width=32, layers=9, head_width=8, embed_dim=24, hidden_state_layers=[4, 8])
+TINY_CLIP = dict(
+    image_size=28, patch_size=7, width=32, layers=9, head_width=8, embed_dim=24, hidden_state_layers=[4, 8]
+)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,9 @@ import torch
 from genface.errors import MissingWeightsError
 from genface.identity.eva_clip import ClipVisionEncoder, EvaClipVisionModel
 
-TINY = dict(image_size=28, patch_size=7, width=32, layers=9, head_width=8, mlp_ratio=2.6667, embed_dim=24, pt_hw_seq_len=16)
+TINY = dict(
+    image_size=28, patch_size=7, width=32, layers=9, head_width=8, mlp_ratio=2.6667, embed_dim=24, pt_hw_seq_len=16
+)
 
 
 def _reference_module():
@@ -98,7 +100,7 @@ def test_parity_with_reference_implementation(reference_and_checkpoint) -> None:
         embed, hidden = ours(x)
     torch.testing.assert_close(embed, ref_embed, rtol=1e-4, atol=1e-5)
     assert len(hidden) == len(ref_hidden) == 2
-    for a, b in zip(hidden, ref_hidden):
+    for a, b in zip(hidden, ref_hidden, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -133,9 +135,13 @@ def test_encoder_preprocess_and_outputs(reference_and_checkpoint, tmp_path: Path
     not_face[:, :, :32] = True
     pixels = encoder.preprocess(crops, not_face)
     assert pixels.shape == (2, 3, 28, 28)
-    white = (1.0 - torch.tensor([0.48145466, 0.4578275, 0.40821073])) / torch.tensor([0.26862954, 0.26130258, 0.27577711])
+    white = (1.0 - torch.tensor([0.48145466, 0.4578275, 0.40821073])) / torch.tensor(
+        [0.26862954, 0.26130258, 0.27577711]
+    )
     torch.testing.assert_close(pixels[0, :, 5, 3], white, atol=1e-4, rtol=0)  # masked half is white
-    assert torch.allclose(pixels[0, 0, 5, 20] * 0.26862954 + 0.48145466, pixels[0, 1, 5, 20] * 0.26130258 + 0.4578275, atol=1e-5)  # gray
+    assert torch.allclose(
+        pixels[0, 0, 5, 20] * 0.26862954 + 0.48145466, pixels[0, 1, 5, 20] * 0.26130258 + 0.4578275, atol=1e-5
+    )  # gray
     embeds, hidden = encoder.encode(crops, not_face)
     assert embeds.shape == (2, 24) and np.allclose(np.linalg.norm(embeds, axis=1), 1, atol=1e-5)
     assert hidden.shape == (2, 2, 17, 32)

@@ -38,7 +38,9 @@ def test_embedding_matches_insightface_face_analysis(tiny_pack: Path) -> None:
     analyzer = FaceAnalyzer("insightface", model_root=tiny_pack)
     image, _, _ = planted_face(3, 9)
     ours = analyzer.embed(image, analyzer.get(image))
-    app = insightface.app.FaceAnalysis(name=str(tiny_pack / "models" / "antelopev2"), providers=["CPUExecutionProvider"])
+    app = insightface.app.FaceAnalysis(
+        name=str(tiny_pack / "models" / "antelopev2"), providers=["CPUExecutionProvider"]
+    )
     app.prepare(ctx_id=-1, det_size=(640, 640))
     reference = app.get(np.ascontiguousarray(image[..., ::-1]))
     assert len(reference) == 1

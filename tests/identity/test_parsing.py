@@ -38,7 +38,9 @@ def _face_parsing_pytorch_layout(model: BiSeNet) -> dict[str, torch.Tensor]:
     return {f"module.{k}": v for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize(("name", "layout"), [("parsing_bisenet.pth", _facexlib_layout), ("79999_iter.pth", _face_parsing_pytorch_layout)])
+@pytest.mark.parametrize(
+    ("name", "layout"), [("parsing_bisenet.pth", _facexlib_layout), ("79999_iter.pth", _face_parsing_pytorch_layout)]
+)
 def test_both_published_layouts_load(tmp_path: Path, random_bisenet: BiSeNet, name: str, layout) -> None:
     torch.save(layout(random_bisenet), tmp_path / name)
     parser = FaceParser.from_pretrained(tmp_path)
@@ -74,7 +76,9 @@ def test_parity_with_facexlib_reference(random_bisenet: BiSeNet) -> None:
 
 
 def test_wrong_checkpoint_is_refused(tmp_path: Path) -> None:
-    torch.save({"conv_out.conv_out.weight": torch.zeros(19, 256, 1, 1), "other.weight": torch.zeros(2)}, tmp_path / "x.pth")
+    torch.save(
+        {"conv_out.conv_out.weight": torch.zeros(19, 256, 1, 1), "other.weight": torch.zeros(2)}, tmp_path / "x.pth"
+    )
     with pytest.raises(MissingWeightsError, match="not a BiSeNet"):
         load_bisenet_checkpoint(tmp_path / "x.pth")
     (tmp_path / "empty").mkdir()

@@ -132,7 +132,7 @@ class DlibBackend(FaceBackend):
     def _rects(self, image: np.ndarray, threshold: float) -> list[tuple[Any, float]]:
         if self._hog is not None:
             rects, scores, _ = self._hog.run(image, _UPSAMPLE, threshold)
-            return list(zip(rects, scores))
+            return list(zip(rects, scores, strict=True))
         return [(d.rect, d.confidence) for d in self._cnn(image, _UPSAMPLE) if d.confidence >= threshold]
 
     def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
