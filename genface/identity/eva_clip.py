@@ -203,7 +203,8 @@ class ClipVisionEncoder:
     def __init__(
         self, model: EvaClipVisionModel, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> None:
-        self.model = model.to(device=device, dtype=dtype).eval()
+        model = model.to(device)
+        self.model = (model if model.dtype == dtype else model.to(dtype)).eval()
         self.device = torch.device(device)
         self.dtype = dtype
         self.name = "eva02_clip_l14_336" if model.config.width == 1024 else f"eva02_clip_w{model.config.width}"

@@ -1,0 +1,72 @@
+"""Identity-stack throughput on real photos: detection, embedding, parsing and CLIP features per face.
+
+    python -m benchmarks.identity_stack [--device cpu|cuda] [--repeats N]
+
+Parsing and EVA02-CLIP run at their real published sizes with random weights (the cost does not
+depend on the values). Prints a table of median milliseconds per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceAnalyzer, FaceParser, IdentityEncoder
+from genface.media import load_image
+from genface.samples import sample_path
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
+    fn()  # warm-up
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    group, astronaut = load_image(sample_path("group")), load_image(sample_path("astronaut"))
+
+    analyzer = FaceAnalyzer("auto")
+    face = analyzer.get(astronaut)
+    torch.manual_seed(0)
+    face_parser = FaceParser(BiSeNet(), args.device)
+    clip = ClipVisionEncoder(EvaClipVisionModel(), args.device)
+    encoder = IdentityEncoder(analyzer, face_parser, clip)
+    crop = analyzer.align(astronaut, face, "ffhq")
+
+    rows = [
+        (f"detect, group photo {group.shape[1]}x{group.shape[0]} (6 faces)", lambda: analyzer.detect(group)),
+        (f"detect, portrait {astronaut.shape[1]}x{astronaut.shape[0]}", lambda: analyzer.detect(astronaut)),
+        (f"recognition embedding ({analyzer.recognizer.name})", lambda: analyzer.embed(astronaut, face)),
+        ("align to 512 FFHQ crop", lambda: analyzer.align(astronaut, face, "ffhq")),
+        ("BiSeNet parsing, 512x512", lambda: face_parser.parse(crop)),
+        ("EVA02-CLIP-L-14-336 features", lambda: clip.encode(crop[None])),
+        ("IdentityEncoder.encode (all of the above)", lambda: encoder.encode(astronaut)),
+    ]
+    print(
+        f"# identity stack on {args.device} ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), backend={analyzer.backend.name}, torch {torch.__version__}"
+    )
+    print(f"| step | median ms (of {args.repeats}) |")
+    print("|---|---:|")
+    for label, fn in rows:
+        print(f"| {label} | {_median_ms(fn, args.repeats, sync):.1f} |")
+
+
+if __name__ == "__main__":
+    main()
