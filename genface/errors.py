@@ -32,6 +32,10 @@ class FaceTooSmallError(GenfaceError, ValueError):
     """The chosen face is too small to carry identity."""
 
 
+class InvalidIdentityFileError(GenfaceError, ValueError):
+    """A file given as a saved FaceIdentity is not one (or is from an incompatible version)."""
+
+
 class MissingWeightsError(GenfaceError, FileNotFoundError):
     """Model weights were not found; the message lists where they were looked for."""
 

@@ -48,8 +48,8 @@ def resolve_folder(
     patterns = [prefix + p for p in (allow_patterns or ["*"])]
     include = " ".join(f"--include '{p}'" for p in patterns)
     how = (
-        f"Download it on a machine with access (`hf download {repo_id} {include} --local-dir DIR`) "
-        "and pass DIR instead of the repo id."
+        f"There is no local folder {repo_id!r} either. Download the files on a machine with access "
+        f"(`hf download {repo_id} {include} --local-dir DIR`) and pass DIR instead of the repo id."
     )
     try:
         root = snapshot_download(repo_id, allow_patterns=patterns, revision=revision)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genface.errors import InvalidImageError, MissingWeightsError
+from genface.errors import InvalidIdentityFileError, MissingWeightsError
 
 #: Names of the five keypoints, in insightface order (left/right as seen in the image).
 KPS_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
@@ -134,12 +134,12 @@ class FaceIdentity:
                 header = (handle.metadata() or {}).get("genface")
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except (SafetensorError, OSError) as exc:
-            raise InvalidImageError(f"{path} is not a safetensors file: {exc}") from exc
+            raise InvalidIdentityFileError(f"{path} is not a safetensors file: {exc}") from exc
         meta = json.loads(header) if header else {}
         if meta.get("format") != _FORMAT:
-            raise InvalidImageError(f"{path} is a safetensors file but not a saved FaceIdentity.")
+            raise InvalidIdentityFileError(f"{path} is a safetensors file but not a saved FaceIdentity.")
         if meta.get("format_version") != _FORMAT_VERSION:
-            raise InvalidImageError(
+            raise InvalidIdentityFileError(
                 f"{path} has FaceIdentity format version {meta.get('format_version')}; this genface reads "
                 f"{_FORMAT_VERSION}. Re-encode the face with `genface identity --save`."
             )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from genface.errors import InvalidImageError, MissingWeightsError
+from genface.errors import InvalidIdentityFileError, MissingWeightsError
 from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceIdentity, FaceParser, IdentityEncoder
 from genface.identity.align import template_points
 from tests.tiny_models import planted_face
@@ -55,10 +55,10 @@ def test_load_refuses_other_files(tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
     save_file({"x": np.zeros(2, np.float32)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(InvalidImageError, match="not a saved FaceIdentity"):
+    with pytest.raises(InvalidIdentityFileError, match="not a saved FaceIdentity"):
         FaceIdentity.load(tmp_path / "other.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"junk")
-    with pytest.raises(InvalidImageError, match="not a safetensors file"):
+    with pytest.raises(InvalidIdentityFileError, match="not a safetensors file"):
         FaceIdentity.load(tmp_path / "junk.safetensors")
     with pytest.raises(MissingWeightsError, match="not found"):
         FaceIdentity.load(tmp_path / "none.safetensors")
