@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 MIN_FACE_SIZE = 32
 
 
+def describe_source(image: object, default: str = "the image") -> str:
+    """How an image is named in messages: its path, or ``default``."""
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else default
+
+
 def _describe(faces: Sequence[Face]) -> str:
     return "; ".join(f"#{i}: box {np.round(f.bbox).astype(int).tolist()}" for i, f in enumerate(faces))
 
@@ -164,10 +169,21 @@ class FaceAnalyzer:
         faces = self.backend.detect(self.load(image), self.det_thresh)
         return sorted(faces, key=lambda f: f.area, reverse=True)
 
-    def get(self, image: ImageInput, face_index: int | None = None, *, require_single: bool = False) -> Face:
-        """Detect and choose one face (see :func:`choose_face`)."""
+    def get(
+        self,
+        image: ImageInput,
+        face_index: int | None = None,
+        *,
+        require_single: bool = False,
+        what: str | None = None,
+    ) -> Face:
+        """Detect and choose one face (see :func:`choose_face`); ``what`` names the image in errors."""
         return choose_face(
-            self.detect(image), face_index, require_single=require_single, min_face_size=self.min_face_size
+            self.detect(image),
+            face_index,
+            require_single=require_single,
+            min_face_size=self.min_face_size,
+            what=what or describe_source(image),
         )
 
     @staticmethod

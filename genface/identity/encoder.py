@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from genface.identity.align import TEMPLATES, align_face
-from genface.identity.detect import FaceAnalyzer, choose_face
+from genface.identity.detect import FaceAnalyzer, describe_source
 from genface.identity.eva_clip import CHECKPOINT_NAME as CLIP_CHECKPOINT
 from genface.identity.eva_clip import ClipVisionEncoder
 from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser
@@ -70,14 +70,7 @@ class IdentityEncoder:
     def encode(self, image: ImageInput, face_index: int | None = None, *, require_single: bool = False) -> FaceIdentity:
         """Detect, choose, align, parse and embed the face in ``image``."""
         rgb = self.analyzer.load(image)
-        what = f"{os.fspath(image)}" if isinstance(image, (str, os.PathLike)) else "the image"
-        face = choose_face(
-            self.analyzer.detect(rgb),
-            face_index,
-            require_single=require_single,
-            min_face_size=self.analyzer.min_face_size,
-            what=what,
-        )
+        face = self.analyzer.get(rgb, face_index, require_single=require_single, what=describe_source(image))
         crop, matrix = align_face(rgb, face.kps, self.crop_template, self.crop_size, border=255)
         recognizer = self.analyzer.recognizer
         parsing = None if self.parser is None else self.parser.parse(crop)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from genface.errors import MissingWeightsError
-from genface.identity.detect import FaceAnalyzer
+from genface.identity.detect import FaceAnalyzer, describe_source
 from genface.identity.types import FaceIdentity
 from genface.media.image import ImageInput
 
@@ -103,10 +103,7 @@ def face_similarity(
         ref = reference / np.linalg.norm(reference)
     else:
         rgb = analyzer.load(reference)
-        what = os.fspath(reference) if isinstance(reference, (str, os.PathLike)) else "the reference image"
-        from genface.identity.detect import choose_face
-
-        face = choose_face(analyzer.detect(rgb), face_index, min_face_size=analyzer.min_face_size, what=what)
+        face = analyzer.get(rgb, face_index, what=describe_source(reference, "the reference image"))
         ref = recognizer.embed(rgb, face)
     scores = []
     for frame in _frames(frames):
