@@ -79,6 +79,12 @@ def test_missing_weights_say_where_they_were_looked_for(tmp_path: Path) -> None:
         FaceAnalyzer("auto", model_root=tmp_path)  # an explicit folder is never silently ignored
 
 
+def test_pack_without_detector(tiny_pack: Path, tmp_path: Path) -> None:
+    (tmp_path / "glintr100.onnx").symlink_to(tiny_pack / "models" / "antelopev2" / "glintr100.onnx")
+    with pytest.raises(MissingWeightsError, match="no face-detection ONNX model"):
+        FaceAnalyzer("insightface", model_root=tmp_path)
+
+
 def test_from_pretrained_local_folder_with_subfolder(tiny_pack: Path) -> None:
     repo = tiny_pack.parent
     analyzer = FaceAnalyzer.from_pretrained(repo, subfolder=tiny_pack.name)

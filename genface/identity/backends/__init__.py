@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
 
 import numpy as np
 
@@ -31,10 +30,6 @@ class FaceBackend(abc.ABC):
     @abc.abstractmethod
     def recognizer(self) -> Recognizer | None:
         """The engine's recognition model, if it has one."""
-
-    @abc.abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Where the engine's weights came from, for ``genface info``."""
 
 
 BACKEND_NAMES = ("insightface", "dlib")

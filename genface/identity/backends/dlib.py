@@ -146,6 +146,3 @@ class DlibBackend(FaceBackend):
             bbox = [rect.left(), rect.top(), rect.right(), rect.bottom()]
             faces.append(Face(bbox, score, kps_from_68(points), points).scaled(1.0 / scale))
         return faces
-
-    def describe(self) -> dict[str, Any]:
-        return {"detector": self.detector, "weights": str(self.model_dir), "recognizer": self._recognizer.name}

@@ -88,11 +88,17 @@ class InsightFaceBackend(FaceBackend):
         insightface = _import_insightface()
         self.model_dir = find_model_dir(model_root, model_name)
         self.model_name = model_name
-        app = insightface.app.FaceAnalysis(
-            name=str(self.model_dir), allowed_modules=list(_TASKS), providers=_providers(providers)
-        )
-        ctx = 0 if "CUDAExecutionProvider" in _providers(providers) else -1
-        app.prepare(ctx_id=ctx, det_size=_DET_SIZE)
+        providers = _providers(providers)
+        try:
+            app = insightface.app.FaceAnalysis(
+                name=str(self.model_dir), allowed_modules=list(_TASKS), providers=providers
+            )
+        except AssertionError as exc:  # insightface's way of saying that no detection model was found
+            raise MissingWeightsError(
+                f"{self.model_dir} has no face-detection ONNX model (antelopev2: scrfd_10g_bnkps.onnx; "
+                "buffalo_l: det_10g.onnx)."
+            ) from exc
+        app.prepare(ctx_id=0 if "CUDAExecutionProvider" in providers else -1, det_size=_DET_SIZE)
         self._detector = app.models["detection"]
         self._landmarks = app.models.get("landmark_2d_106")
         recognition = app.models.get("recognition")
@@ -118,10 +124,3 @@ class InsightFaceBackend(FaceBackend):
                 landmarks = self._landmarks.get(bgr, raw)
             faces.append(Face(boxes[i, :4], boxes[i, 4], kpss[i], landmarks))
         return faces
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.model_name,
-            "weights": str(self.model_dir),
-            "recognizer": self._recognizer.name if self._recognizer else None,
-        }
