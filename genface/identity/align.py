@@ -21,7 +21,13 @@ FFHQ_TEMPLATE = np.array(
     ],
     dtype=np.float64,
 )
-TEMPLATES = {"arcface": (ARCFACE_TEMPLATE, 112), "ffhq": (FFHQ_TEMPLATE, 512)}
+#: name -> (points, native size, how the transform is fitted, border colour) as each reference does it:
+#: insightface fits ArcFace crops by least squares with a black border; facexlib (ConsisID) fits FFHQ
+#: crops with LMedS and a gray border.
+TEMPLATES = {
+    "arcface": (ARCFACE_TEMPLATE, 112, "lstsq", (0, 0, 0)),
+    "ffhq": (FFHQ_TEMPLATE, 512, "lmeds", (135, 133, 132)),
+}
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -51,22 +57,31 @@ def template_points(template: str = "arcface", size: int | None = None) -> np.nd
     """Keypoint template scaled to a ``size`` x ``size`` crop."""
     if template not in TEMPLATES:
         raise ValueError(f"Unknown alignment template {template!r}; choose from {sorted(TEMPLATES)}.")
-    points, native = TEMPLATES[template]
+    points, native = TEMPLATES[template][:2]
     return points * ((size or native) / native)
 
 
 def alignment_matrix(kps: np.ndarray, template: str = "arcface", size: int | None = None) -> np.ndarray:
     """2x3 matrix mapping image pixels to the aligned crop of the face with keypoints ``kps``."""
-    return similarity_transform(np.asarray(kps).reshape(5, 2), template_points(template, size))
+    src, dst = np.asarray(kps, dtype=np.float64).reshape(5, 2), template_points(template, size)
+    if TEMPLATES[template][2] == "lmeds":
+        matrix = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)[0]
+        if matrix is not None:
+            return matrix
+    return similarity_transform(src, dst)
 
 
 def align_face(
-    image: np.ndarray, kps: np.ndarray, template: str = "arcface", size: int | None = None, border: int = 0
+    image: np.ndarray, kps: np.ndarray, template: str = "arcface", size: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``image`` so the face's keypoints land on ``template``; returns ``(crop, matrix)``."""
+    """Warp ``image`` so the face's keypoints land on ``template``; returns ``(crop, matrix)``.
+
+    Outside the image the crop takes the template's border colour (as its reference implementation).
+    """
     matrix = alignment_matrix(kps, template, size)
     size = size or TEMPLATES[template][1]
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=(border,) * 3)
+    border = TEMPLATES[template][3]
+    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=border)
     return crop, matrix
 
 

@@ -31,8 +31,9 @@ class Recognizer(abc.ABC):
     match_threshold: float
 
     @abc.abstractmethod
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
-        """Embedding of ``face`` found in the RGB uint8 ``image``; float32, unit length."""
+    def embed(self, image: np.ndarray, face: Face, normalize: bool = True) -> np.ndarray:
+        """Embedding of ``face`` found in the RGB uint8 ``image``, float32: unit length, or the network's
+        raw output when ``normalize`` is False (ConsisID conditions on the raw ArcFace embedding)."""
 
 
 class ArcFaceRecognizer(Recognizer):
@@ -60,11 +61,12 @@ class ArcFaceRecognizer(Recognizer):
             raise ValueError(f"{path} is an insightface {model.taskname!r} model, not a recognition model.")
         return cls(model, Path(path).stem)
 
-    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+    def embed_aligned(self, crops: np.ndarray, normalize: bool = True) -> np.ndarray:
         """Embeddings of already aligned RGB crops (N x S x S x 3, S = input size)."""
         bgr = [np.ascontiguousarray(c[..., ::-1]) for c in np.asarray(crops).reshape(-1, *crops.shape[-3:])]
-        return l2_normalize(self._model.get_feat(bgr))
+        features = np.asarray(self._model.get_feat(bgr), dtype=np.float32)
+        return l2_normalize(features) if normalize else features
 
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+    def embed(self, image: np.ndarray, face: Face, normalize: bool = True) -> np.ndarray:
         crop, _ = align_face(image, face.kps, "arcface", self.input_size)
-        return self.embed_aligned(crop[None])[0]
+        return self.embed_aligned(crop[None], normalize)[0]

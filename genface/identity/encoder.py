@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from genface.identity.align import TEMPLATES, align_face
 from genface.identity.detect import FaceAnalyzer, describe_source
+from genface.identity.embed import l2_normalize
 from genface.identity.eva_clip import CHECKPOINT_NAME as CLIP_CHECKPOINT
 from genface.identity.eva_clip import ClipVisionEncoder
 from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser
@@ -71,8 +74,9 @@ class IdentityEncoder:
         """Detect, choose, align, parse and embed the face in ``image``."""
         rgb = self.analyzer.load(image)
         face = self.analyzer.get(rgb, face_index, require_single=require_single, what=describe_source(image))
-        crop, matrix = align_face(rgb, face.kps, self.crop_template, self.crop_size, border=255)
+        crop, matrix = align_face(rgb, face.kps, self.crop_template, self.crop_size)
         recognizer = self.analyzer.recognizer
+        raw = None if recognizer is None else recognizer.embed(rgb, face, normalize=False)
         parsing = None if self.parser is None else self.parser.parse(crop)
         clip_embeds = clip_hidden = None
         if self.clip is not None:
@@ -84,7 +88,8 @@ class IdentityEncoder:
             crop=crop,
             crop_matrix=matrix.astype("float32"),
             crop_template=self.crop_template,
-            recognition=None if recognizer is None else recognizer.embed(rgb, face),
+            recognition=None if raw is None else l2_normalize(raw),
+            recognition_norm=None if raw is None else float(np.linalg.norm(raw)),
             recognition_model=None if recognizer is None else recognizer.name,
             parsing=None if parsing is None else parsing.labels,
             clip_embeds=clip_embeds,

@@ -223,9 +223,9 @@ class ClipVisionEncoder:
     def preprocess(self, crops: np.ndarray, not_face: np.ndarray | None = None) -> torch.Tensor:
         """NxSxSx3 uint8 crops (and NxSxS boolean masks of what to paint white) -> model input."""
         x = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float() / 255.0
-        if not_face is not None:
-            x = torch.where(torch.from_numpy(np.asarray(not_face))[:, None], torch.ones_like(x), x)
         gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None].expand(-1, 3, -1, -1)
+        if not_face is not None:
+            gray = torch.where(torch.from_numpy(np.asarray(not_face))[:, None], torch.ones_like(gray), gray)
         size = self.model.config.image_size
         x = F.interpolate(gray, (size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
         mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)

@@ -75,6 +75,8 @@ class FaceIdentity:
         crop_matrix: 2x3 affine matrix mapping source-image pixels into ``crop``.
         crop_template: name of the alignment template of ``crop``.
         recognition: L2-normalised recognition embedding (ArcFace 512-d, or dlib 128-d offline).
+        recognition_norm: L2 norm of the raw embedding (``recognition * recognition_norm`` is the
+            network's output, which ConsisID conditions on).
         recognition_model: name of the model that produced ``recognition``.
         parsing: SxS uint8 CelebAMask-HQ class map of ``crop``, when a face parser was used.
         clip_embeds / clip_hidden: CLIP-vision features, when a CLIP-vision encoder was used.
@@ -86,6 +88,7 @@ class FaceIdentity:
     crop_matrix: np.ndarray
     crop_template: str
     recognition: np.ndarray | None = None
+    recognition_norm: float | None = None
     recognition_model: str | None = None
     parsing: np.ndarray | None = None
     clip_embeds: np.ndarray | None = None
@@ -113,6 +116,7 @@ class FaceIdentity:
             "image_size": list(self.image_size),
             "crop_template": self.crop_template,
             "recognition_model": self.recognition_model,
+            "recognition_norm": self.recognition_norm,
             "clip_model": self.clip_model,
             "extra": self.extra,
         }
@@ -151,6 +155,7 @@ class FaceIdentity:
             image_size=tuple(meta["image_size"]),
             crop_template=meta["crop_template"],
             recognition_model=meta.get("recognition_model"),
+            recognition_norm=meta.get("recognition_norm"),
             clip_model=meta.get("clip_model"),
             extra=meta.get("extra", {}),
             **arrays,

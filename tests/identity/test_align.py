@@ -97,6 +97,15 @@ def test_paste_back_round_trip(angle, scale) -> None:
     np.testing.assert_array_equal(out[untouched], image[untouched])  # outside: exactly the original
 
 
+def test_borders_follow_each_reference(portrait: np.ndarray) -> None:
+    # A face at the image corner: part of each crop lies outside the image.
+    kps = ARCFACE_TEMPLATE - 40
+    arcface, _ = align_face(portrait, kps, "arcface")
+    ffhq, _ = align_face(portrait, kps, "ffhq")
+    assert (arcface[0, 0] == 0).all()  # insightface's norm_crop: black
+    assert tuple(ffhq[0, 0]) == (135, 133, 132)  # facexlib's align_warp_face: gray
+
+
 def test_unknown_template() -> None:
     with pytest.raises(ValueError, match="Unknown alignment template"):
         alignment_matrix(ARCFACE_TEMPLATE, "nope")

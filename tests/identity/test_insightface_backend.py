@@ -48,6 +48,22 @@ def test_embedding_matches_insightface_face_analysis(tiny_pack: Path) -> None:
     assert analyzer.recognizer.name == "glintr100" and analyzer.recognizer.dim == 512
 
 
+def test_identity_keeps_the_raw_arcface_embedding_consisid_uses(tiny_pack: Path) -> None:
+    # ConsisID conditions on insightface's un-normalised `face.embedding`.
+    import insightface
+
+    from genface.identity import IdentityEncoder
+
+    image, _, _ = planted_face(4, 6)
+    identity = IdentityEncoder(FaceAnalyzer("insightface", model_root=tiny_pack)).encode(image)
+    app = insightface.app.FaceAnalysis(
+        name=str(tiny_pack / "models" / "antelopev2"), providers=["CPUExecutionProvider"]
+    )
+    app.prepare(ctx_id=-1, det_size=(640, 640))
+    raw = app.get(np.ascontiguousarray(image[..., ::-1]))[0].embedding
+    np.testing.assert_allclose(identity.recognition * identity.recognition_norm, raw, rtol=1e-5, atol=1e-6)
+
+
 def test_recognizer_from_onnx_file(tiny_pack: Path) -> None:
     recognizer = ArcFaceRecognizer.from_onnx(tiny_pack / "models" / "antelopev2" / "glintr100.onnx")
     image, _, _ = planted_face()

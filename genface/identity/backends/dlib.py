@@ -93,10 +93,10 @@ class DlibRecognizer(Recognizer):
             return dlib.full_object_detection(rect, points)
         return self._predictor(image, rect)
 
-    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+    def embed(self, image: np.ndarray, face: Face, normalize: bool = True) -> np.ndarray:
         image = np.ascontiguousarray(image)
-        descriptor = self._model.compute_face_descriptor(image, self._shape(image, face), 0, 0.25)
-        return l2_normalize(np.asarray(descriptor))
+        descriptor = np.asarray(self._model.compute_face_descriptor(image, self._shape(image, face), 0, 0.25))
+        return l2_normalize(descriptor) if normalize else descriptor.astype(np.float32)
 
 
 class DlibBackend(FaceBackend):
