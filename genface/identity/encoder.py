@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from genface.identity.eva_clip import ClipVisionEncoder
 from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser
 from genface.identity.types import FaceIdentity
 from genface.media.image import ImageInput
+
+if TYPE_CHECKING:
+    import torch
 
 
 class IdentityEncoder:
@@ -69,6 +73,38 @@ class IdentityEncoder:
         parser = FaceParser.from_pretrained(folder, device=device) if has_parser else None
         clip = ClipVisionEncoder.from_pretrained(folder, device) if (folder / CLIP_CHECKPOINT).is_file() else None
         return cls(analyzer, parser, clip, **kwargs)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write the encoders in ConsisID's ``face_encoder`` layout (loadable by :meth:`from_pretrained`)."""
+        import shutil
+
+        import torch
+
+        from genface.identity.backends.insightface import InsightFaceBackend
+
+        backend = self.analyzer.backend
+        if not isinstance(backend, InsightFaceBackend):
+            raise ValueError(
+                f"Only insightface-based encoders have a published layout to save; this one uses {backend.name}."
+            )
+        folder = Path(folder)
+        pack = folder / "models" / backend.model_name
+        pack.mkdir(parents=True, exist_ok=True)
+        for onnx_file in backend.model_dir.glob("*.onnx"):
+            shutil.copy2(onnx_file, pack / onnx_file.name)
+        if self.parser is not None:
+            torch.save(self.parser.model.state_dict(), folder / CHECKPOINT_NAMES[0])
+        if self.clip is not None:
+            torch.save(self.clip.model.eva_state_dict(), folder / CLIP_CHECKPOINT)
+        return folder
+
+    def to(self, device: str | torch.device) -> IdentityEncoder:
+        """Move the torch parts (parser, CLIP-vision) to ``device``; the ONNX engines choose their own."""
+        if self.parser is not None:
+            self.parser = FaceParser(self.parser.model, device)
+        if self.clip is not None:
+            self.clip = ClipVisionEncoder(self.clip.model, device, self.clip.dtype)
+        return self
 
     def encode(self, image: ImageInput, face_index: int | None = None, *, require_single: bool = False) -> FaceIdentity:
         """Detect, choose, align, parse and embed the face in ``image``."""

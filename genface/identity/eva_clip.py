@@ -132,6 +132,11 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
         hidden_state_layers: Sequence[int] = (4, 8, 12, 16, 20),
     ) -> None:
         super().__init__()
+        if width % head_width or image_size % patch_size:
+            raise ValueError(
+                f"EVA-CLIP config: width {width} must be a multiple of head_width {head_width}, and image_size "
+                f"{image_size} of patch_size {patch_size}."
+            )
         grid = image_size // patch_size
         self.patch_embed = _PatchEmbed(patch_size, width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
@@ -158,9 +163,35 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
             x = block(x, cos, sin)
         return self.head(self.norm(x)[:, 0]), hidden
 
+    @staticmethod
+    def config_from_state_dict(state: dict[str, torch.Tensor], head_width: int = 64) -> dict[str, object]:
+        """The tower's config read off its weights' shapes (heads cannot be read off: ``head_width``)."""
+        width = state["pos_embed"].shape[-1]
+        patch_size = state["patch_embed.proj.weight"].shape[-1]
+        grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
+        layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+        return {
+            "image_size": grid * patch_size,
+            "patch_size": patch_size,
+            "width": width,
+            "layers": layers,
+            "head_width": head_width,
+            "mlp_ratio": state["blocks.0.mlp.w1.weight"].shape[0] / width,
+            "embed_dim": state["head.weight"].shape[0],
+            # EVA-CLIP's rule: the states entering every 4th block, up to block 20.
+            "hidden_state_layers": [i for i in range(1, layers) if i <= 20 and i % 4 == 0],
+        }
+
+    def eva_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights in the published layout (``visual.*``), for ``torch.save`` as ConsisID ships them."""
+        return {f"visual.{k}": v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+
     @classmethod
     def from_eva_checkpoint(cls, path: str | os.PathLike, **config: object) -> EvaClipVisionModel:
-        """Load the vision tower from a published EVA-CLIP ``.pt`` (the whole CLIP, or its ``visual.*``)."""
+        """Load the vision tower from a published EVA-CLIP ``.pt`` (the whole CLIP, or its ``visual.*``).
+
+        Without ``config``, the shapes of the weights decide it (EVA02-CLIP-L-14-336 for ConsisID's file).
+        """
         from genface.hub import load_state_dict
 
         state = load_state_dict(path)
@@ -173,6 +204,8 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
             state = {k.removeprefix("visual."): v for k, v in state.items() if k.startswith("visual.")}
         # RoPE tables are recomputed from the config; published files may carry them as buffers.
         state = {k: v for k, v in state.items() if not k.endswith(("freqs_cos", "freqs_sin"))}
+        if not config and "pos_embed" in state:
+            config = cls.config_from_state_dict(state)
         with torch.device("meta"):  # check names and shapes before allocating the real tower
             expected = {k: v.shape for k, v in cls(**config).state_dict().items()}
         missing = sorted(expected.keys() - state.keys())

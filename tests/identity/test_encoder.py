@@ -14,8 +14,9 @@ from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, Fac
 from genface.identity.align import template_points
 from tests.tiny_models import planted_face
 
+# head_width 64 as published: a ConsisID-layout file stores no config and is read at that head width.
 TINY_CLIP = dict(
-    image_size=28, patch_size=7, width=32, layers=9, head_width=8, embed_dim=24, hidden_state_layers=[4, 8]
+    image_size=28, patch_size=7, width=64, layers=9, head_width=64, embed_dim=24, hidden_state_layers=[4, 8]
 )
 
 
@@ -71,15 +72,19 @@ def test_from_pretrained_consisid_layout(tiny_pack: Path, tmp_path: Path) -> Non
     torch.save(BiSeNet().state_dict(), folder / "parsing_bisenet.pth")
     clip = EvaClipVisionModel(**TINY_CLIP)
     torch.save({f"visual.{k}": v for k, v in clip.state_dict().items()}, folder / "EVA02_CLIP_L_336_psz14_s6B.pt")
-    with pytest.raises(MissingWeightsError, match="does not match"):  # a full-size tower, as published
-        IdentityEncoder.from_pretrained(tmp_path / "repo", subfolder="face_encoder")
-    (folder / "EVA02_CLIP_L_336_psz14_s6B.pt").unlink()
     encoder = IdentityEncoder.from_pretrained(tmp_path / "repo", subfolder="face_encoder")
+    assert encoder.clip.model.config.hidden_state_layers == [4, 8]  # read off the weights' shapes
     image, bbox, _ = planted_face()
     identity = encoder.encode(image)
     np.testing.assert_allclose(identity.face.bbox, bbox, atol=1e-3)
     assert identity.recognition_model == "glintr100" and identity.recognition.shape == (512,)
-    assert identity.parsing is not None and identity.clip_embeds is None
+    assert identity.parsing is not None and identity.clip_embeds.shape == (24,)
+    # ... and it saves back into the same layout.
+    encoder.save_pretrained(tmp_path / "copy")
+    names = sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    again = IdentityEncoder.from_pretrained(tmp_path / "copy").encode(image)
+    np.testing.assert_array_equal(again.clip_hidden, identity.clip_hidden)
 
 
 def test_clip_features_and_their_round_trip(dlib_analyzer, astronaut, tmp_path: Path) -> None:
@@ -87,7 +92,7 @@ def test_clip_features_and_their_round_trip(dlib_analyzer, astronaut, tmp_path: 
     parser = FaceParser(BiSeNet())
     clip = ClipVisionEncoder(EvaClipVisionModel(**TINY_CLIP))
     identity = IdentityEncoder(dlib_analyzer, parser, clip).encode(astronaut)
-    assert identity.clip_embeds.shape == (24,) and identity.clip_hidden.shape == (2, 17, 32)
+    assert identity.clip_embeds.shape == (24,) and identity.clip_hidden.shape == (2, 17, 64)
     not_face = parser.parse(identity.crop).mask("not_face")[None]
     expected = clip.encode(identity.crop[None], not_face)[0][0]
     np.testing.assert_allclose(identity.clip_embeds, expected, atol=1e-6)  # the parsing map was applied
