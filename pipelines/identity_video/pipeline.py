@@ -1,0 +1,280 @@
+"""IdentityVideoPipeline: diffusers' ConsisID pipeline fed by genface's shared identity stack.
+
+Everything diffusers ships is reused as it is: ``ConsisIDTransformer3DModel``, ``AutoencoderKLCogVideoX``,
+T5, the scheduler and the whole denoising loop (this class subclasses ``ConsisIDPipeline``). What genface
+adds is the front half: a photo (or a saved :class:`FaceIdentity`) becomes ConsisID's conditions
+(``image``, ``id_cond``, ``id_vit_hidden``, ``kps_cond``) through the shared :class:`IdentityEncoder`,
+plus input checks, a NaN guard, memory modes and the face encoders' ``face_encoder/`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import ConsisIDPipeline
+from diffusers.utils import BaseOutput
+
+from genface.errors import GenfaceError, MissingWeightsError
+from genface.identity import FaceIdentity, IdentityEncoder
+from genface.media.image import ImageInput
+
+logger = logging.getLogger(__name__)
+
+#: Where the face encoders live in ConsisID's Hub repository.
+FACE_ENCODER_FOLDER = "face_encoder"
+DEFAULT_MODEL = "BestWishYsh/ConsisID-preview"
+LOW_MEMORY_MODES = ("model", "sequential", "group")
+
+
+@dataclass
+class IdentityVideoPipelineOutput(BaseOutput):
+    """``frames``: the videos (list of lists of PIL images, or an array/tensor B x F x ...), and the
+    :class:`FaceIdentity` they were conditioned on (save it to reuse the person without re-encoding)."""
+
+    frames: Any
+    identity: FaceIdentity
+
+
+class IdentityVideoPipeline(ConsisIDPipeline):
+    """Face photo + prompt -> video of that person, with ConsisID weights.
+
+    Components are ConsisID's (``tokenizer``, ``text_encoder``, ``vae``, ``transformer``, ``scheduler``)
+    plus an optional ``identity_encoder``; :meth:`from_pretrained` loads it from the repository's
+    ``face_encoder/`` folder, and :meth:`save_pretrained` writes it back there.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        text_encoder: Any,
+        vae: Any,
+        transformer: Any,
+        scheduler: Any,
+        identity_encoder: IdentityEncoder | None = None,
+    ) -> None:
+        super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
+        self.identity_encoder = identity_encoder
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike = DEFAULT_MODEL,
+        *,
+        identity_encoder: IdentityEncoder | str | None = "auto",
+        **kwargs: Any,
+    ) -> IdentityVideoPipeline:
+        """Load ConsisID from the Hub or a local folder, face encoders included.
+
+        ``identity_encoder="auto"`` loads ``face_encoder/`` from the same place (warning, and then only
+        ``identity=`` inputs work, if it is missing); pass an :class:`IdentityEncoder` or ``None`` instead.
+        Other keyword arguments go to ``DiffusionPipeline.from_pretrained`` (``torch_dtype``, ...).
+        """
+        if isinstance(identity_encoder, str):
+            if identity_encoder != "auto":
+                raise ValueError(
+                    f"identity_encoder must be 'auto', an IdentityEncoder or None, not {identity_encoder!r}."
+                )
+            try:
+                identity_encoder = IdentityEncoder.from_pretrained(pretrained_model_name_or_path, FACE_ENCODER_FOLDER)
+            except MissingWeightsError as exc:
+                logger.warning("No face encoders loaded (%s); pass identity= FaceIdentity files to the pipeline.", exc)
+                identity_encoder = None
+        return super().from_pretrained(pretrained_model_name_or_path, identity_encoder=identity_encoder, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save in the Hub repository's layout: diffusers components plus ``face_encoder/``.
+
+        ``model_index.json`` names ``ConsisIDPipeline``, as the published repository does, so the folder
+        also loads in plain diffusers.
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        index = Path(save_directory) / "model_index.json"
+        config = json.loads(index.read_text())
+        config["_class_name"] = ConsisIDPipeline.__name__
+        index.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        if self.identity_encoder is not None:
+            self.identity_encoder.save_pretrained(Path(save_directory) / FACE_ENCODER_FOLDER)
+
+    def enable_low_memory(self, mode: str = "model") -> None:
+        """Fit smaller GPUs: VAE tiling + slicing, and one offloading mode.
+
+        ``model``: whole models move to the GPU when used (diffusers' model CPU offload; fast, most memory).
+        ``group``: the transformer streams blocks to the GPU with prefetching (diffusers' group offload).
+        ``sequential``: every layer moves when used (least memory, slowest).
+        """
+        if mode not in LOW_MEMORY_MODES:
+            raise ValueError(f"Unknown low-memory mode {mode!r}; choose from {LOW_MEMORY_MODES}.")
+        self.vae.enable_tiling()
+        self.vae.enable_slicing()
+        if mode == "model":
+            self.enable_model_cpu_offload()
+        elif mode == "sequential":
+            self.enable_sequential_cpu_offload()
+        else:
+            from diffusers.hooks import apply_group_offloading
+
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            self.transformer.enable_group_offload(
+                onload_device=device,
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                use_stream=device.type == "cuda",
+            )
+            for name in ("text_encoder", "vae"):
+                apply_group_offloading(getattr(self, name), onload_device=device, offload_type="leaf_level")
+
+    def check_video_size(self, height: int, width: int, num_frames: int) -> None:
+        """Refuse sizes the model cannot take, before any work is done."""
+        config = self.transformer.config
+        multiple = self.vae_scale_factor_spatial * config.patch_size
+        if height % multiple or width % multiple:
+            raise ValueError(
+                f"height and width must be multiples of {multiple} (got {height}x{width}); ConsisID was trained at "
+                "480x720."
+            )
+        if num_frames < 1 or (num_frames - 1) % self.vae_scale_factor_temporal:
+            k = max((num_frames - 1) // self.vae_scale_factor_temporal, 0)
+            raise ValueError(
+                f"num_frames must be of the form {self.vae_scale_factor_temporal}k+1 (got {num_frames}); try "
+                f"{self.vae_scale_factor_temporal * k + 1} or {self.vae_scale_factor_temporal * (k + 1) + 1} "
+                "(ConsisID was trained with 49)."
+            )
+        if config.use_learned_positional_embeddings:
+            expected = (
+                config.sample_height * self.vae_scale_factor_spatial,
+                config.sample_width * self.vae_scale_factor_spatial,
+            )
+            if (height, width) != expected:
+                raise ValueError(
+                    f"This transformer's learned positional embeddings fit {expected[0]}x{expected[1]} only."
+                )
+
+    def encode_identity(
+        self, face_image: ImageInput | None, identity: FaceIdentity | None, face_index: int | None = None
+    ) -> FaceIdentity:
+        """The identity to condition on: ``identity`` as given, or ``face_image`` encoded now."""
+        if (face_image is None) == (identity is None):
+            raise ValueError("Give exactly one of face_image (a photo) or identity (a saved FaceIdentity).")
+        if identity is not None:
+            return identity
+        if self.identity_encoder is None:
+            raise MissingWeightsError(
+                "This pipeline has no identity encoder, so it cannot read a face photo. Load it with its "
+                "face_encoder/ folder, or pass identity=FaceIdentity.load(...)."
+            )
+        return self.identity_encoder.to(self._execution_device).encode(face_image, face_index)
+
+    def identity_conditions(
+        self, identity: FaceIdentity, device: torch.device, dtype: torch.dtype
+    ) -> tuple[PIL.Image.Image, torch.Tensor, list[torch.Tensor], np.ndarray | None]:
+        """ConsisID's conditions from a FaceIdentity: the face image with non-face regions white (global
+        path), ``id_cond`` = [raw ArcFace, CLIP embedding], ``id_vit_hidden`` (local path), and the
+        keypoints in the face image's coordinates."""
+        missing = [
+            name
+            for name in ("recognition", "recognition_norm", "clip_embeds", "clip_hidden")
+            if getattr(identity, name) is None
+        ]
+        if missing:
+            raise GenfaceError(
+                f"The identity lacks {missing}; encode it with ConsisID's face encoders "
+                "(IdentityEncoder.from_pretrained(model, subfolder='face_encoder'))."
+            )
+        config = self.transformer.config
+        id_dim = identity.recognition.shape[-1] + identity.clip_embeds.shape[-1]
+        scales, _, vit_dim = identity.clip_hidden.shape
+        if (id_dim, vit_dim, scales) != (config.LFE_id_dim, config.LFE_vit_dim, config.LFE_num_scale):
+            raise GenfaceError(
+                f"The identity's features ({id_dim}-d id, {scales} hidden states of {vit_dim}) do not fit this "
+                f"transformer ({config.LFE_id_dim}-d, {config.LFE_num_scale} of {config.LFE_vit_dim}); it was encoded "
+                f"with {identity.recognition_model} + {identity.clip_model}. Re-encode it with this model's face "
+                "encoders."
+            )
+        raw = identity.recognition * identity.recognition_norm
+        id_cond = torch.from_numpy(np.concatenate([raw, identity.clip_embeds])[None]).to(device, dtype)
+        id_vit_hidden = [torch.from_numpy(h[None]).to(device, dtype) for h in identity.clip_hidden]
+        face = identity.crop.copy()
+        if identity.parsing is None:
+            logger.warning("The identity has no parsing map; the face image keeps its background.")
+        else:
+            from genface.identity.parsing import Parsing
+
+            face[Parsing(identity.parsing).mask("not_face")] = 255
+        matrix = identity.crop_matrix
+        kps = identity.face.kps @ matrix[:, :2].T + matrix[:, 2]
+        return PIL.Image.fromarray(face), id_cond, id_vit_hidden, kps
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        face_image: ImageInput | None = None,
+        identity: FaceIdentity | None = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int = 480,
+        width: int = 720,
+        num_frames: int = 49,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 6.0,
+        use_dynamic_cfg: bool = True,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        face_index: int | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        callback_on_step_end: Any = None,
+        **kwargs: Any,
+    ) -> IdentityVideoPipelineOutput | tuple:
+        """Generate a video of the person in ``face_image`` (or of a saved ``identity``) doing ``prompt``.
+
+        Other keyword arguments go to ``ConsisIDPipeline.__call__`` (``latents``, ``prompt_embeds``,
+        ``num_videos_per_prompt``, ``max_sequence_length``, ``callback_on_step_end_tensor_inputs``, ...).
+        Prompts over the text encoder's limit are truncated with a warning, as in diffusers.
+        """
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        self.check_video_size(height, width, num_frames)
+        identity = self.encode_identity(face_image, identity, face_index)
+        kwargs.setdefault("max_sequence_length", self.transformer.config.max_text_seq_length)
+        image, id_cond, id_vit_hidden, kps = self.identity_conditions(
+            identity, self._execution_device, self.transformer.dtype
+        )
+        latents = super().__call__(
+            image=image,
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            use_dynamic_cfg=use_dynamic_cfg,
+            generator=generator,
+            output_type="latent",
+            return_dict=False,
+            callback_on_step_end=callback_on_step_end,
+            id_vit_hidden=id_vit_hidden,
+            id_cond=id_cond,
+            kps_cond=kps,
+            **kwargs,
+        )[0]
+        if not torch.isfinite(latents).all():
+            raise GenfaceError(
+                "The denoised latents contain NaN or infinite values, so no video was made. This usually means "
+                "float16 overflow: load with torch_dtype=torch.bfloat16 (or float32)."
+            )
+        if output_type == "latent":
+            video = latents
+        else:
+            video = self.video_processor.postprocess_video(video=self.decode_latents(latents), output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (video, identity)
+        return IdentityVideoPipelineOutput(frames=video, identity=identity)

@@ -1,0 +1,188 @@
+"""IdentityVideoPipeline on tiny random ConsisID components: parity with diffusers, identity handling,
+bad input, and a save/load round trip in the Hub repository's layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ConsisIDPipeline
+from genface.pipelines import IdentityVideoPipeline
+from genface.pipelines.identity_video.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_components, tiny_pipeline
+
+from genface.errors import GenfaceError, MissingWeightsError, NoFaceError
+from genface.identity import FaceIdentity, IdentityEncoder
+from genface.identity.align import template_points
+from genface.identity.parsing import Parsing
+
+PROMPT = "a woman smiling"
+SIZE = dict(height=TINY_HEIGHT, width=TINY_WIDTH, num_frames=TINY_FRAMES, num_inference_steps=2)
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def pipe(dlib_analyzer) -> IdentityVideoPipeline:
+    from genface.pipelines.identity_video.tiny import tiny_identity_encoder
+
+    pipeline = tiny_pipeline(tiny_identity_encoder(dlib_analyzer))
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def identity(pipe, astronaut) -> FaceIdentity:
+    return pipe.identity_encoder.encode(astronaut)
+
+
+def test_parity_with_diffusers_consisid(pipe, identity) -> None:
+    ours = pipe(PROMPT, identity=identity, generator=_generator(), output_type="pt", **SIZE).frames
+    reference = ConsisIDPipeline(**{k: v for k, v in pipe.components.items() if k != "identity_encoder"})
+    reference.set_progress_bar_config(disable=True)
+    image, id_cond, id_vit_hidden, kps = pipe.identity_conditions(identity, torch.device("cpu"), torch.float32)
+    expected = reference(
+        image=image, prompt=PROMPT, generator=_generator(), output_type="pt", use_dynamic_cfg=True,
+        id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps, max_sequence_length=16, **SIZE,
+    ).frames  # fmt: skip
+    assert ours.shape == (1, TINY_FRAMES, 3, TINY_HEIGHT, TINY_WIDTH)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_conditions_follow_consisid(pipe, identity) -> None:
+    image, id_cond, id_vit_hidden, kps = pipe.identity_conditions(identity, torch.device("cpu"), torch.float32)
+    # id_cond = [raw recognition embedding, unit CLIP embedding]; hidden states one per scale.
+    raw = identity.recognition * identity.recognition_norm
+    np.testing.assert_allclose(id_cond[0, :128].numpy(), raw, rtol=1e-6)
+    np.testing.assert_allclose(id_cond[0, 128:].numpy(), identity.clip_embeds, rtol=1e-6)
+    assert [h.shape for h in id_vit_hidden] == [(1, 17, 64)]
+    # The global-path image: the aligned crop with every non-face region painted white.
+    face = np.asarray(image)
+    not_face = Parsing(identity.parsing).mask("not_face")
+    assert (face[not_face] == 255).all()
+    np.testing.assert_array_equal(face[~not_face], identity.crop[~not_face])
+    np.testing.assert_allclose(kps, template_points("ffhq"), atol=15)  # keypoints in crop coordinates
+
+
+def test_photo_and_saved_identity_give_the_same_video(pipe, astronaut, tmp_path: Path) -> None:
+    from_photo = pipe(PROMPT, face_image=astronaut, generator=_generator(3), output_type="np", **SIZE)
+    saved = from_photo.identity.save(tmp_path / "me.safetensors")
+    from_file = pipe(PROMPT, identity=FaceIdentity.load(saved), generator=_generator(3), output_type="np", **SIZE)
+    np.testing.assert_array_equal(from_photo.frames, from_file.frames)
+    other_seed = pipe(PROMPT, identity=from_photo.identity, generator=_generator(4), output_type="np", **SIZE)
+    assert np.abs(other_seed.frames - from_photo.frames).max() > 1e-3
+
+
+def test_output_types(pipe, identity) -> None:
+    pil = pipe(PROMPT, identity=identity, generator=_generator(), **SIZE).frames
+    assert len(pil) == 1 and len(pil[0]) == TINY_FRAMES and pil[0][0].size == (TINY_WIDTH, TINY_HEIGHT)
+    latents = pipe(PROMPT, identity=identity, generator=_generator(), output_type="latent", **SIZE).frames
+    assert latents.shape == (1, 3, 4, TINY_HEIGHT // 8, TINY_WIDTH // 8)
+    video, used = pipe(PROMPT, identity=identity, generator=_generator(), output_type="np", return_dict=False, **SIZE)
+    assert video.shape == (1, TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, 3) and used is identity
+
+
+def test_several_faces_largest_or_face_index(pipe, group) -> None:
+    faces = pipe.identity_encoder.analyzer.detect(group)
+    first = pipe.encode_identity(group, None)
+    third = pipe.encode_identity(group, None, face_index=2)
+    np.testing.assert_array_equal(first.face.bbox, faces[0].bbox)
+    np.testing.assert_array_equal(third.face.bbox, faces[2].bbox)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(num_frames=8), ValueError, r"4k\+1 \(got 8\); try 5 or 9"),
+        (dict(height=72), ValueError, "multiples of 16"),
+        (dict(height=96, width=96), ValueError, "fit 64x64 only"),
+        (dict(num_inference_steps=0), ValueError, "at least 1"),
+    ],
+)
+def test_bad_arguments(pipe, identity, kwargs, error, message) -> None:
+    with pytest.raises(error, match=message):
+        pipe(PROMPT, identity=identity, **{**SIZE, **kwargs})
+
+
+def test_no_face_makes_no_video(pipe) -> None:
+    with pytest.raises(NoFaceError, match="No face found"):
+        pipe(PROMPT, face_image=np.full((128, 128, 3), 90, np.uint8), **SIZE)
+
+
+def test_identity_inputs_are_checked(pipe, identity, astronaut) -> None:
+    with pytest.raises(ValueError, match="exactly one of face_image"):
+        pipe(PROMPT, **SIZE)
+    with pytest.raises(ValueError, match="exactly one of face_image"):
+        pipe(PROMPT, face_image=astronaut, identity=identity, **SIZE)
+    bare = IdentityEncoder(pipe.identity_encoder.analyzer).encode(astronaut)
+    with pytest.raises(GenfaceError, match=r"lacks \['clip_embeds', 'clip_hidden'\]"):
+        pipe(PROMPT, identity=bare, **SIZE)
+    other = FaceIdentity(**{**identity.__dict__, "clip_embeds": np.zeros(768, np.float32)})
+    with pytest.raises(GenfaceError, match="do not fit this transformer"):
+        pipe(PROMPT, identity=other, **SIZE)
+
+
+def test_nan_latents_stop_with_a_clear_error(pipe, identity) -> None:
+    def poison(pipeline, step, timestep, tensors):
+        return {"latents": torch.full_like(tensors["latents"], float("nan"))}
+
+    with pytest.raises(GenfaceError, match="NaN.*bfloat16"):
+        pipe(PROMPT, identity=identity, callback_on_step_end=poison, **SIZE)
+
+
+def test_save_load_round_trip_in_hub_layout(tiny_pack: Path, astronaut, tmp_path: Path) -> None:
+    from genface.pipelines.identity_video.tiny import TINY_CLIP
+
+    from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceAnalyzer, FaceParser
+    from tests.tiny_models import planted_face
+
+    torch.manual_seed(0)
+    encoder = IdentityEncoder(
+        FaceAnalyzer("insightface", model_root=tiny_pack),
+        FaceParser(BiSeNet()),
+        ClipVisionEncoder(EvaClipVisionModel(**TINY_CLIP)),
+    )
+    pipeline = IdentityVideoPipeline(**tiny_components(512 + 32, 64, 1), identity_encoder=encoder)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.save_pretrained(tmp_path / "model")
+
+    top = sorted(p.name for p in (tmp_path / "model").iterdir())
+    assert top == ["face_encoder", "model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
+    face_files = sorted(
+        str(p.relative_to(tmp_path / "model" / "face_encoder"))
+        for p in (tmp_path / "model" / "face_encoder").rglob("*")
+        if p.is_file()
+    )
+    assert face_files == [
+        "EVA02_CLIP_L_336_psz14_s6B.pt", "models/antelopev2/glintr100.onnx",
+        "models/antelopev2/scrfd_10g_bnkps.onnx", "parsing_bisenet.pth",
+    ]  # fmt: skip
+    assert json.loads((tmp_path / "model" / "model_index.json").read_text())["_class_name"] == "ConsisIDPipeline"
+
+    loaded = IdentityVideoPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    image = planted_face()[0]
+    before = pipeline(PROMPT, face_image=image, generator=_generator(), output_type="np", **SIZE)
+    after = loaded(PROMPT, face_image=image, generator=_generator(), output_type="np", **SIZE)
+    np.testing.assert_array_equal(after.identity.clip_hidden, before.identity.clip_hidden)
+    for name in ("transformer", "vae", "text_encoder"):
+        saved, reloaded = getattr(pipeline, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(saved[k], reloaded[k]) for k in saved)
+    # Bit-identical weights; reloaded tensors take other CPU kernels (about 5e-7 per transformer call),
+    # which two denoising steps grow to about 6e-5.
+    np.testing.assert_allclose(after.frames, before.frames, atol=2e-4)
+    # Plain diffusers reads the same folder, as it reads the Hub repository.
+    assert type(ConsisIDPipeline.from_pretrained(tmp_path / "model")) is ConsisIDPipeline
+
+
+def test_folder_without_face_encoders(pipe, tmp_path: Path, astronaut, caplog) -> None:
+    bare = IdentityVideoPipeline(**{k: v for k, v in pipe.components.items() if k != "identity_encoder"})
+    bare.save_pretrained(tmp_path / "bare")
+    loaded = IdentityVideoPipeline.from_pretrained(tmp_path / "bare")
+    assert loaded.identity_encoder is None and "No face encoders loaded" in caplog.text
+    with pytest.raises(MissingWeightsError, match="no identity encoder"):
+        loaded(PROMPT, face_image=astronaut, **SIZE)
