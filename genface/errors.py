@@ -12,6 +12,10 @@ class GenfaceError(Exception):
     """Base class of every genface error."""
 
 
+class InvalidArgumentError(GenfaceError, ValueError):
+    """An argument has a value the model cannot take (sizes, frame counts, steps, options)."""
+
+
 class InvalidImageError(GenfaceError, ValueError):
     """An image could not be read, or is unusable (corrupt, empty, too large, wrong type)."""
 

@@ -22,7 +22,7 @@ import torch
 from diffusers import ConsisIDPipeline
 from diffusers.utils import BaseOutput
 
-from genface.errors import GenfaceError, MissingWeightsError
+from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.identity import FaceIdentity, IdentityEncoder
 from genface.media.image import ImageInput
 
@@ -79,7 +79,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         """
         if isinstance(identity_encoder, str):
             if identity_encoder != "auto":
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"identity_encoder must be 'auto', an IdentityEncoder or None, not {identity_encoder!r}."
                 )
             try:
@@ -111,7 +111,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         ``sequential``: every layer moves when used (least memory, slowest).
         """
         if mode not in LOW_MEMORY_MODES:
-            raise ValueError(f"Unknown low-memory mode {mode!r}; choose from {LOW_MEMORY_MODES}.")
+            raise InvalidArgumentError(f"Unknown low-memory mode {mode!r}; choose from {LOW_MEMORY_MODES}.")
         self.vae.enable_tiling()
         self.vae.enable_slicing()
         if mode == "model":
@@ -136,13 +136,13 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         config = self.transformer.config
         multiple = self.vae_scale_factor_spatial * config.patch_size
         if height % multiple or width % multiple:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"height and width must be multiples of {multiple} (got {height}x{width}); ConsisID was trained at "
                 "480x720."
             )
         if num_frames < 1 or (num_frames - 1) % self.vae_scale_factor_temporal:
             k = max((num_frames - 1) // self.vae_scale_factor_temporal, 0)
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"num_frames must be of the form {self.vae_scale_factor_temporal}k+1 (got {num_frames}); try "
                 f"{self.vae_scale_factor_temporal * k + 1} or {self.vae_scale_factor_temporal * (k + 1) + 1} "
                 "(ConsisID was trained with 49)."
@@ -153,7 +153,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
                 config.sample_width * self.vae_scale_factor_spatial,
             )
             if (height, width) != expected:
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"This transformer's learned positional embeddings fit {expected[0]}x{expected[1]} only."
                 )
 
@@ -162,7 +162,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
     ) -> FaceIdentity:
         """The identity to condition on: ``identity`` as given, or ``face_image`` encoded now."""
         if (face_image is None) == (identity is None):
-            raise ValueError("Give exactly one of face_image (a photo) or identity (a saved FaceIdentity).")
+            raise InvalidArgumentError("Give exactly one of face_image (a photo) or identity (a saved FaceIdentity).")
         if identity is not None:
             return identity
         if self.identity_encoder is None:
@@ -239,7 +239,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         Prompts over the text encoder's limit are truncated with a warning, as in diffusers.
         """
         if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+            raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
         self.check_video_size(height, width, num_frames)
         identity = self.encode_identity(face_image, identity, face_index)
         kwargs.setdefault("max_sequence_length", self.transformer.config.max_text_seq_length)
