@@ -213,6 +213,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         pipe.enable_low_memory(args.low_memory)
     else:
         pipe.to(device)
+    pipe.set_attention_backend(args.attention)
     generator = torch.Generator("cpu").manual_seed(args.seed)
     output = pipe(
         args.prompt,
@@ -314,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument(
         "--low-memory", nargs="?", const="model", default=None, choices=["model", "group", "sequential"],
         help="offload to fit smaller GPUs (default mode: model)",
+    )  # fmt: skip
+    video.add_argument(
+        "--attention", default="sdpa", choices=["sdpa", "flash", "cudnn", "efficient", "math"],
+        help="PyTorch attention kernel (default: sdpa, PyTorch chooses)",
     )  # fmt: skip
     video.add_argument("--json", action="store_true", help="machine-readable result")
     video.set_defaults(func=cmd_video)

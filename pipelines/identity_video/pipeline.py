@@ -9,6 +9,7 @@ plus input checks, a NaN guard, memory modes and the face encoders' ``face_encod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,8 @@ logger = logging.getLogger(__name__)
 FACE_ENCODER_FOLDER = "face_encoder"
 DEFAULT_MODEL = "BestWishYsh/ConsisID-preview"
 LOW_MEMORY_MODES = ("model", "sequential", "group")
+#: PyTorch SDPA kernels the attention can be pinned to ("sdpa": let PyTorch choose, the default).
+ATTENTION_BACKENDS = ("sdpa", "flash", "cudnn", "efficient", "math")
 
 
 @dataclass
@@ -62,6 +65,8 @@ class IdentityVideoPipeline(ConsisIDPipeline):
     ) -> None:
         super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
         self.identity_encoder = identity_encoder
+        self.attention_backend = "sdpa"
+        self._attention_hooks: list[Any] = []
 
     @classmethod
     def from_pretrained(
@@ -130,6 +135,42 @@ class IdentityVideoPipeline(ConsisIDPipeline):
             )
             for name in ("text_encoder", "vae"):
                 apply_group_offloading(getattr(self, name), onload_device=device, offload_type="leaf_level")
+
+    def set_attention_backend(self, backend: str = "sdpa") -> None:
+        """Pin attention to one PyTorch SDPA kernel (``flash``, ``cudnn``, ``efficient``, ``math``) or let
+        PyTorch choose (``sdpa``).
+
+        ConsisID's attention processors call ``torch.nn.functional.scaled_dot_product_attention`` directly,
+        so diffusers' ``set_attention_backend`` does not reach them, and its xformers switch would install a
+        processor without CogVideoX's rotary embeddings; PyTorch's kernel selection is what applies.
+        The pin applies to the video transformer only (the T5 text encoder passes an attention bias that
+        not every kernel takes).
+        """
+        if backend not in ATTENTION_BACKENDS:
+            raise InvalidArgumentError(f"Unknown attention backend {backend!r}; choose from {ATTENTION_BACKENDS}.")
+        for handle in self._attention_hooks:
+            handle.remove()
+        self._attention_hooks = []
+        self.attention_backend = backend
+        if backend == "sdpa":
+            return
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        kernel = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
+        pin = getattr(SDPBackend, kernel.get(backend, "MATH"))
+        active: list[contextlib.AbstractContextManager] = []
+
+        def enter(module: torch.nn.Module, args: tuple) -> None:
+            active.append(sdpa_kernel(pin))
+            active[-1].__enter__()
+
+        def leave(module: torch.nn.Module, args: tuple, output: Any) -> None:
+            active.pop().__exit__(None, None, None)
+
+        self._attention_hooks = [
+            self.transformer.register_forward_pre_hook(enter),
+            self.transformer.register_forward_hook(leave, always_call=True),
+        ]
 
     def check_video_size(self, height: int, width: int, num_frames: int) -> None:
         """Refuse sizes the model cannot take, before any work is done."""

@@ -186,3 +186,25 @@ def test_folder_without_face_encoders(pipe, tmp_path: Path, astronaut, caplog) -
     assert loaded.identity_encoder is None and "No face encoders loaded" in caplog.text
     with pytest.raises(MissingWeightsError, match="no identity encoder"):
         loaded(PROMPT, face_image=astronaut, **SIZE)
+
+
+def test_attention_backend_choice(pipe, identity) -> None:
+    from genface.errors import InvalidArgumentError
+
+    default = pipe(PROMPT, identity=identity, generator=_generator(), output_type="np", **SIZE).frames
+    try:
+        # "flash" takes no attention bias: it works only because T5 (which passes one) is not pinned.
+        pipe.set_attention_backend("flash")
+        pinned = pipe(PROMPT, identity=identity, generator=_generator(), output_type="np", **SIZE).frames
+        pipe.set_attention_backend("cudnn")  # a GPU-only kernel: pinning it on the CPU must fail
+        with pytest.raises(RuntimeError, match="No viable backend"):
+            pipe(PROMPT, identity=identity, **SIZE)
+        pipe.set_attention_backend("math")
+        np.testing.assert_allclose(
+            pipe(PROMPT, identity=identity, generator=_generator(), output_type="np", **SIZE).frames, default, atol=1e-4
+        )
+    finally:
+        pipe.set_attention_backend("sdpa")
+    np.testing.assert_allclose(pinned, default, atol=1e-4)  # another kernel: summation-order noise only
+    with pytest.raises(InvalidArgumentError, match="choose from"):
+        pipe.set_attention_backend("xformers")
