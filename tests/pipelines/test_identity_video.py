@@ -201,10 +201,10 @@ def test_attention_backend_choice(pipe, identity) -> None:
             pipe(PROMPT, identity=identity, **SIZE)
         pipe.set_attention_backend("math")
         np.testing.assert_allclose(
-            pipe(PROMPT, identity=identity, generator=_generator(), output_type="np", **SIZE).frames, default, atol=1e-4
+            pipe(PROMPT, identity=identity, generator=_generator(), output_type="np", **SIZE).frames, default, atol=1e-3
         )
     finally:
         pipe.set_attention_backend("sdpa")
-    np.testing.assert_allclose(pinned, default, atol=1e-4)  # another kernel: summation-order noise only
+    np.testing.assert_allclose(pinned, default, atol=1e-3)  # another kernel: summation-order noise only
     with pytest.raises(InvalidArgumentError, match="choose from"):
         pipe.set_attention_backend("xformers")
