@@ -204,7 +204,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     else:
         from genface.pipelines import IdentityVideoPipeline
 
-        pipe = IdentityVideoPipeline.from_pretrained(args.model, torch_dtype=_dtype(args.dtype))
+        pipe = IdentityVideoPipeline.from_pretrained(args.model, dtype=_dtype(args.dtype))
         size = {"height": args.height or 480, "width": args.width or 720}
         frames = args.frames or 49
     if args.low_memory:

@@ -84,3 +84,31 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> 
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["result"].mean > 0.97 and namespace["lips"].shape == (512, 512)
     assert namespace["crop"].shape == (112, 112, 3) and len(namespace["faces"]) == 6
+
+
+def test_readme_genface_commands_run(tmp_path, monkeypatch, astronaut) -> None:
+    """Every `genface ...` line in the README's bash blocks runs: offline ones succeed; the ones that need
+    the Hub fail cleanly offline (exit 1, a message, no output file)."""
+    import os
+
+    from genface.media import save_image
+
+    save_image(astronaut, tmp_path / "me.jpg")
+    readme = (ROOT / "README.md").read_text()
+    lines = [
+        line
+        for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+        for line in block.splitlines()
+        if line.startswith("genface ")
+    ]
+    assert any("--model tiny" in line for line in lines)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for line in lines:
+        command = [sys.executable, "-m", "genface", *shlex.split(line)[1:]]
+        out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+        if "--model tiny" in line or "--demo" in line:
+            assert out.returncode == 0, out.stderr
+        else:
+            assert out.returncode == 1 and out.stderr.splitlines()[-1].startswith("genface: error:"), out.stderr
+            assert "Traceback" not in out.stderr
+    assert (tmp_path / "tiny.mp4").is_file() and not (tmp_path / "beach.mp4").exists()

@@ -23,7 +23,7 @@ import torch
 from diffusers import ConsisIDPipeline
 from diffusers.utils import BaseOutput
 
-from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
+from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError, OfflineError
 from genface.identity import FaceIdentity, IdentityEncoder
 from genface.media.image import ImageInput
 
@@ -80,19 +80,30 @@ class IdentityVideoPipeline(ConsisIDPipeline):
 
         ``identity_encoder="auto"`` loads ``face_encoder/`` from the same place (warning, and then only
         ``identity=`` inputs work, if it is missing); pass an :class:`IdentityEncoder` or ``None`` instead.
-        Other keyword arguments go to ``DiffusionPipeline.from_pretrained`` (``torch_dtype``, ...).
+        Other keyword arguments go to ``DiffusionPipeline.from_pretrained`` (``dtype``, ...).
         """
-        if isinstance(identity_encoder, str):
-            if identity_encoder != "auto":
-                raise InvalidArgumentError(
-                    f"identity_encoder must be 'auto', an IdentityEncoder or None, not {identity_encoder!r}."
-                )
+        if isinstance(identity_encoder, str) and identity_encoder != "auto":
+            raise InvalidArgumentError(
+                f"identity_encoder must be 'auto', an IdentityEncoder or None: {identity_encoder!r}"
+            )
+        try:
+            pipe = super().from_pretrained(pretrained_model_name_or_path, identity_encoder=None, **kwargs)
+        except OSError as exc:
+            if Path(pretrained_model_name_or_path).expanduser().is_dir():
+                raise
+            raise OfflineError(
+                f"Could not load {str(pretrained_model_name_or_path)!r} from the Hub or the local cache "
+                f"({str(exc).splitlines()[0]}). Download it on a machine with access (`hf download "
+                f"{pretrained_model_name_or_path} --local-dir DIR`) and pass DIR instead."
+            ) from exc
+        if identity_encoder == "auto":
             try:
                 identity_encoder = IdentityEncoder.from_pretrained(pretrained_model_name_or_path, FACE_ENCODER_FOLDER)
             except MissingWeightsError as exc:
                 logger.warning("No face encoders loaded (%s); pass identity= FaceIdentity files to the pipeline.", exc)
                 identity_encoder = None
-        return super().from_pretrained(pretrained_model_name_or_path, identity_encoder=identity_encoder, **kwargs)
+        pipe.identity_encoder = identity_encoder
+        return pipe
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Save in the Hub repository's layout: diffusers components plus ``face_encoder/``.
@@ -309,7 +320,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         if not torch.isfinite(latents).all():
             raise GenfaceError(
                 "The denoised latents contain NaN or infinite values, so no video was made. This usually means "
-                "float16 overflow: load with torch_dtype=torch.bfloat16 (or float32)."
+                "float16 overflow: load with dtype=torch.bfloat16 (or float32)."
             )
         if output_type == "latent":
             video = latents
