@@ -130,3 +130,10 @@ def test_region_masks() -> None:
     assert set(parsing.masks(["lips", "skin"])) == {"lips", "skin"}
     with pytest.raises(ValueError, match="Unknown face region"):
         parsing.mask("tattoo")
+
+
+def test_not_face_is_consisids_background_labels() -> None:
+    # consisid_utils removes labels [0, 16, 18, 7, 8, 9, 14, 15] from the reference face.
+    from genface.identity.parsing import REGIONS
+
+    assert sorted(LABELS.index(name) for name in REGIONS["not_face"]) == sorted([0, 16, 18, 7, 8, 9, 14, 15])
