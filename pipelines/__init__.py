@@ -5,8 +5,7 @@ Names are imported lazily: ``import genface.pipelines`` does not import diffuser
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from genface._lazy import lazy_getattr
 
 _EXPORTS = {
     "IdentityVideoPipeline": "genface.pipelines.identity_video",
@@ -14,8 +13,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'genface.pipelines' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -5,8 +5,7 @@ Names are imported lazily so that ``import genface.identity`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from genface._lazy import lazy_getattr
 
 _EXPORTS = {
     "Face": "genface.identity.types",
@@ -29,8 +28,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'genface.identity' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
