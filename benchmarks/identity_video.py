@@ -1,0 +1,171 @@
+"""IdentityVideoPipeline against diffusers' ConsisIDPipeline, same weights, alternating in one process.
+
+    python -m benchmarks.identity_video --scale tiny|full --device cpu|cuda [--steps N] [--repeats N]
+                                        [--memory-modes]
+
+``tiny``: the random tiny model (any machine; measures pipeline overhead). ``full``: random weights at
+ConsisID's published sizes (CogVideoX-5B-I2V transformer with ConsisID's identity modules, its VAE,
+T5-v1.1-XXL), 49 frames at 480x720, bf16; needs a large GPU. Prints seconds per step, end-to-end
+seconds, peak GPU memory, achieved TFLOP/s (transformer only, counted below) and genface/diffusers
+ratios. ``--memory-modes`` also measures each ``enable_low_memory`` mode (CUDA only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def transformer_flops_per_step(pipe: Any, height: int, width: int, frames: int, cfg: bool) -> float:
+    """Matmul FLOPs of one denoising step of the DiT: per block 24*N*D^2 (projections and a 4x MLP)
+    + 4*N^2*D (attention scores and values), N text+video tokens of width D; x2 with CFG.
+    ConsisID at 480x720x49: N = 226 + 13*30*45 = 17776, D = 3072, 42 blocks -> 3.3e16 for 50 steps."""
+    config = pipe.transformer.config
+    width_d = config.num_attention_heads * config.attention_head_dim
+    latent_frames = (frames - 1) // pipe.vae_scale_factor_temporal + 1
+    patches = (height // pipe.vae_scale_factor_spatial // config.patch_size) * (
+        width // pipe.vae_scale_factor_spatial // config.patch_size
+    )
+    tokens = config.max_text_seq_length + latent_frames * patches
+    per_block = 24 * tokens * width_d**2 + 4 * tokens**2 * width_d
+    return config.num_layers * per_block * (2 if cfg else 1)
+
+
+def full_components(dtype: torch.dtype) -> dict[str, Any]:
+    """Random weights at the published sizes (no download): the shapes are what matter for speed."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, ConsisIDTransformer3DModel
+    from genface.pipelines.identity_video.tiny import tiny_tokenizer
+    from transformers import T5Config, T5EncoderModel
+
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        transformer = ConsisIDTransformer3DModel(
+            num_attention_heads=48, attention_head_dim=64, in_channels=32, out_channels=16, num_layers=42,
+            text_embed_dim=4096, time_embed_dim=512, use_rotary_positional_embeddings=True,
+            use_learned_positional_embeddings=True, is_train_face=True, is_kps=False, cross_attn_interval=2,
+        ).to(dtype).eval()  # fmt: skip
+        vae = AutoencoderKLCogVideoX(scaling_factor=0.7).to(dtype).eval()
+        text_encoder = T5EncoderModel(
+            T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                     feed_forward_proj="gated-gelu", is_gated_act=True)
+        ).to(dtype).eval()  # fmt: skip
+    scheduler = CogVideoXDPMScheduler(timestep_spacing="trailing", snr_shift_scale=1.0)
+    return {"tokenizer": tiny_tokenizer(), "text_encoder": text_encoder, "vae": vae, "transformer": transformer,
+            "scheduler": scheduler}  # fmt: skip
+
+
+def random_identity(id_dim: int, clip_dim: int, scales: int, vit_dim: int, tokens: int):
+    """A FaceIdentity with random features of the right sizes (encoding is not what is timed here)."""
+    from genface.identity import Face, FaceIdentity
+    from genface.identity.align import template_points
+
+    rng = np.random.default_rng(0)
+    kps = template_points("ffhq")
+    unit = lambda n: (v := rng.standard_normal(n).astype(np.float32)) / np.linalg.norm(v)  # noqa: E731
+    return FaceIdentity(
+        face=Face([150, 180, 360, 420], 0.99, kps), image_size=(512, 512),
+        crop=rng.integers(0, 256, (512, 512, 3), dtype=np.uint8), crop_matrix=np.eye(2, 3, dtype=np.float32),
+        crop_template="ffhq", recognition=unit(id_dim - clip_dim), recognition_norm=20.0,
+        recognition_model="random", clip_embeds=unit(clip_dim),
+        clip_hidden=rng.standard_normal((scales, tokens, vit_dim)).astype(np.float32), clip_model="random",
+        parsing=np.ones((512, 512), np.uint8),
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--steps", type=int, default=None, help="default: 4 (tiny), 50 (full)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--memory-modes", action="store_true")
+    args = parser.parse_args()
+    from diffusers import ConsisIDPipeline
+    from genface.pipelines import IdentityVideoPipeline
+    from genface.pipelines.identity_video import tiny
+
+    cuda = args.device.startswith("cuda")
+    if args.scale == "tiny":
+        components = tiny.tiny_components(id_dim=512 + 32, vit_dim=64, num_scales=1)
+        size = dict(height=tiny.TINY_HEIGHT, width=tiny.TINY_WIDTH, num_frames=tiny.TINY_FRAMES)
+        identity = random_identity(512 + 32, 32, 1, 64, 17)
+        steps = args.steps or 4
+    else:
+        components = full_components(torch.bfloat16)
+        size = dict(height=480, width=720, num_frames=49)
+        identity = random_identity(1280, 768, 5, 1024, 577)
+        steps = args.steps or 50
+    ours = IdentityVideoPipeline(**components).to(args.device)
+    reference = ConsisIDPipeline(**components).to(args.device)
+    for pipe in (ours, reference):
+        pipe.set_progress_bar_config(disable=True)
+    image, id_cond, id_vit_hidden, kps = ours.identity_conditions(
+        identity, torch.device(args.device), ours.transformer.dtype
+    )
+    common = dict(prompt="a person smiling", num_inference_steps=steps, output_type="np", **size)
+    runs = {
+        "genface": lambda: ours(identity=identity, generator=torch.Generator().manual_seed(0), **common),
+        "diffusers": lambda: reference(
+            image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps, use_dynamic_cfg=True,
+            max_sequence_length=ours.transformer.config.max_text_seq_length,
+            generator=torch.Generator().manual_seed(0), **common,
+        ),
+    }  # fmt: skip
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    peaks: dict[str, float] = {}
+    for run in runs.values():  # warm-up
+        run()
+    for _ in range(args.repeats):
+        for name, run in runs.items():  # alternate, so drift affects both alike
+            gc.collect()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times[name].append(time.perf_counter() - start)
+            if cuda:
+                peaks[name] = torch.cuda.max_memory_allocated() / 2**30
+    flops = transformer_flops_per_step(ours, size["height"], size["width"], size["num_frames"], cfg=True) * steps
+    device_name = (
+        torch.cuda.get_device_name() if cuda else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"# identity_video {args.scale} on {device_name}; torch {torch.__version__}; {steps} steps, "
+        f"{size['num_frames']} frames {size['height']}x{size['width']}; median of {args.repeats}"
+    )
+    print(f"# transformer FLOPs for the run (CFG): {flops:.3e}")
+    print("| pipeline | end-to-end s | s/step | peak GPU GiB | transformer TFLOP/s | time vs diffusers |")
+    print("|---|---:|---:|---:|---:|---:|")
+    base = statistics.median(times["diffusers"])
+    for name, values in times.items():
+        seconds = statistics.median(values)
+        peak = f"{peaks[name]:.1f}" if name in peaks else "n/a"
+        print(
+            f"| {name} | {seconds:.3f} | {seconds / steps:.4f} | {peak} | {flops / seconds / 1e12:.2f} | "
+            f"{seconds / base:.3f} |"
+        )
+    if args.memory_modes and cuda:
+        print("\n| low-memory mode | end-to-end s | peak GPU GiB |\n|---|---:|---:|")
+        for mode in ("model", "group", "sequential"):
+            pipe = IdentityVideoPipeline(**{k: v.to("cpu") if hasattr(v, "to") else v for k, v in components.items()})
+            pipe.set_progress_bar_config(disable=True)
+            pipe.enable_low_memory(mode)
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+            start = time.perf_counter()
+            pipe(identity=identity, generator=torch.Generator().manual_seed(0), **common)
+            torch.cuda.synchronize()
+            print(f"| {mode} | {time.perf_counter() - start:.1f} | {torch.cuda.max_memory_allocated() / 2**30:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
