@@ -41,8 +41,9 @@ def transformer_flops_per_step(pipe: Any, height: int, width: int, frames: int, 
 def full_components(dtype: torch.dtype) -> dict[str, Any]:
     """Random weights at the published sizes (no download): the shapes are what matter for speed."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, ConsisIDTransformer3DModel
-    from genface.pipelines.identity_video.tiny import tiny_tokenizer
     from transformers import T5Config, T5EncoderModel
+
+    from genface.pipelines.identity_video.tiny import tiny_tokenizer
 
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         transformer = ConsisIDTransformer3DModel(
@@ -87,6 +88,7 @@ def main() -> None:
     parser.add_argument("--memory-modes", action="store_true")
     args = parser.parse_args()
     from diffusers import ConsisIDPipeline
+
     from genface.pipelines import IdentityVideoPipeline
     from genface.pipelines.identity_video import tiny
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 from diffusers import ConsisIDPipeline
-from genface.pipelines import IdentityVideoPipeline
-from genface.pipelines.identity_video.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_components, tiny_pipeline
 
 from genface.errors import GenfaceError, MissingWeightsError, NoFaceError
 from genface.identity import FaceIdentity, IdentityEncoder
 from genface.identity.align import template_points
 from genface.identity.parsing import Parsing
+from genface.pipelines import IdentityVideoPipeline
+from genface.pipelines.identity_video.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_components, tiny_pipeline
 
 PROMPT = "a woman smiling"
 SIZE = dict(height=TINY_HEIGHT, width=TINY_WIDTH, num_frames=TINY_FRAMES, num_inference_steps=2)
@@ -135,9 +135,8 @@ def test_nan_latents_stop_with_a_clear_error(pipe, identity) -> None:
 
 
 def test_save_load_round_trip_in_hub_layout(tiny_pack: Path, astronaut, tmp_path: Path) -> None:
-    from genface.pipelines.identity_video.tiny import TINY_CLIP
-
     from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceAnalyzer, FaceParser
+    from genface.pipelines.identity_video.tiny import TINY_CLIP
     from tests.tiny_models import planted_face
 
     torch.manual_seed(0)
