@@ -170,11 +170,16 @@ class MakeupInjector(ModelMixin, ConfigMixin):
 
     def _pairs(self, transformer: Any) -> list[tuple[Any, RefKeyValue]]:
         config = self.config
-        expected = (config.num_layers, config.num_single_layers, config.inner_dim)
-        found = (len(transformer.transformer_blocks), len(transformer.single_transformer_blocks), transformer.inner_dim)
+        expected = (config.num_layers, config.num_single_layers, config.inner_dim, config.attention_head_dim)
+        found = (
+            len(transformer.transformer_blocks),
+            len(transformer.single_transformer_blocks),
+            transformer.inner_dim,
+            transformer.config.attention_head_dim,
+        )
         if expected != found:
             raise ValueError(
-                f"This injector fits (blocks, single blocks, width) = {expected}; the transformer has {found}."
+                f"This injector fits (blocks, single blocks, width, head dim) = {expected}; the transformer has {found}."
             )
         return [
             (block.attn, layer.attn.processor)
@@ -196,8 +201,11 @@ class MakeupInjector(ModelMixin, ConfigMixin):
                 module.set_processor(module.processor.original)
 
     @classmethod
-    def from_published_checkpoint(cls, path: str | os.PathLike) -> MakeupInjector:
-        """Load ``checkpoint.pt`` as published (safely: ``weights_only``); its sizes set the config."""
+    def from_published_checkpoint(cls, path: str | os.PathLike, attention_head_dim: int = 128) -> MakeupInjector:
+        """Load ``checkpoint.pt`` as published (safely: ``weights_only``); its sizes set the config.
+
+        The head dimension leaves no trace in the weights (the reference-key RMSNorm has none); FLUX's is 128.
+        """
         from genface.hub import load_state_dict
 
         state = load_state_dict(path)
@@ -220,6 +228,7 @@ class MakeupInjector(ModelMixin, ConfigMixin):
             "inner_dim": k_down.shape[1],
             "rank": k_down.shape[0],
             "in_channels": ours["ref_image_proj_model.proj.0.weight"].shape[1],
+            "attention_head_dim": attention_head_dim,
         }
         model = cls(**config)
         result = model.load_state_dict(ours, strict=False)

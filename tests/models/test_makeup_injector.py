@@ -134,7 +134,7 @@ def test_published_checkpoint_round_trip(injector, tmp_path: Path) -> None:
     assert "ref_image_proj_model.proj.0.weight" in state and "ref_image_proj_model.norm.weight" in state
     assert "transformer.single_transformer_blocks.1.attn.processor.ref_to_v_lora_up.weight" in state
     torch.save(state, tmp_path / "checkpoint.pt")
-    loaded = MakeupInjector.from_published_checkpoint(tmp_path / "checkpoint.pt")
+    loaded = MakeupInjector.from_published_checkpoint(tmp_path / "checkpoint.pt", attention_head_dim=16)
     assert {k: loaded.config[k] for k in TINY} == TINY  # the sizes were read off the checkpoint
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in state.items())
     loaded.save_pretrained(tmp_path / "converted")  # the one-time conversion to safetensors
@@ -160,6 +160,7 @@ def test_checkpoints_that_are_not_the_injector_are_refused(injector, tmp_path: P
     assert not (tmp_path / "pwned").exists()
 
 
-def test_injector_must_fit_the_transformer(transformer) -> None:
+@pytest.mark.parametrize("change", [{"num_single_layers": 3}, {"attention_head_dim": 8}])
+def test_injector_must_fit_the_transformer(transformer, change) -> None:
     with pytest.raises(ValueError, match="fits"):
-        MakeupInjector(**{**TINY, "num_single_layers": 3}).install(transformer)
+        MakeupInjector(**{**TINY, **change}).install(transformer)
