@@ -179,7 +179,7 @@ class MakeupInjector(ModelMixin, ConfigMixin):
         )
         if expected != found:
             raise ValueError(
-                f"This injector fits (blocks, single blocks, width, head dim) = {expected}; the transformer has {found}."
+                f"This injector fits (blocks, single blocks, width, head dim) {expected}; the transformer has {found}."
             )
         return [
             (block.attn, layer.attn.processor)
