@@ -10,6 +10,8 @@ from genface._lazy import lazy_getattr
 _EXPORTS = {
     "IdentityVideoPipeline": "genface.pipelines.identity_video",
     "IdentityVideoPipelineOutput": "genface.pipelines.identity_video",
+    "MakeupPipeline": "genface.pipelines.makeup",
+    "MakeupPipelineOutput": "genface.pipelines.makeup",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -12,6 +12,7 @@ from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler, ConsisIDTra
 from transformers import T5Config, T5EncoderModel, T5TokenizerFast
 
 from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceAnalyzer, FaceParser, IdentityEncoder
+from genface.pipelines._tiny import char_tokenizer
 
 #: Pixel size and frame count the tiny transformer takes (learned positional embeddings fix the size).
 TINY_HEIGHT = TINY_WIDTH = 64
@@ -22,19 +23,7 @@ TEXT_DIM = 32
 
 def tiny_tokenizer() -> T5TokenizerFast:
     """A character-level T5 tokenizer made on the spot (no vocabulary download)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    vocab = ["<pad>", "</s>", "<unk>", "\u2581"] + [chr(c) for c in range(33, 127)]
-    tokenizer = Tokenizer(models.Unigram([(token, -1.0) for token in vocab], unk_id=2))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
-    tokenizer.decoder = decoders.Metaspace()
-    return T5TokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token="</s>",  # noqa: S106 (tokens, not passwords)
-        pad_token="<pad>",  # noqa: S106
-        unk_token="<unk>",  # noqa: S106
-        extra_ids=0,
-    )
+    return char_tokenizer(T5TokenizerFast, model_max_length=226, pad_token="<pad>", eos_token="</s>")  # noqa: S106
 
 
 def tiny_components(id_dim: int, vit_dim: int, num_scales: int, seed: int = 0) -> dict[str, object]:

@@ -1,0 +1,329 @@
+"""MakeupPipeline: FLUX.1 Kontext (diffusers' own pipeline, subclassed) with FLUX-Makeup's reference injector.
+
+The source face is Kontext's native condition; the makeup reference enters through the injector's
+attention pathway (``genface.models.makeup``). Faces are found, cropped and pasted back with the shared
+identity stack, so large photos with small faces work; ``regions`` limits the change to parsed regions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import FluxKontextPipeline
+from diffusers.utils import BaseOutput
+
+from genface.errors import InvalidArgumentError, MissingWeightsError
+from genface.identity import Face, FaceAnalyzer, FaceParser, face_similarity
+from genface.identity.align import paste_back
+from genface.identity.parsing import LABELS, REGIONS
+from genface.media.image import ImageInput, load_image
+from genface.models.makeup import PUBLISHED_CHECKPOINT, MakeupInjector, reference_position_ids
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE = "black-forest-labs/FLUX.1-Kontext-dev"
+DEFAULT_INJECTOR = "qihoo360/FLUX-Makeup"
+DEFAULT_PROMPT = "makeup."
+#: What the published inference keeps of the reference (CelebAMask-HQ labels): skin, brows, glasses, ears,
+#: nose, mouth and lips; eyes, hair, neck and background are blacked out.
+REFERENCE_KEEP = ("skin", "left_brow", "right_brow", "eyeglasses", "left_ear", "right_ear", "nose", "mouth",
+                  "upper_lip", "lower_lip")  # fmt: skip
+#: Regions whose colour the makeup similarity compares.
+SIMILARITY_REGIONS = ("lips", "skin", "brows")
+#: Side of the square face crop, in face-box sizes.
+CROP_SCALE = 2.0
+
+
+@dataclass
+class MakeupPipelineOutput(BaseOutput):
+    """``images``: the full-size results; ``facesim``: identity kept (cosine of recognition embeddings,
+    source vs result); ``makeup_similarity``: per region, 1 - ΔE76/100 between the mean CIELAB colours of
+    the region in the result and in the reference (1 = same colour)."""
+
+    images: Any
+    facesim: float | None
+    makeup_similarity: dict[str, float]
+
+
+def _square_crop_matrix(face: Face, image_shape: tuple[int, ...], size: int) -> np.ndarray:
+    """Axis-aligned square around the face (``CROP_SCALE`` face sizes, kept inside the image where possible)."""
+    height, width = image_shape[:2]
+    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+    side = min(max(face.width, face.height) * CROP_SCALE, height, width)
+    x0 = float(np.clip(cx - side / 2, 0, width - side))
+    y0 = float(np.clip(cy - side / 2, 0, height - side))
+    scale = size / side
+    return np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], dtype=np.float64)
+
+
+def _feather(mask: np.ndarray, size: int) -> np.ndarray:
+    """Soft edges for a 0/1 mask: a Gaussian blur about 2% of the crop wide."""
+    sigma = max(size / 50.0, 0.5)
+    return np.clip(cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma), 0.0, 1.0)
+
+
+def _mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    if mask.sum() < 4:
+        return None
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    lab[..., 0] *= 100.0 / 255.0  # OpenCV's 8-bit Lab: L in [0, 255], a/b offset by 128
+    lab[..., 1:] -= 128.0
+    return lab[mask].mean(axis=0)
+
+
+class MakeupPipeline(FluxKontextPipeline):
+    """Source face + makeup reference -> the source wearing the reference's makeup (FLUX-Makeup weights).
+
+    Components are FLUX.1 Kontext's plus ``injector`` (:class:`MakeupInjector`, optional: without it, or
+    with ``strength=0``, this is plain Kontext); ``face_analyzer`` and ``face_parser`` come from the shared
+    identity stack.
+    """
+
+    _optional_components = [*FluxKontextPipeline._optional_components, "injector"]
+
+    def __init__(
+        self,
+        scheduler: Any,
+        vae: Any,
+        text_encoder: Any,
+        tokenizer: Any,
+        text_encoder_2: Any,
+        tokenizer_2: Any,
+        transformer: Any,
+        image_encoder: Any = None,
+        feature_extractor: Any = None,
+        injector: MakeupInjector | None = None,
+        face_analyzer: FaceAnalyzer | None = None,
+        face_parser: FaceParser | None = None,
+    ) -> None:
+        super().__init__(
+            scheduler,
+            vae,
+            text_encoder,
+            tokenizer,
+            text_encoder_2,
+            tokenizer_2,
+            transformer,
+            image_encoder,
+            feature_extractor,
+        )
+        self.register_modules(injector=injector)
+        if injector is not None:
+            injector.install(transformer)
+        self.face_analyzer = face_analyzer
+        self.face_parser = face_parser
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike = DEFAULT_BASE,
+        *,
+        injector: MakeupInjector | str | os.PathLike | None = DEFAULT_INJECTOR,
+        face_analyzer: FaceAnalyzer | str = "auto",
+        face_parser: FaceParser | str | os.PathLike | None = "auto",
+        **kwargs: Any,
+    ) -> MakeupPipeline:
+        """FLUX.1 Kontext from ``pretrained_model_name_or_path`` plus the injector from ``injector`` (a Hub id
+        or folder holding the published ``checkpoint.pt`` or a converted ``save_pretrained`` folder).
+        ``face_parser="auto"`` takes the injector repository's ``79999_iter.pth`` when it has one."""
+        from genface.hub import resolve_folder
+
+        folder = None
+        if isinstance(injector, (str, os.PathLike)):
+            folder = resolve_folder(
+                injector, allow_patterns=[PUBLISHED_CHECKPOINT, "config.json", "*.safetensors", "79999_iter.pth"]
+            )
+            if (folder / "config.json").is_file():
+                injector = MakeupInjector.from_pretrained(str(folder))
+            elif (folder / PUBLISHED_CHECKPOINT).is_file():
+                logger.warning(
+                    "Loading the injector from %s; convert it once to safetensors with `genface convert` to skip "
+                    "the pickle reader next time.", folder / PUBLISHED_CHECKPOINT,
+                )  # fmt: skip
+                injector = MakeupInjector.from_published_checkpoint(folder / PUBLISHED_CHECKPOINT)
+            else:
+                raise MissingWeightsError(
+                    f"No makeup injector in {folder}: expected {PUBLISHED_CHECKPOINT} or config.json."
+                )
+        if face_parser == "auto":
+            face_parser = (
+                FaceParser.from_pretrained(folder) if folder and (folder / "79999_iter.pth").is_file() else None
+            )
+        elif isinstance(face_parser, (str, os.PathLike)):
+            face_parser = FaceParser.from_pretrained(face_parser)
+        analyzer = FaceAnalyzer(face_analyzer) if isinstance(face_analyzer, str) else face_analyzer
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe.register_modules(injector=injector)
+        if injector is not None:
+            injector.to(pipe.transformer.device, pipe.transformer.dtype).install(pipe.transformer)
+        pipe.face_analyzer, pipe.face_parser = analyzer, face_parser
+        return pipe
+
+    # -- the edit of one face crop ----------------------------------------------------------------------
+
+    def reference_conditions(self, reference_crop: np.ndarray, size: int, strength: float) -> dict[str, Any] | None:
+        """Attention kwargs carrying the reference tokens and their RoPE (None: no reference pathway)."""
+        if self.injector is None or strength == 0:
+            return None
+        device, dtype = self._execution_device, self.transformer.dtype
+        pixels = self.image_processor.preprocess(PIL.Image.fromarray(reference_crop), size, size).to(
+            device, self.vae.dtype
+        )
+        latents = self.vae.encode(pixels).latent_dist.mode()
+        latents = (latents - self.vae.config.shift_factor) * self.vae.config.scaling_factor
+        batch, channels, height, width = latents.shape
+        packed = self._pack_latents(latents, batch, channels, height, width)
+        tokens = self.injector.ref_image_proj_model(packed.to(self.injector.dtype)).to(dtype)
+        ids = reference_position_ids(height // 2, width // 2, shift=size // (self.vae_scale_factor * 2))
+        return {
+            "ref_hidden_states": tokens,
+            "ref_rotary_emb": self.transformer.pos_embed(ids.to(device)),
+            "makeup_level": float(strength),
+        }
+
+    @torch.no_grad()
+    def edit(
+        self,
+        source_crop: np.ndarray,
+        reference_crop: np.ndarray | None = None,
+        *,
+        strength: float = 1.0,
+        prompt: str = DEFAULT_PROMPT,
+        size: int = 1024,
+        num_inference_steps: int = 28,
+        guidance_scale: float = 2.5,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> np.ndarray:
+        """Edit one face crop (RGB uint8) at ``size`` x ``size``; returns RGB uint8 of that size."""
+        conditions = None if reference_crop is None else self.reference_conditions(reference_crop, size, strength)
+        result = (
+            super()
+            .__call__(
+                image=PIL.Image.fromarray(source_crop).resize((size, size), PIL.Image.BICUBIC),
+                prompt=prompt,
+                height=size,
+                width=size,
+                num_inference_steps=num_inference_steps,
+                guidance_scale=guidance_scale,
+                generator=generator,
+                joint_attention_kwargs=conditions,
+                output_type="np",
+                max_area=size * size,
+                _auto_resize=False,
+                **kwargs,
+            )
+            .images[0]
+        )
+        return (np.clip(result, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    # -- the whole photo ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def check_regions(regions: list[str] | None) -> None:
+        valid = sorted(REGIONS) + list(LABELS)
+        unknown = [r for r in regions or [] if r not in valid]
+        if unknown:
+            raise InvalidArgumentError(f"Unknown face regions {unknown}; choose from {valid}.")
+
+    def _face(self, image: np.ndarray, face_index: int | None, what: str) -> Face:
+        if self.face_analyzer is None:
+            self.face_analyzer = FaceAnalyzer("auto")
+        return self.face_analyzer.get(image, face_index, what=what)
+
+    def _parse(self, crop: np.ndarray) -> Any:
+        if self.face_parser is None:
+            raise MissingWeightsError(
+                "Region control and reference masking need a face parser: pass face_parser= a BiSeNet checkpoint "
+                "(FLUX-Makeup's 79999_iter.pth or facexlib's parsing_bisenet.pth)."
+            )
+        return self.face_parser.parse(crop)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        source: ImageInput,
+        reference: ImageInput,
+        strength: float = 1.0,
+        regions: list[str] | None = None,
+        prompt: str = DEFAULT_PROMPT,
+        num_inference_steps: int = 28,
+        guidance_scale: float = 2.5,
+        generator: torch.Generator | None = None,
+        face_index: int | None = None,
+        reference_face_index: int | None = None,
+        size: int = 1024,
+        output_type: str = "pil",
+        **kwargs: Any,
+    ) -> MakeupPipelineOutput:
+        """Put the makeup of ``reference`` on the face in ``source``.
+
+        ``strength`` scales the reference pathway (0: Kontext's own edit of the source, no reference);
+        ``regions`` (e.g. ``["lips", "eyes"]``) keeps every pixel outside those parsed regions of the source
+        exactly as it was, with feathered edges.
+        """
+        if strength < 0:
+            raise InvalidArgumentError(f"strength must be 0 or more, got {strength}.")
+        self.check_regions(regions)
+        source_rgb, reference_rgb = load_image(source), load_image(reference)
+        face = self._face(source_rgb, face_index, "the source photo")
+        ref_face = self._face(reference_rgb, reference_face_index, "the reference photo")
+        matrix = _square_crop_matrix(face, source_rgb.shape, size)
+        ref_matrix = _square_crop_matrix(ref_face, reference_rgb.shape, size)
+        source_crop = cv2.warpAffine(
+            source_rgb, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        reference_crop = cv2.warpAffine(
+            reference_rgb, ref_matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        reference_parsing = None
+        if self.face_parser is not None:
+            reference_parsing = self.face_parser.parse(reference_crop)
+            reference_crop = reference_crop * reference_parsing.mask(*REFERENCE_KEEP)[..., None].astype(np.uint8)
+            if not reference_parsing.mask("lips", "skin").any():
+                logger.warning("The reference shows no visible lips or skin; its makeup may not transfer.")
+        else:
+            logger.warning("No face parser: the whole reference crop is used (the published model saw masked faces).")
+        edited = self.edit(
+            source_crop, reference_crop, strength=strength, prompt=prompt, size=size,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, **kwargs,
+        )  # fmt: skip
+        if regions:
+            mask = _feather(self._parse(source_crop).mask(*regions), size)
+        else:
+            border = np.zeros((size, size), np.float32)
+            inset = max(size // 16, 1)
+            border[inset:-inset, inset:-inset] = 1.0
+            mask = _feather(border, size)
+        result = paste_back(source_rgb, edited, matrix, mask)
+        return MakeupPipelineOutput(
+            images=[PIL.Image.fromarray(result) if output_type == "pil" else result],
+            facesim=self._facesim(source_rgb, result, face),
+            makeup_similarity=self._makeup_similarity(edited, reference_crop, reference_parsing),
+        )
+
+    def _facesim(self, source: np.ndarray, result: np.ndarray, face: Face) -> float | None:
+        recognizer = self.face_analyzer.recognizer
+        if recognizer is None:
+            return None
+        found = face_similarity(recognizer.embed(source, face), result, analyzer=self.face_analyzer)
+        return None if np.isnan(found.mean) else found.mean
+
+    def _makeup_similarity(self, edited: np.ndarray, reference: np.ndarray, reference_parsing: Any) -> dict[str, float]:
+        if self.face_parser is None or reference_parsing is None:
+            return {}
+        edited_parsing = self.face_parser.parse(edited)
+        scores = {}
+        for region in SIMILARITY_REGIONS:
+            ours = _mean_lab(edited, edited_parsing.mask(region))
+            theirs = _mean_lab(reference, reference_parsing.mask(region))
+            if ours is not None and theirs is not None:
+                scores[region] = float(max(0.0, 1.0 - np.linalg.norm(ours - theirs) / 100.0))
+        return scores

@@ -1,0 +1,166 @@
+"""MakeupPipeline on tiny random FLUX Kontext components: parity with diffusers' FluxKontextPipeline,
+strength and regions, paste-back into the full photo, metrics, bad input and loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import FluxKontextPipeline
+
+from genface.errors import FaceTooSmallError, InvalidArgumentError, NoFaceError
+from genface.pipelines import MakeupPipeline
+from genface.pipelines.makeup.tiny import TINY_SIZE, tiny_components, tiny_injector, tiny_pipeline
+
+RUN = dict(size=TINY_SIZE, num_inference_steps=2)
+
+
+def _generator(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def pipe(dlib_analyzer) -> MakeupPipeline:
+    pipeline = tiny_pipeline(dlib_analyzer)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def crops(astronaut, portrait) -> tuple[np.ndarray, np.ndarray]:
+    source = np.asarray(PIL.Image.fromarray(astronaut).resize((TINY_SIZE, TINY_SIZE)))
+    reference = np.asarray(PIL.Image.fromarray(portrait).resize((TINY_SIZE, TINY_SIZE)))
+    return source, reference
+
+
+def _kontext(pipe: MakeupPipeline, crop: np.ndarray, seed: int = 0) -> np.ndarray:
+    components = {k: v for k, v in pipe.components.items() if k != "injector"}
+    reference = FluxKontextPipeline(**components)
+    reference.set_progress_bar_config(disable=True)
+    pipe.injector.remove(pipe.transformer)  # the plain transformer, as diffusers ships it
+    try:
+        image = reference(
+            image=PIL.Image.fromarray(crop), prompt="makeup.", height=TINY_SIZE, width=TINY_SIZE,
+            num_inference_steps=2, guidance_scale=2.5, generator=_generator(seed), output_type="np",
+            max_area=TINY_SIZE**2, _auto_resize=False,
+        ).images[0]  # fmt: skip
+    finally:
+        pipe.injector.install(pipe.transformer)
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def test_strength_zero_and_no_reference_equal_plain_kontext(pipe, crops) -> None:
+    source, reference = crops
+    expected = _kontext(pipe, source)
+    strength_zero = pipe.edit(source, reference, strength=0.0, generator=_generator(), **RUN)
+    no_reference = pipe.edit(source, None, generator=_generator(), **RUN)
+    np.testing.assert_array_equal(strength_zero, expected)
+    np.testing.assert_array_equal(no_reference, expected)
+    with_makeup = pipe.edit(source, reference, strength=1.0, generator=_generator(), **RUN)
+    assert np.abs(with_makeup.astype(int) - expected.astype(int)).max() > 0
+
+
+def test_strength_and_reference_change_the_result(pipe, crops) -> None:
+    source, reference = crops
+    base = pipe.edit(source, reference, strength=1.0, generator=_generator(), **RUN)
+    stronger = pipe.edit(source, reference, strength=2.0, generator=_generator(), **RUN)
+    other_reference = pipe.edit(source, reference[::-1], strength=1.0, generator=_generator(), **RUN)
+    assert np.abs(stronger.astype(int) - base.astype(int)).max() > 0
+    assert np.abs(other_reference.astype(int) - base.astype(int)).max() > 0
+    again = pipe.edit(source, reference, strength=1.0, generator=_generator(), **RUN)
+    np.testing.assert_array_equal(again, base)  # deterministic under a seed
+
+
+def test_full_photo_changes_only_around_the_face(pipe, astronaut, portrait) -> None:
+    out = pipe(astronaut, portrait, generator=_generator(), output_type="np", **RUN)
+    result = out.images[0]
+    assert result.shape == astronaut.shape and result.dtype == np.uint8
+    changed = np.abs(result.astype(int) - astronaut.astype(int)).sum(-1) > 0
+    face = pipe.face_analyzer.get(astronaut)
+    side = max(face.width, face.height) * 2.0
+    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+    ys, xs = np.nonzero(changed)
+    margin = 6  # the feathered edge
+    assert xs.min() >= cx - side / 2 - margin and xs.max() <= cx + side / 2 + margin
+    assert ys.min() >= cy - side / 2 - margin and ys.max() <= cy + side / 2 + margin
+    assert changed.sum() > 1000
+    assert set(out.makeup_similarity) <= {"lips", "skin", "brows"}
+    assert all(0.0 <= v <= 1.0 for v in out.makeup_similarity.values())
+    assert out.facesim is None or -1.0 <= out.facesim <= 1.0
+
+
+def test_regions_confine_the_change(pipe, astronaut, portrait) -> None:
+    everything = pipe(astronaut, portrait, generator=_generator(), output_type="np", **RUN).images[0]
+    lips_only = pipe(astronaut, portrait, regions=["lips"], generator=_generator(), output_type="np", **RUN).images[0]
+    changed_all = (np.abs(everything.astype(int) - astronaut.astype(int)).sum(-1) > 0).sum()
+    changed_lips = np.abs(lips_only.astype(int) - astronaut.astype(int)).sum(-1) > 0
+    assert 0 < changed_lips.sum() < changed_all
+    # Outside the (feathered) parsed region of the crop, the source is untouched.
+    from genface.pipelines.makeup.pipeline import _feather, _square_crop_matrix
+
+    face = pipe.face_analyzer.get(astronaut)
+    matrix = _square_crop_matrix(face, astronaut.shape, TINY_SIZE)
+    import cv2
+
+    crop = cv2.warpAffine(
+        astronaut, matrix, (TINY_SIZE, TINY_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+    )
+    mask = _feather(pipe.face_parser.parse(crop).mask("lips"), TINY_SIZE)
+    full = cv2.warpAffine(mask, cv2.invertAffineTransform(matrix), astronaut.shape[1::-1], flags=cv2.INTER_LINEAR)
+    assert not changed_lips[full == 0].any()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(regions=["lips", "tattoo"]), InvalidArgumentError, r"Unknown face regions \['tattoo'\]; choose from"),
+        (dict(strength=-1.0), InvalidArgumentError, "0 or more"),
+    ],
+)
+def test_bad_arguments(pipe, astronaut, portrait, kwargs, error, message) -> None:
+    with pytest.raises(error, match=message):
+        pipe(astronaut, portrait, **RUN, **kwargs)
+
+
+def test_faces_are_required_in_both_photos(pipe, astronaut) -> None:
+    blank = np.full((128, 128, 3), 90, np.uint8)
+    with pytest.raises(NoFaceError, match="the source photo"):
+        pipe(blank, astronaut, **RUN)
+    with pytest.raises(NoFaceError, match="the reference photo"):
+        pipe(astronaut, blank, **RUN)
+
+
+def test_small_faces_are_refused(pipe, astronaut, portrait) -> None:
+    floor = pipe.face_analyzer.min_face_size
+    pipe.face_analyzer.min_face_size = 120  # the astronaut's face box is about 90 px
+    try:
+        with pytest.raises(FaceTooSmallError, match="the source photo"):
+            pipe(astronaut, portrait, **RUN)
+    finally:
+        pipe.face_analyzer.min_face_size = floor
+
+
+def test_from_pretrained_with_local_folders(pipe, tmp_path: Path, astronaut, portrait) -> None:
+    base = MakeupPipeline(**tiny_components())
+    base.save_pretrained(tmp_path / "kontext")
+    (tmp_path / "makeup").mkdir()
+    torch.save(tiny_injector().state_dict(), tmp_path / "makeup" / "checkpoint.pt")  # the published layout
+    with pytest.raises(ValueError, match="fits"):  # the published checkpoint is read at FLUX's head size
+        MakeupPipeline.from_pretrained(tmp_path / "kontext", injector=tmp_path / "makeup", face_parser=None)
+    converted = tmp_path / "converted"
+    from genface.models.makeup import MakeupInjector
+
+    MakeupInjector.from_published_checkpoint(
+        tmp_path / "makeup" / "checkpoint.pt", attention_head_dim=16
+    ).save_pretrained(converted)
+    loaded = MakeupPipeline.from_pretrained(
+        tmp_path / "kontext", injector=converted, face_analyzer=pipe.face_analyzer, face_parser=pipe.face_parser
+    )
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(
+        loaded(astronaut, portrait, generator=_generator(), output_type="np", **RUN).images[0],
+        pipe(astronaut, portrait, generator=_generator(), output_type="np", **RUN).images[0],
+    )
