@@ -264,6 +264,83 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_MAKEUP = """examples:
+  genface makeup --face me.jpg --reference look.jpg --out me_made_up.png
+  genface makeup --face me.jpg --reference look.jpg --out lips.png --regions lips --strength 0.8
+  genface makeup --model tiny --face me.jpg --reference look.jpg --out tiny.png
+                        offline demo: tiny random weights (the result is noise) run every stage on CPU
+"""
+
+
+def cmd_makeup(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from genface.media import save_image
+    from genface.provenance import synthetic_mark
+
+    started = time.perf_counter()
+    regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
+    if args.model == "tiny":
+        from genface.pipelines.makeup.tiny import TINY_SIZE, tiny_pipeline
+
+        pipe = tiny_pipeline()
+        size = args.size or TINY_SIZE
+    else:
+        from genface.pipelines import MakeupPipeline
+
+        pipe = MakeupPipeline.from_pretrained(args.model, injector=args.injector, dtype=_dtype(args.dtype))
+        size = args.size or 1024
+    pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipe.check_regions(regions)
+    output = pipe(
+        args.face,
+        args.reference,
+        strength=args.strength,
+        regions=regions,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        generator=torch.Generator("cpu").manual_seed(args.seed),
+        face_index=args.face_index,
+        size=size,
+        output_type="np",
+    )
+    injector = "tiny" if args.model == "tiny" else args.injector
+    mark = synthetic_mark("makeup", args.model, injector=injector, seed=args.seed)
+    path = save_image(output.images[0], args.out, metadata=mark)
+    result = {
+        "image": str(path),
+        "seed": args.seed,
+        "strength": args.strength,
+        "regions": regions,
+        "facesim": output.facesim,
+        "makeup_similarity": output.makeup_similarity,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"image written: {path} ({result['seconds']} s)")
+    if output.facesim is not None:
+        print(f"FaceSim source vs result: {output.facesim:.4f}")
+    for region, score in output.makeup_similarity.items():
+        print(f"makeup similarity, {region}: {score:.3f}")
+    if args.model == "tiny":
+        print("note: the tiny model has random weights; its result is noise. Use the default --model.")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from genface.models.makeup import MakeupInjector
+
+    injector = MakeupInjector.from_published_checkpoint(args.checkpoint, attention_head_dim=args.attention_head_dim)
+    injector.save_pretrained(args.out)
+    count = sum(p.numel() for p in injector.parameters())
+    print(f"converted {args.checkpoint} -> {args.out} (safetensors, {count / 1e6:.1f}M parameters)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genface", description="Generative face video and face editing.")
     parser.add_argument("--version", action="version", version=f"genface {__version__}")
@@ -322,6 +399,37 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     video.add_argument("--json", action="store_true", help="machine-readable result")
     video.set_defaults(func=cmd_video)
+
+    makeup = sub.add_parser(
+        "makeup",
+        help="source face + makeup reference -> the source wearing that makeup (FLUX-Makeup)",
+        epilog=EPILOG_MAKEUP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    makeup.add_argument("--face", required=True, help="photo of the person to make up")
+    makeup.add_argument("--reference", required=True, help="photo of a made-up face")
+    makeup.add_argument("--out", required=True, help="output image (.png, .jpg, .webp)")
+    makeup.add_argument("--strength", type=float, default=1.0, help="reference strength (0: no reference)")
+    makeup.add_argument("--regions", default=None, help="comma-separated regions to change: lips,eyes,skin,brows,...")
+    makeup.add_argument(
+        "--model", default="black-forest-labs/FLUX.1-Kontext-dev", help="Kontext Hub id, folder, or 'tiny'"
+    )
+    makeup.add_argument("--injector", default="qihoo360/FLUX-Makeup", help="injector Hub id or folder")
+    makeup.add_argument("--steps", type=int, default=28)
+    makeup.add_argument("--guidance", type=float, default=2.5)
+    makeup.add_argument("--seed", type=int, default=42)
+    makeup.add_argument("--size", type=int, default=None, help="working resolution of the face crop (default 1024)")
+    makeup.add_argument("--face-index", type=int, default=None, help="which face in --face (0 = largest)")
+    makeup.add_argument("--device", default=None)
+    makeup.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    makeup.add_argument("--json", action="store_true", help="machine-readable result")
+    makeup.set_defaults(func=cmd_makeup)
+
+    convert = sub.add_parser("convert", help="convert FLUX-Makeup's checkpoint.pt to safetensors, once")
+    convert.add_argument("checkpoint", help="the published checkpoint.pt (read with weights_only)")
+    convert.add_argument("out", help="output folder (config.json + safetensors), usable as --injector")
+    convert.add_argument("--attention-head-dim", type=int, default=128, help="FLUX's head size (128)")
+    convert.set_defaults(func=cmd_convert)
     return parser
 
 

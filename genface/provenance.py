@@ -29,12 +29,23 @@ def synthetic_mark(pipeline: str, model: str | None = None, **extra: Any) -> dic
     return {MARK_KEY: json.dumps(document, sort_keys=True)}
 
 
-def read_mark(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The synthetic mark of a video written by genface, or None if it carries none."""
-    import av
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
-    with av.open(os.fspath(path)) as container:
-        text = container.metadata.get(MARK_KEY)
+
+def read_mark(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The synthetic mark of an image or video written by genface, or None if it carries none."""
+    if os.fspath(path).lower().endswith(IMAGE_SUFFIXES):
+        from PIL import Image
+
+        from genface.media.image import EXIF_DESCRIPTION
+
+        with Image.open(path) as image:
+            text = image.info.get(MARK_KEY) or image.getexif().get(EXIF_DESCRIPTION)
+    else:
+        import av
+
+        with av.open(os.fspath(path)) as container:
+            text = container.metadata.get(MARK_KEY)
     try:
         document = json.loads(text) if text else None
     except json.JSONDecodeError:

@@ -77,7 +77,8 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> 
     monkeypatch.chdir(tmp_path)
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    runnable = [b for b in blocks if 'from_pretrained("BestWishYsh' not in b]  # Hub ids need the network
+    hub = re.compile(r'from_pretrained\(\s*"[\w.-]+/[\w.-]+"')
+    runnable = [b for b in blocks if not hub.search(b)]  # blocks loading Hub ids need the network
     assert len(runnable) >= 2
     namespace: dict = {}
     for block in runnable:
@@ -94,6 +95,14 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, astronaut) -> None:
     from genface.media import save_image
 
     save_image(astronaut, tmp_path / "me.jpg")
+    save_image(astronaut[:, ::-1], tmp_path / "look.jpg")
+    import torch
+
+    from genface.models.makeup import MakeupInjector
+
+    # A small checkpoint in the published layout, at FLUX's head size (what `genface convert` assumes).
+    small = MakeupInjector(num_layers=1, num_single_layers=1, inner_dim=128, in_channels=4, rank=4)
+    torch.save(small.state_dict(), tmp_path / "checkpoint.pt")
     readme = (ROOT / "README.md").read_text()
     lines = [
         line
@@ -108,7 +117,11 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, astronaut) -> None:
         out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
         if "--model tiny" in line or "--demo" in line:
             assert out.returncode == 0, out.stderr
+        elif line.startswith("genface convert"):
+            assert out.returncode == 0, out.stderr
         else:
             assert out.returncode == 1 and out.stderr.splitlines()[-1].startswith("genface: error:"), out.stderr
             assert "Traceback" not in out.stderr
     assert (tmp_path / "tiny.mp4").is_file() and not (tmp_path / "beach.mp4").exists()
+    assert (tmp_path / "tiny.png").is_file() and not (tmp_path / "me_made_up.png").exists()
+    assert (tmp_path / "flux-makeup-injector" / "config.json").is_file()

@@ -23,3 +23,13 @@ def test_unmarked_files_report_no_mark(tmp_path: Path) -> None:
     assert read_mark(write_video(tmp_path / "plain.mp4", frames)) is None
     assert read_mark(write_video(tmp_path / "other.mp4", frames, metadata={"comment": "holiday"})) is None
     assert read_mark(write_video(tmp_path / "json.mp4", frames, metadata={"comment": '{"synthetic": false}'})) is None
+
+
+def test_images_carry_the_mark(tmp_path: Path) -> None:
+    from genface.media import save_image
+
+    pixels = np.zeros((8, 8, 3), np.uint8)
+    for name in ("a.png", "a.jpg", "a.webp"):
+        path = save_image(pixels, tmp_path / name, metadata=synthetic_mark("makeup", "tiny"))
+        assert read_mark(path)["pipeline"] == "makeup", name
+        assert read_mark(save_image(pixels, tmp_path / f"plain-{name}")) is None

@@ -140,13 +140,34 @@ def load_image(image: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np
         raise InvalidImageError(f"{name} could not be decoded (truncated or corrupt file?): {exc}") from exc
 
 
-def save_image(image: ImageInput, path: str | os.PathLike, *, quality: int = 95) -> Path:
-    """Save an image atomically (a temporary file renamed into place); returns the path."""
+#: EXIF tag holding text metadata in JPEG/WebP (ImageDescription).
+EXIF_DESCRIPTION = 0x010E
+
+
+def save_image(
+    image: ImageInput, path: str | os.PathLike, *, quality: int = 95, metadata: dict[str, str] | None = None
+) -> Path:
+    """Save an image atomically (a temporary file renamed into place); returns the path.
+
+    ``metadata`` goes into PNG text chunks, or (JPEG/WebP, one value only) the EXIF ImageDescription.
+    """
     rgb = load_image(image)
     out = Path(path)
+    fmt = Image.registered_extensions().get(out.suffix.lower())
+    if fmt is None:
+        raise InvalidImageError(f"Unknown image extension {out.suffix!r}; use .png, .jpg or .webp.")
+    options: dict[str, object] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    if metadata and fmt == "PNG":
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for key, value in metadata.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
+    elif metadata:
+        exif = Image.Exif()
+        exif[EXIF_DESCRIPTION] = "\n".join(metadata.values())
+        options["exif"] = exif
     with atomic_path(out) as tmp:
-        fmt = Image.registered_extensions().get(out.suffix.lower())
-        if fmt is None:
-            raise InvalidImageError(f"Unknown image extension {out.suffix!r}; use .png, .jpg or .webp.")
-        Image.fromarray(rgb).save(tmp, format=fmt, **({"quality": quality} if fmt in ("JPEG", "WEBP") else {}))
+        Image.fromarray(rgb).save(tmp, format=fmt, **options)
     return out

@@ -26,7 +26,7 @@ from diffusers.models.normalization import RMSNorm
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 from torch import nn
 
-from genface.errors import MissingWeightsError
+from genface.errors import InvalidArgumentError, MissingWeightsError
 
 #: File name of the published injector inside ``qihoo360/FLUX-Makeup``.
 PUBLISHED_CHECKPOINT = "checkpoint.pt"
@@ -159,6 +159,11 @@ class MakeupInjector(ModelMixin, ConfigMixin):
         attention_head_dim: int = 128,
     ) -> None:
         super().__init__()
+        if inner_dim % attention_head_dim:
+            raise InvalidArgumentError(
+                f"inner_dim {inner_dim} is not a multiple of attention_head_dim {attention_head_dim}; for a "
+                "checkpoint of another model than FLUX, pass its head size (e.g. genface convert --attention-head-dim)."
+            )
         self.ref_image_proj_model = RefImageProjection(in_channels, inner_dim)
         self.transformer = nn.Module()
 

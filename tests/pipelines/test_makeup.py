@@ -148,7 +148,7 @@ def test_from_pretrained_with_local_folders(pipe, tmp_path: Path, astronaut, por
     base.save_pretrained(tmp_path / "kontext")
     (tmp_path / "makeup").mkdir()
     torch.save(tiny_injector().state_dict(), tmp_path / "makeup" / "checkpoint.pt")  # the published layout
-    with pytest.raises(ValueError, match="fits"):  # the published checkpoint is read at FLUX's head size
+    with pytest.raises(InvalidArgumentError, match="attention_head_dim"):  # read at FLUX's head size, 128
         MakeupPipeline.from_pretrained(tmp_path / "kontext", injector=tmp_path / "makeup", face_parser=None)
     converted = tmp_path / "converted"
     from genface.models.makeup import MakeupInjector
