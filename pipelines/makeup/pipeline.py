@@ -87,6 +87,9 @@ class MakeupPipeline(FluxKontextPipeline):
     """
 
     _optional_components = [*FluxKontextPipeline._optional_components, "injector"]
+    # The injector's weights are used inside the transformer's attention, never by a call of their own, so
+    # model CPU offload could not move them on time: they stay on the execution device.
+    _exclude_from_cpu_offload = ["injector"]
 
     def __init__(
         self,
@@ -180,7 +183,7 @@ class MakeupPipeline(FluxKontextPipeline):
         latents = (latents - self.vae.config.shift_factor) * self.vae.config.scaling_factor
         batch, channels, height, width = latents.shape
         packed = self._pack_latents(latents, batch, channels, height, width)
-        tokens = self.injector.ref_image_proj_model(packed.to(self.injector.dtype)).to(dtype)
+        tokens = self.injector.ref_image_proj_model(packed.to(self.injector.device, self.injector.dtype)).to(dtype)
         ids = reference_position_ids(height // 2, width // 2, shift=size // (self.vae_scale_factor * 2))
         return {
             "ref_hidden_states": tokens,

@@ -164,3 +164,18 @@ def test_from_pretrained_with_local_folders(pipe, tmp_path: Path, astronaut, por
         loaded(astronaut, portrait, generator=_generator(), output_type="np", **RUN).images[0],
         pipe(astronaut, portrait, generator=_generator(), output_type="np", **RUN).images[0],
     )
+
+
+def test_reference_without_makeup_regions_warns(pipe, astronaut, portrait, monkeypatch, caplog) -> None:
+    from genface.identity.parsing import Parsing
+
+    real_parse = pipe.face_parser.parse
+    calls = []
+
+    def parse(crop):  # the reference is parsed first: make it all background
+        calls.append(1)
+        return Parsing(np.zeros(crop.shape[:2], np.uint8)) if len(calls) == 1 else real_parse(crop)
+
+    monkeypatch.setattr(pipe.face_parser, "parse", parse)
+    pipe(astronaut, portrait, generator=_generator(), **RUN)
+    assert "no visible lips or skin" in caplog.text
