@@ -183,11 +183,10 @@ def _dtype(name: str) -> Any:
 def cmd_video(args: argparse.Namespace) -> int:
     import time
 
-    import numpy as np
     import torch
 
     from genface.identity import FaceIdentity, face_similarity
-    from genface.media import write_video
+    from genface.media import to_uint8, write_video
     from genface.provenance import synthetic_mark
 
     if (args.face is None) == (args.identity is None):
@@ -228,7 +227,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         output_type="np",
         **size,
     )
-    video = (np.clip(output.frames[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+    video = to_uint8(output.frames[0])
     path = write_video(args.out, video, args.fps, metadata=synthetic_mark("identity_video", args.model, seed=args.seed))
     result: dict[str, Any] = {
         "video": str(path),

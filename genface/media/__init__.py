@@ -1,7 +1,7 @@
 """Reading and writing images, video and audio."""
 
 from genface.media.audio import load_audio
-from genface.media.image import DEFAULT_MAX_PIXELS, load_image, save_image
+from genface.media.image import DEFAULT_MAX_PIXELS, load_image, save_image, to_uint8
 from genface.media.video import read_video, write_video
 
-__all__ = ["DEFAULT_MAX_PIXELS", "load_audio", "load_image", "read_video", "save_image", "write_video"]
+__all__ = ["DEFAULT_MAX_PIXELS", "load_audio", "load_image", "read_video", "save_image", "to_uint8", "write_video"]

@@ -93,6 +93,11 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(data)
 
 
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] (as diffusers' ``output_type="np"`` gives them) -> rounded uint8."""
+    return (np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def _check_size(width: int, height: int, max_pixels: int, what: str) -> None:
     if width < 1 or height < 1:
         raise InvalidImageError(f"{what} has no pixels ({width}x{height}).")

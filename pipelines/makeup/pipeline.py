@@ -23,7 +23,7 @@ from genface.errors import InvalidArgumentError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceParser, face_similarity
 from genface.identity.align import paste_back
 from genface.identity.parsing import LABELS, REGIONS
-from genface.media.image import ImageInput, load_image
+from genface.media.image import ImageInput, load_image, to_uint8
 from genface.models.makeup import PUBLISHED_CHECKPOINT, MakeupInjector, reference_position_ids
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class MakeupPipeline(FluxKontextPipeline):
             )
             .images[0]
         )
-        return (np.clip(result, 0, 1) * 255 + 0.5).astype(np.uint8)
+        return to_uint8(result)
 
     # -- the whole photo ----------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import torch
 from diffusers import FluxKontextPipeline
 
 from genface.errors import FaceTooSmallError, InvalidArgumentError, NoFaceError
+from genface.media import to_uint8
 from genface.pipelines import MakeupPipeline
 from genface.pipelines.makeup.tiny import TINY_SIZE, tiny_components, tiny_injector, tiny_pipeline
 
@@ -49,7 +50,7 @@ def _kontext(pipe: MakeupPipeline, crop: np.ndarray, seed: int = 0) -> np.ndarra
         ).images[0]  # fmt: skip
     finally:
         pipe.injector.install(pipe.transformer)
-    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_uint8(image)
 
 
 def test_strength_zero_and_no_reference_equal_plain_kontext(pipe, crops) -> None:
