@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from genface.errors import MissingWeightsError, OfflineError, UnsafeWeightsError
+
+T = TypeVar("T")
+
+
+def load_or_explain(load: Callable[..., T], path_or_repo: str | os.PathLike, **kwargs: Any) -> T:
+    """Call a diffusers/transformers ``from_pretrained``; when a Hub id cannot be reached or is not cached,
+    raise :class:`OfflineError` saying how to use a local copy instead."""
+    try:
+        return load(path_or_repo, **kwargs)
+    except OSError as exc:
+        if Path(path_or_repo).expanduser().is_dir():
+            raise
+        raise OfflineError(
+            f"Could not load {os.fspath(path_or_repo)!r} from the Hub or the local cache "
+            f"({str(exc).splitlines()[0]}). Download it on a machine with access (`hf download "
+            f"{os.fspath(path_or_repo)} --local-dir DIR`) and pass DIR instead."
+        ) from exc
 
 
 def resolve_folder(

@@ -23,7 +23,7 @@ import torch
 from diffusers import ConsisIDPipeline
 from diffusers.utils import BaseOutput
 
-from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError, OfflineError
+from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.identity import FaceIdentity, IdentityEncoder
 from genface.media.image import ImageInput
 
@@ -86,16 +86,9 @@ class IdentityVideoPipeline(ConsisIDPipeline):
             raise InvalidArgumentError(
                 f"identity_encoder must be 'auto', an IdentityEncoder or None: {identity_encoder!r}"
             )
-        try:
-            pipe = super().from_pretrained(pretrained_model_name_or_path, identity_encoder=None, **kwargs)
-        except OSError as exc:
-            if Path(pretrained_model_name_or_path).expanduser().is_dir():
-                raise
-            raise OfflineError(
-                f"Could not load {str(pretrained_model_name_or_path)!r} from the Hub or the local cache "
-                f"({str(exc).splitlines()[0]}). Download it on a machine with access (`hf download "
-                f"{pretrained_model_name_or_path} --local-dir DIR`) and pass DIR instead."
-            ) from exc
+        from genface.hub import load_or_explain
+
+        pipe = load_or_explain(super().from_pretrained, pretrained_model_name_or_path, identity_encoder=None, **kwargs)
         if identity_encoder == "auto":
             try:
                 identity_encoder = IdentityEncoder.from_pretrained(pretrained_model_name_or_path, FACE_ENCODER_FOLDER)

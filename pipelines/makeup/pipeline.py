@@ -162,7 +162,9 @@ class MakeupPipeline(FluxKontextPipeline):
         elif isinstance(face_parser, (str, os.PathLike)):
             face_parser = FaceParser.from_pretrained(face_parser)
         analyzer = FaceAnalyzer(face_analyzer) if isinstance(face_analyzer, str) else face_analyzer
-        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        from genface.hub import load_or_explain
+
+        pipe = load_or_explain(super().from_pretrained, pretrained_model_name_or_path, **kwargs)
         pipe.register_modules(injector=injector)
         if injector is not None:
             injector.to(pipe.transformer.device, pipe.transformer.dtype).install(pipe.transformer)

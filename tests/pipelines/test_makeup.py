@@ -180,3 +180,17 @@ def test_reference_without_makeup_regions_warns(pipe, astronaut, portrait, monke
     monkeypatch.setattr(pipe.face_parser, "parse", parse)
     pipe(astronaut, portrait, generator=_generator(), **RUN)
     assert "no visible lips or skin" in caplog.text
+
+
+def test_unreachable_hub_says_how_to_work_offline(monkeypatch, tmp_path: Path) -> None:
+    import huggingface_hub.constants
+
+    from genface.errors import OfflineError
+    from genface.pipelines.makeup.tiny import tiny_injector
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OfflineError, match="hf download qihoo360/FLUX-Makeup"):
+        MakeupPipeline.from_pretrained(tmp_path)  # the injector's repository is fetched first
+    tiny_injector().save_pretrained(tmp_path / "injector")
+    with pytest.raises(OfflineError, match=r"hf download black-forest-labs/FLUX.1-Kontext-dev --local-dir DIR"):
+        MakeupPipeline.from_pretrained(injector=tmp_path / "injector", face_parser=None)
