@@ -186,8 +186,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     import torch
 
     from genface.identity import FaceIdentity, face_similarity
-    from genface.media import to_uint8, write_video
-    from genface.provenance import synthetic_mark
+    from genface.media import to_uint8
+    from genface.provenance import write_marked_video
 
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
@@ -228,7 +228,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         **size,
     )
     video = to_uint8(output.frames[0])
-    path = write_video(args.out, video, args.fps, metadata=synthetic_mark("identity_video", args.model, seed=args.seed))
+    path = write_marked_video(args.out, video, args.fps, "identity_video", args.model, seed=args.seed)
     result: dict[str, Any] = {
         "video": str(path),
         "model": args.model,
@@ -276,8 +276,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 
     import torch
 
-    from genface.media import save_image
-    from genface.provenance import synthetic_mark
+    from genface.provenance import save_marked_image
 
     started = time.perf_counter()
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
@@ -306,8 +305,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
         output_type="np",
     )
     injector = "tiny" if args.model == "tiny" else args.injector
-    mark = synthetic_mark("makeup", args.model, injector=injector, seed=args.seed)
-    path = save_image(output.images[0], args.out, metadata=mark)
+    path = save_marked_image(args.out, output.images[0], "makeup", args.model, injector=injector, seed=args.seed)
     result = {
         "image": str(path),
         "seed": args.seed,
@@ -327,6 +325,32 @@ def cmd_makeup(args: argparse.Namespace) -> int:
         print(f"makeup similarity, {region}: {score:.3f}")
     if args.model == "tiny":
         print("note: the tiny model has random weights; its result is noise. Use the default --model.")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from genface.provenance import verify
+
+    result = verify(args.file)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if not result["synthetic"]:
+        print(f"{args.file}: no mark (neither genface metadata nor the genface watermark was found)")
+        return 0
+    print(f"{args.file}: synthetic (made by genface)")
+    if result["metadata"]:
+        meta = result["metadata"]
+        print(
+            f"  metadata: {meta.get('generator')}, pipeline {meta.get('pipeline')}, model {meta.get('model')}, "
+            f"created {meta.get('created')}"
+        )
+    else:
+        print("  metadata: none (removed or re-saved)")
+    mark = result["watermark"]
+    print(
+        "  watermark: " + ("too small to carry one" if mark is None else f"{mark['matching_bits']}/{mark['of']} bits")
+    )
     return 0
 
 
@@ -423,6 +447,11 @@ def build_parser() -> argparse.ArgumentParser:
     makeup.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     makeup.add_argument("--json", action="store_true", help="machine-readable result")
     makeup.set_defaults(func=cmd_makeup)
+
+    check = sub.add_parser("verify", help="read genface's synthetic marks (metadata and watermark) from a file")
+    check.add_argument("file", help="image or video")
+    check.add_argument("--json", action="store_true", help="machine-readable result")
+    check.set_defaults(func=cmd_verify)
 
     convert = sub.add_parser("convert", help="convert FLUX-Makeup's checkpoint.pt to safetensors, once")
     convert.add_argument("checkpoint", help="the published checkpoint.pt (read with weights_only)")

@@ -113,10 +113,12 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, astronaut) -> None:
     assert any("--model tiny" in line for line in lines)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for line in lines:
-        command = [sys.executable, "-m", "genface", *shlex.split(line)[1:]]
+        command = [sys.executable, "-m", "genface", *shlex.split(line, comments=True)[1:]]
         out = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
         if "--model tiny" in line or "--demo" in line:
             assert out.returncode == 0, out.stderr
+        elif line.startswith("genface verify"):
+            assert out.returncode == 0 and "synthetic (made by genface)" in out.stdout, out.stdout + out.stderr
         elif line.startswith("genface convert"):
             assert out.returncode == 0, out.stderr
         else:

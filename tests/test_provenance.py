@@ -33,3 +33,61 @@ def test_images_carry_the_mark(tmp_path: Path) -> None:
         path = save_image(pixels, tmp_path / name, metadata=synthetic_mark("makeup", "tiny"))
         assert read_mark(path)["pipeline"] == "makeup", name
         assert read_mark(save_image(pixels, tmp_path / f"plain-{name}")) is None
+
+
+def _photo() -> np.ndarray:
+    from genface.media import load_image
+    from genface.samples import sample_path
+
+    return load_image(sample_path("astronaut"))
+
+
+def test_watermark_survives_jpeg_75(tmp_path: Path) -> None:
+    from genface.media import save_image
+    from genface.provenance import save_marked_image, verify
+
+    marked = save_marked_image(tmp_path / "m.png", _photo(), "makeup", "tiny")
+    assert verify(marked)["watermark"]["matching_bits"] == 32
+    from genface.media import load_image
+
+    recompressed = save_image(load_image(marked), tmp_path / "re.jpg", quality=75)  # metadata dropped
+    result = verify(recompressed)
+    assert result["metadata"] is None and result["watermark"]["detected"] and result["synthetic"]
+    plain = verify(save_image(_photo(), tmp_path / "plain.jpg", quality=75))
+    assert not plain["synthetic"] and plain["watermark"]["matching_bits"] < 30
+
+
+def test_watermark_survives_h264_reencode(tmp_path: Path) -> None:
+    from genface.media import read_video
+    from genface.provenance import verify, write_marked_video
+
+    frames = np.stack([_photo(), _photo()[:, ::-1]] * 2)
+    marked = write_marked_video(tmp_path / "m.mp4", frames, 8, "identity_video", "tiny")
+    again = write_video(tmp_path / "re.mp4", read_video(marked)[0], 8, crf=30)  # lower quality, no metadata
+    result = verify(again)
+    assert result["metadata"] is None and result["watermark"]["detected"]
+    assert not verify(write_video(tmp_path / "plain.mp4", frames, 8))["synthetic"]
+
+
+def test_small_frames_carry_metadata_only(tmp_path: Path) -> None:
+    from genface.provenance import verify, write_marked_video
+
+    result = verify(
+        write_marked_video(tmp_path / "t.mp4", np.zeros((2, 64, 64, 3), np.uint8), 8, "identity_video", "tiny")
+    )
+    assert result["watermark"] is None and result["metadata"]["model"] == "tiny" and result["synthetic"]
+
+
+def test_verify_cli(tmp_path: Path, capsys) -> None:
+    from genface.cli import main
+    from genface.media import save_image
+
+    plain = save_image(_photo(), tmp_path / "plain.png")
+    assert main(["verify", str(plain)]) == 0
+    assert "no mark" in capsys.readouterr().out
+    from genface.provenance import save_marked_image
+
+    marked = save_marked_image(tmp_path / "m.png", _photo(), "makeup", "some/model")
+    assert main(["verify", str(marked)]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic" in out and "32/32 bits" in out and "some/model" in out
