@@ -188,6 +188,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     from genface.identity import FaceIdentity, face_similarity
     from genface.media import to_uint8
     from genface.provenance import write_marked_video
+    from genface.resources import check_fits, explain_out_of_memory
 
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
@@ -211,22 +212,24 @@ def cmd_video(args: argparse.Namespace) -> int:
             raise GenfaceError("--low-memory offloads to a GPU, and none is available here.")
         pipe.enable_low_memory(args.low_memory)
     else:
+        check_fits(pipe, device)
         pipe.to(device)
     pipe.set_attention_backend(args.attention)
     generator = torch.Generator("cpu").manual_seed(args.seed)
-    output = pipe(
-        args.prompt,
-        face_image=args.face,
-        identity=identity,
-        negative_prompt=args.negative_prompt,
-        num_frames=frames,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        generator=generator,
-        face_index=args.face_index,
-        output_type="np",
-        **size,
-    )
+    with explain_out_of_memory():
+        output = pipe(
+            args.prompt,
+            face_image=args.face,
+            identity=identity,
+            negative_prompt=args.negative_prompt,
+            num_frames=frames,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=generator,
+            face_index=args.face_index,
+            output_type="np",
+            **size,
+        )
     video = to_uint8(output.frames[0])
     path = write_marked_video(args.out, video, args.fps, "identity_video", args.model, seed=args.seed)
     result: dict[str, Any] = {
@@ -277,6 +280,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
     import torch
 
     from genface.provenance import save_marked_image
+    from genface.resources import check_fits, explain_out_of_memory
 
     started = time.perf_counter()
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
@@ -290,20 +294,23 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 
         pipe = MakeupPipeline.from_pretrained(args.model, injector=args.injector, dtype=_dtype(args.dtype))
         size = args.size or 1024
-    pipe.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_fits(pipe, device)
+    pipe.to(device)
     pipe.check_regions(regions)
-    output = pipe(
-        args.face,
-        args.reference,
-        strength=args.strength,
-        regions=regions,
-        num_inference_steps=args.steps,
-        guidance_scale=args.guidance,
-        generator=torch.Generator("cpu").manual_seed(args.seed),
-        face_index=args.face_index,
-        size=size,
-        output_type="np",
-    )
+    with explain_out_of_memory():
+        output = pipe(
+            args.face,
+            args.reference,
+            strength=args.strength,
+            regions=regions,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=torch.Generator("cpu").manual_seed(args.seed),
+            face_index=args.face_index,
+            size=size,
+            output_type="np",
+        )
     injector = "tiny" if args.model == "tiny" else args.injector
     path = save_marked_image(args.out, output.images[0], "makeup", args.model, injector=injector, seed=args.seed)
     result = {

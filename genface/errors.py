@@ -48,6 +48,10 @@ class UnsafeWeightsError(GenfaceError, ValueError):
     """A weights file holds more than tensors (pickled code); genface refuses to run it."""
 
 
+class InsufficientMemoryError(GenfaceError, MemoryError):
+    """The request does not fit the device's memory; the message names the low-memory options."""
+
+
 class OfflineError(GenfaceError, ConnectionError):
     """A download was needed but the network or the Hub cannot be reached."""
 
