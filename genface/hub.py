@@ -49,9 +49,9 @@ def resolve_folder(
             )
         return folder
     repo_id = os.fspath(path_or_repo)
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")):
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or Path(repo_id).suffix:
         raise MissingWeightsError(
-            f"{repo_id!r} is neither an existing local folder nor a Hub repo id of the form 'owner/name'."
+            f"{repo_id} does not exist (and it is not a Hub repo id either; those have the form 'owner/name')."
         )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (

@@ -179,8 +179,13 @@ def load_bisenet_checkpoint(path: str | os.PathLike) -> BiSeNet:
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    if "conv_out.conv_out.weight" not in state:
+        raise MissingWeightsError(f"{path} is not a BiSeNet face-parsing checkpoint (no conv_out.conv_out.weight).")
     model = BiSeNet(num_classes=int(state["conv_out.conv_out.weight"].shape[0]))
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise MissingWeightsError(f"{path} is not a BiSeNet face-parsing checkpoint: {exc}") from exc
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
     unexpected = [k for k in result.unexpected_keys if not k.endswith("num_batches_tracked")]
     if missing or unexpected:

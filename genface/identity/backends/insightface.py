@@ -53,6 +53,17 @@ def find_model_dir(root: str | os.PathLike | None = None, name: str = DEFAULT_MO
     )
 
 
+def _onnx_errors() -> tuple[type[BaseException], ...]:
+    """onnxruntime's exceptions for files it cannot read (they derive from Exception directly)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+    return tuple(
+        getattr(ort_state, name)
+        for name in ("Fail", "InvalidProtobuf", "InvalidGraph", "NoSuchFile")
+        if hasattr(ort_state, name)
+    )
+
+
 def _providers(providers: list[str] | None) -> list[str]:
     if providers:
         return providers
@@ -67,7 +78,10 @@ def load_onnx_model(path: Path, providers: list[str] | None = None) -> Any:
     insightface = _import_insightface()
     if not path.is_file():
         raise MissingWeightsError(f"ONNX model not found: {path}")
-    model = insightface.model_zoo.get_model(str(path), providers=_providers(providers))
+    try:
+        model = insightface.model_zoo.get_model(str(path), providers=_providers(providers))
+    except _onnx_errors() as exc:
+        raise MissingWeightsError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0]}).") from exc
     if model is None:
         raise MissingWeightsError(f"{path} is not a model insightface recognises.")
     return model
@@ -93,6 +107,10 @@ class InsightFaceBackend(FaceBackend):
             app = insightface.app.FaceAnalysis(
                 name=str(self.model_dir), allowed_modules=list(_TASKS), providers=providers
             )
+        except _onnx_errors() as exc:
+            raise MissingWeightsError(
+                f"An ONNX file in {self.model_dir} is not a valid model ({str(exc).splitlines()[0]}); replace it."
+            ) from exc
         except AssertionError as exc:  # insightface's way of saying that no detection model was found
             raise MissingWeightsError(
                 f"{self.model_dir} has no face-detection ONNX model (antelopev2: scrfd_10g_bnkps.onnx; "

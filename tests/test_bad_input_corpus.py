@@ -1,0 +1,578 @@
+"""The bad-input corpus: every case is generated here and asserts either the exact exception type with a
+helpful message, or the documented graceful behaviour (marked OK)."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+import wave
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genface import errors
+from genface.media import load_audio, load_image, read_video, write_video
+from genface.samples import sample_path
+
+OK = None  # expected outcome: no exception (the check function asserts the graceful result)
+
+
+def _astronaut() -> np.ndarray:
+    return load_image(sample_path("astronaut"))
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _encoded(array: np.ndarray, fmt: str, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + end
+
+
+def _wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1, width: int = 2) -> Path:
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(channels)
+        handle.setsampwidth(width)
+        handle.setframerate(rate)
+        scale = 2 ** (8 * width - 1) - 1
+        ints = np.clip(samples, -1, 1) * scale
+        if width == 2:
+            handle.writeframes(ints.astype("<i2").tobytes())
+        else:  # 24-bit little endian
+            ints = ints.astype("<i4")
+            handle.writeframes(b"".join(int(v).to_bytes(4, "little", signed=True)[:3] for v in ints.reshape(-1)))
+    return path
+
+
+def _tone(rate: int, seconds: float) -> np.ndarray:
+    return (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(rate * seconds)) / rate)).astype(np.float32)
+
+
+def _exif_rotated(tmp: Path, orientation: int) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp / f"rot{orientation}.jpg"
+    Image.fromarray(np.zeros((10, 20, 3), np.uint8)).save(path, exif=exif)
+    return path
+
+
+class _Payload:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
+
+
+def _evil(tmp: Path, name: str) -> Path:
+    with open(tmp / name, "wb") as handle:
+        pickle.dump({"weight": _Payload(tmp / "pwned")}, handle)
+    return tmp / name
+
+
+# --- images -------------------------------------------------------------------------------------------
+
+
+def _truncated(fmt: str, fraction: float) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        data = _encoded(np.tile(_astronaut(), (1, 1, 1)), fmt)
+        return _write(tmp / f"cut.{fmt.lower()}", data[: int(len(data) * fraction)])
+
+    return build
+
+
+IMAGE_ERRORS = {
+    "empty jpg": (lambda t: _write(t / "e.jpg", b""), errors.InvalidImageError, "empty"),
+    "empty png": (lambda t: _write(t / "e.png", b""), errors.InvalidImageError, "empty"),
+    "html saved as jpg": (
+        lambda t: _write(t / "p.jpg", b"<html><body>hi</body></html>"),
+        errors.InvalidImageError,
+        "not an image",
+    ),
+    "text saved as png": (lambda t: _write(t / "t.png", b"hello world" * 50), errors.InvalidImageError, "not an image"),
+    "zip saved as jpg": (
+        lambda t: _write(t / "z.jpg", b"PK\x03\x04" + b"\x00" * 200),
+        errors.InvalidImageError,
+        "not an image",
+    ),
+    "jpeg cut at 10%": (_truncated("JPEG", 0.1), errors.InvalidImageError, "truncated or corrupt"),
+    "jpeg cut at 50%": (_truncated("JPEG", 0.5), errors.InvalidImageError, "truncated or corrupt"),
+    "jpeg cut at 90%": (_truncated("JPEG", 0.9), errors.InvalidImageError, "truncated or corrupt"),
+    "png cut at 10%": (_truncated("PNG", 0.1), errors.InvalidImageError, "truncated or corrupt"),
+    "png cut at 50%": (_truncated("PNG", 0.5), errors.InvalidImageError, "truncated or corrupt"),
+    "png cut at 90%": (_truncated("PNG", 0.9), errors.InvalidImageError, "truncated or corrupt"),
+    "81 MP header": (
+        lambda t: _write(t / "b.png", _png_header(9000, 9000)),
+        errors.InvalidImageError,
+        "decompression bombs",
+    ),
+    "400 MP header (bomb)": (
+        lambda t: _write(t / "b.png", _png_header(20000, 20000)),
+        errors.InvalidImageError,
+        "decompression bombs",
+    ),
+    "missing file": (lambda t: t / "nope.jpg", errors.InvalidImageError, "not found"),
+    "a directory": (lambda t: t, errors.InvalidImageError, "not found"),
+    "zero-size array": (lambda t: np.zeros((0, 5, 3), np.uint8), errors.InvalidImageError, "no pixels"),
+    "five channels": (lambda t: np.zeros((4, 4, 5), np.uint8), errors.InvalidImageError, "shape"),
+    "1-d array": (lambda t: np.zeros(12, np.uint8), errors.InvalidImageError, "no pixels|shape"),
+    "NaN pixels": (lambda t: np.full((4, 4, 3), np.nan, np.float32), errors.InvalidImageError, "NaN"),
+    "infinite pixels": (lambda t: np.full((4, 4, 3), np.inf, np.float32), errors.InvalidImageError, "NaN or infinite"),
+    "int64 pixels": (lambda t: np.zeros((4, 4, 3), np.int64), errors.InvalidImageError, "dtype"),
+    "bool pixels": (lambda t: np.zeros((4, 4, 3), bool), errors.InvalidImageError, "dtype"),
+    "not an image object": (lambda t: 42, errors.InvalidImageError, "pass a path"),
+}
+
+
+def _loads_as(shape: tuple[int, ...]) -> Callable[[np.ndarray], None]:
+    def check(result: np.ndarray) -> None:
+        assert result.dtype == np.uint8 and result.shape == shape
+
+    return check
+
+
+def _mode(mode: str) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (9, 7, 3), dtype=np.uint8))
+        if mode == "I;16":
+            image = Image.fromarray(np.full((9, 7), 40000, np.uint16))
+        else:
+            image = image.convert(mode)
+        path = tmp / f"m.{'jpg' if mode == 'CMYK' else 'png' if mode != 'P-gif' else 'gif'}"
+        image.save(path)
+        return path
+
+    return build
+
+
+IMAGE_GRACEFUL = {
+    "grayscale": (_mode("L"), _loads_as((9, 7, 3))),
+    "CMYK jpeg": (_mode("CMYK"), _loads_as((9, 7, 3))),
+    "RGBA": (_mode("RGBA"), _loads_as((9, 7, 3))),
+    "gray + alpha": (_mode("LA"), _loads_as((9, 7, 3))),
+    "16-bit": (_mode("I;16"), lambda r: np.testing.assert_array_equal(r, np.full((9, 7, 3), 156, np.uint8))),
+    "palette": (_mode("P"), _loads_as((9, 7, 3))),
+    "EXIF orientation 3": (lambda t: _exif_rotated(t, 3), _loads_as((10, 20, 3))),
+    "EXIF orientation 6": (lambda t: _exif_rotated(t, 6), _loads_as((20, 10, 3))),
+    "EXIF orientation 8": (lambda t: _exif_rotated(t, 8), _loads_as((20, 10, 3))),
+    "PNG named .jpg": (
+        lambda t: _write(t / "x.jpg", _encoded(np.zeros((5, 6, 3), np.uint8), "PNG")),
+        _loads_as((5, 6, 3)),
+    ),
+    "JPEG named .png": (
+        lambda t: _write(t / "x.png", _encoded(np.zeros((5, 6, 3), np.uint8), "JPEG")),
+        _loads_as((5, 6, 3)),
+    ),
+    "1x1": (lambda t: _write(t / "one.png", _encoded(np.zeros((1, 1, 3), np.uint8), "PNG")), _loads_as((1, 1, 3))),
+    "animated gif": (
+        lambda t: (
+            Image.new("RGB", (4, 4), (255, 0, 0)).save(
+                t / "a.gif", save_all=True, append_images=[Image.new("RGB", (4, 4), (0, 0, 255))]
+            ),
+            t / "a.gif",
+        )[1],
+        lambda r: np.testing.assert_array_less(r[..., 2].astype(int), 60),  # the first (red) frame
+    ),
+    "uint16 array": (lambda t: np.full((3, 3, 3), 65535, np.uint16), lambda r: np.testing.assert_array_equal(r, 255)),
+    "float array": (lambda t: np.full((3, 3), 0.5, np.float32), lambda r: np.testing.assert_array_equal(r, 128)),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), IMAGE_ERRORS.items(), ids=list(IMAGE_ERRORS))
+def test_image_errors(tmp_path: Path, name: str, case) -> None:
+    build, error, message = case
+    with pytest.raises(error, match=message):
+        load_image(build(tmp_path))
+
+
+@pytest.mark.parametrize(("name", "case"), IMAGE_GRACEFUL.items(), ids=list(IMAGE_GRACEFUL))
+def test_image_graceful(tmp_path: Path, name: str, case) -> None:
+    build, check = case
+    check(load_image(build(tmp_path)))
+
+
+def test_image_url_offline(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(errors.OfflineError, match="local path"):
+        load_image("http://example.com/a.jpg")
+
+
+# --- faces --------------------------------------------------------------------------------------------
+
+FACE_CASES = {
+    "blank": (lambda: np.full((200, 200, 3), 128, np.uint8), {}, errors.NoFaceError, "No face found"),
+    "noise": (
+        lambda: np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8),
+        {},
+        errors.NoFaceError,
+        "No face",
+    ),
+    "1x1 photo": (lambda: np.zeros((1, 1, 3), np.uint8), {}, errors.NoFaceError, "No face"),
+    "upside down": (lambda: _astronaut()[::-1], {}, errors.NoFaceError, "roughly frontal"),
+    "several faces, one required": (
+        lambda: load_image(sample_path("group")),
+        {"require_single": True},
+        errors.MultipleFacesError,
+        "face_index",
+    ),
+    "face index out of range": (_astronaut, {"face_index": 3}, errors.NoFaceError, "indexed 0 to 0"),
+    "face too small": (
+        lambda: np.asarray(Image.fromarray(_astronaut()).resize((200, 200))),
+        {},
+        errors.FaceTooSmallError,
+        "larger or closer",
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), FACE_CASES.items(), ids=list(FACE_CASES))
+def test_face_cases(dlib_analyzer, name: str, case) -> None:
+    from genface.identity import FaceAnalyzer
+
+    build, kwargs, error, message = case
+    analyzer = FaceAnalyzer(dlib_analyzer.backend, min_face_size=48)
+    with pytest.raises(error, match=message):
+        analyzer.get(build(), **kwargs)
+
+
+def test_face_cut_off_at_the_border_is_still_found_or_refused_clearly(dlib_analyzer) -> None:
+    shifted = np.zeros_like(_astronaut())
+    shifted[:, :300] = _astronaut()[:, 212:]  # the face's right half falls outside
+    try:
+        face = dlib_analyzer.get(shifted)
+    except errors.NoFaceError:
+        return
+    assert face.bbox[0] < 100  # found where it is
+
+
+# --- audio --------------------------------------------------------------------------------------------
+
+AUDIO_ERRORS = {
+    "empty wav": (lambda t: _write(t / "e.wav", b""), {}, errors.InvalidMediaError, "empty"),
+    "text as wav": (
+        lambda t: _write(t / "x.wav", b"not audio at all " * 20),
+        {},
+        errors.InvalidMediaError,
+        "could not be decoded",
+    ),
+    "missing": (lambda t: t / "none.wav", {}, errors.InvalidMediaError, "not found"),
+    "NaN samples": (
+        lambda t: np.array([0.0, np.nan], np.float32),
+        {"source_rate": 16000},
+        errors.InvalidMediaError,
+        "NaN",
+    ),
+    "infinite samples": (
+        lambda t: np.array([np.inf, 0.0], np.float32),
+        {"source_rate": 16000},
+        errors.InvalidMediaError,
+        "NaN or infinite",
+    ),
+    "array without a rate": (lambda t: np.zeros(100, np.float32), {}, errors.InvalidMediaError, "source_rate"),
+    "negative target rate": (
+        lambda t: np.zeros(100, np.float32),
+        {"source_rate": 16000, "sample_rate": -1},
+        errors.InvalidMediaError,
+        "positive",
+    ),
+    "video without audio": (
+        lambda t: write_video(t / "v.mp4", np.zeros((2, 16, 16, 3), np.uint8)),
+        {},
+        errors.InvalidMediaError,
+        "no audio stream",
+    ),
+    "wav with no samples": (
+        lambda t: _wav(t / "z.wav", np.zeros(0, np.float32), 16000),
+        {},
+        errors.InvalidMediaError,
+        "no samples|could not be decoded",
+    ),
+}
+
+AUDIO_GRACEFUL = {
+    "silence": (
+        lambda t: _wav(t / "s.wav", np.zeros(16000, np.float32), 16000),
+        lambda a: np.testing.assert_array_equal(a, 0),
+    ),
+    "0.1 s": (
+        lambda t: _wav(t / "short.wav", _tone(16000, 0.1), 16000),
+        lambda a: np.testing.assert_allclose(len(a), 1600, rtol=0.05),
+    ),
+    "8 kHz": (
+        lambda t: _wav(t / "8k.wav", _tone(8000, 1.0), 8000),
+        lambda a: np.testing.assert_allclose(len(a), 16000, rtol=0.02),
+    ),
+    "96 kHz": (
+        lambda t: _wav(t / "96k.wav", _tone(96000, 0.5), 96000),
+        lambda a: np.testing.assert_allclose(len(a), 8000, rtol=0.02),
+    ),
+    "stereo": (
+        lambda t: _wav(t / "st.wav", np.repeat(_tone(16000, 0.5), 2), 16000, channels=2),
+        lambda a: a.ndim == 1 or pytest.fail("not mono"),
+    ),
+    "24-bit": (
+        lambda t: _wav(t / "24.wav", _tone(16000, 0.2), 16000, width=3),
+        lambda a: np.testing.assert_allclose(np.abs(a).max(), 0.3, atol=0.02),
+    ),
+    "header says 2 h": (
+        lambda t: _write(
+            t / "long.wav",
+            _wav(t / "tmp.wav", _tone(16000, 0.5), 16000).read_bytes()[:40]
+            + struct.pack("<I", 2 * 3600 * 32000)
+            + _wav(t / "tmp2.wav", _tone(16000, 0.5), 16000).read_bytes()[44:],
+        ),
+        lambda a: np.testing.assert_allclose(len(a), 8000, rtol=0.05),  # decodes what is there
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), AUDIO_ERRORS.items(), ids=list(AUDIO_ERRORS))
+def test_audio_errors(tmp_path: Path, name: str, case) -> None:
+    build, kwargs, error, message = case
+    with pytest.raises(error, match=message):
+        load_audio(build(tmp_path), **kwargs)
+
+
+@pytest.mark.parametrize(("name", "case"), AUDIO_GRACEFUL.items(), ids=list(AUDIO_GRACEFUL))
+def test_audio_graceful(tmp_path: Path, name: str, case) -> None:
+    build, check = case
+    check(load_audio(build(tmp_path), 16000))
+
+
+# --- video --------------------------------------------------------------------------------------------
+
+VIDEO_ERRORS = {
+    "empty file": (lambda t: _write(t / "e.mp4", b""), errors.InvalidMediaError, "could not be decoded|no video"),
+    "junk": (lambda t: _write(t / "j.mp4", b"\x00\x01" * 500), errors.InvalidMediaError, "could not be decoded"),
+    "missing": (lambda t: t / "none.mp4", errors.InvalidMediaError, "not found"),
+    "audio only": (lambda t: _wav(t / "a.wav", _tone(16000, 0.2), 16000), errors.InvalidMediaError, "no video stream"),
+}
+
+VIDEO_GRACEFUL = {
+    "one frame": (lambda t: write_video(t / "one.mp4", np.zeros((1, 32, 32, 3), np.uint8)), (1, 32, 32, 3)),
+    "odd size": (lambda t: write_video(t / "odd.mp4", np.zeros((3, 31, 45, 3), np.uint8)), (3, 32, 46, 3)),
+    "portrait orientation": (lambda t: write_video(t / "tall.mp4", np.zeros((2, 64, 16, 3), np.uint8)), (2, 64, 16, 3)),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), VIDEO_ERRORS.items(), ids=list(VIDEO_ERRORS))
+def test_video_errors(tmp_path: Path, name: str, case) -> None:
+    build, error, message = case
+    with pytest.raises(error, match=message):
+        read_video(build(tmp_path))
+
+
+@pytest.mark.parametrize(("name", "case"), VIDEO_GRACEFUL.items(), ids=list(VIDEO_GRACEFUL))
+def test_video_graceful(tmp_path: Path, name: str, case) -> None:
+    build, shape = case
+    assert read_video(build(tmp_path))[0].shape == shape
+
+
+# --- weights ------------------------------------------------------------------------------------------
+
+
+def _load_parser(path: Path) -> Any:
+    from genface.identity import FaceParser
+
+    return FaceParser.from_pretrained(path)
+
+
+def _bisenet_state(**changes: torch.Tensor) -> dict[str, torch.Tensor]:
+    from genface.identity import BiSeNet
+
+    return {**BiSeNet().state_dict(), **changes}
+
+
+def _save(tmp: Path, name: str, state: Any) -> Path:
+    torch.save(state, tmp / name)
+    return tmp / name
+
+
+def _eva(path: Path) -> Any:
+    from genface.identity import EvaClipVisionModel
+
+    return EvaClipVisionModel.from_eva_checkpoint(path)
+
+
+def _injector(path: Path) -> Any:
+    from genface.models import makeup
+
+    return makeup.MakeupInjector.from_published_checkpoint(path)
+
+
+def _identity(path: Path) -> Any:
+    from genface.identity import FaceIdentity
+
+    return FaceIdentity.load(path)
+
+
+def _insightface(path: Path) -> Any:
+    from genface.identity import FaceAnalyzer
+
+    return FaceAnalyzer("insightface", model_root=path)
+
+
+WEIGHT_CASES = {
+    "parser: empty folder": (lambda t: t, _load_parser, errors.MissingWeightsError, "No face-parsing weights"),
+    "parser: missing file": (
+        lambda t: t / "parsing_bisenet.pth",
+        _load_parser,
+        errors.MissingWeightsError,
+        "does not exist|not found",
+    ),
+    "parser: wrong keys": (
+        lambda t: _save(t, "a.pth", {"conv_out.conv_out.weight": torch.zeros(19, 256, 1, 1), "x": torch.zeros(1)}),
+        _load_parser,
+        errors.MissingWeightsError,
+        "not a BiSeNet",
+    ),
+    "parser: wrong shapes": (
+        lambda t: _save(t, "b.pth", _bisenet_state(**{"cp.resnet.conv1.weight": torch.zeros(8, 3, 7, 7)})),
+        _load_parser,
+        errors.MissingWeightsError,
+        "not a BiSeNet",
+    ),
+    "parser: pickle with code": (
+        lambda t: _evil(t, "parsing_bisenet.pth"),
+        _load_parser,
+        errors.UnsafeWeightsError,
+        "weights_only",
+    ),
+    "eva: pickle with code": (lambda t: _evil(t, "eva.pt"), _eva, errors.UnsafeWeightsError, "weights_only"),
+    "eva: unrelated tensors": (
+        lambda t: _save(t, "eva.pt", {"visual.foo": torch.zeros(2)}),
+        _eva,
+        errors.MissingWeightsError,
+        "does not match",
+    ),
+    "injector: pickle with code": (
+        lambda t: _evil(t, "checkpoint.pt"),
+        _injector,
+        errors.UnsafeWeightsError,
+        "weights_only",
+    ),
+    "injector: base-model tensors": (
+        lambda t: _save(t, "c.pt", {"transformer.x_embedder.weight": torch.zeros(1)}),
+        _injector,
+        errors.MissingWeightsError,
+        "outside the reference injector",
+    ),
+    "injector: missing file": (lambda t: t / "checkpoint.pt", _injector, errors.MissingWeightsError, "not found"),
+    "identity: junk file": (
+        lambda t: _write(t / "id.safetensors", b"junk"),
+        _identity,
+        errors.InvalidIdentityFileError,
+        "not a safetensors",
+    ),
+    "identity: missing": (lambda t: t / "none.safetensors", _identity, errors.MissingWeightsError, "not found"),
+    "insightface: empty folder": (lambda t: t, _insightface, errors.MissingWeightsError, "looked in"),
+    "insightface: corrupt onnx": (
+        lambda t: _write(t / "glintr100.onnx", b"not onnx").parent,
+        _insightface,
+        errors.MissingWeightsError,
+        "not a valid model",
+    ),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), WEIGHT_CASES.items(), ids=list(WEIGHT_CASES))
+def test_weight_cases(tmp_path: Path, name: str, case) -> None:
+    build, load, error, message = case
+    with pytest.raises(error, match=message):
+        load(build(tmp_path))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_hub_cases(monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    from genface.identity import FaceAnalyzer, IdentityEncoder
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(errors.OfflineError, match="--local-dir DIR"):
+        IdentityEncoder.from_pretrained("someone/missing-repo", subfolder="face_encoder")
+    with pytest.raises(errors.MissingWeightsError, match="owner/name"):
+        FaceAnalyzer.from_pretrained("a/b/c")
+    with pytest.raises(errors.MissingWeightsError, match="does not exist"):
+        FaceAnalyzer.from_pretrained("weights.onnx")
+
+
+# --- arguments ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def video_pipe(dlib_analyzer):
+    from genface.pipelines.identity_video.tiny import tiny_identity_encoder, tiny_pipeline
+
+    pipe = tiny_pipeline(tiny_identity_encoder(dlib_analyzer))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def identity(video_pipe):
+    return video_pipe.identity_encoder.encode(_astronaut())
+
+
+VIDEO_ARGUMENTS = {
+    "0 frames": ({"num_frames": 0}, errors.InvalidArgumentError, r"4k\+1"),
+    "2 frames": ({"num_frames": 2}, errors.InvalidArgumentError, r"4k\+1 \(got 2\); try 1 or 5"),
+    "8 frames": ({"num_frames": 8}, errors.InvalidArgumentError, r"try 5 or 9"),
+    "50 frames": ({"num_frames": 50}, errors.InvalidArgumentError, r"try 49 or 53"),
+    "0 steps": ({"num_inference_steps": 0}, errors.InvalidArgumentError, "at least 1"),
+    "negative steps": ({"num_inference_steps": -3}, errors.InvalidArgumentError, "at least 1"),
+    "height not a multiple of 16": ({"height": 72}, errors.InvalidArgumentError, "multiples of 16"),
+    "width not a multiple of 16": ({"width": 100}, errors.InvalidArgumentError, "multiples of 16"),
+    "huge size": ({"height": 4096, "width": 4096}, errors.InvalidArgumentError, "fit 64x64 only"),
+}
+
+
+@pytest.mark.parametrize(("name", "case"), VIDEO_ARGUMENTS.items(), ids=list(VIDEO_ARGUMENTS))
+def test_video_arguments(video_pipe, identity, name: str, case) -> None:
+    kwargs, error, message = case
+    settings = {"height": 64, "width": 64, "num_frames": 9, "num_inference_steps": 1, **kwargs}
+    with pytest.raises(error, match=message):
+        video_pipe("a person", identity=identity, **settings)
+
+
+def test_other_video_arguments(video_pipe, identity) -> None:
+    settings = {"height": 64, "width": 64, "num_frames": 9, "num_inference_steps": 1}
+    with pytest.raises(errors.InvalidArgumentError, match="exactly one"):
+        video_pipe("a person", **settings)
+    with pytest.raises(errors.InvalidArgumentError, match="exactly one"):
+        video_pipe("a person", face_image=_astronaut(), identity=identity, **settings)
+    with pytest.raises(errors.NoFaceError, match="indexed 0 to 0"):
+        video_pipe("a person", face_image=_astronaut(), face_index=9, **settings)
+    with pytest.raises(errors.InvalidArgumentError, match="choose from"):
+        video_pipe.set_attention_backend("xformers")
+    with pytest.raises(errors.InvalidArgumentError, match="choose from"):
+        video_pipe.enable_low_memory("everything")
+    empty_prompt = video_pipe("", identity=identity, output_type="np", **settings)  # OK: an empty prompt is allowed
+    assert empty_prompt.frames.shape == (1, 9, 64, 64, 3)
+
+
+def test_makeup_arguments(dlib_analyzer) -> None:
+    from genface.pipelines.makeup.tiny import tiny_pipeline
+
+    pipe = tiny_pipeline(dlib_analyzer)
+    with pytest.raises(errors.InvalidArgumentError, match=r"\['freckles'\]"):
+        pipe.check_regions(["lips", "freckles"])
+    pipe.check_regions([])  # OK: no regions means the whole face
+    with pytest.raises(errors.InvalidArgumentError, match="0 or more"):
+        pipe(_astronaut(), _astronaut(), strength=-0.5, size=32, num_inference_steps=1)
