@@ -1,0 +1,1 @@
+"""Talking-face building blocks: audio features per video frame, motion post-processing."""
