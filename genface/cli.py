@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import platform
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from genface import __version__
@@ -335,6 +337,71 @@ def cmd_makeup(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_TALK = """examples:
+  genface talk --face clip.mp4 --audio speech.wav --out dubbed.mp4
+  genface talk --face photo.jpg --audio speech.m4a --out talking.mp4 --fps 25
+  genface talk --model tiny --face photo.jpg --audio speech.wav --out tiny.mp4
+                        offline demo: tiny random weights (the mouth is noise) run every stage on CPU
+"""
+
+
+def cmd_talk(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from genface.resources import check_fits, explain_out_of_memory
+
+    started = time.perf_counter()
+    if args.model == "tiny":
+        from genface.pipelines.talking_face.tiny import tiny_pipeline
+
+        pipe = tiny_pipeline()
+    else:
+        from genface.pipelines import TalkingFacePipeline
+
+        pipe = TalkingFacePipeline.from_pretrained(
+            args.model, vae=args.vae, audio_encoder=args.whisper, dtype=_dtype(args.dtype)
+        )
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    check_fits(pipe, device)
+    pipe.to(device)
+    with explain_out_of_memory():
+        output = pipe(
+            args.face,
+            args.audio,
+            fps=args.fps,
+            face_index=args.face_index,
+            batch_size=args.batch_size,
+            output_path=args.out,
+            measure=not args.no_metrics,
+        )
+    frames = len(output.pitch)
+    result: dict[str, Any] = {
+        "video": str(output.path),
+        "frames": frames,
+        "fps": output.fps,
+        "seconds_of_audio": round(len(output.audio) / 16000, 3),
+        "lost_frames": output.lost_frames,
+        "facesim": output.facesim.to_dict() if output.facesim is not None else None,
+        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"video written: {output.path} ({frames} frames, {output.fps:g} fps, {result['seconds']} s)")
+    if output.lost_frames:
+        print(f"face not found in {len(output.lost_frames)} source frame(s); the nearest box was held there")
+    if output.facesim is not None and output.facesim.found.any():
+        print(f"FaceSim vs source ({output.facesim.model}): mean {output.facesim.mean:.4f}")
+    if result["lip_sync"] is not None:
+        print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")
+    if args.model == "tiny":
+        print("note: the tiny model has random weights; its mouths are noise. Use the default --model.")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from genface.provenance import verify
 
@@ -362,12 +429,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    if not Path(args.source).expanduser().is_file():
+        from genface.pipelines import TalkingFacePipeline
+
+        pipe = TalkingFacePipeline.from_pretrained(args.source, vae=args.vae, audio_encoder=args.whisper)
+        pipe.save_pretrained(args.out)
+        print(f"converted {args.source} -> {args.out} (diffusers layout, safetensors), usable as `talk --model`")
+        return 0
     from genface.models.makeup import MakeupInjector
 
-    injector = MakeupInjector.from_published_checkpoint(args.checkpoint, attention_head_dim=args.attention_head_dim)
+    injector = MakeupInjector.from_published_checkpoint(args.source, attention_head_dim=args.attention_head_dim)
     injector.save_pretrained(args.out)
     count = sum(p.numel() for p in injector.parameters())
-    print(f"converted {args.checkpoint} -> {args.out} (safetensors, {count / 1e6:.1f}M parameters)")
+    print(f"converted {args.source} -> {args.out} (safetensors, {count / 1e6:.1f}M parameters)")
     return 0
 
 
@@ -455,15 +529,40 @@ def build_parser() -> argparse.ArgumentParser:
     makeup.add_argument("--json", action="store_true", help="machine-readable result")
     makeup.set_defaults(func=cmd_makeup)
 
+    talk = sub.add_parser(
+        "talk",
+        help="face video or photo + speech -> lip-synced video (MuseTalk v1.5)",
+        epilog=EPILOG_TALK,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    talk.add_argument("--face", required=True, help="video to dub, or a photo")
+    talk.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, or a video's audio track)")
+    talk.add_argument("--out", required=True, help="output .mp4 with the speech (written whole or not at all)")
+    talk.add_argument("--model", default="TMElyralab/MuseTalk", help="Hub id, local folder, or 'tiny'")
+    talk.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="VAE Hub id or folder")
+    talk.add_argument("--whisper", default="openai/whisper-tiny", help="Whisper Hub id or folder")
+    talk.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's, or 25 for a photo)")
+    talk.add_argument("--batch-size", type=int, default=8, help="frames per UNet call (default 8)")
+    talk.add_argument("--face-index", type=int, default=None, help="which face to follow (0 = largest)")
+    talk.add_argument("--device", default=None)
+    talk.add_argument("--dtype", default="fp16", choices=["bf16", "fp16", "fp32"])
+    talk.add_argument("--no-metrics", action="store_true", help="skip FaceSim and the lip-sync proxy")
+    talk.add_argument("--json", action="store_true", help="machine-readable result")
+    talk.set_defaults(func=cmd_talk)
+
     check = sub.add_parser("verify", help="read genface's synthetic marks (metadata and watermark) from a file")
     check.add_argument("file", help="image or video")
     check.add_argument("--json", action="store_true", help="machine-readable result")
     check.set_defaults(func=cmd_verify)
 
-    convert = sub.add_parser("convert", help="convert FLUX-Makeup's checkpoint.pt to safetensors, once")
-    convert.add_argument("checkpoint", help="the published checkpoint.pt (read with weights_only)")
-    convert.add_argument("out", help="output folder (config.json + safetensors), usable as --injector")
-    convert.add_argument("--attention-head-dim", type=int, default=128, help="FLUX's head size (128)")
+    convert = sub.add_parser("convert", help="convert published .pt/.pth weights to safetensors folders, once")
+    convert.add_argument(
+        "source", help="FLUX-Makeup's checkpoint.pt, or MuseTalk (Hub id or folder with musetalkV15/)"
+    )
+    convert.add_argument("out", help="output folder, usable as makeup --injector or talk --model")
+    convert.add_argument("--attention-head-dim", type=int, default=128, help="makeup: FLUX's head size (128)")
+    convert.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
+    convert.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
     convert.set_defaults(func=cmd_convert)
     return parser
 

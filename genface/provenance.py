@@ -113,13 +113,36 @@ def verify(path: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def marked_video_writer(
+    path: str | os.PathLike,
+    fps: float,
+    pipeline: str,
+    model: str | None,
+    *,
+    audio: np.ndarray | None = None,
+    audio_rate: int = 16000,
+    **extra: Any,
+):
+    """A :class:`~genface.media.video.VideoWriter` that marks what it writes (watermark in every frame's
+    pixels, JSON in the container); use it as a context manager and ``write`` frames in chunks."""
+    from genface.media.video import VideoWriter
+
+    class _MarkedVideoWriter(VideoWriter):
+        def write(self, frames: np.ndarray) -> None:
+            super().write(watermark(frames))
+
+    return _MarkedVideoWriter(
+        path, fps, audio=audio, audio_rate=audio_rate, metadata=synthetic_mark(pipeline, model, **extra)
+    )
+
+
 def write_marked_video(
     path: str | os.PathLike, frames: np.ndarray, fps: float, pipeline: str, model: str | None, **extra: Any
 ):
     """Write generated frames with both marks (watermark in the pixels, JSON in the container)."""
-    from genface.media import write_video
-
-    return write_video(path, watermark(frames), fps, metadata=synthetic_mark(pipeline, model, **extra))
+    with marked_video_writer(path, fps, pipeline, model, **extra) as writer:
+        writer.write(frames)
+    return writer.path
 
 
 def save_marked_image(path: str | os.PathLike, image: np.ndarray, pipeline: str, model: str | None, **extra: Any):

@@ -12,6 +12,8 @@ _EXPORTS = {
     "IdentityVideoPipelineOutput": "genface.pipelines.identity_video",
     "MakeupPipeline": "genface.pipelines.makeup",
     "MakeupPipelineOutput": "genface.pipelines.makeup",
+    "TalkingFacePipeline": "genface.pipelines.talking_face",
+    "TalkingFacePipelineOutput": "genface.pipelines.talking_face",
 }
 __all__ = sorted(_EXPORTS)
 

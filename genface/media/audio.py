@@ -68,3 +68,14 @@ def load_audio(
         raise InvalidMediaError("Audio contains NaN or infinite samples.")
     samples = samples.astype(np.float32, copy=False)
     return samples.mean(axis=0) if mono else samples
+
+
+def audio_sample_rate(path: str | os.PathLike) -> int:
+    """Sample rate of the first audio stream of a file (to keep its quality when muxing it back)."""
+    try:
+        with av.open(str(Path(path).expanduser())) as container:
+            if not container.streams.audio:
+                raise InvalidMediaError(f"{path} has no audio stream.")
+            return int(container.streams.audio[0].rate)
+    except av.FFmpegError as exc:
+        raise InvalidMediaError(f"{path} could not be decoded as audio: {exc}") from exc

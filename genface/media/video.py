@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -48,6 +50,93 @@ def _even_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+class VideoWriter:
+    """Stream RGB uint8 frames into an H.264 mp4 (optional mono AAC track), atomically.
+
+    Frames go to a temporary file beside ``path`` as they are written, so memory stays bounded; the file
+    appears at ``path`` only when the ``with`` block ends without an error (an interrupted run leaves nothing).
+    Frame sizes must not change; odd sizes are padded to even by edge replication.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float,
+        *,
+        audio: np.ndarray | None = None,
+        audio_rate: int = 16000,
+        crf: int = 18,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        if fps <= 0:
+            raise InvalidMediaError(f"fps must be positive, got {fps}.")
+        self.path = Path(path)
+        self.fps, self.audio, self.audio_rate, self.crf = fps, audio, audio_rate, crf
+        self.metadata = metadata or {}
+        self.frames_written = 0
+        self._stack = contextlib.ExitStack()
+        self._container: av.container.OutputContainer | None = None
+        self._video: av.video.stream.VideoStream | None = None
+        self._audio: av.audio.stream.AudioStream | None = None
+
+    def __enter__(self) -> VideoWriter:
+        tmp = self._stack.enter_context(atomic_path(self.path))
+        self._container = self._stack.enter_context(av.open(str(tmp), mode="w", format="mp4"))
+        self._container.metadata.update(self.metadata)
+        return self
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one frame (HxWx3) or several (TxHxWx3)."""
+        if self._container is None:
+            raise RuntimeError("VideoWriter.write is used inside its `with` block.")
+        array = np.asarray(frames)
+        array = array[None] if array.ndim == 3 else array
+        if array.ndim != 4 or array.shape[-1] != 3:
+            raise InvalidMediaError(f"Frames must be TxHxWx3 (or HxWx3); got shape {array.shape}.")
+        if array.dtype != np.uint8:
+            raise InvalidMediaError(f"Frames must be uint8 RGB; got {array.dtype}.")
+        array = _even_frames(array)
+        if self._video is None:
+            self._video = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+            self._video.width, self._video.height = array.shape[2], array.shape[1]
+            self._video.pix_fmt = "yuv420p"
+            self._video.options = {"crf": str(self.crf)}
+            if self.audio is not None:  # every stream must exist before the first packet is written
+                self._audio = self._container.add_stream("aac", rate=self.audio_rate, layout="mono")
+        elif (array.shape[2], array.shape[1]) != (self._video.width, self._video.height):
+            raise InvalidMediaError(
+                f"Frame size changed from {self._video.width}x{self._video.height} to "
+                f"{array.shape[2]}x{array.shape[1]} within one video."
+            )
+        for rgb in array:
+            self._container.mux(self._video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        self.frames_written += len(array)
+
+    def _finish(self) -> None:
+        if self._video is None:
+            raise InvalidMediaError("No frames were written; a video needs at least one frame.")
+        self._container.mux(self._video.encode(None))
+        if self._audio is not None:
+            stream = self._audio
+            samples = np.ascontiguousarray(np.asarray(self.audio, dtype=np.float32).reshape(1, -1))
+            chunk = stream.codec_context.frame_size or 1024
+            for start in range(0, samples.shape[1], chunk):
+                frame = av.AudioFrame.from_ndarray(samples[:, start : start + chunk], format="fltp", layout="mono")
+                frame.sample_rate = self.audio_rate
+                frame.pts = start
+                self._container.mux(stream.encode(frame))
+            self._container.mux(stream.encode(None))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc_type is None:
+            try:
+                self._finish()
+            except BaseException:
+                self._stack.__exit__(*sys.exc_info())
+                raise
+        return bool(self._stack.__exit__(exc_type, exc, tb))
+
+
 def write_video(
     path: str | os.PathLike,
     frames: np.ndarray | Sequence[np.ndarray],
@@ -62,29 +151,6 @@ def write_video(
     array = np.asarray(frames)
     if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
         raise InvalidMediaError(f"Frames must be a non-empty TxHxWx3 array; got shape {array.shape}.")
-    if array.dtype != np.uint8:
-        raise InvalidMediaError(f"Frames must be uint8 RGB; got {array.dtype}.")
-    if fps <= 0:
-        raise InvalidMediaError(f"fps must be positive, got {fps}.")
-    array = _even_frames(array)
-    out = Path(path)
-    with atomic_path(out) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
-        container.metadata.update(metadata or {})
-        video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        video.width, video.height = array.shape[2], array.shape[1]
-        video.pix_fmt = "yuv420p"
-        video.options = {"crf": str(crf)}
-        audio_stream = container.add_stream("aac", rate=audio_rate, layout="mono") if audio is not None else None
-        for rgb in array:
-            container.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(video.encode(None))
-        if audio_stream is not None:
-            samples = np.ascontiguousarray(np.asarray(audio, dtype=np.float32).reshape(1, -1))
-            chunk = audio_stream.codec_context.frame_size or 1024
-            for start in range(0, samples.shape[1], chunk):
-                frame = av.AudioFrame.from_ndarray(samples[:, start : start + chunk], format="fltp", layout="mono")
-                frame.sample_rate = audio_rate
-                frame.pts = start
-                container.mux(audio_stream.encode(frame))
-            container.mux(audio_stream.encode(None))
-    return out
+    with VideoWriter(path, fps, audio=audio, audio_rate=audio_rate, crf=crf, metadata=metadata) as writer:
+        writer.write(array)
+    return writer.path

@@ -10,7 +10,15 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from genface.errors import InvalidArgumentError, InvalidMediaError
-from genface.models.talking.audio import WhisperFrameFeatures, frame_count, is_silent, window_features
+from genface.models.talking.audio import (
+    add_positional_encoding,
+    WhisperFrameFeatures,
+    feature_count,
+    frame_count,
+    is_silent,
+    pitch_contour,
+    window_features,
+)
 
 
 def _numbered(count: int, layers: int = 2) -> torch.Tensor:
@@ -29,15 +37,31 @@ def test_windows_follow_musetalk_indexing(fps: float) -> None:
     windows = window_features(_numbered(count), frames, fps)
     assert windows.shape == (frames, 10 * 2, 1)
     step = 50 / fps
-    pad = math.floor(step) * 2  # left padding: floor(50 / fps) * audio_padding_length_left
+    pad = math.ceil(step) * 2  # left padding: ceil(50 / fps) * audio_padding_length_left
     for k in range(frames):
         first = math.floor(k * step) - pad  # index into the unpadded features
         per_feature = windows[k, ::2, 0].tolist()  # layer 0 of each of the 10 feature frames
         assert per_feature == _expected_window(count, first), (fps, k)
 
 
+def test_padding_at_the_edges_at_25_fps() -> None:
+    """MuseTalk at 25 fps: 4 zero features in front, so frame 0 is [0, 0, 0, 0, f0 .. f5] and the last frame
+    of 2 s (frame 49, start 98) reaches 4 features past the end."""
+    windows = window_features(_numbered(100, layers=1), 50, 25)
+    assert windows[0, :, 0].tolist() == [0, 0, 0, 0, 1, 2, 3, 4, 5, 6]
+    assert windows[1, :, 0].tolist() == [0, 0, 1, 2, 3, 4, 5, 6, 7, 8]
+    assert windows[49, :, 0].tolist() == [95, 96, 97, 98, 99, 100, 0, 0, 0, 0]
+
+
+def test_windows_of_a_range_of_frames_equal_the_whole() -> None:
+    hidden = torch.randn(173, 3, 4)
+    whole = window_features(hidden, 80, 29.97)
+    torch.testing.assert_close(window_features(hidden, 25, 29.97, start=40), whole[40:65])
+
+
 def test_frame_counts_cover_all_the_audio() -> None:
-    assert frame_count(16000 * 2 + 11000, 25) == 67  # 2.6875 s; MuseTalk would floor to 2 s: 50 frames
+    assert frame_count(16000 * 2 + 11000, 25) == 67  # 2.6875 s
+    assert feature_count(16000 * 2 + 11000) == 134
     assert frame_count(16000, 30) == 30 and frame_count(16000, 29.97) == 29 and frame_count(0, 25) == 0
 
 
@@ -63,6 +87,16 @@ def test_hidden_states_stack_every_layer(tiny_whisper) -> None:
         torch.testing.assert_close(hidden[:, layer], direct[layer][0])
 
 
+def test_features_past_the_audio_are_zero(tiny_whisper) -> None:
+    """As MuseTalk: the encoder's outputs over Whisper's padding (after the audio ends) are cut, so the last
+    frames' windows end in zeros, not in features of silence."""
+    audio = np.random.default_rng(1).normal(0, 0.1, 16000).astype(np.float32)  # 1 s: 50 features, 25 frames
+    features = tiny_whisper(audio, fps=25).view(25, 10, 3, 16)
+    hidden = tiny_whisper.hidden_states(audio)
+    torch.testing.assert_close(features[24, 5], hidden[49])  # start 48 - 4 padding = feature 44; +5 = 49
+    assert features[24, 6:].abs().sum() == 0 and hidden[50:54].abs().sum() > 0
+
+
 def test_long_audio_spans_segments(tiny_whisper) -> None:
     audio = np.random.default_rng(0).normal(0, 0.1, 16000 * 31).astype(np.float32)
     hidden = tiny_whisper.hidden_states(audio)
@@ -86,3 +120,34 @@ def test_silence_and_bad_audio(tiny_whisper) -> None:
         tiny_whisper(np.zeros((2, 16000), np.float32))
     with pytest.raises(InvalidArgumentError, match="fps must be positive"):
         window_features(_numbered(10), 1, 0)
+
+
+def test_pitch_contour_of_a_tone_and_of_silence() -> None:
+    rate = 16000
+    t = np.arange(rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    silence = np.zeros(rate // 2, np.float32)
+    f0 = pitch_contour(np.concatenate([tone, silence]))
+    assert f0.shape == (75,)  # 1.5 s at 50 per second, as the Whisper features
+    assert np.allclose(f0[5:45], 180, atol=1)  # voiced: the tone's pitch
+    assert (f0[55:] == 0).all()  # unvoiced
+    assert pitch_contour(np.zeros(200, np.float32)).shape == (0,)  # too short to have any feature frame
+    with pytest.raises(InvalidMediaError, match="non-empty mono"):
+        pitch_contour(np.zeros(0, np.float32))
+
+
+def test_pitch_windows_per_video_frame() -> None:
+    f0 = torch.arange(1, 101, dtype=torch.float32)  # 2 s of f0 at 50 per second
+    windows = window_features(f0, 50, 25)
+    assert windows.shape == (50, 10) and windows[2].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_positional_encoding_is_musetalks() -> None:
+    features = torch.zeros(2, 50, 384)
+    coded = add_positional_encoding(features)
+    position, channel = 7, 10  # an even channel: sine; the next: cosine, same frequency
+    frequency = 10000 ** (-channel / 384)
+    assert coded[1, position, channel].item() == pytest.approx(math.sin(position * frequency), abs=1e-6)
+    assert coded[1, position, channel + 1].item() == pytest.approx(math.cos(position * frequency), abs=1e-6)
+    assert coded[0, 0, 0::2].abs().max() == 0 and (coded[0, 0, 1::2] == 1).all()
+    assert add_positional_encoding(torch.ones(1, 3, 4, dtype=torch.float16)).dtype == torch.float16

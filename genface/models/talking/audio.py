@@ -1,13 +1,17 @@
-"""Speech -> one Whisper feature window per video frame, as MuseTalk v1.5 conditions its UNet.
+"""Speech -> one Whisper feature window per video frame, as MuseTalk v1.5 conditions its UNet; pitch (f0).
 
 Whisper's encoder runs over 30-second mel segments (transformers' ``WhisperFeatureExtractor`` and
 ``WhisperModel``); the hidden states of all its layers (embeddings included) are stacked, giving 50
-feature frames per second. Video frame ``i`` takes ``2 * (left + right + 1)`` consecutive feature frames
-starting at ``floor(i * 50 / fps)`` of the sequence zero-padded by ``left * floor(50 / fps)`` in front, and
-flattens them to ``(window * layers, width)``: 50 x 384 for whisper-tiny with MuseTalk's ``left = right = 2``.
+feature frames per second, of which the ``floor(seconds * 50)`` the audio covers are kept. Video frame
+``i`` takes ``2 * (left + right + 1)`` consecutive feature frames starting at ``floor(i * 50 / fps)`` of
+that sequence zero-padded by ``left * ceil(50 / fps)`` in front (and zeros after the end), flattened to
+``(window * layers, width)``: 50 x 384 for whisper-tiny with MuseTalk's ``left = right = 2``. The audio
+covers ``floor(seconds * fps)`` frames. This is MuseTalk v1.5's ``AudioProcessor.get_whisper_chunk``; the one
+difference is that MuseTalk truncates the frame rate to an integer (29.97 fps is indexed as 29), which
+drifts by a frame every 34 s; genface uses the real rate.
 
-One deliberate difference from MuseTalk: it floors the audio to whole seconds before counting frames, which
-drops up to a second of speech; genface keeps every frame the audio covers (``floor(seconds * fps)``).
+The pitch contour (GeneFace++'s auxiliary audio feature) is Praat's autocorrelation f0 (praat-parselmouth),
+sampled at the same 50 frames per second, 0 where unvoiced.
 """
 
 from __future__ import annotations
@@ -30,28 +34,43 @@ def frame_count(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) ->
     return math.floor(num_samples / sample_rate * fps + 1e-9)
 
 
-def window_features(hidden: torch.Tensor, num_frames: int, fps: float, left: int = 2, right: int = 2) -> torch.Tensor:
-    """Per-frame windows of stacked Whisper hidden states.
+def window_features(
+    hidden: torch.Tensor, num_frames: int, fps: float, left: int = 2, right: int = 2, *, start: int = 0
+) -> torch.Tensor:
+    """Per-frame windows of a feature sequence at 50 per second (stacked Whisper hidden states, or f0).
 
-    ``hidden``: (features, layers, width) at 50 per second. Returns (num_frames, window * layers, width)
-    with ``window = 2 * (left + right + 1)``.
+    ``hidden``: (features, *rest). Returns the windows of video frames ``start`` to ``start + num_frames - 1``,
+    (num_frames, window * rest[0], *rest[1:]) with ``window = 2 * (left + right + 1)``; a 1-d ``hidden`` gives
+    (num_frames, window). Positions before the first or past the last feature are zeros.
     """
     if fps <= 0:
         raise InvalidArgumentError(f"fps must be positive, got {fps}.")
     step = FEATURES_PER_SECOND / fps
-    pad = math.floor(step)
     window = 2 * (left + right + 1)
-    needed = math.floor((num_frames - 1) * step) + window if num_frames else 0
-    front = hidden.new_zeros((pad * left, *hidden.shape[1:]))
-    back_length = max(needed - pad * left - hidden.shape[0], 0)
-    padded = torch.cat([front, hidden, hidden.new_zeros((back_length, *hidden.shape[1:]))])
-    starts = [math.floor(i * step) for i in range(num_frames)]
-    windows = (
-        torch.stack([padded[s : s + window] for s in starts])
-        if starts
-        else padded.new_zeros((0, window, *hidden.shape[1:]))
+    firsts = torch.tensor([math.floor(i * step) for i in range(start, start + num_frames)], dtype=torch.long)
+    positions = (firsts[:, None] + torch.arange(window) - math.ceil(step) * left).to(hidden.device)
+    inside = (positions >= 0) & (positions < hidden.shape[0])
+    gathered = hidden[positions.clamp(0, max(hidden.shape[0] - 1, 0))] if hidden.shape[0] else None
+    if gathered is None:
+        gathered = hidden.new_zeros((num_frames, window, *hidden.shape[1:]))
+    windows = gathered * inside.view(*inside.shape, *([1] * (hidden.ndim - 1)))
+    return windows.flatten(1, 2) if windows.ndim > 2 else windows
+
+
+def add_positional_encoding(features: torch.Tensor) -> torch.Tensor:
+    """Add the fixed sinusoidal position code MuseTalk adds to each frame's window before its UNet:
+    position ``p``, channel ``2i`` gets ``sin(p / 10000^(2i/D))`` and channel ``2i+1`` the cosine."""
+    positions, width = features.shape[-2:]
+    angle = torch.arange(positions, dtype=torch.float32)[:, None] * torch.exp(
+        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
     )
-    return windows.flatten(1, 2)
+    code = torch.stack([angle.sin(), angle.cos()], dim=-1).flatten(-2)[:, :width]
+    return features + code.to(features)
+
+
+def feature_count(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
+    """Whisper feature frames (50 per second) covered by ``num_samples`` of audio."""
+    return math.floor(num_samples / sample_rate * FEATURES_PER_SECOND + 1e-9)
 
 
 class WhisperFrameFeatures:
@@ -92,7 +111,7 @@ class WhisperFrameFeatures:
 
     def __call__(self, audio: np.ndarray, fps: float = 25.0) -> torch.Tensor:
         """(frames, window * layers, width) features, one row per video frame the audio covers."""
-        hidden = self.hidden_states(audio)
+        hidden = self.hidden_states(audio)[: feature_count(len(audio))]
         return window_features(hidden, frame_count(len(audio), fps), fps, self.left, self.right)
 
 
@@ -100,3 +119,27 @@ def is_silent(audio: np.ndarray, threshold_db: float = -50.0) -> bool:
     """True when the audio's RMS level is below ``threshold_db`` dBFS (nothing to lip-sync)."""
     rms = float(np.sqrt(np.mean(np.square(np.asarray(audio, dtype=np.float64))))) if np.size(audio) else 0.0
     return rms == 0.0 or 20 * math.log10(rms) < threshold_db
+
+
+def pitch_contour(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, floor_hz: float = 80.0, ceiling_hz: float = 750.0
+) -> np.ndarray:
+    """Fundamental frequency (Hz) at 50 frames per second, aligned with the Whisper features (frame ``k`` is
+    the pitch around ``(k + 0.5) * 20`` ms); 0 where unvoiced. Praat's autocorrelation method with
+    GeneFace's range (80-750 Hz) and voicing threshold (0.6)."""
+    import parselmouth
+
+    audio = np.asarray(audio, dtype=np.float64)
+    if audio.ndim != 1 or audio.size == 0:
+        raise InvalidMediaError("Audio for the pitch contour must be non-empty mono samples.")
+    count = feature_count(audio.size, sample_rate)
+    seconds = audio.size / sample_rate
+    if seconds < 3 / floor_hz:  # Praat needs three periods of the lowest pitch
+        return np.zeros(count, dtype=np.float32)
+    pitch = parselmouth.Sound(audio, sample_rate).to_pitch_ac(
+        time_step=0.5 / FEATURES_PER_SECOND, voicing_threshold=0.6, pitch_floor=floor_hz, pitch_ceiling=ceiling_hz
+    )
+    times, values = pitch.xs(), pitch.selected_array["frequency"]
+    centres = (np.arange(count) + 0.5) / FEATURES_PER_SECOND
+    nearest = np.clip(np.rint((centres - times[0]) / pitch.time_step), 0, len(values) - 1).astype(int)
+    return values[nearest].astype(np.float32)

@@ -1,0 +1,466 @@
+"""TalkingFacePipeline: a face (video or photo) + speech -> lip-synced video, with MuseTalk v1.5 weights.
+
+The renderer is diffusers' own ``UNet2DConditionModel`` and ``AutoencoderKL`` (sd-vae-ft-mse), run as
+MuseTalk does: one UNet call at timestep 0 on the 256x256 lower-face crop's latents (the crop with its lower
+half blacked out, beside the unmasked crop as reference), conditioned on Whisper-tiny's per-frame windows
+plus a sinusoidal position code; the decoded crop is blended back through a parsed, morphology-grown mask.
+Faces are found, tracked and smoothed with the shared identity stack; audio goes through
+``genface.models.talking.audio``. Latents are the VAE posterior's mode (MuseTalk's training uses the mode;
+its inference script draws a sample, which only adds noise), so results are deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import BaseOutput
+
+from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
+from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
+from genface.identity.similarity import VIDEO_SUFFIXES
+from genface.identity.track import FaceTrack, track_boxes, track_face
+from genface.media import load_audio, load_image, read_video
+from genface.models.talking.audio import (
+    FEATURES_PER_SECOND,
+    SAMPLE_RATE,
+    WhisperFrameFeatures,
+    add_positional_encoding,
+    feature_count,
+    frame_count,
+    is_silent,
+    pitch_contour,
+    window_features,
+)
+from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
+from genface.pipelines.talking_face.regions import BlendMask, blend, blend_mask, crop_box, integer_box
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "TMElyralab/MuseTalk"
+DEFAULT_VAE = "stabilityai/sd-vae-ft-mse"
+DEFAULT_WHISPER = "openai/whisper-tiny"
+#: Where MuseTalk's Hub repository keeps the v1.5 UNet, and the face parser of its ``models/`` folder.
+MUSETALK_FOLDER = "musetalkV15"
+MUSETALK_CONFIG = "musetalk.json"
+MUSETALK_WEIGHTS = "unet.pth"
+MUSETALK_PARSER_FOLDER = "face-parse-bisent"
+#: Where a converted (diffusers-layout) folder keeps the face parser.
+FACE_PARSER_FOLDER = "face_parser"
+CROP_SIZE = 256
+DEFAULT_FPS = 25.0
+#: Motion hook for photo mode: (photo, frame index, f0 of that frame in Hz) -> the frame to lip-sync.
+MotionHook = Callable[[np.ndarray, int, float], np.ndarray]
+
+
+@dataclass
+class TalkingFacePipelineOutput(BaseOutput):
+    """The result of one run.
+
+    ``frames``: TxHxWx3 uint8 RGB (None when written straight to ``path``); ``fps``; ``audio``: the speech,
+    16 kHz mono; ``pitch``: f0 per frame in Hz (0 unvoiced); ``lost_frames``: source frames where the face
+    was not found (the nearest box was held); ``facesim``: FaceSim of sampled output frames against the source
+    face; ``mouth_opening`` per frame and ``lip_sync``: its correlation with loudness
+    (:mod:`genface.models.talking.metrics`); NaN or None where not measured.
+    """
+
+    frames: np.ndarray | None
+    fps: float
+    audio: np.ndarray
+    pitch: np.ndarray
+    path: Path | None = None
+    lost_frames: list[int] = field(default_factory=list)
+    facesim: FaceSimResult | None = None
+    mouth_opening: np.ndarray | None = None
+    lip_sync: float | None = None
+
+
+def pingpong(index: int, count: int) -> int:
+    """Source frame for output frame ``index`` when the audio outlasts ``count`` frames: forwards, then
+    backwards, and again (MuseTalk's cycle), so the video never jumps."""
+    position = index % (2 * count)
+    return position if position < count else 2 * count - 1 - position
+
+
+@dataclass
+class _Source:
+    """The frames to lip-sync, their face boxes and the cached model inputs of each."""
+
+    frames: list[np.ndarray]
+    fps: float
+    boxes: list[tuple[int, int, int, int]]
+    track: FaceTrack
+    latents: torch.Tensor | None = None
+    masks: dict[int, BlendMask] = field(default_factory=dict)
+
+
+class TalkingFacePipeline(DiffusionPipeline):
+    """Face video or photo + speech -> lip-synced video (MuseTalk v1.5 weights).
+
+    Components: ``unet`` (``UNet2DConditionModel``), ``vae`` (``AutoencoderKL``), ``audio_encoder``
+    (transformers' ``WhisperModel``) and ``feature_extractor`` (``WhisperFeatureExtractor``); the shared
+    ``face_analyzer`` and ``face_parser`` from the identity stack.
+    """
+
+    model_cpu_offload_seq = "audio_encoder->unet->vae"
+
+    def __init__(
+        self,
+        unet: UNet2DConditionModel,
+        vae: AutoencoderKL,
+        audio_encoder: Any,
+        feature_extractor: Any,
+        face_analyzer: FaceAnalyzer | None = None,
+        face_parser: FaceParser | None = None,
+    ) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, vae=vae, audio_encoder=audio_encoder, feature_extractor=feature_extractor)
+        self.face_analyzer = face_analyzer
+        self.face_parser = face_parser
+
+    # -- loading and saving --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike = DEFAULT_MODEL,
+        *,
+        vae: AutoencoderKL | str | os.PathLike = DEFAULT_VAE,
+        audio_encoder: str | os.PathLike = DEFAULT_WHISPER,
+        face_parser: FaceParser | str | os.PathLike | None = "auto",
+        face_analyzer: FaceAnalyzer | str = "auto",
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> TalkingFacePipeline:
+        """Load MuseTalk v1.5 from its Hub repository or a local copy of it, or a converted folder.
+
+        MuseTalk's layout (``TMElyralab/MuseTalk``, or the ``models/`` folder its download script fills):
+        ``musetalkV15/musetalk.json`` + ``unet.pth`` (read with ``weights_only``); the VAE and Whisper come
+        from ``vae`` and ``audio_encoder`` (Hub ids or folders). A folder written by :meth:`save_pretrained`
+        (``model_index.json``, safetensors) holds everything. ``face_parser="auto"`` takes its
+        ``face_parser/`` or MuseTalk's ``face-parse-bisent/79999_iter.pth``; without one, the blend mask is
+        the lower half of the face box.
+        """
+        from genface.hub import load_or_explain, resolve_folder
+
+        folder = resolve_folder(
+            pretrained_model_name_or_path,
+            allow_patterns=[
+                "model_index.json",
+                f"{MUSETALK_FOLDER}/{MUSETALK_CONFIG}",
+                f"{MUSETALK_FOLDER}/{MUSETALK_WEIGHTS}",
+                f"{MUSETALK_PARSER_FOLDER}/79999_iter.pth",
+                f"{FACE_PARSER_FOLDER}/*",
+            ],
+        )
+        if (folder / "model_index.json").is_file():
+            pipe = load_or_explain(super().from_pretrained, folder, dtype=dtype, **kwargs)
+        else:
+            unet = load_musetalk_unet(folder)
+            if not isinstance(vae, AutoencoderKL):
+                vae = load_or_explain(AutoencoderKL.from_pretrained, vae)
+            from transformers import WhisperFeatureExtractor, WhisperModel
+
+            pipe = cls(
+                unet,
+                vae,
+                load_or_explain(WhisperModel.from_pretrained, audio_encoder),
+                load_or_explain(WhisperFeatureExtractor.from_pretrained, audio_encoder),
+            )
+            if dtype is not None:
+                pipe.to(dtype=dtype)
+        if face_parser == "auto":
+            found = [p for p in (folder / FACE_PARSER_FOLDER, folder / MUSETALK_PARSER_FOLDER) if p.is_dir()]
+            face_parser = FaceParser.from_pretrained(found[0]) if found else None
+            if face_parser is None:
+                logger.warning("No face parser found in %s; blending with the lower half of the face box.", folder)
+        elif isinstance(face_parser, (str, os.PathLike)):
+            face_parser = FaceParser.from_pretrained(face_parser)
+        pipe.face_parser = face_parser
+        pipe.face_analyzer = FaceAnalyzer(face_analyzer) if isinstance(face_analyzer, str) else face_analyzer
+        return pipe
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Save as one folder of safetensors files (diffusers layout) plus ``face_parser/``."""
+        super().save_pretrained(save_directory, **kwargs)
+        if self.face_parser is not None:
+            self.face_parser.model.save_pretrained(Path(save_directory) / FACE_PARSER_FOLDER)
+
+    # -- inputs --------------------------------------------------------------------------------------------
+
+    def _analyzer(self) -> FaceAnalyzer:
+        if self.face_analyzer is None:
+            self.face_analyzer = FaceAnalyzer("auto")
+        return self.face_analyzer
+
+    @staticmethod
+    def _load_face(face: Any, fps: float | None) -> tuple[list[np.ndarray], float, bool]:
+        """(frames, fps, is_photo) from a video file, a TxHxWx3 array, or an image."""
+        if isinstance(face, (str, os.PathLike)) and Path(face).suffix.lower() in VIDEO_SUFFIXES:
+            frames, video_fps = read_video(face)
+            return list(frames), fps or video_fps, False
+        if isinstance(face, np.ndarray) and face.ndim == 4:
+            if face.dtype != np.uint8 or face.shape[-1] != 3 or not len(face):
+                raise InvalidMediaError(f"Video frames must be a non-empty TxHxWx3 uint8 array; got {face.shape}.")
+            return list(face), fps or DEFAULT_FPS, False
+        return [load_image(face)], fps or DEFAULT_FPS, True
+
+    @staticmethod
+    def _load_speech(audio: Any, audio_rate: int | None) -> np.ndarray:
+        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate)
+        if is_silent(speech):
+            raise InvalidMediaError(
+                "The audio is silent (below -50 dBFS): there is no speech to lip-sync. Check that the right file "
+                "or track was given and that it is not muted."
+            )
+        return speech
+
+    # -- the model path ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
+        """UNet inputs for 256x256 RGB uint8 crops: latents of the crop with its lower half black, beside
+        latents of the whole crop (N x 8 x 32 x 32), as MuseTalk v1.5 builds them."""
+        device, dtype = self._execution_device, self.vae.dtype
+        pixels = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1
+        masked = pixels.clone()
+        masked[:, :, pixels.shape[2] // 2 :] = -1
+        scale = self.vae.config.scaling_factor
+        masked_latents = self.vae.encode(masked.to(dtype)).latent_dist.mode() * scale
+        reference_latents = self.vae.encode(pixels.to(dtype)).latent_dist.mode() * scale
+        return torch.cat([masked_latents, reference_latents], dim=1)
+
+    @torch.no_grad()
+    def render(self, latents: torch.Tensor, audio_windows: torch.Tensor) -> np.ndarray:
+        """One UNet step at timestep 0 and a VAE decode: N x 256 x 256 x 3 uint8 RGB crops."""
+        device = self._execution_device
+        conditions = add_positional_encoding(audio_windows.to(device, self.unet.dtype))
+        timestep = torch.zeros(1, device=device, dtype=torch.long)
+        predicted = self.unet(latents.to(device, self.unet.dtype), timestep, encoder_hidden_states=conditions).sample
+        images = self.vae.decode(predicted.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
+        images = (images.float() / 2 + 0.5).clamp(0, 1)
+        return (images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+    def audio_hidden_states(self, speech: np.ndarray) -> torch.Tensor:
+        """Whisper's stacked hidden states for the speech, the features it covers only."""
+        encoder = WhisperFrameFeatures(self.audio_encoder, self.feature_extractor)
+        return encoder.hidden_states(speech)[: feature_count(len(speech))]
+
+    # -- the run -------------------------------------------------------------------------------------------
+
+    def _prepare_source(
+        self, frames: list[np.ndarray], fps: float, face_index: int | None, smoothing: float
+    ) -> _Source:
+        track = track_face(frames, self._analyzer(), face_index, progress=len(frames) > 1)
+        shape = frames[0].shape
+        boxes = track_boxes(track, lambda face: crop_box(face, shape), smoothing)
+        source = _Source(frames, fps, [integer_box(b, shape) for b in boxes], track)
+        crops = np.stack([self._crop(i, source) for i in range(len(frames))])
+        source.latents = torch.cat([self.encode_crops(crops[i : i + 16]).cpu() for i in range(0, len(crops), 16)])
+        return source
+
+    @staticmethod
+    def _crop(index: int, source: _Source) -> np.ndarray:
+        x1, y1, x2, y2 = source.boxes[index]
+        return cv2.resize(source.frames[index][y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
+
+    def _mask(self, index: int, source: _Source) -> BlendMask:
+        if index not in source.masks:
+            mask = blend_mask(source.frames[index], source.boxes[index], self.face_parser)
+            if len(source.frames) > 1:  # a video's masks are made when needed, not kept
+                return mask
+            source.masks[index] = mask
+        return source.masks[index]
+
+    def _frames(
+        self, source: _Source, hidden: torch.Tensor, num_frames: int, batch_size: int
+    ) -> Iterator[np.ndarray]:
+        """Lip-synced full frames, ``batch_size`` at a time."""
+        starts = range(0, num_frames, batch_size)
+        with self.progress_bar(total=len(starts)) as bar:
+            for start in starts:
+                count = min(batch_size, num_frames - start)
+                indices = [pingpong(i, len(source.frames)) for i in range(start, start + count)]
+                windows = window_features(hidden, count, source.fps, start=start)
+                crops = self.render(source.latents[indices], windows)
+                yield np.stack(
+                    [
+                        blend(source.frames[k], crop, source.boxes[k], self._mask(k, source))
+                        for k, crop in zip(indices, crops, strict=True)
+                    ]
+                )
+                bar.update()
+
+    def __call__(
+        self,
+        face: Any,
+        audio: str | os.PathLike | np.ndarray,
+        *,
+        audio_rate: int | None = None,
+        fps: float | None = None,
+        face_index: int | None = None,
+        batch_size: int = 8,
+        smoothing: float = 1.5,
+        motion: MotionHook | None = None,
+        output_path: str | os.PathLike | None = None,
+        measure: bool = True,
+        facesim_every: int = 5,
+    ) -> TalkingFacePipelineOutput:
+        """Lip-sync ``face`` to ``audio``.
+
+        Args:
+            face: a video file or TxHxWx3 uint8 array (dub mode), or a photo (path, array, PIL image).
+            audio: a speech file (wav, mp3, m4a, a video's track) or samples with ``audio_rate``.
+            fps: frame rate (default: the video's, or 25 for a photo or array).
+            face_index: which face to follow when there are several (0 = largest in the first frame).
+            batch_size: frames per UNet call.
+            smoothing: temporal smoothing of the face box, in frames (Gaussian sigma; 0 = none).
+            motion: photo mode only: ``motion(photo, i, f0_hz)`` returns frame ``i`` before lip-sync (head
+                motion, blinks); without it the photo stays still and only the mouth moves.
+            output_path: write the mp4 (with the speech, marked as synthetic) while rendering, keeping no
+                frames in memory (long audio); the file appears only when complete.
+            measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
+
+        The output lasts as long as the audio (to within one frame). A video shorter than the audio is played
+        forwards and backwards (ping-pong); a longer one is cut at the audio's end.
+        """
+        if batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
+        frames, fps, is_photo = self._load_face(face, fps)
+        if fps <= 0:
+            raise InvalidArgumentError(f"fps must be positive, got {fps}.")
+        speech = self._load_speech(audio, audio_rate)
+        num_frames = frame_count(len(speech), fps)
+        if num_frames == 0:
+            raise InvalidMediaError(
+                f"The audio lasts {len(speech) / SAMPLE_RATE * 1000:.0f} ms, shorter than one frame at {fps:g} fps."
+            )
+        f0 = pitch_contour(speech)
+        centres = np.minimum(((np.arange(num_frames) + 0.5) * FEATURES_PER_SECOND / fps).astype(int), len(f0) - 1)
+        pitch = f0[centres] if len(f0) else np.zeros(num_frames, np.float32)
+        if motion is not None:
+            if not is_photo:
+                raise InvalidArgumentError("motion= animates a photo; a video already has its own motion.")
+            frames = [motion(frames[0], i, float(pitch[i])) for i in range(num_frames)]
+        source = self._prepare_source(frames, fps, face_index, smoothing)
+        hidden = self.audio_hidden_states(speech)
+        meter = _Meter(self._analyzer(), source, facesim_every) if measure else None
+        rendered = self._frames(source, hidden, num_frames, batch_size)
+        collected: list[np.ndarray] = []
+        path = None
+        if output_path is not None:
+            path = self._write(output_path, rendered, speech, audio, fps, meter)
+        else:
+            for chunk in rendered:
+                collected.append(chunk)
+                if meter is not None:
+                    meter.add(chunk)
+        output = TalkingFacePipelineOutput(
+            frames=np.concatenate(collected) if collected else None,
+            fps=fps,
+            audio=speech,
+            pitch=pitch,
+            path=path,
+            lost_frames=source.track.lost,
+        )
+        if meter is not None:
+            output.facesim, output.mouth_opening = meter.facesim(), meter.openings()
+            output.lip_sync = lip_sync_correlation(output.mouth_opening, frame_loudness(speech, fps, num_frames))
+        return output
+
+    def _write(
+        self,
+        output_path: str | os.PathLike,
+        rendered: Iterator[np.ndarray],
+        speech: np.ndarray,
+        audio: Any,
+        fps: float,
+        meter: _Meter | None,
+    ) -> Path:
+        """Stream frames into a marked mp4 carrying the speech at its own sample rate."""
+        from genface.media.audio import audio_sample_rate
+        from genface.provenance import marked_video_writer
+
+        rate = audio_sample_rate(audio) if isinstance(audio, (str, os.PathLike)) else SAMPLE_RATE
+        track = load_audio(audio, rate) if rate != SAMPLE_RATE else speech
+        model = self.config.get("_name_or_path") if hasattr(self, "config") else None
+        with marked_video_writer(output_path, fps, "talking_face", model, audio=track, audio_rate=rate) as writer:
+            for chunk in rendered:
+                writer.write(chunk)
+                if meter is not None:
+                    meter.add(chunk)
+        return writer.path
+
+
+class _Meter:
+    """FaceSim and mouth opening of output frames, measured as they stream past."""
+
+    def __init__(self, analyzer: FaceAnalyzer, source: _Source, facesim_every: int) -> None:
+        self.analyzer, self.source, self.every = analyzer, source, max(1, facesim_every)
+        self.recognizer = analyzer.recognizer
+        first = int(np.flatnonzero(source.track.found)[0])
+        face: Face = source.track.faces[first]
+        self.reference = None if self.recognizer is None else self.recognizer.embed(source.frames[first], face)
+        self.scores: list[float] = []
+        self._openings: list[float] = []
+
+    def add(self, frames: np.ndarray) -> None:
+        for frame in frames:
+            index = len(self._openings)
+            box = self.source.boxes[pingpong(index, len(self.source.frames))]
+            faces = self.analyzer.detect(frame)
+            near = [f for f in faces if _inside(f, box)]
+            face = near[0] if near else None
+            self._openings.append(mouth_opening(face.landmarks) if face is not None else float("nan"))
+            if self.reference is not None and index % self.every == 0:
+                score = float(self.recognizer.embed(frame, face) @ self.reference) if face is not None else np.nan
+                self.scores.append(score)
+
+    def facesim(self) -> FaceSimResult | None:
+        if self.reference is None:
+            return None
+        return FaceSimResult(np.asarray(self.scores), self.recognizer.name, self.recognizer.match_threshold)
+
+    def openings(self) -> np.ndarray:
+        return np.asarray(self._openings)
+
+
+def _inside(face: Face, box: tuple[int, int, int, int]) -> bool:
+    """Whether the face's centre falls within the tracked crop box (the same person)."""
+    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+    return box[0] <= cx <= box[2] and box[1] - (box[3] - box[1]) <= cy <= box[3]
+
+
+def load_musetalk_unet(folder: str | os.PathLike) -> UNet2DConditionModel:
+    """MuseTalk v1.5's UNet from its published files (``musetalkV15/musetalk.json`` + ``unet.pth``)."""
+    from genface.hub import load_state_dict
+
+    root = Path(folder)
+    base = root / MUSETALK_FOLDER if (root / MUSETALK_FOLDER).is_dir() else root
+    config_path, weights_path = base / MUSETALK_CONFIG, base / MUSETALK_WEIGHTS
+    if not config_path.is_file() or not weights_path.is_file():
+        raise MissingWeightsError(
+            f"No MuseTalk v1.5 UNet in {root}: expected {MUSETALK_FOLDER}/{MUSETALK_CONFIG} and "
+            f"{MUSETALK_FOLDER}/{MUSETALK_WEIGHTS} (`hf download {DEFAULT_MODEL} --include '{MUSETALK_FOLDER}/*' "
+            "--local-dir DIR`), or a folder saved by TalkingFacePipeline.save_pretrained (model_index.json)."
+        )
+    config = {k: v for k, v in json.loads(config_path.read_text()).items() if not k.startswith("_")}
+    unet = UNet2DConditionModel.from_config(config)
+    try:
+        unet.load_state_dict(load_state_dict(weights_path))
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
+        raise MissingWeightsError(
+            f"{weights_path} does not fit {config_path}: {str(exc).splitlines()[1].strip()} (and maybe more). "
+            "Use the two files of the same MuseTalk release."
+        ) from exc
+    return unet.eval()
+

@@ -1,0 +1,258 @@
+"""TalkingFacePipeline on tiny random MuseTalk components with real faces (dlib) and real speech (espeak-ng)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, NoFaceError
+from genface.media import write_video
+from genface.models.talking.audio import frame_count
+from genface.pipelines.talking_face.pipeline import TalkingFacePipeline, load_musetalk_unet, pingpong
+from genface.pipelines.talking_face.regions import blend_mask, crop_box, integer_box
+from genface.pipelines.talking_face.tiny import TINY_WIDTH, tiny_pipeline
+from genface.provenance import verify
+
+
+def _speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
+    """A voiced 150 Hz tone whose loudness rises and falls three times a second."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pipe(dlib_analyzer) -> TalkingFacePipeline:
+    pipeline = tiny_pipeline(dlib_analyzer)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real speech from espeak-ng (installed by .ci/run)."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is not installed; .ci/run installs it (apt-get install espeak-ng).")
+    path = tmp_path_factory.mktemp("speech") / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), "Hello there."], check=True)
+    return path
+
+
+def _outside_mask(pipe: TalkingFacePipeline, frame: np.ndarray) -> np.ndarray:
+    """Pixels of ``frame`` the blend may not touch (the mask is zero or outside the box)."""
+    face = pipe.face_analyzer.get(frame)
+    box = integer_box(crop_box(face, frame.shape), frame.shape)
+    mask = blend_mask(frame, box, pipe.face_parser)
+    touched = np.zeros(frame.shape[:2], dtype=bool)
+    x1, y1, x2, y2 = box
+    sx, sy = mask.square[:2]
+    touched[y1:y2, x1:x2] = mask.alpha[y1 - sy : y2 - sy, x1 - sx : x2 - sx] > 0
+    return ~touched
+
+
+def test_render_is_musetalks_path_with_diffusers_modules(pipe, astronaut) -> None:
+    """The crop -> latents -> UNet(t=0, audio + position code) -> decode path, written the way MuseTalk's
+    scripts compute it (normalise after multiplying the lower half by zero; PositionalEncoding buffer)."""
+    import cv2
+
+    crop = cv2.resize(astronaut[60:380, 120:400], (256, 256), interpolation=cv2.INTER_LANCZOS4)[None]
+    windows = torch.randn(1, 30, TINY_WIDTH, generator=torch.Generator().manual_seed(0))
+    ours = pipe.render(pipe.encode_crops(crop), windows)
+
+    x = torch.from_numpy(crop).permute(0, 3, 1, 2).float() / 255.0
+    half = torch.zeros(256, 256)
+    half[:128] = 1
+    normalise = lambda t: (t - 0.5) / 0.5  # noqa: E731 - torchvision's Normalize(0.5, 0.5)
+    vae, unet = pipe.vae, pipe.unet
+    with torch.no_grad():
+        masked = vae.encode(normalise(x * half)).latent_dist.mode() * vae.config.scaling_factor
+        reference = vae.encode(normalise(x)).latent_dist.mode() * vae.config.scaling_factor
+        position = torch.arange(30).float()[:, None]
+        div = torch.exp(torch.arange(0, TINY_WIDTH, 2).float() * (-math.log(10000.0) / TINY_WIDTH))
+        code = torch.zeros(30, TINY_WIDTH)
+        code[:, 0::2], code[:, 1::2] = torch.sin(position * div), torch.cos(position * div)
+        latents = unet(torch.cat([masked, reference], 1), torch.tensor([0]), encoder_hidden_states=windows + code)
+        image = vae.decode(latents.sample / vae.config.scaling_factor).sample
+    expected = ((image / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    assert np.abs(ours.astype(int) - expected).max() <= 1
+    assert (ours != expected).mean() < 0.001
+
+
+def test_photo_mode_lasts_as_long_as_the_audio_and_touches_only_the_mask(pipe, astronaut) -> None:
+    audio = _speech_like(0.45)
+    output = pipe(astronaut, audio, audio_rate=16000, measure=False)
+    assert output.frames.shape == (frame_count(len(audio), 25), *astronaut.shape) == (11, 512, 512, 3)
+    outside = _outside_mask(pipe, astronaut)
+    assert outside.mean() > 0.9
+    for frame in output.frames:
+        assert np.array_equal(frame[outside], astronaut[outside])  # bit-identical outside the mask
+    assert (output.frames[0] != astronaut).any(axis=-1).sum() > 500  # and the lower face did change
+    assert np.allclose(output.pitch[2:-2], 150, atol=2)  # f0 per frame
+    again = pipe(astronaut, audio, audio_rate=16000, measure=False)
+    assert np.array_equal(again.frames, output.frames)  # deterministic
+
+
+def test_dub_mode_plays_a_short_video_back_and_forth(pipe, astronaut) -> None:
+    clip = np.stack([np.roll(astronaut, shift, axis=1) for shift in (0, 3, 6)])
+    output = pipe(clip, _speech_like(0.33), audio_rate=16000, fps=25, smoothing=0, measure=False)
+    assert len(output.frames) == 8
+    outside = [_outside_mask(pipe, source) for source in clip]
+    for i, frame in enumerate(output.frames):
+        k = pingpong(i, 3)
+        assert np.array_equal(frame[outside[k]], clip[k][outside[k]]), i
+    assert [pingpong(i, 3) for i in range(8)] == [0, 1, 2, 2, 1, 0, 0, 1]
+
+
+def test_lost_frames_hold_the_last_box_and_no_face_at_all_is_an_error(pipe, astronaut) -> None:
+    black = np.zeros_like(astronaut)
+    clip = np.stack([astronaut, black, astronaut])
+    output = pipe(clip, _speech_like(0.12), audio_rate=16000, fps=25, measure=False)
+    assert output.lost_frames == [1] and len(output.frames) == 3
+    with pytest.raises(NoFaceError, match="No face found in any of the 2 frame"):
+        pipe(np.stack([black, black]), _speech_like(0.12), audio_rate=16000, fps=25)
+
+
+def test_face_index_follows_another_person(pipe, group) -> None:
+    faces = pipe.face_analyzer.detect(group)
+    output = pipe(group, _speech_like(0.08), audio_rate=16000, face_index=1, measure=False)
+    changed = np.argwhere((output.frames[0] != group).any(-1))
+    x1, y1, x2, y2 = integer_box(crop_box(faces[1], group.shape), group.shape)
+    assert changed.size and (changed[:, 1] >= x1).all() and (changed[:, 1] < x2).all()
+    assert (changed[:, 0] >= y1).all() and (changed[:, 0] < y2).all()
+
+
+@pytest.mark.parametrize(
+    ("audio", "error", "match"),
+    [
+        (np.zeros(16000, np.float32), InvalidMediaError, "silent"),
+        (_speech_like(0.02), InvalidMediaError, "shorter than one frame"),
+        (np.full(16000, np.nan, np.float32), InvalidMediaError, "NaN"),
+    ],
+)
+def test_bad_audio_is_refused_clearly(pipe, astronaut, audio, error, match) -> None:
+    with pytest.raises(error, match=match):
+        pipe(astronaut, audio, audio_rate=16000)
+
+
+def test_bad_arguments_are_refused_clearly(pipe, astronaut, tmp_path) -> None:
+    clip = np.stack([astronaut, astronaut])
+    with pytest.raises(InvalidArgumentError, match="animates a photo"):
+        pipe(clip, _speech_like(0.1), audio_rate=16000, motion=lambda photo, i, f0: photo)
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        pipe(astronaut, _speech_like(0.1), audio_rate=16000, batch_size=0)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    with pytest.raises(InvalidMediaError):
+        pipe(broken, _speech_like(0.1), audio_rate=16000)
+
+
+def test_motion_hook_moves_the_photo(pipe, astronaut) -> None:
+    seen = []
+
+    def sway(photo: np.ndarray, index: int, f0: float) -> np.ndarray:
+        seen.append((index, round(f0)))
+        return np.roll(photo, 2 * index, axis=1)
+
+    output = pipe(astronaut, _speech_like(0.16), audio_rate=16000, motion=sway, measure=False)
+    assert [i for i, _ in seen] == [0, 1, 2, 3] and all(abs(f - 150) <= 2 for _, f in seen[1:])
+    assert np.array_equal(output.frames[3][:, 6:60], np.roll(astronaut, 6, axis=1)[:, 6:60])
+
+
+def test_streams_into_a_marked_mp4_with_the_speech(pipe, astronaut, speech_wav, tmp_path) -> None:
+    out = tmp_path / "talk.mp4"
+    output = pipe(astronaut, speech_wav, output_path=out, batch_size=4)
+    assert output.frames is None and output.path == out
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        frames = sum(1 for _ in container.decode(video))
+        assert audio.rate == 22050  # espeak-ng's own rate, kept
+    seconds = len(output.audio) / 16000
+    assert frames == len(output.pitch) == frame_count(len(output.audio), 25)
+    assert abs(frames / 25 - seconds) <= 1 / 25  # duration equals the audio's, within one frame
+    assert verify(out)["synthetic"] and verify(out)["metadata"]["pipeline"] == "talking_face"
+    voiced = output.pitch[output.pitch > 0]
+    assert len(voiced) > 5 and 60 < np.median(voiced) < 300  # espeak's voice
+    assert output.facesim is not None and output.facesim.per_frame.shape == (math.ceil(frames / 5),)
+    assert output.mouth_opening.shape == (frames,)
+
+
+def test_an_interrupted_run_leaves_no_file(pipe, astronaut, tmp_path, monkeypatch) -> None:
+    calls = []
+    original = TalkingFacePipeline.render
+
+    def failing(self, latents, windows):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, latents, windows)
+
+    monkeypatch.setattr(TalkingFacePipeline, "render", failing)
+    out = tmp_path / "talk.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        pipe(astronaut, _speech_like(0.4), audio_rate=16000, output_path=out, batch_size=4, measure=False)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_video_file_input_keeps_its_frame_rate(pipe, astronaut, tmp_path) -> None:
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, np.stack([astronaut] * 3), fps=30)
+    output = pipe(clip, _speech_like(0.2), audio_rate=16000, measure=False)
+    assert output.fps == pytest.approx(30) and len(output.frames) == 6
+
+
+def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path) -> None:
+    audio = _speech_like(0.12)
+    expected = pipe(astronaut, audio, audio_rate=16000, measure=False).frames
+    saved = tmp_path / "converted"
+    pipe.save_pretrained(saved)
+    assert json.loads((saved / "model_index.json").read_text())["unet"] == ["diffusers", "UNet2DConditionModel"]
+    assert (saved / "unet" / "diffusion_pytorch_model.safetensors").is_file() and (saved / "face_parser").is_dir()
+    loaded = TalkingFacePipeline.from_pretrained(saved, face_analyzer=pipe.face_analyzer)
+    loaded.set_progress_bar_config(disable=True)
+    assert np.array_equal(loaded(astronaut, audio, audio_rate=16000, measure=False).frames, expected)
+
+    # MuseTalk's own layout: musetalkV15/musetalk.json + unet.pth beside face-parse-bisent/79999_iter.pth
+    models = tmp_path / "models"
+    (models / "musetalkV15").mkdir(parents=True)
+    config = {"_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", **pipe.unet.config}
+    (models / "musetalkV15" / "musetalk.json").write_text(json.dumps(config))
+    torch.save(pipe.unet.state_dict(), models / "musetalkV15" / "unet.pth")
+    (models / "face-parse-bisent").mkdir()
+    torch.save({f"module.{k}": v for k, v in pipe.face_parser.model.state_dict().items()},
+               models / "face-parse-bisent" / "79999_iter.pth")  # fmt: skip
+    whisper = tmp_path / "whisper-tiny"  # as openai/whisper-tiny: model and feature extractor in one folder
+    pipe.audio_encoder.save_pretrained(whisper)
+    pipe.feature_extractor.save_pretrained(whisper)
+    published = TalkingFacePipeline.from_pretrained(
+        models, vae=saved / "vae", audio_encoder=whisper, face_analyzer=pipe.face_analyzer
+    )
+    published.set_progress_bar_config(disable=True)
+    assert np.array_equal(published(astronaut, audio, audio_rate=16000, measure=False).frames, expected)
+
+    torch.save({"conv_in.weight": torch.zeros(1)}, models / "musetalkV15" / "unet.pth")
+    with pytest.raises(MissingWeightsError, match="does not fit"):
+        load_musetalk_unet(models)
+    with pytest.raises(MissingWeightsError, match="No MuseTalk v1.5 UNet"):
+        load_musetalk_unet(tmp_path / "nothing")
+
+
+def test_jaw_mask_grows_skin_keeps_lips_and_drops_the_nose() -> None:
+    from genface.identity.parsing import LABELS
+    from genface.pipelines.talking_face.regions import jaw_mask
+
+    labels = np.zeros((512, 512), np.uint8)
+    labels[200:300, 156:356] = LABELS.index("skin")
+    labels[220:250, 236:276] = LABELS.index("nose")
+    labels[270:290, 226:286] = LABELS.index("upper_lip")
+    mask = jaw_mask(labels)
+    assert mask[280, 256] == 255 and mask[235, 256] == 0  # lips kept, nose dropped
+    assert mask[305, 256] == 255 and mask[306, 256] == 0  # grown 6 px below the skin (MuseTalk's cone element)
+    assert mask[185, 200] == 255 and mask[183, 256] == 0  # and up to 16 px above
+    assert mask[100, 256] == 0 and mask[260, 20] == 0
