@@ -429,7 +429,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    if not Path(args.source).expanduser().is_file():
+    if Path(args.source).suffix not in (".pt", ".pth", ".bin", ".safetensors"):  # a MuseTalk folder or Hub id
         from genface.pipelines import TalkingFacePipeline
 
         pipe = TalkingFacePipeline.from_pretrained(args.source, vae=args.vae, audio_encoder=args.whisper)
@@ -556,9 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_verify)
 
     convert = sub.add_parser("convert", help="convert published .pt/.pth weights to safetensors folders, once")
-    convert.add_argument(
-        "source", help="FLUX-Makeup's checkpoint.pt, or MuseTalk (Hub id or folder with musetalkV15/)"
-    )
+    convert.add_argument("source", help="FLUX-Makeup's checkpoint.pt, or MuseTalk (Hub id or folder with musetalkV15/)")
     convert.add_argument("out", help="output folder, usable as makeup --injector or talk --model")
     convert.add_argument("--attention-head-dim", type=int, default=128, help="makeup: FLUX's head size (128)")
     convert.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")

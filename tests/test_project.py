@@ -96,6 +96,7 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, astronaut) -> None:
 
     save_image(astronaut, tmp_path / "me.jpg")
     save_image(astronaut[:, ::-1], tmp_path / "look.jpg")
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "speech.wav"), "Hi."], check=True)
     import torch
 
     from genface.models.makeup import MakeupInjector
@@ -127,3 +128,4 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, astronaut) -> None:
     assert (tmp_path / "tiny.mp4").is_file() and not (tmp_path / "beach.mp4").exists()
     assert (tmp_path / "tiny.png").is_file() and not (tmp_path / "me_made_up.png").exists()
     assert (tmp_path / "flux-makeup-injector" / "config.json").is_file()
+    assert (tmp_path / "tiny_talk.mp4").is_file() and not (tmp_path / "dubbed.mp4").exists()

@@ -67,7 +67,11 @@ def track_face(
     for i, frame in enumerate(tqdm(frames, desc="tracking the face", unit="frame", disable=not progress)):
         found = analyzer.detect(frame)
         if last is None:
-            face = choose_face(found, face_index, min_face_size=analyzer.min_face_size, what=f"frame {i}") if found else None
+            face = (
+                choose_face(found, face_index, min_face_size=analyzer.min_face_size, what=f"frame {i}")
+                if found
+                else None
+            )
         else:
             scored = [(box_iou(f.bbox, last.bbox), f) for f in found]
             best = max(scored, key=lambda s: s[0], default=(0.0, None))

@@ -281,9 +281,7 @@ class TalkingFacePipeline(DiffusionPipeline):
             source.masks[index] = mask
         return source.masks[index]
 
-    def _frames(
-        self, source: _Source, hidden: torch.Tensor, num_frames: int, batch_size: int
-    ) -> Iterator[np.ndarray]:
+    def _frames(self, source: _Source, hidden: torch.Tensor, num_frames: int, batch_size: int) -> Iterator[np.ndarray]:
         """Lip-synced full frames, ``batch_size`` at a time."""
         starts = range(0, num_frames, batch_size)
         with self.progress_bar(total=len(starts)) as bar:
@@ -463,4 +461,3 @@ def load_musetalk_unet(folder: str | os.PathLike) -> UNet2DConditionModel:
             "Use the two files of the same MuseTalk release."
         ) from exc
     return unet.eval()
-

@@ -4,8 +4,8 @@ Crop: the box spans the face landmarks horizontally and, vertically, from the bo
 far above the lower nose bridge (iBUG-68 point 29) as the chin is below it; v1.5 then adds 10 pixels at the
 bottom. Blend: the face is parsed inside a square 1.5 times the box; the mask is the skin dilated by
 MuseTalk's 33x33 cone-shaped element (at 512x512: 6 pixels down, up to 16 up and 10 sideways), narrowed at
-the cheeks by an elliptic erosion, plus mouth and lips, minus the nose, kept only in the lower half of the square and feathered with a
-Gaussian 5% of its width. Pixels where the mask is zero are never touched.
+the cheeks by an elliptic erosion, plus mouth and lips, minus the nose, kept only in the lower half of the
+square and feathered with a Gaussian 5% of its width. Pixels where the mask is zero are never touched.
 """
 
 from __future__ import annotations

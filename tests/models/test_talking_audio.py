@@ -11,8 +11,8 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from genface.errors import InvalidArgumentError, InvalidMediaError
 from genface.models.talking.audio import (
-    add_positional_encoding,
     WhisperFrameFeatures,
+    add_positional_encoding,
     feature_count,
     frame_count,
     is_silent,

@@ -3,8 +3,8 @@
 ``lip_sync_correlation`` is Pearson's r between the per-frame mouth opening (inner-lip gap over face
 height, from 68 landmarks) and the per-frame loudness of the audio (RMS in dB over the frame's span). It
 needs no learned model, so it runs offline; it does not judge which mouth shape fits which sound (a SyncNet
-does that), and a face that opens its mouth on every loud frame scores well whatever it says. Real speech
-with a real model gives r around 0.3-0.6; a still or random mouth gives about 0.
+does that), and a face that opens its mouth on every loud frame scores well whatever it says. A mouth
+unrelated to the audio scores about 0; a still one has no variation and gives NaN.
 """
 
 from __future__ import annotations
