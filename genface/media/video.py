@@ -17,11 +17,16 @@ from genface.media._files import atomic_path
 
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Read a video as ``(frames, fps)``: frames are TxHxWx3 uint8 RGB, rotation metadata applied."""
+    """Read a video as ``(frames, fps)``: frames are TxHxWx3 uint8 RGB, rotation metadata applied.
+
+    A variable-frame-rate video is resampled to a constant rate (its average) by timestamps, each output
+    frame showing the frame on screen at that moment, so that frame ``i`` is at ``i / fps`` seconds.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise InvalidMediaError(f"Video file not found: {path}")
     frames: list[np.ndarray] = []
+    times: list[float | None] = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -33,13 +38,27 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tup
                 rgb = frame.to_ndarray(format="rgb24")
                 turns = (-int(getattr(frame, "rotation", 0) or 0) // 90) % 4
                 frames.append(np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb)
+                times.append(frame.time)
                 if max_frames is not None and len(frames) >= max_frames:
                     break
     except av.FFmpegError as exc:
         raise InvalidMediaError(f"{path} could not be decoded as video: {exc}") from exc
     if not frames:
         raise InvalidMediaError(f"{path} contains no video frames.")
-    return np.stack(frames), fps
+    return np.stack(_constant_rate(frames, times, fps)), fps
+
+
+def _constant_rate(frames: list[np.ndarray], times: list[float | None], fps: float) -> list[np.ndarray]:
+    """Frames at ``fps`` from frames at ``times`` (seconds); unchanged when the times are already regular."""
+    if len(frames) < 3 or any(t is None for t in times):
+        return frames
+    stamps = np.asarray(times, dtype=np.float64)
+    gaps = np.diff(stamps)
+    if np.all(np.abs(gaps - 1 / fps) < 0.25 / fps):
+        return frames
+    count = max(1, round((stamps[-1] - stamps[0]) * fps) + 1)
+    shown = np.searchsorted(stamps, stamps[0] + np.arange(count) / fps + 1e-6, side="right") - 1
+    return [frames[i] for i in shown]
 
 
 def _even_frames(frames: np.ndarray) -> np.ndarray:

@@ -117,3 +117,31 @@ def test_bad_video(tmp_path: Path) -> None:
     with pytest.raises(InvalidMediaError, match="uint8"):
         write_video(tmp_path / "x.mp4", np.zeros((1, 8, 8, 3), dtype=np.float32))
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_variable_frame_rate_video_is_read_at_a_constant_rate(tmp_path) -> None:
+    """Frames shown for 1, 3 and 2 ticks of 1/30 s come back evenly spaced at the average rate, each showing
+    what was on screen at its moment."""
+    from fractions import Fraction
+
+    import av
+
+    from genface.media import read_video
+
+    path = tmp_path / "vfr.mp4"
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    ticks = [0, 1, 4, 6]  # presentation times in 1/30 s; the last frame closes the third one's span
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 30)
+        for colour, tick in zip(colours, ticks, strict=True):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), colour, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = tick, Fraction(1, 30)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    frames, fps = read_video(path)
+    dominant = [int(np.argmax(f[32, 32])) if f[32, 32].min() < 128 else 3 for f in frames]
+    on_screen = [int(np.searchsorted(ticks, i / fps * 30 + 1e-6, side="right")) - 1 for i in range(len(frames))]
+    assert 15 <= fps <= 30 and len(frames) == round(0.2 * fps) + 1
+    assert dominant == on_screen and dominant != list(range(4))  # resampled, not the four frames as they were
