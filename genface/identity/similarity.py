@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -16,8 +14,6 @@ from genface.identity.types import FaceIdentity
 from genface.media.image import ImageInput
 
 logger = logging.getLogger(__name__)
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 
 
 @dataclass
@@ -57,9 +53,9 @@ class FaceSimResult:
 
 
 def _frames(target: ImageInput | Sequence[ImageInput] | np.ndarray) -> Sequence[ImageInput] | np.ndarray:
-    if isinstance(target, (str, os.PathLike)) and Path(target).suffix.lower() in VIDEO_SUFFIXES:
-        from genface.media.video import read_video
+    from genface.media.video import is_video_path, read_video
 
+    if is_video_path(target):
         return read_video(target)[0]
     if isinstance(target, np.ndarray) and target.ndim == 4:
         return target

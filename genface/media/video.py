@@ -15,6 +15,13 @@ import numpy as np
 from genface.errors import InvalidMediaError
 from genface.media._files import atomic_path
 
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+
+
+def is_video_path(source: object) -> bool:
+    """Whether ``source`` is a path naming a video file (by its suffix)."""
+    return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in VIDEO_SUFFIXES
+
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
     """Read a video as ``(frames, fps)``: frames are TxHxWx3 uint8 RGB, rotation metadata applied.

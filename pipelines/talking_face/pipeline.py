@@ -27,9 +27,9 @@ from diffusers.utils import BaseOutput
 
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
-from genface.identity.similarity import VIDEO_SUFFIXES
 from genface.identity.track import FaceTrack, track_boxes, track_face
 from genface.media import load_audio, load_image, read_video
+from genface.media.video import is_video_path
 from genface.models.talking.audio import (
     FEATURES_PER_SECOND,
     SAMPLE_RATE,
@@ -205,7 +205,7 @@ class TalkingFacePipeline(DiffusionPipeline):
     @staticmethod
     def _load_face(face: Any, fps: float | None) -> tuple[list[np.ndarray], float, bool]:
         """(frames, fps, is_photo) from a video file, a TxHxWx3 array, or an image."""
-        if isinstance(face, (str, os.PathLike)) and Path(face).suffix.lower() in VIDEO_SUFFIXES:
+        if is_video_path(face):
             frames, video_fps = read_video(face)
             return list(frames), fps or video_fps, False
         if isinstance(face, np.ndarray) and face.ndim == 4:
@@ -274,11 +274,10 @@ class TalkingFacePipeline(DiffusionPipeline):
         return cv2.resize(source.frames[index][y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
 
     def _mask(self, index: int, source: _Source) -> BlendMask:
+        if len(source.frames) > 1:  # a video's masks are made when needed, not kept
+            return blend_mask(source.frames[index], source.boxes[index], self.face_parser)
         if index not in source.masks:
-            mask = blend_mask(source.frames[index], source.boxes[index], self.face_parser)
-            if len(source.frames) > 1:  # a video's masks are made when needed, not kept
-                return mask
-            source.masks[index] = mask
+            source.masks[index] = blend_mask(source.frames[index], source.boxes[index], self.face_parser)
         return source.masks[index]
 
     def _frames(self, source: _Source, hidden: torch.Tensor, num_frames: int, batch_size: int) -> Iterator[np.ndarray]:
