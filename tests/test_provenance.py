@@ -91,3 +91,24 @@ def test_verify_cli(tmp_path: Path, capsys) -> None:
     assert main(["verify", str(marked)]) == 0
     out = capsys.readouterr().out
     assert "synthetic" in out and "32/32 bits" in out and "some/model" in out
+
+
+def test_watermark_is_invisible_watermarks_dwtdctsvd_exactly(astronaut, group) -> None:
+    """The vectorised embedder writes the very pixels invisible-watermark's own encoder writes (on real photos
+    and noise, sizes not multiples of 8), and the library's decoder reads the signature back."""
+    from imwatermark import WatermarkDecoder, WatermarkEncoder
+
+    from genface.provenance import SIGNATURE, watermark, watermark_bits
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", SIGNATURE)
+    decoder = WatermarkDecoder("bits", len(SIGNATURE))
+    noise = np.random.default_rng(0).integers(0, 256, (262, 301, 3), dtype=np.uint8)
+    for image in (astronaut, group[:301, :517], noise):
+        ours = watermark(image)
+        theirs = encoder.encode(np.ascontiguousarray(image[..., ::-1]), "dwtDctSvd")[..., ::-1]
+        np.testing.assert_array_equal(ours, theirs)
+        assert decoder.decode(np.ascontiguousarray(ours[..., ::-1]), "dwtDctSvd").astype(int).tolist() == SIGNATURE
+        assert watermark_bits(ours) == 32 and watermark_bits(image) < 30
+    batch = np.stack([astronaut, astronaut[::-1]])
+    np.testing.assert_array_equal(watermark(batch)[1], watermark(astronaut[::-1]))

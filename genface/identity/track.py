@@ -4,7 +4,7 @@ and temporal smoothing of boxes (no jitter, no lag)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +48,7 @@ class FaceTrack:
 
 
 def track_face(
-    frames: Sequence[np.ndarray] | np.ndarray,
+    frames: Iterable[np.ndarray],
     analyzer: FaceAnalyzer,
     face_index: int | None = None,
     *,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,49 +25,111 @@ def is_video_path(source: object) -> bool:
     return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in VIDEO_SUFFIXES
 
 
-def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """Read a video as ``(frames, fps)``: frames are TxHxWx3 uint8 RGB, rotation metadata applied.
+class VideoReader:
+    """Frames of a video file at a constant rate, decoded as they are needed (bounded memory).
 
-    A variable-frame-rate video is resampled to a constant rate (its average) by timestamps, each output
-    frame showing the frame on screen at that moment, so that frame ``i`` is at ``i / fps`` seconds.
+    Iterating yields one HxWx3 uint8 RGB frame at a time, rotation metadata applied. A variable-frame-rate
+    video is resampled to its average rate by timestamps: output frame ``k`` (at ``k / fps`` s after the first
+    frame) shows the frame on screen then, allowing a quarter frame of timestamp jitter, so a regular video
+    comes back frame for frame. :meth:`read` returns any span of frames by seeking; indexing (``reader[i]``)
+    keeps a buffer of at most ``buffer_bytes`` of frames around the last one asked for, filled forwards or
+    backwards in the direction of travel, so playing through in either direction decodes each frame about once.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InvalidMediaError(f"Video file not found: {path}")
-    frames: list[np.ndarray] = []
-    times: list[float | None] = []
-    try:
-        with av.open(str(path)) as container:
+
+    def __init__(self, path: str | os.PathLike, *, buffer_bytes: int = 256 * 2**20) -> None:
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise InvalidMediaError(f"Video file not found: {self.path}")
+        with self._open() as container:
             if not container.streams.video:
-                raise InvalidMediaError(f"{path} has no video stream.")
+                raise InvalidMediaError(f"{self.path} has no video stream.")
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
-            fps = float(rate) if rate else 25.0
-            for frame in container.decode(stream):
-                rgb = frame.to_ndarray(format="rgb24")
+            self.fps = float(rate) if rate else 25.0
+            first = next(self._decoded(container), None)
+        if first is None:
+            raise InvalidMediaError(f"{self.path} contains no video frames.")
+        self._start = first[1]
+        self.frame_shape: tuple[int, ...] = first[0].shape
+        self._cursor: Iterator[np.ndarray] | None = None
+        self._cursor_at = 0
+        self._buffer_frames = max(1, buffer_bytes // first[0].nbytes)
+        self._buffer: dict[int, np.ndarray] = {}
+        self._last = -1
+
+    def _open(self) -> av.container.InputContainer:
+        try:
+            return av.open(str(self.path))
+        except av.FFmpegError as exc:
+            raise InvalidMediaError(f"{self.path} could not be decoded as video: {exc}") from exc
+
+    def _decoded(self, container: av.container.InputContainer) -> Iterator[tuple[np.ndarray, float | None]]:
+        """(frame, seconds) as decoded, rotated upright."""
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                rgb = frame.to_ndarray(format="rgb24")  # a view of the decoder's buffer: copied, so it is not pinned
                 turns = (-int(getattr(frame, "rotation", 0) or 0) // 90) % 4
-                frames.append(np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb)
-                times.append(frame.time)
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-    except av.FFmpegError as exc:
-        raise InvalidMediaError(f"{path} could not be decoded as video: {exc}") from exc
-    if not frames:
-        raise InvalidMediaError(f"{path} contains no video frames.")
-    return np.stack(_constant_rate(frames, times, fps)), fps
+                yield np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb.copy(), frame.time
+        except av.FFmpegError as exc:
+            raise InvalidMediaError(f"{self.path} could not be decoded as video: {exc}") from exc
+
+    def _frames_from(self, seconds: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, frame) at the constant rate, from the keyframe before ``seconds`` (the start if None)."""
+        with self._open() as container:
+            stream = container.streams.video[0]
+            if seconds is not None and stream.time_base:
+                container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
+            shown: tuple[int, np.ndarray] | None = None  # the next index to emit and the frame on screen
+            for count, (frame, time) in enumerate(self._decoded(container)):
+                # Index of the first output moment this frame is on screen for (decode order if untimed).
+                first = count if time is None else math.floor((time - self._start) * self.fps + 0.75)
+                if shown is None:
+                    shown = (first, frame)
+                    continue
+                for index in range(shown[0], first):
+                    yield index, shown[1]
+                shown = (max(first, shown[0]), frame)
+            if shown is not None:
+                yield shown
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for _, frame in self._frames_from():
+            yield frame
+
+    def read(self, start: int, stop: int) -> list[np.ndarray]:
+        """Frames ``start`` to ``stop - 1`` (fewer at the end of the video); reading on from where the last
+        call stopped continues the same decoder, anything else seeks."""
+        if start != self._cursor_at or self._cursor is None:
+            frames = self._frames_from(self._start + (start - 1) / self.fps)
+            first = next(frames, None)
+            if first is None or first[0] > start:  # the container could not seek exactly: decode from the start
+                frames = self._frames_from()
+            else:
+                frames = itertools.chain([first], frames)
+            self._cursor = (frame for index, frame in frames if index >= start)
+            self._cursor_at = start
+        frames = list(itertools.islice(self._cursor, stop - start))
+        self._cursor_at = start + len(frames)
+        return frames
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index < 0:
+            raise IndexError("VideoReader does not take negative indices (the length is known only at the end).")
+        if index not in self._buffer:
+            size = self._buffer_frames
+            start = index if index >= self._last else max(0, index - size + 1)
+            self._buffer = dict(enumerate(self.read(start, start + size), start))
+            if index not in self._buffer:
+                raise IndexError(f"{self.path} has no frame {index}.")
+        self._last = index
+        return self._buffer[index]
 
 
-def _constant_rate(frames: list[np.ndarray], times: list[float | None], fps: float) -> list[np.ndarray]:
-    """Frames at ``fps`` from frames at ``times`` (seconds); unchanged when the times are already regular."""
-    if len(frames) < 3 or any(t is None for t in times):
-        return frames
-    stamps = np.asarray(times, dtype=np.float64)
-    gaps = np.diff(stamps)
-    if np.all(np.abs(gaps - 1 / fps) < 0.25 / fps):
-        return frames
-    count = max(1, round((stamps[-1] - stamps[0]) * fps) + 1)
-    shown = np.searchsorted(stamps, stamps[0] + np.arange(count) / fps + 1e-6, side="right") - 1
-    return [frames[i] for i in shown]
+def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Read a whole video as ``(frames, fps)``: frames are TxHxWx3 uint8 RGB at a constant rate
+    (see :class:`VideoReader`, which streams them instead)."""
+    reader = VideoReader(path)
+    return np.stack(list(itertools.islice(reader, max_frames))), reader.fps
 
 
 def _even_frames(frames: np.ndarray) -> np.ndarray:
@@ -81,7 +145,9 @@ class VideoWriter:
 
     Frames go to a temporary file beside ``path`` as they are written, so memory stays bounded; the file
     appears at ``path`` only when the ``with`` block ends without an error (an interrupted run leaves nothing).
-    Frame sizes must not change; odd sizes are padded to even by edge replication.
+    Frame sizes must not change; odd sizes are padded to even by edge replication. ``audio`` is mono samples at
+    ``audio_rate``, or a file whose first audio track is carried over as it is: AAC packets are copied, other
+    codecs re-encoded to AAC at their own rate and channels, streamed either way.
     """
 
     def __init__(
@@ -89,7 +155,7 @@ class VideoWriter:
         path: str | os.PathLike,
         fps: float,
         *,
-        audio: np.ndarray | None = None,
+        audio: np.ndarray | str | os.PathLike | None = None,
         audio_rate: int = 16000,
         crf: int = 18,
         metadata: dict[str, str] | None = None,
@@ -104,6 +170,7 @@ class VideoWriter:
         self._container: av.container.OutputContainer | None = None
         self._video: av.video.stream.VideoStream | None = None
         self._audio: av.audio.stream.AudioStream | None = None
+        self._audio_source: av.audio.stream.AudioStream | None = None
 
     def __enter__(self) -> VideoWriter:
         tmp = self._stack.enter_context(atomic_path(self.path))
@@ -128,7 +195,7 @@ class VideoWriter:
             self._video.pix_fmt = "yuv420p"
             self._video.options = {"crf": str(self.crf)}
             if self.audio is not None:  # every stream must exist before the first packet is written
-                self._audio = self._container.add_stream("aac", rate=self.audio_rate, layout="mono")
+                self._add_audio_stream()
         elif (array.shape[2], array.shape[1]) != (self._video.width, self._video.height):
             raise InvalidMediaError(
                 f"Frame size changed from {self._video.width}x{self._video.height} to "
@@ -142,7 +209,9 @@ class VideoWriter:
         if self._video is None:
             raise InvalidMediaError("No frames were written; a video needs at least one frame.")
         self._container.mux(self._video.encode(None))
-        if self._audio is not None:
+        if self._audio_source is not None:
+            self._carry_audio()
+        elif self._audio is not None:
             stream = self._audio
             samples = np.ascontiguousarray(np.asarray(self.audio, dtype=np.float32).reshape(1, -1))
             chunk = stream.codec_context.frame_size or 1024
@@ -152,6 +221,44 @@ class VideoWriter:
                 frame.pts = start
                 self._container.mux(stream.encode(frame))
             self._container.mux(stream.encode(None))
+
+    def _add_audio_stream(self) -> None:
+        if isinstance(self.audio, np.ndarray):
+            self._audio = self._container.add_stream("aac", rate=self.audio_rate, layout="mono")
+            return
+        source = Path(self.audio).expanduser()
+        try:
+            container = self._stack.enter_context(av.open(str(source)))
+        except av.FFmpegError as exc:
+            raise InvalidMediaError(f"{source} could not be opened for its audio: {exc}") from exc
+        if not container.streams.audio:
+            raise InvalidMediaError(f"{source} has no audio stream.")
+        self._audio_source = container.streams.audio[0]
+        if self._audio_source.codec_context.name == "aac":
+            self._audio = self._container.add_stream_from_template(self._audio_source)
+        else:
+            layout = "mono" if self._audio_source.channels == 1 else "stereo"
+            self._audio = self._container.add_stream("aac", rate=self._audio_source.rate, layout=layout)
+
+    def _carry_audio(self) -> None:
+        """Copy (AAC) or re-encode the source file's audio track into the output, packet by packet."""
+        source, stream = self._audio_source, self._audio
+        try:
+            if stream.codec_context.is_encoder:
+                resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=stream.rate)
+                for frame in source.container.decode(source):
+                    for out in resampler.resample(frame):
+                        self._container.mux(stream.encode(out))
+                for out in resampler.resample(None):
+                    self._container.mux(stream.encode(out))
+                self._container.mux(stream.encode(None))
+            else:
+                for packet in source.container.demux(source):
+                    if packet.dts is not None:
+                        packet.stream = stream
+                        self._container.mux(packet)
+        except av.FFmpegError as exc:
+            raise InvalidMediaError(f"The audio of {self.audio} could not be decoded: {exc}") from exc
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
         if exc_type is None:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -28,18 +28,17 @@ from diffusers.utils import BaseOutput
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import FaceTrack, track_boxes, track_face
-from genface.media import load_audio, load_image, read_video
-from genface.media.video import is_video_path
+from genface.media import load_audio, load_image
+from genface.media.video import VideoReader, is_video_path
 from genface.models.talking.audio import (
     FEATURES_PER_SECOND,
     SAMPLE_RATE,
+    SpeechWindows,
     WhisperFrameFeatures,
     add_positional_encoding,
-    feature_count,
     frame_count,
     is_silent,
     pitch_contour,
-    window_features,
 )
 from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
 from genface.pipelines.talking_face.regions import BlendMask, blend, blend_mask, crop_box, integer_box
@@ -58,6 +57,8 @@ MUSETALK_PARSER_FOLDER = "face-parse-bisent"
 FACE_PARSER_FOLDER = "face_parser"
 CROP_SIZE = 256
 DEFAULT_FPS = 25.0
+#: Decoded frames of a video being dubbed that are held at once (the rest are decoded again when needed).
+FRAME_BUFFER_BYTES = 256 * 2**20
 #: Motion hook for photo mode: (photo, frame index, f0 of that frame in Hz) -> the frame to lip-sync.
 MotionHook = Callable[[np.ndarray, int, float], np.ndarray]
 
@@ -91,16 +92,41 @@ def pingpong(index: int, count: int) -> int:
     return position if position < count else 2 * count - 1 - position
 
 
+class _Frames(Protocol):
+    """Frames by index: a list, a :class:`VideoReader` (decoded as needed) or a photo animated by a hook."""
+
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+
+@dataclass
+class _Moving:
+    """A photo animated by a motion hook, frame by frame as asked for (nothing kept)."""
+
+    photo: np.ndarray
+    motion: MotionHook
+    pitch: np.ndarray
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.motion(self.photo, index, float(self.pitch[index]))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self.pitch)))
+
+
 @dataclass
 class _Source:
-    """The frames to lip-sync, their face boxes and the cached model inputs of each."""
+    """The frames to lip-sync (``count`` of them), their face boxes, and a photo's cached model inputs."""
 
-    frames: list[np.ndarray]
+    frames: _Frames
+    count: int
     fps: float
     boxes: list[tuple[int, int, int, int]]
     track: FaceTrack
-    latents: torch.Tensor | None = None
-    masks: dict[int, BlendMask] = field(default_factory=dict)
+    cache: dict[int, tuple[torch.Tensor, BlendMask]] = field(default_factory=dict)
+
+    @property
+    def first_found(self) -> int:
+        return int(np.flatnonzero(self.track.found)[0])
 
 
 class TalkingFacePipeline(DiffusionPipeline):
@@ -203,15 +229,15 @@ class TalkingFacePipeline(DiffusionPipeline):
         return self.face_analyzer
 
     @staticmethod
-    def _load_face(face: Any, fps: float | None) -> tuple[list[np.ndarray], float, bool]:
-        """(frames, fps, is_photo) from a video file, a TxHxWx3 array, or an image."""
+    def _load_face(face: Any, fps: float | None) -> tuple[_Frames, float, bool]:
+        """(frames, fps, is_photo) from a video file (streamed), a TxHxWx3 array, or an image."""
         if is_video_path(face):
-            frames, video_fps = read_video(face)
-            return list(frames), fps or video_fps, False
+            reader = VideoReader(face, buffer_bytes=FRAME_BUFFER_BYTES)
+            return reader, fps or reader.fps, False
         if isinstance(face, np.ndarray) and face.ndim == 4:
             if face.dtype != np.uint8 or face.shape[-1] != 3 or not len(face):
                 raise InvalidMediaError(f"Video frames must be a non-empty TxHxWx3 uint8 array; got {face.shape}.")
-            return list(face), fps or DEFAULT_FPS, False
+            return face, fps or DEFAULT_FPS, False
         return [load_image(face)], fps or DEFAULT_FPS, True
 
     @staticmethod
@@ -250,49 +276,46 @@ class TalkingFacePipeline(DiffusionPipeline):
         images = (images.float() / 2 + 0.5).clamp(0, 1)
         return (images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
-    def audio_hidden_states(self, speech: np.ndarray) -> torch.Tensor:
-        """Whisper's stacked hidden states for the speech, the features it covers only."""
-        encoder = WhisperFrameFeatures(self.audio_encoder, self.feature_extractor)
-        return encoder.hidden_states(speech)[: feature_count(len(speech))]
-
     # -- the run -------------------------------------------------------------------------------------------
 
-    def _prepare_source(
-        self, frames: list[np.ndarray], fps: float, face_index: int | None, smoothing: float
-    ) -> _Source:
-        track = track_face(frames, self._analyzer(), face_index, progress=len(frames) > 1)
+    def _prepare_source(self, frames: _Frames, fps: float, face_index: int | None, smoothing: float) -> _Source:
+        """Track the face through every frame (one streaming pass) and smooth its crop boxes."""
+        track = track_face(frames, self._analyzer(), face_index, progress=not isinstance(frames, list))
         shape = frames[0].shape
         boxes = track_boxes(track, lambda face: crop_box(face, shape), smoothing)
-        source = _Source(frames, fps, [integer_box(b, shape) for b in boxes], track)
-        crops = np.stack([self._crop(i, source) for i in range(len(frames))])
-        source.latents = torch.cat([self.encode_crops(crops[i : i + 16]).cpu() for i in range(0, len(crops), 16)])
-        return source
+        return _Source(frames, len(track), fps, [integer_box(b, shape) for b in boxes], track)
+
+    def _inputs(self, source: _Source, indices: list[int]) -> tuple[torch.Tensor, list[np.ndarray], list[BlendMask]]:
+        """UNet latents, frames and blend masks of source frames ``indices``; a photo's are made once."""
+        frames = [source.frames[k] for k in indices]
+        if source.count == 1 and 0 in source.cache:
+            latents, mask = source.cache[0]
+            return latents.expand(len(indices), -1, -1, -1), frames, [mask] * len(indices)
+        crops = np.stack([self._crop(frame, source.boxes[k]) for k, frame in zip(indices, frames, strict=True)])
+        latents = self.encode_crops(crops)
+        masks = [blend_mask(frame, source.boxes[k], self.face_parser) for k, frame in zip(indices, frames, strict=True)]
+        if source.count == 1:
+            source.cache[0] = (latents[:1], masks[0])
+        return latents, frames, masks
 
     @staticmethod
-    def _crop(index: int, source: _Source) -> np.ndarray:
-        x1, y1, x2, y2 = source.boxes[index]
-        return cv2.resize(source.frames[index][y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
+    def _crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        x1, y1, x2, y2 = box
+        return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
 
-    def _mask(self, index: int, source: _Source) -> BlendMask:
-        if len(source.frames) > 1:  # a video's masks are made when needed, not kept
-            return blend_mask(source.frames[index], source.boxes[index], self.face_parser)
-        if index not in source.masks:
-            source.masks[index] = blend_mask(source.frames[index], source.boxes[index], self.face_parser)
-        return source.masks[index]
-
-    def _frames(self, source: _Source, hidden: torch.Tensor, num_frames: int, batch_size: int) -> Iterator[np.ndarray]:
-        """Lip-synced full frames, ``batch_size`` at a time."""
-        starts = range(0, num_frames, batch_size)
+    def _frames(self, source: _Source, windows: SpeechWindows, batch_size: int) -> Iterator[np.ndarray]:
+        """Lip-synced full frames, ``batch_size`` at a time, each batch made from the frames it needs only."""
+        starts = range(0, windows.num_frames, batch_size)
         with self.progress_bar(total=len(starts)) as bar:
             for start in starts:
-                count = min(batch_size, num_frames - start)
-                indices = [pingpong(i, len(source.frames)) for i in range(start, start + count)]
-                windows = window_features(hidden, count, source.fps, start=start)
-                crops = self.render(source.latents[indices], windows)
+                count = min(batch_size, windows.num_frames - start)
+                indices = [pingpong(i, source.count) for i in range(start, start + count)]
+                latents, frames, masks = self._inputs(source, indices)
+                crops = self.render(latents, windows(start, count))
                 yield np.stack(
                     [
-                        blend(source.frames[k], crop, source.boxes[k], self._mask(k, source))
-                        for k, crop in zip(indices, crops, strict=True)
+                        blend(frame, crop, source.boxes[k], mask)
+                        for k, frame, crop, mask in zip(indices, frames, crops, masks, strict=True)
                     ]
                 )
                 bar.update()
@@ -322,7 +345,8 @@ class TalkingFacePipeline(DiffusionPipeline):
             batch_size: frames per UNet call.
             smoothing: temporal smoothing of the face box, in frames (Gaussian sigma; 0 = none).
             motion: photo mode only: ``motion(photo, i, f0_hz)`` returns frame ``i`` before lip-sync (head
-                motion, blinks); without it the photo stays still and only the mouth moves.
+                motion, blinks); without it the photo stays still and only the mouth moves. Frames are not kept:
+                the hook is called again for a frame it has made, so it must give the same frame each time.
             output_path: write the mp4 (with the speech, marked as synthetic) while rendering, keeping no
                 frames in memory (long audio); the file appears only when complete.
             measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
@@ -347,15 +371,20 @@ class TalkingFacePipeline(DiffusionPipeline):
         if motion is not None:
             if not is_photo:
                 raise InvalidArgumentError("motion= animates a photo; a video already has its own motion.")
-            frames = [motion(frames[0], i, float(pitch[i])) for i in range(num_frames)]
+            frames = _Moving(frames[0], motion, pitch)
         source = self._prepare_source(frames, fps, face_index, smoothing)
-        hidden = self.audio_hidden_states(speech)
+        windows = SpeechWindows(WhisperFrameFeatures(self.audio_encoder, self.feature_extractor), speech, fps)
         meter = _Meter(self._analyzer(), source, facesim_every) if measure else None
-        rendered = self._frames(source, hidden, num_frames, batch_size)
+        rendered = self._frames(source, windows, batch_size)
         collected: list[np.ndarray] = []
         path = None
         if output_path is not None:
-            path = self._write(output_path, rendered, speech, audio, fps, meter)
+            track = (
+                audio
+                if isinstance(audio, (str, os.PathLike))
+                else load_audio(audio, audio_rate, source_rate=audio_rate)
+            )
+            path = self._write(output_path, rendered, track, audio_rate or SAMPLE_RATE, fps, meter)
         else:
             for chunk in rendered:
                 collected.append(chunk)
@@ -378,17 +407,15 @@ class TalkingFacePipeline(DiffusionPipeline):
         self,
         output_path: str | os.PathLike,
         rendered: Iterator[np.ndarray],
-        speech: np.ndarray,
-        audio: Any,
+        track: np.ndarray | str | os.PathLike,
+        rate: int,
         fps: float,
         meter: _Meter | None,
     ) -> Path:
-        """Stream frames into a marked mp4 carrying the speech at its own sample rate."""
-        from genface.media.audio import audio_sample_rate
+        """Stream frames into a marked mp4 carrying the speech as given: a file's own audio track (AAC copied,
+        others re-encoded at their rate), or samples at ``rate``."""
         from genface.provenance import marked_video_writer
 
-        rate = audio_sample_rate(audio) if isinstance(audio, (str, os.PathLike)) else SAMPLE_RATE
-        track = load_audio(audio, rate) if rate != SAMPLE_RATE else speech
         model = self.config.get("_name_or_path") if hasattr(self, "config") else None
         with marked_video_writer(output_path, fps, "talking_face", model, audio=track, audio_rate=rate) as writer:
             for chunk in rendered:
@@ -404,7 +431,7 @@ class _Meter:
     def __init__(self, analyzer: FaceAnalyzer, source: _Source, facesim_every: int) -> None:
         self.analyzer, self.source, self.every = analyzer, source, max(1, facesim_every)
         self.recognizer = analyzer.recognizer
-        first = int(np.flatnonzero(source.track.found)[0])
+        first = source.first_found
         face: Face = source.track.faces[first]
         self.reference = None if self.recognizer is None else self.recognizer.embed(source.frames[first], face)
         self.scores: list[float] = []
@@ -413,7 +440,7 @@ class _Meter:
     def add(self, frames: np.ndarray) -> None:
         for frame in frames:
             index = len(self._openings)
-            box = self.source.boxes[pingpong(index, len(self.source.frames))]
+            box = self.source.boxes[pingpong(index, self.source.count)]
             faces = self.analyzer.detect(frame)
             near = [f for f in faces if _inside(f, box)]
             face = near[0] if near else None

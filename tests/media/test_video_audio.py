@@ -145,3 +145,102 @@ def test_variable_frame_rate_video_is_read_at_a_constant_rate(tmp_path) -> None:
     on_screen = [int(np.searchsorted(ticks, i / fps * 30 + 1e-6, side="right")) - 1 for i in range(len(frames))]
     assert 15 <= fps <= 30 and len(frames) == round(0.2 * fps) + 1
     assert dominant == on_screen and dominant != list(range(4))  # resampled, not the four frames as they were
+
+
+def _counter_video(path: Path, count: int, gop: int) -> Path:
+    """Frame i shows grey level 2i; a keyframe every ``gop`` frames, so seeking lands between frames."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.codec_context.gop_size = gop
+        stream.options = {"keyint_min": str(gop), "sc_threshold": "0"}
+        for i in range(count):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 2 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_video_reader_reads_any_span_by_seeking(tmp_path: Path) -> None:
+    from genface.media.video import VideoReader
+
+    path = _counter_video(tmp_path / "count.mp4", 60, gop=8)
+    whole, _ = read_video(path)
+    reader = VideoReader(path)
+    assert len(whole) == 60 and reader.frame_shape == (32, 32, 3)
+    for start, stop in [(0, 5), (5, 12), (41, 50), (17, 18), (8, 16), (55, 70), (3, 4)]:
+        got = reader.read(start, stop)
+        assert len(got) == min(stop, 60) - start
+        assert all(np.array_equal(frame, whole[start + i]) for i, frame in enumerate(got)), (start, stop)
+
+
+def test_video_reader_plays_backwards_within_a_bounded_buffer(tmp_path: Path) -> None:
+    """Indexing forwards then backwards (a ping-pong) returns the right frames, holding at most 7 frames."""
+    from genface.media.video import VideoReader
+
+    path = _counter_video(tmp_path / "count.mp4", 30, gop=5)
+    whole, _ = read_video(path)
+    reader = VideoReader(path, buffer_bytes=7 * 32 * 32 * 3)
+    order = list(range(30)) + list(range(29, -1, -1)) + list(range(12))
+    for index in order:
+        assert np.array_equal(reader[index], whole[index]), index
+        assert len(reader._buffer) <= 7
+    with pytest.raises(IndexError, match="no frame 30"):
+        reader[30]
+
+
+def _aac_file(path: Path, samples: np.ndarray, rate: int) -> Path:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate, layout="stereo")
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=rate)
+        frame = av.AudioFrame.from_ndarray(np.stack([samples, samples]), format="fltp", layout="stereo")
+        frame.sample_rate = rate
+        for chunk in [*resampler.resample(frame), *resampler.resample(None)]:
+            container.mux(stream.encode(chunk))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_an_aac_track_is_copied_packet_for_packet(tmp_path: Path) -> None:
+    """Speech given as a file keeps its own codec, rate and channels: AAC is not re-encoded."""
+    import av
+
+    from genface.media.video import VideoWriter
+
+    source = _aac_file(tmp_path / "speech.m4a", _tone(44100, 1.0), 44100)
+    with VideoWriter(tmp_path / "out.mp4", 25, audio=source) as writer:
+        writer.write(np.zeros((25, 32, 32, 3), np.uint8))
+
+    def packets(path: Path) -> list[bytes]:
+        with av.open(str(path)) as container:
+            return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+    assert packets(tmp_path / "out.mp4") == packets(source)
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.audio[0]
+        assert (stream.codec_context.name, stream.rate, stream.channels) == ("aac", 44100, 2)
+
+
+def test_a_wav_track_is_encoded_at_its_own_rate(tmp_path: Path) -> None:
+    import wave
+
+    import av
+
+    from genface.media.video import VideoWriter
+
+    with wave.open(str(tmp_path / "speech.wav"), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(22050)
+        wav.writeframes((_tone(22050, 1.0, 300.0) * 32767).astype("<i2").tobytes())
+    with VideoWriter(tmp_path / "out.mp4", 25, audio=tmp_path / "speech.wav") as writer:
+        writer.write(np.zeros((25, 32, 32, 3), np.uint8))
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        stream = container.streams.audio[0]
+        assert (stream.codec_context.name, stream.rate, stream.channels) == ("aac", 22050, 1)
+    back = load_audio(tmp_path / "out.mp4", 22050)
+    assert _dominant_freq(back, 22050) == pytest.approx(300, abs=3)

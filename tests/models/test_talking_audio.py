@@ -11,6 +11,7 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from genface.errors import InvalidArgumentError, InvalidMediaError
 from genface.models.talking.audio import (
+    SpeechWindows,
     WhisperFrameFeatures,
     add_positional_encoding,
     feature_count,
@@ -108,6 +109,23 @@ def test_long_audio_spans_segments(tiny_whisper) -> None:
         last = torch.stack(tiny_whisper.encoder(second, output_hidden_states=True).hidden_states, dim=2)[0]
     # frame 760 starts at feature 1520 - 4 = 1516, i.e. feature 16 of the second segment
     torch.testing.assert_close(features[760].view(10, 3, 16)[0], last[16])
+
+
+def test_speech_windows_encode_each_segment_once_and_keep_two(tiny_whisper, monkeypatch) -> None:
+    """Frame windows taken batch by batch over 65 s equal those of the whole sequence, while at most two 30 s
+    segments are held and each is encoded once."""
+    audio = np.random.default_rng(2).normal(0, 0.1, 16000 * 65).astype(np.float32)
+    whole = window_features(tiny_whisper.hidden_states(audio)[: feature_count(audio.size)], 1948, 29.97)
+    encoded = []
+    segment = tiny_whisper.segment
+    monkeypatch.setattr(tiny_whisper, "segment", lambda a, k: encoded.append(k) or segment(a, k))
+    windows = SpeechWindows(tiny_whisper, audio, 29.97)
+    assert windows.num_frames == 1948 and windows.total == 3250
+    for start in range(0, windows.num_frames, 37):
+        count = min(37, windows.num_frames - start)
+        torch.testing.assert_close(windows(start, count), whole[start : start + count])
+        assert len(windows._segments) <= 2
+    assert encoded == [0, 1, 2]
 
 
 def test_silence_and_bad_audio(tiny_whisper) -> None:

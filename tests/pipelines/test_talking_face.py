@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import av
@@ -161,7 +162,10 @@ def test_motion_hook_moves_the_photo(pipe, astronaut) -> None:
         return np.roll(photo, 2 * index, axis=1)
 
     output = pipe(astronaut, _speech_like(0.16), audio_rate=16000, motion=sway, measure=False)
-    assert [i for i, _ in seen] == [0, 1, 2, 3] and all(abs(f - 150) <= 2 for _, f in seen[1:])
+    # Frames are asked for as needed and not kept: once to track the face, once to render.
+    calls = Counter(i for i, _ in seen)
+    assert set(calls) == {0, 1, 2, 3} and [calls[i] for i in (1, 2, 3)] == [2, 2, 2]
+    assert all(abs(f - 150) <= 2 for i, f in seen if i)
     assert np.array_equal(output.frames[3][:, 6:60], np.roll(astronaut, 6, axis=1)[:, 6:60])
 
 
@@ -205,6 +209,41 @@ def test_video_file_input_keeps_its_frame_rate(pipe, astronaut, tmp_path) -> Non
     write_video(clip, np.stack([astronaut] * 3), fps=30)
     output = pipe(clip, _speech_like(0.2), audio_rate=16000, measure=False)
     assert output.fps == pytest.approx(30) and len(output.frames) == 6
+
+
+def test_a_dubbed_video_file_streams_with_bounded_memory(dlib_analyzer, astronaut, tmp_path, monkeypatch) -> None:
+    """A video file is decoded as needed, not held: played forwards and back (ping-pong) through a buffer of
+    4 frames it gives the video made from frames held in memory, and a 4x longer video and speech raise the
+    run's peak memory by far less than the extra decoded frames."""
+    import tracemalloc
+
+    from genface.media import read_video
+    from genface.pipelines.talking_face import pipeline as module
+
+    pipe = tiny_pipeline(dlib_analyzer, parser=False)  # the parser's cost is not what is measured here
+    pipe.set_progress_bar_config(disable=True)
+    face = astronaut[40:296, 100:356]
+    monkeypatch.setattr(module, "FRAME_BUFFER_BYTES", 4 * face.nbytes)
+
+    def run(count: int) -> tuple[int, np.ndarray, Path]:
+        clip = write_video(tmp_path / f"clip{count}.mp4", np.stack([np.roll(face, i, 1) for i in range(count)]), 25)
+        tracemalloc.start()
+        try:  # speech for count + 10 frames: the last 10 play the video backwards
+            out = pipe(
+                clip, _speech_like((count + 10) / 25), audio_rate=16000, output_path=tmp_path / "o.mp4", measure=False
+            )
+            return tracemalloc.get_traced_memory()[1], clip, out.path
+        finally:
+            tracemalloc.stop()
+
+    short_peak, clip, path = run(20)
+    frames, _ = read_video(clip)
+    held = pipe(frames, _speech_like(30 / 25), audio_rate=16000, fps=25, measure=False).frames
+    back, _ = read_video(path)
+    assert len(back) == len(held) == 30
+    assert np.abs(back.astype(int) - held).mean() < 3  # the same video, through H.264
+    long_peak, _, _ = run(80)
+    assert long_peak - short_peak < 60 * face.nbytes / 8
 
 
 def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path) -> None:

@@ -34,6 +34,28 @@ def frame_count(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) ->
     return math.floor(num_samples / sample_rate * fps + 1e-9)
 
 
+def window_positions(start: int, num_frames: int, fps: float, left: int = 2, right: int = 2) -> torch.Tensor:
+    """Feature positions (num_frames, 2 * (left + right + 1)) of video frames ``start`` onwards: frame ``i``
+    starts at ``floor(i * 50 / fps) - left * ceil(50 / fps)``; negative or past-the-end positions are padding."""
+    if fps <= 0:
+        raise InvalidArgumentError(f"fps must be positive, got {fps}.")
+    step = FEATURES_PER_SECOND / fps
+    firsts = torch.tensor([math.floor(i * step) for i in range(start, start + num_frames)], dtype=torch.long)
+    return firsts[:, None] + torch.arange(2 * (left + right + 1)) - math.ceil(step) * left
+
+
+def _gather(hidden: torch.Tensor, positions: torch.Tensor, offset: int, total: int) -> torch.Tensor:
+    """Windows of features at ``positions`` of a sequence of ``total`` whose part from ``offset`` on is ``hidden``;
+    zeros outside the sequence, flattened to (frames, window * rest[0], *rest[1:])."""
+    inside = ((positions >= 0) & (positions < total)).to(hidden.device)
+    local = (positions.to(hidden.device) - offset).clamp(0, max(hidden.shape[0] - 1, 0))
+    if hidden.shape[0]:
+        windows = hidden[local] * inside.view(*inside.shape, *([1] * (hidden.ndim - 1)))
+    else:
+        windows = hidden.new_zeros((*positions.shape, *hidden.shape[1:]))
+    return windows.flatten(1, 2) if windows.ndim > 2 else windows
+
+
 def window_features(
     hidden: torch.Tensor, num_frames: int, fps: float, left: int = 2, right: int = 2, *, start: int = 0
 ) -> torch.Tensor:
@@ -43,18 +65,7 @@ def window_features(
     (num_frames, window * rest[0], *rest[1:]) with ``window = 2 * (left + right + 1)``; a 1-d ``hidden`` gives
     (num_frames, window). Positions before the first or past the last feature are zeros.
     """
-    if fps <= 0:
-        raise InvalidArgumentError(f"fps must be positive, got {fps}.")
-    step = FEATURES_PER_SECOND / fps
-    window = 2 * (left + right + 1)
-    firsts = torch.tensor([math.floor(i * step) for i in range(start, start + num_frames)], dtype=torch.long)
-    positions = (firsts[:, None] + torch.arange(window) - math.ceil(step) * left).to(hidden.device)
-    inside = (positions >= 0) & (positions < hidden.shape[0])
-    gathered = hidden[positions.clamp(0, max(hidden.shape[0] - 1, 0))] if hidden.shape[0] else None
-    if gathered is None:
-        gathered = hidden.new_zeros((num_frames, window, *hidden.shape[1:]))
-    windows = gathered * inside.view(*inside.shape, *([1] * (hidden.ndim - 1)))
-    return windows.flatten(1, 2) if windows.ndim > 2 else windows
+    return _gather(hidden, window_positions(start, num_frames, fps, left, right), 0, hidden.shape[0])
 
 
 def add_positional_encoding(features: torch.Tensor) -> torch.Tensor:
@@ -93,26 +104,65 @@ class WhisperFrameFeatures:
         )
 
     @torch.no_grad()
-    def hidden_states(self, audio: np.ndarray) -> torch.Tensor:
-        """Stacked hidden states of every encoder layer, (features, layers, width), for the whole audio."""
-        audio = np.asarray(audio, dtype=np.float32)
-        if audio.ndim != 1 or audio.size == 0:
-            raise InvalidMediaError("Audio for the talking face must be non-empty mono samples at 16 kHz.")
+    def segment(self, audio: np.ndarray, index: int) -> torch.Tensor:
+        """Stacked hidden states of every encoder layer for 30 s segment ``index``: (1500, layers, width)."""
         param = next(self.encoder.parameters())
-        parts = []
-        segment = SEGMENT_SECONDS * SAMPLE_RATE
-        for start in range(0, audio.size, segment):
-            mel = self.feature_extractor(audio[start : start + segment], sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            states = self.encoder(
-                mel.input_features.to(param.device, param.dtype), output_hidden_states=True
-            ).hidden_states
-            parts.append(torch.stack(states, dim=2)[0])  # (1500, layers, width) per 30 s segment
-        return torch.cat(parts)
+        samples = SEGMENT_SECONDS * SAMPLE_RATE
+        piece = audio[index * samples : (index + 1) * samples]
+        mel = self.feature_extractor(piece, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+        states = self.encoder(mel.to(param.device, param.dtype), output_hidden_states=True).hidden_states
+        return torch.stack(states, dim=2)[0]
+
+    def hidden_states(self, audio: np.ndarray) -> torch.Tensor:
+        """Stacked hidden states of every encoder layer, (features, layers, width), for the whole audio
+        (whole 30 s segments; :class:`SpeechWindows` encodes them as needed instead)."""
+        audio = _checked(audio)
+        segments = math.ceil(audio.size / (SEGMENT_SECONDS * SAMPLE_RATE))
+        return torch.cat([self.segment(audio, k) for k in range(segments)])
 
     def __call__(self, audio: np.ndarray, fps: float = 25.0) -> torch.Tensor:
         """(frames, window * layers, width) features, one row per video frame the audio covers."""
-        hidden = self.hidden_states(audio)[: feature_count(len(audio))]
-        return window_features(hidden, frame_count(len(audio), fps), fps, self.left, self.right)
+        windows = SpeechWindows(self, audio, fps)
+        return windows(0, windows.num_frames)
+
+
+def _checked(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1 or audio.size == 0:
+        raise InvalidMediaError("Audio for the talking face must be non-empty mono samples at 16 kHz.")
+    return audio
+
+
+class SpeechWindows:
+    """The per-frame Whisper windows of one speech (16 kHz mono), for any span of frames.
+
+    Each 30 s segment is encoded when a window first needs it and the last two are kept, so memory does not
+    grow with the speech's length (a minute of whisper-tiny hidden states is 23 MB); windows equal those of
+    :func:`window_features` over the whole :meth:`WhisperFrameFeatures.hidden_states`.
+    """
+
+    def __init__(self, encoder: WhisperFrameFeatures, audio: np.ndarray, fps: float) -> None:
+        self.encoder, self.audio, self.fps = encoder, _checked(audio), fps
+        self.total = feature_count(self.audio.size)
+        self.num_frames = frame_count(self.audio.size, fps)
+        self._segments: dict[int, torch.Tensor] = {}
+
+    def _segment(self, index: int) -> torch.Tensor:
+        if index not in self._segments:
+            if len(self._segments) == 2:
+                del self._segments[min(self._segments)]
+            self._segments[index] = self.encoder.segment(self.audio, index)
+        return self._segments[index]
+
+    def __call__(self, start: int, count: int) -> torch.Tensor:
+        """Windows of frames ``start`` to ``start + count - 1``: (count, window * layers, width)."""
+        positions = window_positions(start, count, self.fps, self.encoder.left, self.encoder.right)
+        per_segment = SEGMENT_SECONDS * FEATURES_PER_SECOND
+        last = max(self.total - 1, 0)
+        first_segment = int(positions.min().clamp(0, last)) // per_segment
+        last_segment = int(positions.max().clamp(0, last)) // per_segment
+        hidden = torch.cat([self._segment(k) for k in range(first_segment, last_segment + 1)])
+        return _gather(hidden, positions, first_segment * per_segment, self.total)
 
 
 def is_silent(audio: np.ndarray, threshold_db: float = -50.0) -> bool:
