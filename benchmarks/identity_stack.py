@@ -9,13 +9,13 @@ depend on the values). Prints a table of median milliseconds per call.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from benchmarks.harness import device_line, markdown_table, report
 from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceAnalyzer, FaceParser, IdentityEncoder
 from genface.media import load_image
 from genface.samples import sample_path
@@ -33,11 +33,12 @@ def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None])
     return statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     group, astronaut = load_image(sample_path("group")), load_image(sample_path("astronaut"))
 
@@ -58,14 +59,11 @@ def main() -> None:
         ("EVA02-CLIP-L-14-336 features", lambda: clip.encode(crop[None])),
         ("IdentityEncoder.encode (all of the above)", lambda: encoder.encode(astronaut)),
     ]
-    print(
-        f"# identity stack on {args.device} ({platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads), backend={analyzer.backend.name}, torch {torch.__version__}"
+    table = markdown_table(
+        ["step", f"median ms (of {args.repeats})"],
+        [[label, f"{_median_ms(fn, args.repeats, sync):.1f}"] for label, fn in rows],
     )
-    print(f"| step | median ms (of {args.repeats}) |")
-    print("|---|---:|")
-    for label, fn in rows:
-        print(f"| {label} | {_median_ms(fn, args.repeats, sync):.1f} |")
+    report(f"identity_stack on {device_line(args.device)}, backend={analyzer.backend.name}", table, args.record)
 
 
 if __name__ == "__main__":

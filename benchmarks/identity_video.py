@@ -1,7 +1,7 @@
 """IdentityVideoPipeline against diffusers' ConsisIDPipeline, same weights, alternating in one process.
 
     python -m benchmarks.identity_video --scale tiny|full --device cpu|cuda [--steps N] [--repeats N]
-                                        [--memory-modes]
+                                        [--memory-modes] [--record]
 
 ``tiny``: the random tiny model (any machine; measures pipeline overhead). ``full``: random weights at
 ConsisID's published sizes (CogVideoX-5B-I2V transformer with ConsisID's identity modules, its VAE,
@@ -13,14 +13,13 @@ ratios. ``--memory-modes`` also measures each ``enable_low_memory`` mode (CUDA o
 from __future__ import annotations
 
 import argparse
-import gc
-import platform
-import statistics
 import time
 from typing import Any
 
 import numpy as np
 import torch
+
+from benchmarks.harness import device_line, markdown_table, report, time_alternating
 
 
 def transformer_flops_per_step(pipe: Any, height: int, width: int, frames: int, cfg: bool) -> float:
@@ -79,20 +78,20 @@ def random_identity(id_dim: int, clip_dim: int, scales: int, vit_dim: int, token
     )  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=None, help="default: 4 (tiny), 50 (full)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-modes", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
     from diffusers import ConsisIDPipeline
 
     from genface.pipelines import IdentityVideoPipeline
     from genface.pipelines.identity_video import tiny
 
-    cuda = args.device.startswith("cuda")
     if args.scale == "tiny":
         components = tiny.tiny_components(id_dim=512 + 32, vit_dim=64, num_scales=1)
         size = dict(height=tiny.TINY_HEIGHT, width=tiny.TINY_WIDTH, num_frames=tiny.TINY_FRAMES)
@@ -119,44 +118,23 @@ def main() -> None:
             generator=torch.Generator().manual_seed(0), **common,
         ),
     }  # fmt: skip
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    peaks: dict[str, float] = {}
-    for run in runs.values():  # warm-up
-        run()
-    for _ in range(args.repeats):
-        for name, run in runs.items():  # alternate, so drift affects both alike
-            gc.collect()
-            if cuda:
-                torch.cuda.reset_peak_memory_stats()
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times[name].append(time.perf_counter() - start)
-            if cuda:
-                peaks[name] = torch.cuda.max_memory_allocated() / 2**30
+    timings = time_alternating(runs, args.repeats, args.device)
     flops = transformer_flops_per_step(ours, size["height"], size["width"], size["num_frames"], cfg=True) * steps
-    device_name = (
-        torch.cuda.get_device_name() if cuda else f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+    base = timings.median("diffusers")
+    rows = []
+    for name in runs:
+        seconds = timings.median(name)
+        peak = f"{timings.peak_gib[name]:.1f}" if name in timings.peak_gib else "n/a"
+        rate = flops / seconds / 1e12
+        rows.append([name, f"{seconds:.3f}", f"{seconds / steps:.4f}", peak, f"{rate:.2f}", f"{seconds / base:.3f}"])
+    header = ["pipeline", "end-to-end s", "s/step", "peak GPU GiB", "transformer TFLOP/s", "time vs diffusers"]
+    title = (
+        f"identity_video {args.scale} on {device_line(args.device)}; {steps} steps, {size['num_frames']} frames "
+        f"{size['height']}x{size['width']}, median of {args.repeats}"
     )
-    print(
-        f"# identity_video {args.scale} on {device_name}; torch {torch.__version__}; {steps} steps, "
-        f"{size['num_frames']} frames {size['height']}x{size['width']}; median of {args.repeats}"
-    )
-    print(f"# transformer FLOPs for the run (CFG): {flops:.3e}")
-    print("| pipeline | end-to-end s | s/step | peak GPU GiB | transformer TFLOP/s | time vs diffusers |")
-    print("|---|---:|---:|---:|---:|---:|")
-    base = statistics.median(times["diffusers"])
-    for name, values in times.items():
-        seconds = statistics.median(values)
-        peak = f"{peaks[name]:.1f}" if name in peaks else "n/a"
-        print(
-            f"| {name} | {seconds:.3f} | {seconds / steps:.4f} | {peak} | {flops / seconds / 1e12:.2f} | "
-            f"{seconds / base:.3f} |"
-        )
-    if args.memory_modes and cuda:
-        print("\n| low-memory mode | end-to-end s | peak GPU GiB |\n|---|---:|---:|")
+    report(title, f"Transformer FLOPs for the run (CFG): {flops:.3e}\n\n" + markdown_table(header, rows), args.record)
+    if args.memory_modes and args.device.startswith("cuda"):
+        rows = []
         for mode in ("model", "group", "sequential"):
             pipe = IdentityVideoPipeline(**{k: v.to("cpu") if hasattr(v, "to") else v for k, v in components.items()})
             pipe.set_progress_bar_config(disable=True)
@@ -166,7 +144,10 @@ def main() -> None:
             start = time.perf_counter()
             pipe(identity=identity, generator=torch.Generator().manual_seed(0), **common)
             torch.cuda.synchronize()
-            print(f"| {mode} | {time.perf_counter() - start:.1f} | {torch.cuda.max_memory_allocated() / 2**30:.1f} |")
+            peak = torch.cuda.max_memory_allocated() / 2**30
+            rows.append([mode, f"{time.perf_counter() - start:.1f}", f"{peak:.1f}"])
+        report(f"identity_video low-memory modes on {device_line(args.device)}",
+               markdown_table(["mode", "end-to-end s", "peak GPU GiB"], rows), args.record)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,0 +1,197 @@
+"""TalkingFacePipeline against the plain diffusers UNet/VAE loop, same weights, alternating in one process.
+
+    python -m benchmarks.talking_face --scale tiny|full --device cpu|cuda [--frames N] [--batch-size B]
+                                      [--repeats N] [--record]
+
+``tiny``: the random tiny model. ``full``: random weights at MuseTalk v1.5's sizes (its ``musetalk.json``
+UNet, sd-vae-ft-mse, whisper-tiny); it runs on a CPU too, slowly. Contenders, on the same 256x256 face crops
+and speech:
+
+- ``diffusers loop``: the model path as MuseTalk's inference writes it with diffusers modules: VAE-encode the
+  masked and the whole crop, one UNet call at t=0 on the Whisper windows plus position code, VAE-decode.
+- ``genface model path``: the pipeline's ``encode_crops`` + ``render`` on the same crops and windows.
+- ``genface end to end``: the whole pipeline on the frames (tracking, parsing, blending; no file written).
+
+Also times the invisible watermark every written frame carries, invisible-watermark's own encoder against
+genface's vectorised one (identical pixels), at 256x256 and 512x512.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.harness import device_line, markdown_table, report, time_alternating
+
+#: MuseTalk v1.5's UNet (``musetalkV15/musetalk.json``): SD-1.5's UNet with 8 input channels (masked +
+#: reference latents) and Whisper-tiny's 384-wide features as cross-attention context.
+MUSETALK_UNET = dict(
+    act_fn="silu", attention_head_dim=8, block_out_channels=(320, 640, 1280, 1280), center_input_sample=False,
+    cross_attention_dim=384, down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",), downsample_padding=1,
+    flip_sin_to_cos=True, freq_shift=0, in_channels=8, layers_per_block=2, mid_block_scale_factor=1, norm_eps=1e-5,
+    norm_num_groups=32, out_channels=4, sample_size=64, up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+)  # fmt: skip
+
+
+def full_components(device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """Random weights at the published sizes (the values do not change the cost)."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    with torch.device(device):
+        unet = UNet2DConditionModel(**MUSETALK_UNET).to(dtype).eval()
+        vae = (
+            AutoencoderKL(
+                block_out_channels=(128, 256, 512, 512),
+                down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4,
+                layers_per_block=2,
+                latent_channels=4,
+                sample_size=256,
+            )
+            .to(dtype)
+            .eval()
+        )  # fmt: skip  (stabilityai/sd-vae-ft-mse)
+        whisper = (
+            WhisperModel(
+                WhisperConfig(
+                    d_model=384,
+                    encoder_layers=4,
+                    encoder_attention_heads=6,
+                    decoder_layers=4,
+                    decoder_attention_heads=6,
+                    encoder_ffn_dim=1536,
+                    decoder_ffn_dim=1536,
+                    num_mel_bins=80,
+                )
+            )
+            .to(dtype)
+            .eval()
+        )  # fmt: skip  (openai/whisper-tiny)
+    return {"unet": unet, "vae": vae, "audio_encoder": whisper, "feature_extractor": WhisperFeatureExtractor()}
+
+
+@torch.no_grad()
+def diffusers_loop(unet: Any, vae: Any, crops: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+    """MuseTalk's per-batch model path in plain diffusers calls: crops in [-1, 1], N x 3 x 256 x 256."""
+    from genface.models.talking.audio import add_positional_encoding
+
+    masked = crops.clone()
+    masked[:, :, crops.shape[2] // 2 :] = -1
+    scale = vae.config.scaling_factor
+    latents = torch.cat(
+        [vae.encode(masked).latent_dist.mode() * scale, vae.encode(crops).latent_dist.mode() * scale], dim=1
+    )
+    timestep = torch.zeros(1, device=crops.device, dtype=torch.long)
+    predicted = unet(latents, timestep, encoder_hidden_states=add_positional_encoding(windows)).sample
+    return vae.decode(predicted / scale).sample
+
+
+def model_flops_per_frame(pipe: Any, crops: np.ndarray, windows: torch.Tensor) -> float:
+    """FLOPs of the model path for one frame (two VAE encodes, one UNet call, one decode), counted by
+    PyTorch's FlopCounterMode on a real call."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        pipe.render(pipe.encode_crops(crops[:1]), windows[:1])
+    return float(counter.get_total_flops())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--frames", type=int, default=None, help="default: 32 (tiny, or full on GPU), 8 (full, CPU)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    args = parser.parse_args(argv)
+
+    from genface.identity import BiSeNet, FaceAnalyzer, FaceParser
+    from genface.media import load_image
+    from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures
+    from genface.pipelines import TalkingFacePipeline
+    from genface.pipelines.talking_face import tiny
+    from genface.samples import sample_path
+
+    cuda = args.device.startswith("cuda")
+    dtype = torch.float16 if cuda and args.scale == "full" else torch.float32
+    frames = args.frames or (8 if args.scale == "full" and not cuda else 32)
+    components = tiny.tiny_components() if args.scale == "tiny" else full_components(args.device, dtype)
+    torch.manual_seed(0)
+    pipe = TalkingFacePipeline(**components, face_analyzer=FaceAnalyzer("auto"), face_parser=FaceParser(BiSeNet()))
+    pipe.to(args.device)
+    pipe.face_parser.model.to(args.device)
+    pipe.set_progress_bar_config(disable=True)
+
+    photo = load_image(sample_path("astronaut"))
+    clip = np.stack([np.roll(photo, i % 5, axis=1) for i in range(frames)])
+    seconds = frames / 25
+    t = np.arange(int(seconds * 16000)) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, 25.0)
+    features = windows(0, frames).to(args.device, dtype)
+    crops = np.stack([photo[40:296, 100:356]] * frames)  # any 256x256 face crops: the cost is the same
+    pixels = torch.from_numpy(crops).to(args.device).permute(0, 3, 1, 2).to(dtype) / 127.5 - 1
+    batches = range(0, frames, args.batch_size)
+
+    runs = {
+        "diffusers loop": lambda: [
+            diffusers_loop(pipe.unet, pipe.vae, pixels[i : i + args.batch_size], features[i : i + args.batch_size])
+            for i in batches
+        ],
+        "genface model path": lambda: [
+            pipe.render(pipe.encode_crops(crops[i : i + args.batch_size]), features[i : i + args.batch_size])
+            for i in batches
+        ],
+        "genface end to end": lambda: pipe(
+            clip, speech, audio_rate=16000, fps=25, batch_size=args.batch_size, measure=False
+        ),
+    }
+    timings = time_alternating(runs, args.repeats, args.device)
+    flops = model_flops_per_frame(pipe, crops, features)
+    base = timings.median("diffusers loop")
+    rows = []
+    for name in runs:
+        median = timings.median(name)
+        peak = f"{timings.peak_gib[name]:.2f}" if name in timings.peak_gib else "n/a"
+        model_rate = f"{flops * frames / median / 1e12:.3f}" if name != "genface end to end" else "-"
+        rows.append([name, f"{frames / median:.2f}", f"{median:.3f}", peak, model_rate, f"{median / base:.3f}"])
+    header = ["contender", "frames/s", "seconds", "peak GPU GiB", "model TFLOP/s", "time vs diffusers loop"]
+    title = (
+        f"talking_face {args.scale} on {device_line(args.device)}; {frames} frames of 256x256 crops, "
+        f"batch {args.batch_size}, {dtype}, median of {args.repeats}"
+    )
+    body = f"Model FLOPs per frame: {flops:.3e}\n\n" + markdown_table(header, rows)
+    report(title, body, args.record)
+    report("watermark per frame (invisible-watermark's encoder vs genface's)", watermark_table(photo), args.record)
+
+
+def watermark_table(photo: np.ndarray, repeats: int = 5) -> str:
+    """Milliseconds to watermark one frame: the library's block loop against genface's vectorised embedder."""
+    import cv2
+    from imwatermark import WatermarkEncoder
+
+    from genface.provenance import SIGNATURE, watermark
+
+    encoder = WatermarkEncoder()
+    encoder.set_watermark("bits", SIGNATURE)
+    rows = []
+    for size in (256, 512):
+        frame = cv2.resize(photo, (size, size))
+        runs = {
+            "library": lambda f=frame: encoder.encode(np.ascontiguousarray(f[..., ::-1]), "dwtDctSvd"),
+            "genface": lambda f=frame: watermark(f),
+        }
+        timings = time_alternating(runs, repeats, "cpu")
+        library, ours = timings.median("library") * 1000, timings.median("genface") * 1000
+        rows.append([f"{size}x{size}", f"{library:.1f}", f"{ours:.1f}", f"{library / ours:.1f}x"])
+    return markdown_table(["frame", "invisible-watermark ms", "genface ms", "speed-up"], rows)
+
+
+if __name__ == "__main__":
+    main()
