@@ -176,6 +176,26 @@ class IdentityVideoPipeline(ConsisIDPipeline):
             self.transformer.register_forward_hook(leave, always_call=True),
         ]
 
+    def enable_context_parallel(
+        self, ulysses_degree: int | None = None, ring_degree: int | None = None, **options: Any
+    ) -> None:
+        """Split one video's tokens over GPUs (sequence parallelism) with diffusers' context-parallel machinery.
+
+        Run one process per GPU (``torchrun --nproc-per-node N script.py``) with ``torch.distributed``
+        initialised; every process runs the same pipeline call and gets the same video. ``ulysses_degree``
+        (all-to-all over heads; ConsisID's 48 heads) and ``ring_degree`` (key/value rotation; needs an attention
+        backend that returns log-sum-exp, e.g. ``pipe.transformer.set_attention_backend("flash")``) multiply
+        to the number of processes; ``options`` go to ``diffusers.ContextParallelConfig`` (e.g.
+        ``ulysses_anything=True`` for more than 2 GPUs, as ConsisID's 226 text tokens split evenly only in 2).
+        See :mod:`genface.models.consisid_parallel` for the plan.
+        """
+        from diffusers import ContextParallelConfig
+
+        from genface.models.consisid_parallel import enable_context_parallel
+
+        config = ContextParallelConfig(ulysses_degree=ulysses_degree, ring_degree=ring_degree, **options)
+        enable_context_parallel(self.transformer, config)
+
     def check_video_size(self, height: int, width: int, num_frames: int) -> None:
         """Refuse sizes the model cannot take, before any work is done."""
         config = self.transformer.config
