@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: 4 (tiny), 50 (full)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-modes", action="store_true")
+    parser.add_argument("--approximate", action="store_true", help="also time the cache hooks (approximate mode)")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from diffusers import ConsisIDPipeline
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> None:
         f"{size['height']}x{size['width']}, median of {args.repeats}"
     )
     report(title, f"Transformer FLOPs for the run (CFG): {flops:.3e}\n\n" + markdown_table(header, rows), args.record)
+    if args.approximate:
+        report(f"identity_video {args.scale} approximate modes on {device_line(args.device)}, {steps} steps",
+               approximate_table(ours, runs["genface"], args), args.record)  # fmt: skip
     if args.memory_modes and args.device.startswith("cuda"):
         rows = []
         for mode in ("model", "group", "sequential"):
@@ -148,6 +152,32 @@ def main(argv: list[str] | None = None) -> None:
             rows.append([mode, f"{time.perf_counter() - start:.1f}", f"{peak:.1f}"])
         report(f"identity_video low-memory modes on {device_line(args.device)}",
                markdown_table(["mode", "end-to-end s", "peak GPU GiB"], rows), args.record)  # fmt: skip
+
+
+def approximate_table(pipe: Any, exact_run: Any, args: argparse.Namespace) -> str:
+    """Speed-up and deviation (PSNR against exact mode's frames) of each of diffusers' cache hooks."""
+    from diffusers.hooks import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
+
+    configs = {
+        "First-Block Cache, threshold 0.1": FirstBlockCacheConfig(threshold=0.1),
+        "PAB, attention every 2nd step in t 100-800": PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(100, 800)
+        ),
+    }
+    exact = np.asarray(exact_run().frames[0], dtype=np.float64)
+    rows = []
+    for name, config in configs.items():
+        pipe.enable_cache(config)
+        timings = time_alternating({"approximate": exact_run}, args.repeats, args.device)
+        frames = np.asarray(exact_run().frames[0], dtype=np.float64)
+        pipe.disable_cache()
+        exact_time = time_alternating({"exact": exact_run}, args.repeats, args.device).median("exact")
+        mse = float(np.mean((frames - exact) ** 2))
+        psnr = "inf" if mse == 0 else f"{10 * np.log10(1 / mse):.1f}"
+        rows.append(
+            [name, f"{timings.median('approximate'):.3f}", f"{exact_time / timings.median('approximate'):.2f}x", psnr]
+        )
+    return markdown_table(["cache hook", "end-to-end s", "speed-up vs exact", "PSNR vs exact dB"], rows)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         self.identity_encoder = identity_encoder
         self.attention_backend = "sdpa"
         self._attention_hooks: list[Any] = []
+        self._cache_hooks: list[Any] = []
+        self._timestep = 0
+        self.cache_config: Any = None
 
     @classmethod
     def from_pretrained(
@@ -175,6 +178,73 @@ class IdentityVideoPipeline(ConsisIDPipeline):
             self.transformer.register_forward_pre_hook(enter),
             self.transformer.register_forward_hook(leave, always_call=True),
         ]
+
+    def enable_cache(self, config: Any) -> None:
+        """Opt-in approximation: reuse transformer work across denoising steps with one of diffusers' cache
+        hooks, given its config: ``FirstBlockCacheConfig(threshold=...)``, ``PyramidAttentionBroadcastConfig``,
+        ``FasterCacheConfig`` or ``MagCacheConfig``. Results differ from exact mode (the benchmark reports
+        by how much); :meth:`disable_cache` restores exact mode. ConsisID's transformer lacks diffusers'
+        ``CacheMixin``, so the hooks are applied here, with the current timestep supplied to the configs that
+        need it."""
+        from diffusers.hooks import (
+            FasterCacheConfig,
+            FirstBlockCacheConfig,
+            MagCacheConfig,
+            PyramidAttentionBroadcastConfig,
+            apply_faster_cache,
+            apply_first_block_cache,
+            apply_mag_cache,
+            apply_pyramid_attention_broadcast,
+        )
+
+        appliers = {
+            FirstBlockCacheConfig: apply_first_block_cache,
+            PyramidAttentionBroadcastConfig: apply_pyramid_attention_broadcast,
+            FasterCacheConfig: apply_faster_cache,
+            MagCacheConfig: apply_mag_cache,
+        }
+        if type(config) not in appliers:
+            raise InvalidArgumentError(
+                f"Unsupported cache config {type(config).__name__}; use one of {list(appliers)}."
+            )
+        from diffusers.hooks._helpers import TransformerBlockMetadata, TransformerBlockRegistry
+        from diffusers.models.transformers.consisid_transformer_3d import ConsisIDBlock
+
+        # ConsisID's block returns (video, text) like CogVideoX's, which diffusers registers; its own is not.
+        TransformerBlockRegistry.register(ConsisIDBlock, TransformerBlockMetadata(0, 1))
+        self.disable_cache()
+        if getattr(config, "current_timestep_callback", "absent") is None:
+            config.current_timestep_callback = lambda: self._timestep
+        from diffusers.hooks.hooks import CacheContext, _set_cache_context
+
+        def enter(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+            # what a CacheMixin model's cache_context does (ConsisID's batched CFG is one context)
+            self._timestep = int(kwargs["timestep"].flatten()[0])
+            _set_cache_context(module, CacheContext("denoise"))
+
+        def leave(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+            _set_cache_context(module, None)
+
+        self._cache_hooks = [
+            self.transformer.register_forward_pre_hook(enter, with_kwargs=True),
+            self.transformer.register_forward_hook(leave, with_kwargs=True, always_call=True),
+        ]
+        appliers[type(config)](self.transformer, config)
+        self.cache_config = config
+
+    def disable_cache(self) -> None:
+        """Back to exact mode: remove the cache hooks of :meth:`enable_cache`."""
+        from diffusers.hooks import HookRegistry
+
+        # diffusers' own hook names (as its CacheMixin.disable_cache removes them)
+        names = ("fbc_leader_block_hook", "fbc_block_hook", "pyramid_attention_broadcast", "faster_cache_denoiser",
+                 "faster_cache_block", "mag_cache_leader_block_hook", "mag_cache_block_hook")  # fmt: skip
+        registry = HookRegistry.check_if_exists_or_initialize(self.transformer)
+        for name in names:
+            registry.remove_hook(name, recurse=True)
+        for handle in self._cache_hooks:
+            handle.remove()
+        self._cache_hooks, self.cache_config = [], None
 
     def enable_context_parallel(
         self, ulysses_degree: int | None = None, ring_degree: int | None = None, **options: Any

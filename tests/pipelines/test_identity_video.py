@@ -207,3 +207,45 @@ def test_attention_backend_choice(pipe, identity) -> None:
     np.testing.assert_allclose(pinned, default, atol=1e-3)  # another kernel: summation-order noise only
     with pytest.raises(InvalidArgumentError, match="choose from"):
         pipe.set_attention_backend("xformers")
+
+
+def test_cache_hooks_skip_work_and_disabling_restores_exact_mode(pipe, identity) -> None:
+    """Approximate mode through diffusers' cache hooks: with First-Block Cache at a threshold nothing passes,
+    the second block's attention runs only on the first step; PAB reuses attention on every other step; after
+    disable_cache the output is exact mode's, bit for bit."""
+    from diffusers.hooks import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
+
+    from genface.errors import InvalidArgumentError
+
+    run = dict(identity=identity, output_type="np", **{**SIZE, "num_inference_steps": 6})
+    exact = pipe(PROMPT, generator=_generator(), **run).frames[0]
+    attention = pipe.transformer.transformer_blocks[1].attn1
+    calls = []
+    original = attention.processor
+
+    class Counting:  # diffusers passes a processor's __call__ only the keyword arguments it names
+        def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None):
+            calls.append(1)
+            return original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+
+    attention.processor = Counting()
+    try:
+        pipe.enable_cache(FirstBlockCacheConfig(threshold=1e9))
+        cached = pipe(PROMPT, generator=_generator(), **run).frames[0]
+        assert len(calls) == 1 and np.abs(cached - exact).max() > 0
+        calls.clear()
+        pab = PyramidAttentionBroadcastConfig(
+            spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(-1, 1001)
+        )
+        pipe.enable_cache(pab)  # replaces the first
+        pipe(PROMPT, generator=_generator(), **run)
+        assert len(calls) == 3  # steps 0, 2, 4
+        pipe.disable_cache()
+        calls.clear()
+        np.testing.assert_array_equal(pipe(PROMPT, generator=_generator(), **run).frames[0], exact)
+        assert len(calls) == 6
+    finally:
+        pipe.disable_cache()
+        attention.processor = original
+    with pytest.raises(InvalidArgumentError, match="Unsupported cache config"):
+        pipe.enable_cache(object())
