@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
+from diffusers.hooks.context_parallel import EquipartitionSharder
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.normalization import RMSNorm
@@ -69,12 +70,33 @@ class MakeupAttnProcessor:
     A plain object rather than a module, so installing it leaves the transformer's own state dict unchanged.
     """
 
-    _attention_backend = None
-    _parallel_config = None
-
     def __init__(self, weights: RefKeyValue, original: Any) -> None:
         self.weights = weights
         self.original = original
+        self._backend: Any = None
+        self._parallel: Any = None
+
+    # diffusers sets these on every processor (set_attention_backend, enable_parallelism); the wrapped original
+    # processor, which runs when there is no reference, must follow.
+    @property
+    def _attention_backend(self) -> Any:
+        return self._backend
+
+    @_attention_backend.setter
+    def _attention_backend(self, value: Any) -> None:
+        self._backend = value
+        if hasattr(self.original, "_attention_backend"):
+            self.original._attention_backend = value
+
+    @property
+    def _parallel_config(self) -> Any:
+        return self._parallel
+
+    @_parallel_config.setter
+    def _parallel_config(self, value: Any) -> None:
+        self._parallel = value
+        if hasattr(self.original, "_parallel_config"):
+            self.original._parallel_config = value
 
     def __call__(
         self,
@@ -108,6 +130,12 @@ class MakeupAttnProcessor:
         ref_key, ref_value = self.weights(ref, makeup_level)
         if ref_rotary_emb is not None:
             ref_key = apply_rotary_emb(ref_key, ref_rotary_emb, sequence_dim=1)
+        context_parallel = getattr(self._parallel_config, "context_parallel_config", None)
+        if context_parallel is not None:
+            # Under context parallelism each rank holds a shard of the sequence, and attention gathers every
+            # rank's keys: each rank contributes its shard of the reference, so that it counts once.
+            mesh = context_parallel._flattened_mesh
+            ref_key, ref_value = (EquipartitionSharder.shard(t, 1, mesh) for t in (ref_key, ref_value))
         key = torch.cat([key, ref_key.to(key.dtype)], dim=1)
         value = torch.cat([value, ref_value.to(value.dtype)], dim=1)
         out = dispatch_attention_fn(

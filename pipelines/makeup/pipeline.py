@@ -193,6 +193,17 @@ class MakeupPipeline(FluxKontextPipeline):
             "makeup_level": float(strength),
         }
 
+    def enable_context_parallel(
+        self, ulysses_degree: int | None = None, ring_degree: int | None = None, **options: Any
+    ) -> None:
+        """Split the image's tokens over GPUs with diffusers' context parallelism and FLUX's own plan; the
+        reference pathway contributes one shard of the reference tokens per rank. One process per GPU
+        (``torchrun``), ``torch.distributed`` initialised; ``options`` go to ``diffusers.ContextParallelConfig``."""
+        from diffusers import ContextParallelConfig
+
+        config = ContextParallelConfig(ulysses_degree=ulysses_degree, ring_degree=ring_degree, **options)
+        self.transformer.enable_parallelism(config=config)
+
     @torch.no_grad()
     def edit(
         self,
