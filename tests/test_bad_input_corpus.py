@@ -368,7 +368,33 @@ VIDEO_GRACEFUL = {
     "one frame": (lambda t: write_video(t / "one.mp4", np.zeros((1, 32, 32, 3), np.uint8)), (1, 32, 32, 3)),
     "odd size": (lambda t: write_video(t / "odd.mp4", np.zeros((3, 31, 45, 3), np.uint8)), (3, 32, 46, 3)),
     "portrait orientation": (lambda t: write_video(t / "tall.mp4", np.zeros((2, 64, 16, 3), np.uint8)), (2, 64, 16, 3)),
+    "rotated 90 (display matrix)": (lambda t: _rotated_video(t / "rotated.mp4", 90), (2, 64, 32, 3)),
+    "rotated 180 (display matrix)": (lambda t: _rotated_video(t / "upside.mp4", 180), (2, 32, 64, 3)),
 }
+
+
+def _rotated_video(path: Path, degrees: int) -> Path:
+    """A 64x32 video (white left edge) whose container says to show it rotated (as phones record)."""
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(degrees)
+        frame = np.zeros((32, 64, 3), np.uint8)
+        frame[:, :8] = 255
+        for _ in range(2):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def test_rotated_video_is_read_upright(tmp_path: Path) -> None:
+    """Display rotation 90 is counter-clockwise: the white left edge ends up at the bottom; 180: on the right."""
+    quarter = read_video(_rotated_video(tmp_path / "q.mp4", 90))[0][0, :, :, 0].astype(float)
+    half = read_video(_rotated_video(tmp_path / "h.mp4", 180))[0][0, :, :, 0].astype(float)
+    assert quarter[-8:].mean() > 240 and quarter[:-8].mean() < 15
+    assert half[:, -8:].mean() > 240 and half[:, :-8].mean() < 15
 
 
 @pytest.mark.parametrize(("name", "case"), VIDEO_ERRORS.items(), ids=list(VIDEO_ERRORS))
@@ -576,3 +602,66 @@ def test_makeup_arguments(dlib_analyzer) -> None:
     pipe.check_regions([])  # OK: no regions means the whole face
     with pytest.raises(errors.InvalidArgumentError, match="0 or more"):
         pipe(_astronaut(), _astronaut(), strength=-0.5, size=32, num_inference_steps=1)
+
+
+# --- talking faces ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def talk_pipe(dlib_analyzer):
+    from genface.pipelines.talking_face.tiny import tiny_pipeline
+
+    pipe = tiny_pipeline(dlib_analyzer, parser=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _speech(seconds: float) -> np.ndarray:
+    return _tone(16000, seconds)
+
+
+def _photo(t: Path) -> np.ndarray:
+    return _astronaut()
+
+
+_BROKEN_MP4 = b"\x00\x00\x00\x18ftypmp42" + bytes(200)
+# name: (face, audio, options) built in a temporary folder, the error, and what its message says
+TALK_ERRORS = {
+    "silent audio": (lambda t: (_photo(t), np.zeros(8000, np.float32), {}), errors.InvalidMediaError, "silent"),
+    "audio shorter than a frame": (lambda t: (_photo(t), _speech(0.01), {}), errors.InvalidMediaError, "one frame"),
+    "NaN audio": (lambda t: (_photo(t), np.full(8000, np.nan, np.float32), {}), errors.InvalidMediaError, "NaN"),
+    "missing audio file": (lambda t: (_photo(t), t / "none.wav", {}), errors.InvalidMediaError, "not found"),
+    "text as audio": (lambda t: (_photo(t), _write(t / "s.wav", b"hi " * 99), {}), errors.InvalidMediaError, "decoded"),
+    "zero fps": (lambda t: (_photo(t), _speech(0.2), {"fps": 0}), errors.InvalidArgumentError, "fps must be positive"),
+    "negative fps": (lambda t: (_photo(t), _speech(0.2), {"fps": -25}), errors.InvalidArgumentError, "fps must be"),
+    "batch size 0": (lambda t: (_photo(t), _speech(0.2), {"batch_size": 0}), errors.InvalidArgumentError, "batch_size"),
+    "motion on a video": (
+        lambda t: (np.stack([_photo(t)] * 2), _speech(0.2), {"motion": lambda photo, i, f0: photo}),
+        errors.InvalidArgumentError, "animates a photo",
+    ),
+    "no face in the photo": (lambda t: (np.full((256, 256, 3), 9, np.uint8), _speech(0.2), {}), errors.NoFaceError, ""),
+    "no face in any frame": (
+        lambda t: (np.zeros((3, 256, 256, 3), np.uint8), _speech(0.2), {}), errors.NoFaceError, "any of the 3 frame"
+    ),
+    "corrupt video": (lambda t: (_write(t / "c.mp4", _BROKEN_MP4), _speech(0.2), {}), errors.InvalidMediaError, "dec"),
+    "grey frames": (lambda t: (np.zeros((2, 64, 64), np.uint8), _speech(0.2), {}), errors.InvalidImageError, "HxW"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "case"), TALK_ERRORS.items(), ids=list(TALK_ERRORS))
+def test_talking_face_errors(talk_pipe, tmp_path: Path, name: str, case) -> None:
+    build, error, message = case
+    face, audio, options = build(tmp_path)
+    rate = None if isinstance(audio, Path) else 16000
+    with pytest.raises(error, match=message or None):
+        talk_pipe(face, audio, audio_rate=rate, output_path=tmp_path / "o.mp4", **options)
+    assert not (tmp_path / "o.mp4").exists()  # nothing that looks like a result is left
+
+
+def test_talking_face_graceful(talk_pipe, tmp_path: Path) -> None:
+    """OK: stereo 44.1 kHz speech from a file, and a face lost in one frame (its box is held there)."""
+    speech = _wav(tmp_path / "s.wav", np.stack([_tone(44100, 0.24)] * 2, axis=1), 44100, channels=2)
+    face = _photo(tmp_path)
+    clip = np.stack([face, np.zeros_like(face), face])
+    out = talk_pipe(clip, speech, output_path=tmp_path / "o.mp4", measure=False)
+    assert out.lost_frames == [1] and read_video(out.path)[0].shape[0] == 6

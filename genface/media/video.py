@@ -25,6 +25,13 @@ def is_video_path(source: object) -> bool:
     return isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in VIDEO_SUFFIXES
 
 
+def frame_index(seconds: float, fps: float) -> int:
+    """The first constant-rate output frame a frame shown from ``seconds`` (after the first frame) is on
+    screen for: output frame ``k`` is at ``k / fps``; a quarter frame of timestamp jitter is allowed, so a
+    regular video maps frame ``i`` to ``i``."""
+    return math.floor(seconds * fps + 0.75)
+
+
 class VideoReader:
     """Frames of a video file at a constant rate, decoded as they are needed (bounded memory).
 
@@ -81,8 +88,7 @@ class VideoReader:
                 container.seek(int(seconds / stream.time_base), stream=stream, backward=True)
             shown: tuple[int, np.ndarray] | None = None  # the next index to emit and the frame on screen
             for count, (frame, time) in enumerate(self._decoded(container)):
-                # Index of the first output moment this frame is on screen for (decode order if untimed).
-                first = count if time is None else math.floor((time - self._start) * self.fps + 0.75)
+                first = count if time is None else frame_index(time - self._start, self.fps)
                 if shown is None:
                     shown = (first, frame)
                     continue

@@ -233,12 +233,12 @@ class TalkingFacePipeline(DiffusionPipeline):
         """(frames, fps, is_photo) from a video file (streamed), a TxHxWx3 array, or an image."""
         if is_video_path(face):
             reader = VideoReader(face, buffer_bytes=FRAME_BUFFER_BYTES)
-            return reader, fps or reader.fps, False
+            return reader, reader.fps if fps is None else fps, False
         if isinstance(face, np.ndarray) and face.ndim == 4:
             if face.dtype != np.uint8 or face.shape[-1] != 3 or not len(face):
                 raise InvalidMediaError(f"Video frames must be a non-empty TxHxWx3 uint8 array; got {face.shape}.")
-            return face, fps or DEFAULT_FPS, False
-        return [load_image(face)], fps or DEFAULT_FPS, True
+            return face, DEFAULT_FPS if fps is None else fps, False
+        return [load_image(face)], DEFAULT_FPS if fps is None else fps, True
 
     @staticmethod
     def _load_speech(audio: Any, audio_rate: int | None) -> np.ndarray:

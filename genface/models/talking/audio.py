@@ -40,8 +40,15 @@ def window_positions(start: int, num_frames: int, fps: float, left: int = 2, rig
     if fps <= 0:
         raise InvalidArgumentError(f"fps must be positive, got {fps}.")
     step = FEATURES_PER_SECOND / fps
+    window = 2 * (left + right + 1)
+    if left and math.ceil(step) * left >= window:  # the padding grows with 50/fps, the window does not
+        lowest = FEATURES_PER_SECOND / ((window - 1) // left)
+        raise InvalidArgumentError(
+            f"At {fps:g} fps MuseTalk's audio window for a frame ends before the frame's own audio starts; use "
+            f"at least {lowest:g} fps (the model was trained at 25)."
+        )
     firsts = torch.tensor([math.floor(i * step) for i in range(start, start + num_frames)], dtype=torch.long)
-    return firsts[:, None] + torch.arange(2 * (left + right + 1)) - math.ceil(step) * left
+    return firsts[:, None] + torch.arange(window) - math.ceil(step) * left
 
 
 def _gather(hidden: torch.Tensor, positions: torch.Tensor, offset: int, total: int) -> torch.Tensor:
