@@ -445,6 +445,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_SERVE = """examples:
+  genface serve                       the published models, on http://127.0.0.1:7860
+  genface serve --model tiny          offline demo: tiny random models (outputs are noise), CPU
+"""
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from genface.web import serve
+
+    serve(args.model, args.host, args.port, args.device, args.concurrency)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genface", description="Generative face video and face editing.")
     parser.add_argument("--version", action="version", version=f"genface {__version__}")
@@ -562,6 +575,19 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
     convert.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
     convert.set_defaults(func=cmd_convert)
+
+    web = sub.add_parser(
+        "serve",
+        help="web app (Gradio) with a tab per job; needs the web extra: pip install 'genface[web]'",
+        epilog=EPILOG_SERVE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    web.add_argument("--model", default="hub", choices=["hub", "tiny"], help="published weights, or tiny offline")
+    web.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
+    web.add_argument("--port", type=int, default=7860)
+    web.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    web.add_argument("--concurrency", type=int, default=1, help="jobs run at once; the rest wait in the queue")
+    web.set_defaults(func=cmd_serve)
     return parser
 
 
