@@ -111,3 +111,103 @@ def load_state_dict(path: str | os.PathLike) -> dict:
             "torch.load(weights_only=True) so that no code inside them can run. Use the publisher's original "
             f"file, or convert a file you trust to .safetensors. ({str(exc).splitlines()[0]})"
         ) from exc
+
+
+#: What every saved pipeline's model card says about use.
+INTENDED_USE = """Made for research, film and creative work, and media of people who agreed to it. Making, editing
+or animating a real person's face needs that person's consent. Out of scope: impersonation, fraud,
+harassment, political deception, and sexual or intimate content of real people. genface marks everything it
+writes as synthetic (metadata and an invisible watermark; `genface verify FILE`); keep the marks. The marks
+have limits (see genface's README): a missing mark does not prove a file is real."""
+
+
+def save_model_card(
+    folder: str | os.PathLike,
+    *,
+    pipeline_class: str,
+    summary: str,
+    base_models: Sequence[str],
+    licences: str,
+    tags: Sequence[str] = (),
+) -> Path:
+    """Write ``README.md``, a Hub model card, into a saved pipeline's folder: what it is, how to load it, the
+    weights it was made from and their licences, and its intended use."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from genface import __version__
+
+    data = ModelCardData(
+        library_name="diffusers", license="other", base_model=list(base_models) or None, tags=["genface", *tags]
+    )
+    made_from = ", ".join(f"`{m}`" for m in base_models) or "random weights (a tiny test model; its output is noise)"
+    text = f"""---
+{data.to_yaml()}
+---
+
+# {pipeline_class} (genface)
+
+{summary}
+
+Saved by genface {__version__}. Load it with genface:
+
+```python
+from genface.pipelines import {pipeline_class}
+
+pipe = {pipeline_class}.from_pretrained("path/or/hub-id")
+```
+
+## Weights and licences
+
+Made from: {made_from}. {licences} Read each base model's own card before use; the licence of a weight
+applies to everything derived from it.
+
+## Intended use
+
+{INTENDED_USE}
+"""
+    path = Path(folder) / "README.md"
+    ModelCard(text).save(path)
+    return path
+
+
+PUSH_OPTIONS = ("private", "token", "commit_message")
+
+
+def pop_push_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the Hub upload options out of a ``save_pretrained`` call's keyword arguments."""
+    return {key: kwargs.pop(key) for key in PUSH_OPTIONS if key in kwargs}
+
+
+def push_folder(
+    folder: str | os.PathLike, repo_id: str | None = None, *, private: bool | None = None, **kwargs: Any
+) -> str:
+    """Upload a saved folder (weights, configs, model card) to a Hub model repository (default: named after
+    the folder), creating it if needed; returns the commit URL."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = repo_id or Path(folder).name
+    create_repo(repo_id, private=private, exist_ok=True, token=kwargs.get("token"))
+    return str(upload_folder(repo_id=repo_id, folder_path=os.fspath(folder), **kwargs))
+
+
+def hub_ids(*names: str | None) -> list[str]:
+    """The Hub repository ids among ``names`` (what a pipeline was loaded from), without local paths."""
+    import re
+
+    pattern = re.compile(r"^[\w.-]+/[\w.-]+$")
+    return [n for n in dict.fromkeys(names) if n and pattern.match(n) and not Path(n).expanduser().exists()]
+
+
+def finish_save(
+    pipe: Any,
+    folder: str | os.PathLike,
+    base_models: Sequence[str],
+    push_to_hub: bool,
+    repo_id: str | None,
+    push: dict[str, Any],
+) -> None:
+    """After a pipeline's files are saved: its model card (from the class's ``model_card`` dict: summary,
+    licences, tags), then the upload when asked for."""
+    save_model_card(folder, pipeline_class=type(pipe).__name__, base_models=base_models, **pipe.model_card)
+    if push_to_hub:
+        push_folder(folder, repo_id, **push)

@@ -24,6 +24,7 @@ from diffusers import ConsisIDPipeline
 from diffusers.utils import BaseOutput
 
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
+from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder
 from genface.media.image import ImageInput
 
@@ -53,6 +54,13 @@ class IdentityVideoPipeline(ConsisIDPipeline):
     plus an optional ``identity_encoder``; :meth:`from_pretrained` loads it from the repository's
     ``face_encoder/`` folder, and :meth:`save_pretrained` writes it back there.
     """
+
+    model_card = {
+        "summary": "Identity-preserving text-to-video (ConsisID): a face photo and a prompt become a video of that "
+        "person.",
+        "licences": "ConsisID's weights derive from CogVideoX-5B, whose model licence applies.",
+        "tags": ["consisid"],
+    }
 
     def __init__(
         self,
@@ -101,12 +109,16 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         pipe.identity_encoder = identity_encoder
         return pipe
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save in the Hub repository's layout: diffusers components plus ``face_encoder/``.
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None, **kwargs: Any
+    ) -> None:
+        """Save in the Hub repository's layout: diffusers components plus ``face_encoder/`` and a model card
+        (``README.md``); ``push_to_hub`` then uploads the folder to ``repo_id``.
 
         ``model_index.json`` names ``ConsisIDPipeline``, as the published repository does, so the folder
         also loads in plain diffusers.
         """
+        push = pop_push_options(kwargs)
         super().save_pretrained(save_directory, **kwargs)
         index = Path(save_directory) / "model_index.json"
         config = json.loads(index.read_text())
@@ -114,6 +126,7 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         index.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if self.identity_encoder is not None:
             self.identity_encoder.save_pretrained(Path(save_directory) / FACE_ENCODER_FOLDER)
+        finish_save(self, save_directory, hub_ids(self.name_or_path), push_to_hub, repo_id, push)
 
     def enable_low_memory(self, mode: str = "model") -> None:
         """Fit smaller GPUs: VAE tiling + slicing, and one offloading mode.

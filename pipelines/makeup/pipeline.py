@@ -86,6 +86,13 @@ class MakeupPipeline(FluxKontextPipeline):
     identity stack.
     """
 
+    model_card = {
+        "summary": "Makeup transfer (FLUX.1 Kontext with FLUX-Makeup's reference injector): a face photo and a "
+        "makeup reference become that face wearing the makeup.",
+        "licences": "FLUX.1 Kontext [dev] is under the FLUX.1 [dev] Non-Commercial License.",
+        "tags": ["flux-kontext", "makeup"],
+    }
+
     _optional_components = [*FluxKontextPipeline._optional_components, "injector"]
     # The injector's weights are used inside the transformer's attention, never by a call of their own, so
     # model CPU offload could not move them on time: they stay on the execution device.
@@ -172,6 +179,18 @@ class MakeupPipeline(FluxKontextPipeline):
         return pipe
 
     # -- the edit of one face crop ----------------------------------------------------------------------
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None, **kwargs: Any
+    ) -> None:
+        """Save the components (the injector included) in diffusers' layout and a model card (``README.md``);
+        ``push_to_hub`` then uploads the folder to ``repo_id``."""
+        from genface.hub import finish_save, hub_ids, pop_push_options
+
+        push = pop_push_options(kwargs)
+        super().save_pretrained(save_directory, **kwargs)
+        injector = self.injector.config.get("_name_or_path") if self.injector is not None else None
+        finish_save(self, save_directory, hub_ids(self.name_or_path, injector), push_to_hub, repo_id, push)
 
     def reference_conditions(self, reference_crop: np.ndarray, size: int, strength: float) -> dict[str, Any] | None:
         """Attention kwargs carrying the reference tokens and their RoPE (None: no reference pathway)."""

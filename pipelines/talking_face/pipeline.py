@@ -137,6 +137,14 @@ class TalkingFacePipeline(DiffusionPipeline):
     ``face_analyzer`` and ``face_parser`` from the identity stack.
     """
 
+    model_card = {
+        "summary": "Audio-driven talking faces (MuseTalk v1.5 renderer): a face video or photo and speech become a "
+        "lip-synced video.",
+        "licences": "MuseTalk, sd-vae-ft-mse and Whisper each carry their own licence; the face parser was trained "
+        "on CelebAMask-HQ (non-commercial research).",
+        "tags": ["musetalk"],
+    }
+
     model_cpu_offload_seq = "audio_encoder->unet->vae"
 
     def __init__(
@@ -215,11 +223,19 @@ class TalkingFacePipeline(DiffusionPipeline):
         pipe.face_analyzer = FaceAnalyzer(face_analyzer) if isinstance(face_analyzer, str) else face_analyzer
         return pipe
 
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Save as one folder of safetensors files (diffusers layout) plus ``face_parser/``."""
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, push_to_hub: bool = False, repo_id: str | None = None, **kwargs: Any
+    ) -> None:
+        """Save as one folder of safetensors files (diffusers layout) plus ``face_parser/`` and a model card
+        (``README.md``); ``push_to_hub`` then uploads the folder to ``repo_id``."""
+        from genface.hub import finish_save, hub_ids, pop_push_options
+
+        push = pop_push_options(kwargs)
         super().save_pretrained(save_directory, **kwargs)
         if self.face_parser is not None:
             self.face_parser.model.save_pretrained(Path(save_directory) / FACE_PARSER_FOLDER)
+        names = (self.name_or_path, self.vae.config.get("_name_or_path"), self.audio_encoder.config.name_or_path)
+        finish_save(self, save_directory, hub_ids(*names), push_to_hub, repo_id, push)
 
     # -- inputs --------------------------------------------------------------------------------------------
 

@@ -150,7 +150,16 @@ def test_save_load_round_trip_in_hub_layout(tiny_pack: Path, astronaut, tmp_path
     pipeline.save_pretrained(tmp_path / "model")
 
     top = sorted(p.name for p in (tmp_path / "model").iterdir())
-    assert top == ["face_encoder", "model_index.json", "scheduler", "text_encoder", "tokenizer", "transformer", "vae"]
+    assert top == [
+        "README.md",
+        "face_encoder",
+        "model_index.json",
+        "scheduler",
+        "text_encoder",
+        "tokenizer",
+        "transformer",
+        "vae",
+    ]
     face_files = sorted(
         str(p.relative_to(tmp_path / "model" / "face_encoder"))
         for p in (tmp_path / "model" / "face_encoder").rglob("*")
