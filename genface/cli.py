@@ -176,6 +176,28 @@ EPILOG_VIDEO = """examples:
 """
 
 
+def _place(pipe: Any, args: argparse.Namespace, device: str) -> None:
+    """Put the pipeline on ``device``, or offload it (``--low-memory``) when asked; refuse what cannot fit."""
+    import torch
+
+    from genface.resources import check_fits
+
+    if args.low_memory:
+        if not torch.cuda.is_available():
+            raise GenfaceError("--low-memory offloads to a GPU, and none is available here.")
+        pipe.enable_low_memory(args.low_memory)
+    else:
+        check_fits(pipe, device)
+        pipe.to(device)
+
+
+def _add_low_memory(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--low-memory", nargs="?", const="model", default=None, choices=["model", "group", "sequential"],
+        help="offload to fit smaller GPUs (default mode: model)",
+    )  # fmt: skip
+
+
 def _dtype(name: str) -> Any:
     import torch
 
@@ -190,7 +212,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     from genface.identity import FaceIdentity, face_similarity
     from genface.media import to_uint8
     from genface.provenance import write_marked_video
-    from genface.resources import check_fits, explain_out_of_memory
+    from genface.resources import explain_out_of_memory
 
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
@@ -209,13 +231,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         pipe = IdentityVideoPipeline.from_pretrained(args.model, dtype=_dtype(args.dtype))
         size = {"height": args.height or 480, "width": args.width or 720}
         frames = args.frames or 49
-    if args.low_memory:
-        if not torch.cuda.is_available():
-            raise GenfaceError("--low-memory offloads to a GPU, and none is available here.")
-        pipe.enable_low_memory(args.low_memory)
-    else:
-        check_fits(pipe, device)
-        pipe.to(device)
+    _place(pipe, args, device)
     pipe.set_attention_backend(args.attention)
     generator = torch.Generator("cpu").manual_seed(args.seed)
     with explain_out_of_memory():
@@ -282,7 +298,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
     import torch
 
     from genface.provenance import save_marked_image
-    from genface.resources import check_fits, explain_out_of_memory
+    from genface.resources import explain_out_of_memory
 
     started = time.perf_counter()
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
@@ -296,9 +312,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 
         pipe = MakeupPipeline.from_pretrained(args.model, injector=args.injector, dtype=_dtype(args.dtype))
         size = args.size or 1024
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    check_fits(pipe, device)
-    pipe.to(device)
+    _place(pipe, args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.check_regions(regions)
     with explain_out_of_memory():
         output = pipe(
@@ -350,7 +364,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
 
     import torch
 
-    from genface.resources import check_fits, explain_out_of_memory
+    from genface.resources import explain_out_of_memory
 
     started = time.perf_counter()
     if args.model == "tiny":
@@ -363,9 +377,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
         pipe = TalkingFacePipeline.from_pretrained(
             args.model, vae=args.vae, audio_encoder=args.whisper, dtype=_dtype(args.dtype)
         )
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    check_fits(pipe, device)
-    pipe.to(device)
+    _place(pipe, args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with explain_out_of_memory():
         output = pipe(
             args.face,
@@ -506,10 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--face-index", type=int, default=None, help="which face in the photo (0 = largest)")
     video.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     video.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights' dtype")
-    video.add_argument(
-        "--low-memory", nargs="?", const="model", default=None, choices=["model", "group", "sequential"],
-        help="offload to fit smaller GPUs (default mode: model)",
-    )  # fmt: skip
+    _add_low_memory(video)
     video.add_argument(
         "--attention", default="sdpa", choices=["sdpa", "flash", "cudnn", "efficient", "math"],
         help="PyTorch attention kernel (default: sdpa, PyTorch chooses)",
@@ -539,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     makeup.add_argument("--face-index", type=int, default=None, help="which face in --face (0 = largest)")
     makeup.add_argument("--device", default=None)
     makeup.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    _add_low_memory(makeup)
     makeup.add_argument("--json", action="store_true", help="machine-readable result")
     makeup.set_defaults(func=cmd_makeup)
 
@@ -559,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--face-index", type=int, default=None, help="which face to follow (0 = largest)")
     talk.add_argument("--device", default=None)
     talk.add_argument("--dtype", default="fp16", choices=["bf16", "fp16", "fp32"])
+    _add_low_memory(talk)
     talk.add_argument("--no-metrics", action="store_true", help="skip FaceSim and the lip-sync proxy")
     talk.add_argument("--json", action="store_true", help="machine-readable result")
     talk.set_defaults(func=cmd_talk)

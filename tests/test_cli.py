@@ -63,3 +63,20 @@ def test_console_script_help_shows_examples() -> None:
         [sys.executable, "-m", "genface", "identity", "--help"], capture_output=True, text=True, check=True
     )
     assert "examples:" in out.stdout and "--save" in out.stdout
+
+
+@pytest.mark.parametrize("job", ["video", "makeup", "talk"])
+def test_every_generating_job_takes_the_same_device_options(job: str, capsys, tmp_path: Path) -> None:
+    """--device, --dtype, --json and --low-memory on every job; offloading without a GPU is refused clearly."""
+    with pytest.raises(SystemExit):
+        main([job, "--help"])
+    text = capsys.readouterr().out
+    assert all(flag in text for flag in ("--device", "--dtype", "--json", "--low-memory"))
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("offloading is refused only where there is no GPU")
+    inputs = {"video": ["--face", "f.jpg", "--prompt", "p"], "makeup": ["--face", "f.jpg", "--reference", "r.jpg"],
+              "talk": ["--face", "f.jpg", "--audio", "a.wav"]}[job]  # fmt: skip
+    code = main([job, "--model", "tiny", *inputs, "--out", str(tmp_path / "o"), "--low-memory"])
+    assert code == 1 and "--low-memory offloads to a GPU" in capsys.readouterr().err

@@ -27,13 +27,13 @@ from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsErr
 from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder
 from genface.media.image import ImageInput
+from genface.pipelines._memory import LowMemoryMixin
 
 logger = logging.getLogger(__name__)
 
 #: Where the face encoders live in ConsisID's Hub repository.
 FACE_ENCODER_FOLDER = "face_encoder"
 DEFAULT_MODEL = "BestWishYsh/ConsisID-preview"
-LOW_MEMORY_MODES = ("model", "sequential", "group")
 #: PyTorch SDPA kernels the attention can be pinned to ("sdpa": let PyTorch choose, the default).
 ATTENTION_BACKENDS = ("sdpa", "flash", "cudnn", "efficient", "math")
 
@@ -47,7 +47,7 @@ class IdentityVideoPipelineOutput(BaseOutput):
     identity: FaceIdentity
 
 
-class IdentityVideoPipeline(ConsisIDPipeline):
+class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
     """Face photo + prompt -> video of that person, with ConsisID weights.
 
     Components are ConsisID's (``tokenizer``, ``text_encoder``, ``vae``, ``transformer``, ``scheduler``)
@@ -127,34 +127,6 @@ class IdentityVideoPipeline(ConsisIDPipeline):
         if self.identity_encoder is not None:
             self.identity_encoder.save_pretrained(Path(save_directory) / FACE_ENCODER_FOLDER)
         finish_save(self, save_directory, hub_ids(self.name_or_path), push_to_hub, repo_id, push)
-
-    def enable_low_memory(self, mode: str = "model") -> None:
-        """Fit smaller GPUs: VAE tiling + slicing, and one offloading mode.
-
-        ``model``: whole models move to the GPU when used (diffusers' model CPU offload; fast, most memory).
-        ``group``: the transformer streams blocks to the GPU with prefetching (diffusers' group offload).
-        ``sequential``: every layer moves when used (least memory, slowest).
-        """
-        if mode not in LOW_MEMORY_MODES:
-            raise InvalidArgumentError(f"Unknown low-memory mode {mode!r}; choose from {LOW_MEMORY_MODES}.")
-        self.vae.enable_tiling()
-        self.vae.enable_slicing()
-        if mode == "model":
-            self.enable_model_cpu_offload()
-        elif mode == "sequential":
-            self.enable_sequential_cpu_offload()
-        else:
-            from diffusers.hooks import apply_group_offloading
-
-            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            self.transformer.enable_group_offload(
-                onload_device=device,
-                offload_type="block_level",
-                num_blocks_per_group=1,
-                use_stream=device.type == "cuda",
-            )
-            for name in ("text_encoder", "vae"):
-                apply_group_offloading(getattr(self, name), onload_device=device, offload_type="leaf_level")
 
     def set_attention_backend(self, backend: str = "sdpa") -> None:
         """Pin attention to one PyTorch SDPA kernel (``flash``, ``cudnn``, ``efficient``, ``math``) or let

@@ -25,6 +25,7 @@ from genface.identity.align import paste_back
 from genface.identity.parsing import LABELS, REGIONS
 from genface.media.image import ImageInput, load_image, to_uint8
 from genface.models.makeup import PUBLISHED_CHECKPOINT, MakeupInjector, reference_position_ids
+from genface.pipelines._memory import LowMemoryMixin
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def _mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return lab[mask].mean(axis=0)
 
 
-class MakeupPipeline(FluxKontextPipeline):
+class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
     """Source face + makeup reference -> the source wearing the reference's makeup (FLUX-Makeup weights).
 
     Components are FLUX.1 Kontext's plus ``injector`` (:class:`MakeupInjector`, optional: without it, or

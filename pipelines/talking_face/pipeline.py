@@ -41,6 +41,7 @@ from genface.models.talking.audio import (
     pitch_contour,
 )
 from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
+from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines.talking_face.regions import BlendMask, blend, blend_mask, crop_box, integer_box
 
 logger = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class _Source:
         return int(np.flatnonzero(self.track.found)[0])
 
 
-class TalkingFacePipeline(DiffusionPipeline):
+class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
     """Face video or photo + speech -> lip-synced video (MuseTalk v1.5 weights).
 
     Components: ``unet`` (``UNet2DConditionModel``), ``vae`` (``AutoencoderKL``), ``audio_encoder``
