@@ -302,6 +302,13 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
         boxes = track_boxes(track, lambda face: crop_box(face, shape), smoothing)
         return _Source(frames, len(track), fps, [integer_box(b, shape) for b in boxes], track)
 
+    def face_crops(self, face: Any, face_index: int | None = None, smoothing: float = 1.5) -> tuple[np.ndarray, float]:
+        """The 256x256 face crops the model sees, one per frame of a video (file or array), tracked and
+        smoothed as in a run, and the video's frame rate: the training data of lip-sync fine-tuning."""
+        frames, fps, _ = self._load_face(face, None)
+        source = self._prepare_source(frames, fps, face_index, smoothing)
+        return np.stack([self._crop(source.frames[i], source.boxes[i]) for i in range(source.count)]), fps
+
     def _inputs(self, source: _Source, indices: list[int]) -> tuple[torch.Tensor, list[np.ndarray], list[BlendMask]]:
         """UNet latents, frames and blend masks of source frames ``indices``; a photo's are made once."""
         frames = [source.frames[k] for k in indices]

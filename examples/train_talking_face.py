@@ -1,0 +1,180 @@
+"""Fine-tune the talking-face UNet on one person's videos (the GeneFace++ use case), with accelerate.
+
+    accelerate launch examples/train_talking_face.py --videos clip1.mp4 clip2.mp4 --output-dir me-talking/
+        [--model TMElyralab/MuseTalk | tiny] [--steps 2000] [--batch-size 8] [--lr 1e-5] [--temporal-weight 0.5]
+        [--mouth-weight 2] [--checkpoint-every 500] [--resume latest] [--ema-decay 0.999]
+        [--mixed-precision bf16] [--gradient-checkpointing]
+
+Each video's face crops and per-frame Whisper windows are computed once (the pipeline's own tracking,
+cropping and audio front) and cached beside the output. A step takes ``--batch-size`` consecutive frames; the
+UNet sees, as at inference, the masked crop's latents beside the latents of another frame of the same video
+(the reference, at least 5 frames away), and the frames' audio windows. The loss is the L1 between predicted
+and true latents, weighted ``--mouth-weight`` times on the lower half (where the mouth is), plus
+``--temporal-weight`` times the L1 between their frame-to-frame changes (GeneFace++'s temporal term).
+MuseTalk's own training adds pixel-space, perceptual, GAN and SyncNet losses; they are not here.
+
+Checkpoints (``checkpoint-<step>/``: UNet, optimiser, EMA, step) are written with accelerate; ``--resume``
+continues from one with the same batches and reference frames as an uninterrupted run. The result,
+``<output-dir>/pipeline``, loads with ``TalkingFacePipeline.from_pretrained``. One process per GPU
+(``accelerate launch --multi_gpu``); DDP, FSDP or DeepSpeed through ``accelerate config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+
+from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures, add_positional_encoding
+from genface.training import temporal_difference_loss, weighted_l1
+
+MIN_REFERENCE_GAP = 5
+
+
+def load_pipeline(model: str) -> Any:
+    if model == "tiny":
+        from genface.pipelines.talking_face.tiny import tiny_pipeline
+
+        return tiny_pipeline(parser=False)
+    from genface.pipelines import TalkingFacePipeline
+
+    return TalkingFacePipeline.from_pretrained(model)
+
+
+@torch.no_grad()
+def prepare(pipe: Any, videos: list[Path], cache: Path) -> list[dict[str, torch.Tensor]]:
+    """Per video: latents of the masked crops and of the whole crops, and the Whisper windows (cached)."""
+    from genface.media.audio import load_audio
+
+    data = []
+    for video in videos:
+        path = cache / f"{video.stem}.safetensors"
+        if not path.is_file():
+            crops, fps = pipe.face_crops(video)
+            speech = load_audio(video, 16000)
+            windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, fps)
+            count = min(len(crops), windows.num_frames)
+            latents = torch.cat([pipe.encode_crops(crops[i : i + 16]).cpu() for i in range(0, count, 16)])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"latents": latents.contiguous(), "windows": windows(0, count).contiguous()}, path)
+        data.append(load_file(path))
+    return data
+
+
+def batch_plan(data: list[dict[str, torch.Tensor]], step: int, size: int, seed: int) -> tuple[int, int, list[int]]:
+    """Step ``step``'s batch, a function of the step alone (so a resumed run sees the same batches): a video,
+    the first of ``size`` consecutive frames, and one reference frame per frame."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    counts = [len(d["latents"]) for d in data]
+    video = int(torch.randint(len(data), (1,), generator=generator))
+    start = int(torch.randint(max(1, counts[video] - size + 1), (1,), generator=generator))
+    references = []
+    for frame in range(start, min(start + size, counts[video])):
+        far = [k for k in range(counts[video]) if abs(k - frame) >= MIN_REFERENCE_GAP] or [frame]
+        references.append(far[int(torch.randint(len(far), (1,), generator=generator))])
+    return video, start, references
+
+
+def training_loss(
+    unet: Any, batch: dict[str, torch.Tensor], mouth_weight: float, temporal_weight: float
+) -> torch.Tensor:
+    """The fine-tuning loss of one batch of consecutive frames (see the module's notes)."""
+    target = batch["target"]
+    inputs = torch.cat([batch["masked"], batch["reference"]], dim=1)
+    timestep = torch.zeros(1, device=inputs.device, dtype=torch.long)
+    predicted = unet(inputs, timestep, encoder_hidden_states=add_positional_encoding(batch["windows"])).sample
+    weight = torch.ones_like(target[:1, :1])
+    weight[..., target.shape[-2] // 2 :, :] = mouth_weight
+    return weighted_l1(predicted, target, weight) + temporal_weight * temporal_difference_loss(predicted, target)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=Path, nargs="+", required=True, help="videos of the person, with speech")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--model", default="TMElyralab/MuseTalk", help="Hub id, folder, or 'tiny'")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=8, help="consecutive frames per step")
+    parser.add_argument("--lr", type=float, default=1e-5)
+    parser.add_argument("--mouth-weight", type=float, default=2.0)
+    parser.add_argument("--temporal-weight", type=float, default=0.5)
+    parser.add_argument("--checkpoint-every", type=int, default=500)
+    parser.add_argument("--resume", default=None, help="a checkpoint folder, or 'latest'")
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    torch.manual_seed(args.seed)
+    pipe = load_pipeline(args.model).to(accelerator.device)
+    pipe.set_progress_bar_config(disable=True)
+    data = prepare(pipe, args.videos, args.output_dir / "cache")
+    unet = pipe.unet
+    unet.requires_grad_(True).train()
+    if args.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    ema = None
+    if args.ema_decay > 0:
+        from diffusers.training_utils import EMAModel
+
+        ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=args.ema_decay)
+        accelerator.register_for_checkpointing(ema)
+
+    first = 0
+    if args.resume:
+        checkpoints = sorted(args.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        resume = checkpoints[-1] if args.resume == "latest" and checkpoints else Path(args.resume)
+        accelerator.load_state(str(resume))
+        first = json.loads((resume / "progress.json").read_text())["step"]
+    losses = {}
+    for step in range(first, args.steps):
+        video, start, references = batch_plan(data, step, args.batch_size, args.seed)
+        frames = slice(start, start + len(references))
+        latents = data[video]["latents"]
+        masked, full = latents[:, :4], latents[:, 4:]
+        # each process takes its share of the batch's frames (in order, for the temporal term)
+        share = np.array_split(np.arange(len(references)), accelerator.num_processes)[accelerator.process_index]
+        batch = {
+            "masked": masked[frames][share], "target": full[frames][share], "reference": full[references][share],
+            "windows": data[video]["windows"][frames][share],
+        }  # fmt: skip
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        loss = training_loss(unet, batch, args.mouth_weight, args.temporal_weight)
+        accelerator.backward(loss)
+        optimizer.step()
+        optimizer.zero_grad()
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(unet).parameters())
+        losses[step + 1] = accelerator.gather(loss.detach()[None]).mean().item()
+        if accelerator.is_main_process and not math.isfinite(losses[step + 1]):
+            raise SystemExit(f"The loss became {losses[step + 1]} at step {step + 1}; lower --lr.")
+        if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
+            folder = args.output_dir / f"checkpoint-{step + 1}"
+            accelerator.save_state(str(folder))
+            if accelerator.is_main_process:
+                (folder / "progress.json").write_text(json.dumps({"step": step + 1}))
+    if accelerator.is_main_process:
+        log = args.output_dir / "losses.jsonl"
+        with log.open("a") as handle:
+            handle.writelines(json.dumps({"step": s, "loss": v}) + "\n" for s, v in losses.items())
+        trained = accelerator.unwrap_model(unet)
+        if ema is not None:
+            ema.copy_to(trained.parameters())
+        pipe.unet = trained.eval()
+        pipe.save_pretrained(args.output_dir / "pipeline")
+        print(f"trained {args.steps - first} steps; last loss {losses[args.steps]:.4f}; {args.output_dir / 'pipeline'}")
+
+
+if __name__ == "__main__":
+    main()
