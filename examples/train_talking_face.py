@@ -22,18 +22,15 @@ continues from one with the same batches and reference frames as an uninterrupte
 from __future__ import annotations
 
 import argparse
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
 from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures, add_positional_encoding
-from genface.training import temporal_difference_loss, weighted_l1
+from genface.training import loop, temporal_difference_loss, weighted_l1
 
 MIN_REFERENCE_GAP = 5
 
@@ -71,7 +68,7 @@ def prepare(pipe: Any, videos: list[Path], cache: Path) -> list[dict[str, torch.
 def batch_plan(data: list[dict[str, torch.Tensor]], step: int, size: int, seed: int) -> tuple[int, int, list[int]]:
     """Step ``step``'s batch, a function of the step alone (so a resumed run sees the same batches): a video,
     the first of ``size`` consecutive frames, and one reference frame per frame."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    generator = loop.step_generator(seed, step)
     counts = [len(d["latents"]) for d in data]
     video = int(torch.randint(len(data), (1,), generator=generator))
     start = int(torch.randint(max(1, counts[video] - size + 1), (1,), generator=generator))
@@ -105,16 +102,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--mouth-weight", type=float, default=2.0)
     parser.add_argument("--temporal-weight", type=float, default=0.5)
-    parser.add_argument("--checkpoint-every", type=int, default=500)
-    parser.add_argument("--resume", default=None, help="a checkpoint folder, or 'latest'")
     parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA")
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--seed", type=int, default=0)
+    loop.add_loop_arguments(parser)
     args = parser.parse_args(argv)
 
-    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
-    torch.manual_seed(args.seed)
+    accelerator = loop.make_accelerator(args)
     pipe = load_pipeline(args.model).to(accelerator.device)
     pipe.set_progress_bar_config(disable=True)
     data = prepare(pipe, args.videos, args.output_dir / "cache")
@@ -131,13 +123,8 @@ def main(argv: list[str] | None = None) -> None:
         ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=args.ema_decay)
         accelerator.register_for_checkpointing(ema)
 
-    first = 0
-    if args.resume:
-        checkpoints = sorted(args.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        resume = checkpoints[-1] if args.resume == "latest" and checkpoints else Path(args.resume)
-        accelerator.load_state(str(resume))
-        first = json.loads((resume / "progress.json").read_text())["step"]
-    losses = {}
+    first = loop.resume(accelerator, args.output_dir, args.resume)
+    losses: dict[int, float] = {}
     for step in range(first, args.steps):
         video, start, references = batch_plan(data, step, args.batch_size, args.seed)
         frames = slice(start, start + len(references))
@@ -156,18 +143,11 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad()
         if ema is not None:
             ema.step(accelerator.unwrap_model(unet).parameters())
-        losses[step + 1] = accelerator.gather(loss.detach()[None]).mean().item()
-        if accelerator.is_main_process and not math.isfinite(losses[step + 1]):
-            raise SystemExit(f"The loss became {losses[step + 1]} at step {step + 1}; lower --lr.")
+        loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
-            folder = args.output_dir / f"checkpoint-{step + 1}"
-            accelerator.save_state(str(folder))
-            if accelerator.is_main_process:
-                (folder / "progress.json").write_text(json.dumps({"step": step + 1}))
+            loop.save_checkpoint(accelerator, args.output_dir, step + 1)
     if accelerator.is_main_process:
-        log = args.output_dir / "losses.jsonl"
-        with log.open("a") as handle:
-            handle.writelines(json.dumps({"step": s, "loss": v}) + "\n" for s, v in losses.items())
+        loop.write_losses(args.output_dir, losses)
         trained = accelerator.unwrap_model(unet)
         if ema is not None:
             ema.copy_to(trained.parameters())

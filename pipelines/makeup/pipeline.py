@@ -319,14 +319,7 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         reference_crop = cv2.warpAffine(
             reference_rgb, ref_matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
         )
-        reference_parsing = None
-        if self.face_parser is not None:
-            reference_parsing = self.face_parser.parse(reference_crop)
-            reference_crop = reference_crop * reference_parsing.mask(*REFERENCE_KEEP)[..., None].astype(np.uint8)
-            if not reference_parsing.mask("lips", "skin").any():
-                logger.warning("The reference shows no visible lips or skin; its makeup may not transfer.")
-        else:
-            logger.warning("No face parser: the whole reference crop is used (the published model saw masked faces).")
+        reference_crop, reference_parsing = self.mask_reference(reference_crop)
         edited = self.edit(
             source_crop, reference_crop, strength=strength, prompt=prompt, size=size,
             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, **kwargs,
@@ -351,6 +344,17 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
             return None
         found = face_similarity(recognizer.embed(source, face), result, analyzer=self.face_analyzer)
         return None if np.isnan(found.mean) else found.mean
+
+    def mask_reference(self, reference_crop: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The reference crop as the published model saw it, only its face regions kept, and its parsing
+        (the whole crop and None without a face parser)."""
+        if self.face_parser is None:
+            logger.warning("No face parser: the whole reference crop is used (the published model saw masked faces).")
+            return reference_crop, None
+        parsing = self.face_parser.parse(reference_crop)
+        if not parsing.mask("lips", "skin").any():
+            logger.warning("The reference shows no visible lips or skin; its makeup may not transfer.")
+        return reference_crop * parsing.mask(*REFERENCE_KEEP)[..., None].astype(np.uint8), parsing
 
     def _makeup_similarity(self, edited: np.ndarray, reference: np.ndarray, reference_parsing: Any) -> dict[str, float]:
         if self.face_parser is None or reference_parsing is None:

@@ -3,23 +3,13 @@ the loss goes down, a resumed run repeats the uninterrupted one exactly, and the
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from genface.media import write_video
-
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_talking_face.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("train_talking_face", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.training.scripts import load_script, logged_losses
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +21,8 @@ def person(tmp_path_factory, astronaut) -> Path:
     return write_video(tmp_path_factory.mktemp("data") / "person.mp4", frames, 25, audio=speech, audio_rate=16000)
 
 
-def _losses(folder: Path) -> dict[int, float]:
-    lines = (folder / "losses.jsonl").read_text().splitlines()
-    return {record["step"]: record["loss"] for record in map(json.loads, lines)}
-
-
 def test_fine_tuning_learns_resumes_exactly_and_loads(person: Path, tmp_path: Path, astronaut) -> None:
-    train = _script().main
+    train = load_script("train_talking_face").main
     common = [
         "--videos",
         str(person),
@@ -51,12 +36,12 @@ def test_fine_tuning_learns_resumes_exactly_and_loads(person: Path, tmp_path: Pa
         "3",
     ]
     train([*common, "--output-dir", str(tmp_path / "whole"), "--steps", "6"])
-    whole = _losses(tmp_path / "whole")
+    whole = logged_losses(tmp_path / "whole")
     assert list(whole) == [1, 2, 3, 4, 5, 6] and whole[6] < 0.7 * whole[1]  # it learns
 
     train([*common, "--output-dir", str(tmp_path / "split"), "--steps", "3"])  # stopped after a checkpoint
     train([*common, "--output-dir", str(tmp_path / "split"), "--steps", "6", "--resume", "latest"])
-    assert _losses(tmp_path / "split") == whole  # the same curve, to the last digit
+    assert logged_losses(tmp_path / "split") == whole  # the same curve, to the last digit
 
     from genface.identity import FaceAnalyzer
     from genface.pipelines import TalkingFacePipeline

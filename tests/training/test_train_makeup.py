@@ -1,0 +1,78 @@
+"""examples/train_makeup.py on the tiny Kontext: the injector learns a triplet (lower loss on fixed noise),
+a resumed run repeats the uninterrupted one, the injector keeps the published layout and loads in the
+pipeline, and a LoRA on the base transformer is saved for load_lora_weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from genface.media import save_image
+from tests.training.scripts import load_script, logged_losses
+
+
+@pytest.fixture(scope="module")
+def triplets(tmp_path_factory, astronaut, portrait) -> Path:
+    folder = tmp_path_factory.mktemp("triplets")
+    source = astronaut[40:296, 100:356]
+    target = source.copy()
+    target[150:200, 80:180, 0] = np.clip(target[150:200, 80:180, 0].astype(int) + 60, 0, 255)  # redder lips
+    for name, image in {"src": source, "ref": cv2.resize(portrait, (256, 256)), "tgt": target}.items():
+        save_image(image, folder / f"{name}.png")
+    (folder / "triplets.jsonl").write_text(
+        json.dumps({"source": "src.png", "reference": "ref.png", "target": "tgt.png"})
+    )
+    return folder / "triplets.jsonl"
+
+
+def test_injector_training_learns_resumes_and_loads(triplets: Path, tmp_path: Path, astronaut, portrait) -> None:
+    module = load_script("train_makeup")
+    common = ["--triplets", str(triplets), "--model", "tiny", "--size", "32", "--lr", "1e-2", "--checkpoint-every", "3"]
+    module.main([*common, "--output-dir", str(tmp_path / "whole"), "--steps", "6"])
+    module.main([*common, "--output-dir", str(tmp_path / "split"), "--steps", "3"])
+    module.main([*common, "--output-dir", str(tmp_path / "split"), "--steps", "6", "--resume", "latest"])
+    assert list(logged_losses(tmp_path / "whole")) == [1, 2, 3, 4, 5, 6]
+    assert logged_losses(tmp_path / "split") == logged_losses(tmp_path / "whole")
+
+    from genface.media import load_image
+    from genface.models.makeup import MakeupInjector
+    from genface.pipelines.makeup.tiny import tiny_injector, tiny_pipeline
+    from genface.training.loop import step_generator
+
+    trained = MakeupInjector.from_pretrained(tmp_path / "whole" / "injector")
+    assert set(trained.state_dict()) == set(tiny_injector().state_dict())  # the published checkpoint's names
+    folder = triplets.parent
+    triplet = {"source": load_image(folder / "src.png"), "target": load_image(folder / "tgt.png")}
+    pipe = tiny_pipeline()
+    triplet["reference"] = pipe.mask_reference(load_image(folder / "ref.png"))[0]
+
+    def fixed_loss() -> float:  # the same noise and times before and after training
+        with torch.no_grad():
+            return float(
+                np.mean([module.flow_matching_loss(pipe, triplet, 32, step_generator(7, k)) for k in range(8)])
+            )
+
+    before = fixed_loss()
+    pipe.injector.remove(pipe.transformer)
+    pipe.injector = trained
+    trained.install(pipe.transformer)
+    assert fixed_loss() < before
+    pipe.set_progress_bar_config(disable=True)
+    edited = pipe.edit(triplet["source"], triplet["reference"], size=32, num_inference_steps=1)
+    assert edited.shape == (32, 32, 3)
+
+
+def test_lora_on_the_base_transformer_is_saved_for_load_lora_weights(triplets: Path, tmp_path: Path) -> None:
+    options = ["--model", "tiny", "--size", "32", "--steps", "1", "--lora-rank", "4", "--output-dir", str(tmp_path)]
+    load_script("train_makeup").main(["--triplets", str(triplets), *options])
+    from genface.pipelines.makeup.tiny import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    before = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+    pipe.load_lora_weights(tmp_path / "lora")
+    assert any("lora" in name for name in pipe.transformer.state_dict()) and before
