@@ -2,7 +2,8 @@
 
     accelerate launch examples/train_makeup.py --triplets triplets.jsonl --output-dir my-injector/
         [--model black-forest-labs/FLUX.1-Kontext-dev | tiny] [--injector qihoo360/FLUX-Makeup | new]
-        [--size 512] [--steps 5000] [--lr 1e-4] [--lora-rank 0] [--checkpoint-every 500] [--resume latest]
+        [--size 512] [--steps 5000] [--lr 1e-4] [--lora-rank 0] [--ema-decay 0.999] [--checkpoint-every 500]
+        [--resume latest]
         [--mixed-precision bf16] [--gradient-checkpointing]
 
 ``triplets.jsonl`` holds one example per line: ``{"source": "bare.png", "reference": "look.png", "target":
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lora-rank", type=int, default=0, help="0: the base transformer stays frozen")
+    parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA of the injector")
     loop.add_loop_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe.injector, optimizer = accelerator.prepare(pipe.injector, optimizer)
     if args.lora_rank:
         accelerator.register_for_checkpointing(pipe.transformer)
+    ema = loop.make_ema(accelerator, pipe.injector, args.ema_decay)
     first = loop.resume(accelerator, args.output_dir, args.resume)
     losses: dict[int, float] = {}
     for step in range(first, args.steps):
@@ -128,12 +131,17 @@ def main(argv: list[str] | None = None) -> None:
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()
+        if ema is not None:
+            ema.step(accelerator.unwrap_model(pipe.injector).parameters())
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             loop.save_checkpoint(accelerator, args.output_dir, step + 1)
     if accelerator.is_main_process:
         loop.write_losses(args.output_dir, losses)
-        accelerator.unwrap_model(pipe.injector).save_pretrained(args.output_dir / "injector")
+        injector = accelerator.unwrap_model(pipe.injector)
+        if ema is not None:
+            ema.copy_to(injector.parameters())
+        injector.save_pretrained(args.output_dir / "injector")
         if args.lora_rank:
             from peft.utils import get_peft_model_state_dict
 

@@ -13,6 +13,9 @@ and true latents, weighted ``--mouth-weight`` times on the lower half (where the
 ``--temporal-weight`` times the L1 between their frame-to-frame changes (GeneFace++'s temporal term).
 MuseTalk's own training adds pixel-space, perceptual, GAN and SyncNet losses; they are not here.
 
+At each checkpoint the first ``--validation-frames`` frames of the first video are lip-synced to their own
+speech and FaceSim and the lip-sync proxy are appended to ``validation.jsonl``.
+
 Checkpoints (``checkpoint-<step>/``: UNet, optimiser, EMA, step) are written with accelerate; ``--resume``
 continues from one with the same batches and reference frames as an uninterrupted run. The result,
 ``<output-dir>/pipeline``, loads with ``TalkingFacePipeline.from_pretrained``. One process per GPU
@@ -22,6 +25,8 @@ continues from one with the same batches and reference frames as an uninterrupte
 from __future__ import annotations
 
 import argparse
+import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +97,31 @@ def training_loss(
     return weighted_l1(predicted, target, weight) + temporal_weight * temporal_difference_loss(predicted, target)
 
 
+@torch.no_grad()
+def validate(pipe: Any, unet: Any, video: Path, frames: int) -> dict[str, Any]:
+    """Lip-sync the first ``frames`` frames of ``video`` to their own speech with the UNet as trained so far;
+    FaceSim (output vs source face) and the lip-sync proxy."""
+    from genface.errors import GenfaceError
+    from genface.media.audio import load_audio
+    from genface.media.video import VideoReader
+
+    reader = VideoReader(video)
+    clip = np.stack(reader.read(0, frames))
+    speech = load_audio(video, 16000)[: int(len(clip) / reader.fps * 16000)]
+    pipe.unet = unet.eval()
+    try:
+        output = pipe(clip, speech, audio_rate=16000, fps=reader.fps)
+    except GenfaceError as exc:  # e.g. silent speech at the start of the video: say so, keep training
+        return {"error": str(exc)}
+    finally:
+        unet.train()
+    facesim = output.facesim.mean if output.facesim is not None else math.nan
+    return {
+        "facesim": None if math.isnan(facesim) else round(facesim, 4),
+        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, nargs="+", required=True, help="videos of the person, with speech")
@@ -103,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mouth-weight", type=float, default=2.0)
     parser.add_argument("--temporal-weight", type=float, default=0.5)
     parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA")
+    parser.add_argument("--validation-frames", type=int, default=16, help="frames rendered at each checkpoint; 0: none")
     loop.add_loop_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -116,12 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr)
     unet, optimizer = accelerator.prepare(unet, optimizer)
-    ema = None
-    if args.ema_decay > 0:
-        from diffusers.training_utils import EMAModel
-
-        ema = EMAModel(accelerator.unwrap_model(unet).parameters(), decay=args.ema_decay)
-        accelerator.register_for_checkpointing(ema)
+    ema = loop.make_ema(accelerator, unet, args.ema_decay)
 
     first = loop.resume(accelerator, args.output_dir, args.resume)
     losses: dict[int, float] = {}
@@ -146,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             loop.save_checkpoint(accelerator, args.output_dir, step + 1)
+            if accelerator.is_main_process and args.validation_frames:
+                scores = validate(pipe, accelerator.unwrap_model(unet), args.videos[0], args.validation_frames)
+                with (args.output_dir / "validation.jsonl").open("a") as log:
+                    log.write(json.dumps({"step": step + 1, **scores}) + "\n")
     if accelerator.is_main_process:
         loop.write_losses(args.output_dir, losses)
         trained = accelerator.unwrap_model(unet)

@@ -69,3 +69,15 @@ def make_accelerator(args: Any) -> Any:
 
     torch.manual_seed(args.seed)
     return Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+
+
+def make_ema(accelerator: Any, module: torch.nn.Module, decay: float) -> Any:
+    """An exponential moving average of ``module``'s weights (diffusers' ``EMAModel``), saved with the
+    checkpoints; None when ``decay`` is 0."""
+    if decay <= 0:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    ema = EMAModel(accelerator.unwrap_model(module).parameters(), decay=decay)
+    accelerator.register_for_checkpointing(ema)
+    return ema

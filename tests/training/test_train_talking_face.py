@@ -3,6 +3,7 @@ the loss goes down, a resumed run repeats the uninterrupted one exactly, and the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,9 @@ def test_fine_tuning_learns_resumes_exactly_and_loads(person: Path, tmp_path: Pa
     train([*common, "--output-dir", str(tmp_path / "whole"), "--steps", "6"])
     whole = logged_losses(tmp_path / "whole")
     assert list(whole) == [1, 2, 3, 4, 5, 6] and whole[6] < 0.7 * whole[1]  # it learns
+    checks = [json.loads(line) for line in (tmp_path / "whole" / "validation.jsonl").read_text().splitlines()]
+    assert [c["step"] for c in checks] == [3, 6] and all({"facesim", "lip_sync"} <= set(c) for c in checks)
+    assert all(c["facesim"] is None or -1 <= c["facesim"] <= 1 for c in checks)
 
     train([*common, "--output-dir", str(tmp_path / "split"), "--steps", "3"])  # stopped after a checkpoint
     train([*common, "--output-dir", str(tmp_path / "split"), "--steps", "6", "--resume", "latest"])
