@@ -114,3 +114,20 @@ def test_jobs_report_bad_input_as_messages(tmp_path: Path, astronaut) -> None:
     assert (drawn[0] != astronaut).any() and (drawn[1] == 90).all()  # boxes drawn where faces were found only
     with pytest.raises(GenfaceError, match="Give a face photo"):
         jobs.video(None, "a person", 1, 0)
+
+
+def test_makeup_and_talk_jobs_write_marked_files(tmp_path: Path, astronaut, portrait) -> None:
+    """The tabs not driven in the browser: their jobs run on the tiny models and write marked files."""
+    import subprocess as sp
+
+    from genface.provenance import read_mark
+    from genface.web import Jobs
+
+    jobs = Jobs("tiny", "cpu", tmp_path)
+    save_image(astronaut, tmp_path / "me.jpg")
+    save_image(portrait, tmp_path / "look.jpg")
+    image, _ = jobs.makeup(str(tmp_path / "me.jpg"), str(tmp_path / "look.jpg"), 1.0, 1, 0)
+    assert read_mark(image)["pipeline"] == "makeup"
+    sp.run(["espeak-ng", "-w", str(tmp_path / "hi.wav"), "Hi."], check=True)  # noqa: S603, S607
+    video, info = jobs.talk(str(tmp_path / "me.jpg"), str(tmp_path / "hi.wav"))
+    assert read_mark(video)["pipeline"] == "talking_face" and "fps" in info
