@@ -1,6 +1,6 @@
 """Identity-stack throughput on real photos: detection, embedding, parsing and CLIP features per face.
 
-    python -m benchmarks.identity_stack [--device cpu|cuda] [--repeats N]
+    python -m benchmarks.identity_stack [--device cpu|cuda] [--repeats N] [--record]
 
 Parsing and EVA02-CLIP run at their real published sizes with random weights (the cost does not
 depend on the values). Prints a table of median milliseconds per call.
@@ -9,28 +9,13 @@ depend on the values). Prints a table of median milliseconds per call.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
-from benchmarks.harness import device_line, markdown_table, report
+from benchmarks.harness import device_line, markdown_table, report, time_alternating
 from genface.identity import BiSeNet, ClipVisionEncoder, EvaClipVisionModel, FaceAnalyzer, FaceParser, IdentityEncoder
 from genface.media import load_image
 from genface.samples import sample_path
-
-
-def _median_ms(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
-    fn()  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +24,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     group, astronaut = load_image(sample_path("group")), load_image(sample_path("astronaut"))
 
     analyzer = FaceAnalyzer("auto")
@@ -61,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
     ]
     table = markdown_table(
         ["step", f"median ms (of {args.repeats})"],
-        [[label, f"{_median_ms(fn, args.repeats, sync):.1f}"] for label, fn in rows],
+        [
+            [label, f"{time_alternating({label: fn}, args.repeats, args.device).median(label) * 1000:.1f}"]
+            for label, fn in rows
+        ],  # fmt: skip
     )
     report(f"identity_stack on {device_line(args.device)}, backend={analyzer.backend.name}", table, args.record)
 

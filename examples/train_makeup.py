@@ -53,8 +53,16 @@ def load_pipeline(model: str, injector: str) -> Any:
     return pipe
 
 
-def flow_matching_loss(pipe: Any, triplet: dict[str, np.ndarray], size: int, generator: torch.Generator) -> Any:
-    """Kontext's training objective on one (source, reference, target) triplet."""
+@torch.no_grad()
+def text_conditions(pipe: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fixed prompt's T5 and CLIP embeddings and text ids, encoded once for the whole run."""
+    return pipe.encode_prompt(DEFAULT_PROMPT, None, device=pipe._execution_device)
+
+
+def flow_matching_loss(
+    pipe: Any, triplet: dict[str, np.ndarray], size: int, generator: torch.Generator, text: tuple[torch.Tensor, ...]
+) -> Any:
+    """Kontext's training objective on one (source, reference, target) triplet; ``text``: :func:`text_conditions`."""
     device, dtype = pipe._execution_device, pipe.transformer.dtype
 
     def pixels(image: np.ndarray) -> torch.Tensor:
@@ -67,7 +75,7 @@ def flow_matching_loss(pipe: Any, triplet: dict[str, np.ndarray], size: int, gen
         )
         target = pipe._encode_vae_image(pixels(triplet["target"]), generator)
         target = pipe._pack_latents(target, 1, channels, *target.shape[2:])
-        prompt, pooled, text_ids = pipe.encode_prompt(DEFAULT_PROMPT, None, device=device)
+    prompt, pooled, text_ids = text
     conditions = pipe.reference_conditions(triplet["reference"], size, 1.0)  # the injector's projection learns
     t = torch.sigmoid(torch.randn(1, generator=generator)).to(device, dtype)
     mixed = (1 - t) * target + t * noise
@@ -124,10 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     ema = loop.make_ema(accelerator, pipe.injector, args.ema_decay)
     first = loop.resume(accelerator, args.output_dir, args.resume)
     losses: dict[int, float] = {}
+    text = text_conditions(pipe)
     for step in range(first, args.steps):
         generator = loop.step_generator(args.seed, step)
         triplet = triplets[int(torch.randint(len(triplets), (1,), generator=generator))]
-        loss = flow_matching_loss(pipe, triplet, args.size, generator)
+        loss = flow_matching_loss(pipe, triplet, args.size, generator, text)
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()

@@ -97,20 +97,26 @@ def training_loss(
     return weighted_l1(predicted, target, weight) + temporal_weight * temporal_difference_loss(predicted, target)
 
 
-@torch.no_grad()
-def validate(pipe: Any, unet: Any, video: Path, frames: int) -> dict[str, Any]:
-    """Lip-sync the first ``frames`` frames of ``video`` to their own speech with the UNet as trained so far;
-    FaceSim (output vs source face) and the lip-sync proxy."""
-    from genface.errors import GenfaceError
+def validation_clip(video: Path, frames: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The first ``frames`` frames of ``video``, their speech (16 kHz) and the frame rate: read once per run."""
     from genface.media.audio import load_audio
     from genface.media.video import VideoReader
 
     reader = VideoReader(video)
     clip = np.stack(reader.read(0, frames))
-    speech = load_audio(video, 16000)[: int(len(clip) / reader.fps * 16000)]
+    return clip, load_audio(video, 16000)[: int(len(clip) / reader.fps * 16000)], reader.fps
+
+
+@torch.no_grad()
+def validate(pipe: Any, unet: Any, clip: tuple[np.ndarray, np.ndarray, float]) -> dict[str, Any]:
+    """Lip-sync a :func:`validation_clip` to its own speech with the UNet as trained so far; FaceSim (output vs
+    source face) and the lip-sync proxy."""
+    from genface.errors import GenfaceError
+
+    frames, speech, fps = clip
     pipe.unet = unet.eval()
     try:
-        output = pipe(clip, speech, audio_rate=16000, fps=reader.fps)
+        output = pipe(frames, speech, audio_rate=16000, fps=fps)
     except GenfaceError as exc:  # e.g. silent speech at the start of the video: say so, keep training
         return {"error": str(exc)}
     finally:
@@ -150,6 +156,9 @@ def main(argv: list[str] | None = None) -> None:
     ema = loop.make_ema(accelerator, unet, args.ema_decay)
 
     first = loop.resume(accelerator, args.output_dir, args.resume)
+    checking = None
+    if accelerator.is_main_process and args.validation_frames:
+        checking = validation_clip(args.videos[0], args.validation_frames)
     losses: dict[int, float] = {}
     for step in range(first, args.steps):
         video, start, references = batch_plan(data, step, args.batch_size, args.seed)
@@ -172,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             loop.save_checkpoint(accelerator, args.output_dir, step + 1)
-            if accelerator.is_main_process and args.validation_frames:
-                scores = validate(pipe, accelerator.unwrap_model(unet), args.videos[0], args.validation_frames)
+            if checking is not None:
+                scores = validate(pipe, accelerator.unwrap_model(unet), checking)
                 with (args.output_dir / "validation.jsonl").open("a") as log:
                     log.write(json.dumps({"step": step + 1, **scores}) + "\n")
     if accelerator.is_main_process:

@@ -17,11 +17,6 @@ import numpy as np
 from genface.errors import GenfaceError
 
 TINY = "tiny"
-DEFAULT_MODELS = {
-    "video": "BestWishYsh/ConsisID-preview",
-    "makeup": "black-forest-labs/FLUX.1-Kontext-dev",
-    "talk": "TMElyralab/MuseTalk",
-}
 
 
 def draw_faces(image: np.ndarray, faces: list[Any]) -> np.ndarray:
@@ -68,7 +63,7 @@ class Jobs:
                     "makeup": pipelines.MakeupPipeline,
                     "talk": pipelines.TalkingFacePipeline,
                 }[job]
-                pipe = loader.from_pretrained(DEFAULT_MODELS[job])
+                pipe = loader.from_pretrained()  # each pipeline's published weights
             self._pipes[job] = pipe.to(self._device())
         return self._pipes[job]
 
@@ -85,7 +80,7 @@ class Jobs:
         self._analyzer = self._analyzer or FaceAnalyzer("auto")
         images = [load_image(reference), load_image(target)]
         drawn = [draw_faces(image, self._analyzer.detect(image)) for image in images]
-        result = face_similarity(reference, target, analyzer=self._analyzer)
+        result = face_similarity(images[0], images[1], analyzer=self._analyzer)
         if not result.found.any():
             return drawn[0], drawn[1], "No face found in the second photo."
         verdict = "same person" if result.mean >= result.match_threshold else "different people"

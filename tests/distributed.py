@@ -24,11 +24,15 @@ def _entry(rank: int, worker: Callable[..., None], world: int, port: int, args: 
         dist.destroy_process_group()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def run_on_cpu_processes(worker: Callable[..., None], world: int, *args: object) -> None:
     """Call ``worker(rank, *args)`` in ``world`` processes (a module-level function, so it can be spawned)."""
     if not dist.is_available():
         pytest.skip("this PyTorch build has no torch.distributed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    mp.spawn(_entry, args=(worker, world, port, args), nprocs=world)
+    mp.spawn(_entry, args=(worker, world, free_port(), args), nprocs=world)

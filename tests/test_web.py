@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from PIL import Image
 
 from genface.media import save_image
+from tests.distributed import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -28,9 +28,7 @@ CHROMIUM = "/usr/bin/chromium"
 def server():
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium (apt-get install chromium).")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     readme = (ROOT / "README.md").read_text().splitlines()
     (line,) = [line for line in readme if line.startswith("genface serve")]  # the README's command, as written
     process = subprocess.Popen(  # noqa: S603

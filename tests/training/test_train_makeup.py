@@ -51,10 +51,12 @@ def test_injector_training_learns_resumes_and_loads(triplets: Path, tmp_path: Pa
     pipe = tiny_pipeline()
     triplet["reference"] = pipe.mask_reference(load_image(folder / "ref.png"))[0]
 
+    text = module.text_conditions(pipe)
+
     def fixed_loss() -> float:  # the same noise and times before and after training
         with torch.no_grad():
             return float(
-                np.mean([module.flow_matching_loss(pipe, triplet, 32, step_generator(7, k)) for k in range(8)])
+                np.mean([module.flow_matching_loss(pipe, triplet, 32, step_generator(7, k), text) for k in range(8)])
             )
 
     before = fixed_loss()
