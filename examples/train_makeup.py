@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     pipe.injector, optimizer = accelerator.prepare(pipe.injector, optimizer)
     if args.lora_rank:
         accelerator.register_for_checkpointing(pipe.transformer)
-    ema = loop.make_ema(accelerator, pipe.injector, args.ema_decay)
+    ema = loop.make_ema(accelerator, list(accelerator.unwrap_model(pipe.injector).parameters()), args.ema_decay)
     first = loop.resume(accelerator, args.output_dir, args.resume)
     losses: dict[int, float] = {}
     text = text_conditions(pipe)

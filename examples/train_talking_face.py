@@ -25,7 +25,6 @@ continues from one with the same batches and reference frames as an uninterrupte
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr)
     unet, optimizer = accelerator.prepare(unet, optimizer)
-    ema = loop.make_ema(accelerator, unet, args.ema_decay)
+    ema = loop.make_ema(accelerator, list(unet.parameters()), args.ema_decay)
 
     first = loop.resume(accelerator, args.output_dir, args.resume)
     checking = None
@@ -183,8 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             loop.save_checkpoint(accelerator, args.output_dir, step + 1)
             if checking is not None:
                 scores = validate(pipe, accelerator.unwrap_model(unet), checking)
-                with (args.output_dir / "validation.jsonl").open("a") as log:
-                    log.write(json.dumps({"step": step + 1, **scores}) + "\n")
+                loop.write_validation(args.output_dir, step + 1, scores)
     if accelerator.is_main_process:
         loop.write_losses(args.output_dir, losses)
         trained = accelerator.unwrap_model(unet)

@@ -8,7 +8,7 @@ facexlib's ``parsing_bisenet.pth`` (used by ConsisID) and face-parsing.PyTorch's
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from genface.errors import MissingWeightsError
+from genface.identity.align import align_face, invert_affine
+from genface.identity.types import Face
 
 #: CelebAMask-HQ class names, by class index (left/right as labelled in the dataset).
 LABELS = (
@@ -265,3 +267,21 @@ class FaceParser:
         labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
         parsed = [Parsing(lab) for lab in labels]
         return parsed[0] if single else parsed
+
+    def image_masks(self, images: Sequence[np.ndarray], faces: Sequence[Face | None], *regions: str) -> np.ndarray:
+        """Boolean masks (N x H x W) of the named regions of ``faces[i]`` in ``images[i]``, in image
+        coordinates: each face is aligned (FFHQ template at the parser's input size), parsed, and its mask
+        warped back. Images whose face is None get an empty mask."""
+        import cv2
+
+        masks = np.zeros((len(images), *images[0].shape[:2]), dtype=bool)
+        found = [i for i, face in enumerate(faces) if face is not None]
+        if not found:
+            return masks
+        aligned = [align_face(images[i], faces[i].kps, "ffhq", INPUT_SIZE) for i in found]
+        parsed = self.parse(np.stack([crop for crop, _ in aligned]))
+        for i, (_, matrix), parsing in zip(found, aligned, parsed, strict=True):
+            height, width = images[i].shape[:2]
+            crop_mask = parsing.mask(*regions).astype(np.uint8)
+            masks[i] = cv2.warpAffine(crop_mask, invert_affine(matrix), (width, height), flags=cv2.INTER_NEAREST) > 0
+        return masks

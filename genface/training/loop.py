@@ -17,9 +17,9 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def resume(accelerator: Any, output_dir: Path, checkpoint: str | None) -> int:
+def resume(accelerator: Any, output_dir: Path, checkpoint: str | None, *, strict: bool = True) -> int:
     """Load a checkpoint (a folder, or ``"latest"`` in ``output_dir``) into the prepared objects; returns the
-    step to continue from (0 without one)."""
+    step to continue from (0 without one). ``strict=False`` for checkpoints of :func:`save_trainable_only`."""
     if not checkpoint:
         return 0
     if checkpoint == "latest":
@@ -29,7 +29,7 @@ def resume(accelerator: Any, output_dir: Path, checkpoint: str | None) -> int:
         folder = found[-1]
     else:
         folder = Path(checkpoint)
-    accelerator.load_state(str(folder))
+    accelerator.load_state(str(folder), strict=strict)
     return json.loads((folder / "progress.json").read_text())["step"]
 
 
@@ -39,6 +39,19 @@ def save_checkpoint(accelerator: Any, output_dir: Path, step: int) -> None:
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
         (folder / "progress.json").write_text(json.dumps({"step": step}))
+
+
+def save_trainable_only(accelerator: Any) -> None:
+    """Make checkpoints hold only the parameters that train, not a frozen multi-billion-parameter base
+    (resume them with ``strict=False``)."""
+
+    def keep_trainable(models: list[torch.nn.Module], weights: list[dict[str, Any]], output_dir: str) -> None:
+        for model, state in zip(models, weights, strict=True):
+            names = {name for name, p in model.named_parameters() if p.requires_grad}
+            for key in [key for key in state if key not in names]:
+                del state[key]
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
 
 
 def record_loss(accelerator: Any, losses: dict[int, float], step: int, loss: torch.Tensor) -> None:
@@ -71,13 +84,24 @@ def make_accelerator(args: Any) -> Any:
     return Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
 
 
-def make_ema(accelerator: Any, module: torch.nn.Module, decay: float) -> Any:
-    """An exponential moving average of ``module``'s weights (diffusers' ``EMAModel``), saved with the
-    checkpoints; None when ``decay`` is 0."""
+def make_ema(accelerator: Any, parameters: list[torch.nn.Parameter], decay: float) -> Any:
+    """An exponential moving average of ``parameters`` (diffusers' ``EMAModel``; step it with the same list),
+    saved with the checkpoints; None when ``decay`` is 0."""
     if decay <= 0:
         return None
     from diffusers.training_utils import EMAModel
 
-    ema = EMAModel(accelerator.unwrap_model(module).parameters(), decay=decay)
+    ema = EMAModel(parameters, decay=decay)
     accelerator.register_for_checkpointing(ema)
     return ema
+
+
+def weight_dtype(accelerator: Any) -> torch.dtype:
+    """The dtype frozen weights are kept in under the run's mixed precision (trainable ones stay float32)."""
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
+
+
+def write_validation(output_dir: Path, step: int, scores: dict[str, Any]) -> None:
+    """Append one checkpoint's validation scores to ``validation.jsonl``."""
+    with (output_dir / "validation.jsonl").open("a") as log:
+        log.write(json.dumps({"step": step, **scores}) + "\n")

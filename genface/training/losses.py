@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
-def weighted_l1(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean absolute error, each element weighted (``weight`` broadcasts; e.g. a face mask raised on the face
-    region, as ConsisID's dynamic mask loss and lip-sync fine-tuning use); normalised by the total weight."""
-    error = (prediction - target).abs()
+def masked_mean(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of ``values``, each element weighted (``weight`` broadcasts; e.g. a face mask); normalised by the
+    total weight, so a mask averages over the region it covers."""
     if weight is None:
-        return error.mean()
-    weight = weight.to(error.dtype).expand_as(error)
-    return (error * weight).sum() / weight.sum().clamp_min(1e-8)
+        return values.mean()
+    weight = weight.to(values.dtype).expand_as(values)
+    return (values * weight).sum() / weight.sum().clamp_min(1e-8)
+
+
+def weighted_l1(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error under :func:`masked_mean`'s weighting (e.g. raised on the mouth for lip-sync
+    fine-tuning)."""
+    return masked_mean((prediction - target).abs(), weight)
 
 
 def temporal_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -21,3 +28,22 @@ def temporal_difference_loss(prediction: torch.Tensor, target: torch.Tensor) -> 
     if prediction.shape[0] < 2:
         return prediction.new_zeros(())
     return ((prediction[1:] - prediction[:-1]) - (target[1:] - target[:-1])).abs().mean()
+
+
+def v_prediction_loss(
+    scheduler: Any,
+    model_output: torch.Tensor,
+    noisy: torch.Tensor,
+    clean: torch.Tensor,
+    timesteps: torch.Tensor,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CogVideoX's objective, which ConsisID trains with: the model predicts the velocity; the clean sample
+    it implies (``scheduler.get_velocity(output, noisy, t)`` = sqrt(a) x_t - sqrt(1 - a) v) is compared with
+    ``clean`` by squared error scaled by 1 / (1 - a_t) per sample (a: the scheduler's ``alphas_cumprod``),
+    then averaged under ``weight`` (ConsisID's dynamic mask loss passes the face mask). An error ``d`` in the
+    velocity costs ``d**2`` at every timestep."""
+    predicted = scheduler.get_velocity(model_output.float(), noisy.float(), timesteps)
+    alphas = scheduler.alphas_cumprod.to(clean.device)[timesteps.to(clean.device)].float()
+    scale = (1 / (1 - alphas)).view(-1, *[1] * (clean.ndim - 1))
+    return masked_mean(scale * (predicted - clean.float()) ** 2, weight)

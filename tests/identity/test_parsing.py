@@ -137,3 +137,28 @@ def test_not_face_is_consisids_background_labels() -> None:
     from genface.identity.parsing import REGIONS
 
     assert sorted(LABELS.index(name) for name in REGIONS["not_face"]) == sorted([0, 16, 18, 7, 8, 9, 14, 15])
+
+
+def test_image_masks_map_the_parsed_region_back_into_each_image(astronaut, dlib_analyzer, random_bisenet) -> None:
+    class Labeller(FaceParser):  # labels the middle of each crop "upper_lip", the rest "background"
+        def parse(self, images: np.ndarray) -> list[Parsing]:
+            labels = np.zeros(images.shape[:3], np.uint8)
+            labels[:, 192:320, 192:320] = LABELS.index("upper_lip")
+            return [Parsing(lab) for lab in labels]
+
+    import dataclasses
+
+    face = dlib_analyzer.get(astronaut)
+    moved = dataclasses.replace(face, bbox=face.bbox + [40, 0, 40, 0], kps=face.kps + [40, 0], landmarks=None)
+    shifted = np.roll(astronaut, 40, axis=1)
+    masks = Labeller(random_bisenet).image_masks([astronaut, shifted, astronaut], [face, moved, None], "lips")
+    assert masks.shape == (3, *astronaut.shape[:2]) and not masks[2].any()  # no face: an empty mask
+    from genface.identity.align import alignment_matrix, invert_affine
+
+    x, y = (invert_affine(alignment_matrix(face.kps, "ffhq", 512)) @ [256, 256, 1]).round().astype(int)
+    assert masks[0][y, x] and not masks[0][:20].any() and not masks[0][:, :20].any()  # the crop's middle, only
+    crop_scale = face.width / 512  # the FFHQ crop's 128-pixel middle is roughly 30-70 image pixels wide here
+    assert 0.2 * (128 * crop_scale) ** 2 < masks[0].sum() < 5 * (128 * crop_scale) ** 2
+    expected = np.roll(masks[0], 40, axis=1)  # a face 40 pixels to the right: its mask too
+    assert (masks[1] & expected).sum() > 0.95 * (masks[1] | expected).sum()
+    assert not Labeller(random_bisenet).image_masks([astronaut], [face], "skin").any()  # other regions: empty
