@@ -414,7 +414,8 @@ def validate(pipe: Any, transformer: Any, inputs: tuple[Any, tuple], step: int, 
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder of videos with .txt captions")
     parser.add_argument("--output-dir", type=Path, required=True)
@@ -437,6 +438,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--validation-prompt", default=None)
     parser.add_argument("--cache-dir", type=Path, default=None)
     loop.add_loop_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.references_per_clip < 1 or args.frame_stride < 1:
         parser.error("--references-per-clip and --frame-stride must be at least 1")

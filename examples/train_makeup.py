@@ -3,8 +3,7 @@
     accelerate launch examples/train_makeup.py --triplets triplets.jsonl --output-dir my-injector/
         [--model black-forest-labs/FLUX.1-Kontext-dev | tiny] [--injector qihoo360/FLUX-Makeup | new]
         [--size 512] [--steps 5000] [--lr 1e-4] [--lora-rank 0] [--ema-decay 0.999] [--checkpoint-every 500]
-        [--resume latest]
-        [--mixed-precision bf16] [--gradient-checkpointing]
+        [--validation-steps 28] [--resume latest] [--mixed-precision bf16] [--gradient-checkpointing]
 
 ``triplets.jsonl`` holds one example per line: ``{"source": "bare.png", "reference": "look.png", "target":
 "bare_with_look.png"}``, face crops as ``MakeupPipeline.edit`` takes them (the pipeline's own square crops).
@@ -14,7 +13,14 @@ source as Kontext's context image and the reference through the injector, predic
 ``noise - target``; the loss is its mean squared error. The transformer's own weights stay frozen unless
 ``--lora-rank`` adds a PEFT LoRA to its attention projections.
 
-Checkpoints and ``--resume`` as in ``train_talking_face.py`` (same batches after a resume). The result,
+Checkpoints and ``--resume`` as in ``train_talking_face.py`` (same batches after a resume); they hold the
+injector, the LoRA (not the frozen base), the optimiser and the EMA. Resume only checkpoints you made:
+accelerate stores the injector, LoRA and EMA states as pickles. At each checkpoint the first triplet's source
+is edited with its reference in ``--validation-steps`` steps; the edit is saved (marked) as
+``validation/step-<N>.png``, and its difference from the target and FaceSim to the source go to
+``validation.jsonl``. Several GPUs: ``accelerate launch --multi_gpu``, each process drawing its own triplets
+(data parallel; the injector's and LoRA's gradients are averaged by hand, as the injector works from inside
+the transformer's attention rather than through a forward of its own). The result,
 ``<output-dir>/injector`` (safetensors, the published checkpoint's parameter names), loads with
 ``MakeupPipeline.from_pretrained(base, injector=<output-dir>/injector)``; a LoRA is saved beside it
 (``<output-dir>/lora``, for ``pipe.load_lora_weights``).
@@ -24,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import PIL.Image
 import torch
@@ -37,20 +45,72 @@ from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
 from genface.training import loop
 
 
-def load_pipeline(model: str, injector: str) -> Any:
+def load_pipeline(model: str, injector: str, dtype: torch.dtype) -> Any:
+    """The pipeline, frozen weights in ``dtype``, and the injector to train (a new one: the published
+    initialisation)."""
     if model == "tiny":
         from genface.pipelines.makeup.tiny import tiny_pipeline
 
-        return tiny_pipeline()
+        pipe = tiny_pipeline()
+        return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
     from genface.pipelines import MakeupPipeline
 
-    pipe = MakeupPipeline.from_pretrained(model, injector=None if injector == "new" else injector)
+    pipe = MakeupPipeline.from_pretrained(model, injector=None if injector == "new" else injector, dtype=dtype)
     if pipe.injector is None:
         from genface.models.makeup import MakeupInjector
 
         pipe.injector = MakeupInjector()  # the published initialisation: zero up-projections
         pipe.injector.install(pipe.transformer)
     return pipe
+
+
+class LoraState:
+    """The transformer's PEFT LoRA weights as one checkpointed object (not the frozen base around them)."""
+
+    def __init__(self, transformer: Any) -> None:
+        self.transformer = transformer
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.transformer)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        from peft.utils import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.transformer, state)
+
+
+@torch.no_grad()
+def validate(pipe: Any, triplet: dict[str, np.ndarray], step: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Edit the first triplet's source with its reference as trained so far: the edit (saved, marked), its mean
+    absolute difference from the target (0-1), and FaceSim to the source."""
+    from genface.errors import GenfaceError
+    from genface.identity import face_similarity
+    from genface.provenance import save_marked_image
+
+    pipe.injector.eval()
+    try:
+        edited = pipe.edit(
+            triplet["source"], triplet["reference"], size=args.size, num_inference_steps=args.validation_steps,
+            generator=torch.Generator().manual_seed(args.seed),
+        )  # fmt: skip
+    finally:
+        pipe.injector.train()
+    path = args.output_dir / "validation" / f"step-{step}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_marked_image(path, edited, "makeup", args.model, step=step)
+    target = cv2.resize(triplet["target"], (args.size, args.size), interpolation=cv2.INTER_AREA)
+    scores: dict[str, Any] = {
+        "target_l1": round(float(np.abs(edited.astype(np.float32) - target).mean()) / 255, 4),
+        "image": str(path.relative_to(args.output_dir)),
+    }
+    try:
+        facesim = face_similarity(triplet["source"], edited, analyzer=pipe.face_analyzer).mean
+    except GenfaceError as exc:  # e.g. no face found in a small source crop: say so, keep training
+        facesim, scores["note"] = math.nan, str(exc)
+    scores["facesim"] = None if math.isnan(facesim) else round(facesim, 4)
+    return scores
 
 
 @torch.no_grad()
@@ -88,7 +148,8 @@ def flow_matching_loss(
     return F.mse_loss(predicted.float(), (noise - target).float())
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--triplets", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path, required=True)
@@ -99,11 +160,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lora-rank", type=int, default=0, help="0: the base transformer stays frozen")
     parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA of the injector")
+    parser.add_argument("--validation-steps", type=int, default=28, help="inference steps at each checkpoint; 0: none")
     loop.add_loop_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     accelerator = loop.make_accelerator(args)
-    pipe = load_pipeline(args.model, args.injector).to(accelerator.device)
+    pipe = load_pipeline(args.model, args.injector, loop.weight_dtype(accelerator)).to(accelerator.device)
+    pipe.set_progress_bar_config(disable=True)
     lines = args.triplets.read_text().splitlines()
     folder = args.triplets.parent
     triplets = [
@@ -115,47 +183,57 @@ def main(argv: list[str] | None = None) -> None:
     for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False)
     pipe.injector.requires_grad_(True).train()
-    trainable = list(pipe.injector.parameters())
     if args.lora_rank:
         from peft import LoraConfig
 
         pipe.transformer.add_adapter(
             LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
         )
-        trainable += [p for p in pipe.transformer.parameters() if p.requires_grad]
+    trainable = list(
+        {id(p): p for m in (pipe.injector, pipe.transformer) for p in m.parameters() if p.requires_grad}.values()
+    )
+    for p in trainable:
+        p.data = p.data.float()  # trainable weights stay float32 under mixed precision
     if args.gradient_checkpointing:
         pipe.transformer.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(trainable, lr=args.lr)
-    pipe.injector, optimizer = accelerator.prepare(pipe.injector, optimizer)
+    # The injector works from inside the transformer's attention, not through a forward of its own, so it is not
+    # wrapped for DDP: its gradients (and the LoRA's) are averaged over processes by hand below.
+    optimizer = accelerator.prepare(torch.optim.AdamW(trainable, lr=args.lr))
+    accelerator.register_for_checkpointing(pipe.injector)
     if args.lora_rank:
-        accelerator.register_for_checkpointing(pipe.transformer)
-    ema = loop.make_ema(accelerator, list(accelerator.unwrap_model(pipe.injector).parameters()), args.ema_decay)
+        accelerator.register_for_checkpointing(LoraState(pipe.transformer))
+    ema = loop.make_ema(accelerator, list(pipe.injector.parameters()), args.ema_decay)
     first = loop.resume(accelerator, args.output_dir, args.resume)
     losses: dict[int, float] = {}
     text = text_conditions(pipe)
     for step in range(first, args.steps):
-        generator = loop.step_generator(args.seed, step)
+        generator = loop.step_generator(args.seed, step * accelerator.num_processes + accelerator.process_index)
         triplet = triplets[int(torch.randint(len(triplets), (1,), generator=generator))]
-        loss = flow_matching_loss(pipe, triplet, args.size, generator, text)
+        with accelerator.autocast():
+            loss = flow_matching_loss(pipe, triplet, args.size, generator, text)
         accelerator.backward(loss)
+        if accelerator.num_processes > 1:
+            for p in trainable:
+                p.grad = accelerator.reduce(p.grad, reduction="mean")
         optimizer.step()
         optimizer.zero_grad()
         if ema is not None:
-            ema.step(accelerator.unwrap_model(pipe.injector).parameters())
+            ema.step(pipe.injector.parameters())
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             loop.save_checkpoint(accelerator, args.output_dir, step + 1)
+            if accelerator.is_main_process and args.validation_steps:
+                with accelerator.autocast():
+                    scores = validate(pipe, triplets[0], step + 1, args)
+                loop.write_validation(args.output_dir, step + 1, scores)
     if accelerator.is_main_process:
         loop.write_losses(args.output_dir, losses)
-        injector = accelerator.unwrap_model(pipe.injector)
         if ema is not None:
-            ema.copy_to(injector.parameters())
-        injector.save_pretrained(args.output_dir / "injector")
+            ema.copy_to(pipe.injector.parameters())
+        pipe.injector.save_pretrained(args.output_dir / "injector")
         if args.lora_rank:
-            from peft.utils import get_peft_model_state_dict
-
             pipe.save_lora_weights(
-                args.output_dir / "lora", transformer_lora_layers=get_peft_model_state_dict(pipe.transformer)
+                args.output_dir / "lora", transformer_lora_layers=LoraState(pipe.transformer).state_dict()
             )
         print(f"trained {args.steps - first} steps; last loss {losses[args.steps]:.4f}; {args.output_dir / 'injector'}")
 

@@ -127,7 +127,8 @@ def validate(pipe: Any, unet: Any, clip: tuple[np.ndarray, np.ndarray, float]) -
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (the README's commands are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, nargs="+", required=True, help="videos of the person, with speech")
     parser.add_argument("--output-dir", type=Path, required=True)
@@ -140,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA")
     parser.add_argument("--validation-frames", type=int, default=16, help="frames rendered at each checkpoint; 0: none")
     loop.add_loop_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     accelerator = loop.make_accelerator(args)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -21,3 +23,12 @@ def load_script(name: str) -> ModuleType:
 
 def logged_losses(folder: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, (folder / "losses.jsonl").read_text().splitlines())}
+
+
+def run_on_two_processes(name: str, arguments: list[str]) -> None:
+    """Run an example training script on 2 CPU processes with torchrun (data parallel, gloo)."""
+    if shutil.which("torchrun") is None:
+        raise AssertionError("torchrun (installed with torch) is not on PATH")
+    command = ["torchrun", "--nproc-per-node", "2", str(EXAMPLES / f"{name}.py"), *arguments]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)  # noqa: S603
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -16,7 +16,7 @@ import torch
 
 from genface.errors import InvalidArgumentError
 from genface.media import write_video
-from tests.training.scripts import load_script, logged_losses
+from tests.training.scripts import load_script, logged_losses, run_on_two_processes
 
 STEPS = 4
 #: The tiny run's settings, as main() would parse them.
@@ -200,3 +200,12 @@ def test_a_cogvideox_transformer_gains_identity_modules_and_validation_is_logged
     from genface.provenance import read_mark
 
     assert read_mark(out / checks[0]["video"])["synthetic"] in (True, "true")
+
+
+def test_two_processes_train_with_ddp(data: Path, cache: Path, tmp_path: Path) -> None:
+    """accelerate's DDP on 2 CPU processes: the cache is prepared by the main process first, validation runs there."""
+    run = options(data, cache, tmp_path, "--stage", "local", "--steps", "2")
+    run[run.index("--validation-steps") + 1] = "1"
+    run_on_two_processes("train_identity_video", run)
+    assert list(logged_losses(tmp_path)) == [1, 2] and (tmp_path / "transformer" / "config.json").is_file()
+    assert [json.loads(line)["step"] for line in (tmp_path / "validation.jsonl").read_text().splitlines()] == [2]
