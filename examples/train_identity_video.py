@@ -73,6 +73,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
+from genface.media._files import atomic_path
 from genface.media.video import is_video_path
 from genface.training import loop, v_prediction_loss
 
@@ -291,9 +292,9 @@ def prepare_video(pipe: Any, video: Video, args: argparse.Namespace, cache: Path
         video.caption, do_classifier_free_guidance=False, max_sequence_length=limit, device=device
     )[0]
     tensors["prompt"] = prompt[0].float().cpu().contiguous()
-    cache.mkdir(parents=True, exist_ok=True)
     first_identity.save(cache / f"{video.key}.face.safetensors")
-    save_file(tensors, str(path), metadata={"settings": settings})
+    with atomic_path(path) as partial:  # an interrupted run leaves no half-written cache
+        save_file(tensors, str(partial), metadata={"settings": settings})
     return path
 
 

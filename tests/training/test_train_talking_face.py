@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from genface.media import write_video
-from tests.training.scripts import load_script, logged_losses
+from tests.training.scripts import load_script, logged_losses, run_on_two_processes
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +55,10 @@ def test_fine_tuning_learns_resumes_exactly_and_loads(person: Path, tmp_path: Pa
     speech = np.sin(np.arange(3200) / 9).astype(np.float32) * 0.3
     output = pipe(astronaut, speech, audio_rate=16000, measure=False)
     assert output.frames.shape == (5, *astronaut.shape)
+
+
+def test_two_processes_share_each_batch(person: Path, tmp_path: Path) -> None:
+    """accelerate's DDP on 2 CPU processes: each takes half of a step's frames; the loss is their mean."""
+    options = ["--videos", str(person), "--model", "tiny", "--batch-size", "4", "--steps", "2"]
+    run_on_two_processes("train_talking_face", [*options, "--validation-frames", "0", "--output-dir", str(tmp_path)])
+    assert list(logged_losses(tmp_path)) == [1, 2] and (tmp_path / "pipeline" / "model_index.json").is_file()
