@@ -475,8 +475,10 @@ def main(argv: list[str] | None = None) -> None:
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, betas=(0.9, 0.95), weight_decay=1e-4)
     transformer, optimizer = accelerator.prepare(transformer, optimizer)
     loop.save_trainable_only(accelerator)
-    ema = loop.make_ema(accelerator, trainable, args.ema_decay)
-    first = loop.resume(accelerator, args.output_dir, args.resume, strict=False)
+    ema = loop.make_ema(trainable, args.ema_decay)
+    checkpoints = loop.Checkpoints(accelerator, args.output_dir)
+    checkpoints.track("ema", ema)
+    first = checkpoints.resume(args.resume, strict=False)
     losses: dict[int, float] = {}
     for step in range(first, args.steps):
         generator = loop.step_generator(args.seed, step * accelerator.num_processes + accelerator.process_index)
@@ -489,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
             ema.step(trainable)
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
-            loop.save_checkpoint(accelerator, args.output_dir, step + 1)
+            checkpoints.save(step + 1)
             if checking is not None:
                 with accelerator.autocast():
                     scores = validate(pipe, accelerator.unwrap_model(transformer), checking, step + 1, args)

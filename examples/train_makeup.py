@@ -14,13 +14,12 @@ source as Kontext's context image and the reference through the injector, predic
 ``--lora-rank`` adds a PEFT LoRA to its attention projections.
 
 Checkpoints and ``--resume`` as in ``train_talking_face.py`` (same batches after a resume); they hold the
-injector, the LoRA (not the frozen base), the optimiser and the EMA. Resume only checkpoints you made:
-accelerate stores the injector, LoRA and EMA states as pickles. At each checkpoint the first triplet's source
-is edited with its reference in ``--validation-steps`` steps; the edit is saved (marked) as
-``validation/step-<N>.png``, and its difference from the target and FaceSim to the source go to
-``validation.jsonl``. Several GPUs: ``accelerate launch --multi_gpu``, each process drawing its own triplets
-(data parallel; the injector's and LoRA's gradients are averaged by hand, as the injector works from inside
-the transformer's attention rather than through a forward of its own). The result,
+injector, the LoRA (not the frozen base), the optimiser and the EMA (safetensors: resuming unpickles nothing).
+At each checkpoint the first triplet's source is edited with its reference in ``--validation-steps`` steps;
+the edit is saved (marked) as ``validation/step-<N>.png``, and its difference from the target and FaceSim to
+the source go to ``validation.jsonl``. Several GPUs: ``accelerate launch --multi_gpu``, each process drawing
+its own triplets (data parallel; the injector's and LoRA's gradients are averaged by hand, as the injector
+works from inside the transformer's attention rather than through a forward of its own). The result,
 ``<output-dir>/injector`` (safetensors, the published checkpoint's parameter names), loads with
 ``MakeupPipeline.from_pretrained(base, injector=<output-dir>/injector)``; a LoRA is saved beside it
 (``<output-dir>/lora``, for ``pipe.load_lora_weights``).
@@ -199,11 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     # The injector works from inside the transformer's attention, not through a forward of its own, so it is not
     # wrapped for DDP: its gradients (and the LoRA's) are averaged over processes by hand below.
     optimizer = accelerator.prepare(torch.optim.AdamW(trainable, lr=args.lr))
-    accelerator.register_for_checkpointing(pipe.injector)
-    if args.lora_rank:
-        accelerator.register_for_checkpointing(LoraState(pipe.transformer))
-    ema = loop.make_ema(accelerator, list(pipe.injector.parameters()), args.ema_decay)
-    first = loop.resume(accelerator, args.output_dir, args.resume)
+    ema = loop.make_ema(list(pipe.injector.parameters()), args.ema_decay)
+    checkpoints = loop.Checkpoints(accelerator, args.output_dir)
+    checkpoints.track("injector", pipe.injector)
+    checkpoints.track("lora", LoraState(pipe.transformer) if args.lora_rank else None)
+    checkpoints.track("ema", ema)
+    first = checkpoints.resume(args.resume)
     losses: dict[int, float] = {}
     text = text_conditions(pipe)
     for step in range(first, args.steps):
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
             ema.step(pipe.injector.parameters())
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
-            loop.save_checkpoint(accelerator, args.output_dir, step + 1)
+            checkpoints.save(step + 1)
             if accelerator.is_main_process and args.validation_steps:
                 with accelerator.autocast():
                     scores = validate(pipe, triplets[0], step + 1, args)

@@ -158,9 +158,11 @@ def main(argv: list[str] | None = None) -> None:
         unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(unet.parameters(), lr=args.lr)
     unet, optimizer = accelerator.prepare(unet, optimizer)
-    ema = loop.make_ema(accelerator, list(unet.parameters()), args.ema_decay)
+    ema = loop.make_ema(list(unet.parameters()), args.ema_decay)
+    checkpoints = loop.Checkpoints(accelerator, args.output_dir)
+    checkpoints.track("ema", ema)
 
-    first = loop.resume(accelerator, args.output_dir, args.resume)
+    first = checkpoints.resume(args.resume)
     checking = None
     if accelerator.is_main_process and args.validation_frames:
         checking = validation_clip(args.videos[0], args.validation_frames)
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
             ema.step(accelerator.unwrap_model(unet).parameters())
         loop.record_loss(accelerator, losses, step + 1, loss)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
-            loop.save_checkpoint(accelerator, args.output_dir, step + 1)
+            checkpoints.save(step + 1)
             if checking is not None:
                 scores = validate(pipe, accelerator.unwrap_model(unet), checking)
                 loop.write_validation(args.output_dir, step + 1, scores)

@@ -1,5 +1,5 @@
-"""Loop pieces the training scripts share: step-seeded randomness, accelerate checkpoints with exact resume,
-and the loss log."""
+"""Loop pieces the training scripts share: step-seeded randomness, checkpoints with exact resume, EMA, the loss
+and validation logs."""
 
 from __future__ import annotations
 
@@ -17,28 +17,82 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def resume(accelerator: Any, output_dir: Path, checkpoint: str | None, *, strict: bool = True) -> int:
-    """Load a checkpoint (a folder, or ``"latest"`` in ``output_dir``) into the prepared objects; returns the
-    step to continue from (0 without one). ``strict=False`` for checkpoints of :func:`save_trainable_only`."""
-    if not checkpoint:
-        return 0
-    if checkpoint == "latest":
-        found = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        if not found:
+class Checkpoints:
+    """``checkpoint-<step>/`` folders: accelerate's state (prepared models, optimiser) plus named objects with
+    ``state_dict``/``load_state_dict`` (an EMA, a module trained outside ``prepare``, LoRA weights), which are
+    stored as safetensors so that resuming never unpickles them (accelerate's own custom states are pickles)."""
+
+    def __init__(self, accelerator: Any, output_dir: Path) -> None:
+        self.accelerator = accelerator
+        self.output_dir = output_dir
+        self.states: dict[str, Any] = {}
+
+    def track(self, name: str, state: Any | None) -> None:
+        """Save and restore ``state`` with every checkpoint (None: nothing to track)."""
+        if state is not None:
+            self.states[name] = state
+
+    def save(self, step: int) -> None:
+        from safetensors.torch import save_file
+
+        folder = self.output_dir / f"checkpoint-{step}"
+        self.accelerator.save_state(str(folder))
+        if self.accelerator.is_main_process:
+            for name, state in self.states.items():
+                tensors, values = _split_state(state.state_dict())
+                save_file(tensors, str(folder / f"{name}.safetensors"), metadata={"values": json.dumps(values)})
+            (folder / "progress.json").write_text(json.dumps({"step": step}))
+
+    def resume(self, checkpoint: str | None, *, strict: bool = True) -> int:
+        """Load a checkpoint (a folder, or ``"latest"`` in the output folder); returns the step to continue from
+        (0 without one). ``strict=False`` for checkpoints of :func:`save_trainable_only`."""
+        from safetensors import safe_open
+
+        if not checkpoint:
             return 0
-        folder = found[-1]
-    else:
-        folder = Path(checkpoint)
-    accelerator.load_state(str(folder), strict=strict)
-    return json.loads((folder / "progress.json").read_text())["step"]
+        if checkpoint == "latest":
+            found = sorted(self.output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            if not found:
+                return 0
+            folder = found[-1]
+        else:
+            folder = Path(checkpoint)
+        self.accelerator.load_state(str(folder), strict=strict)
+        for name, state in self.states.items():
+            with safe_open(str(folder / f"{name}.safetensors"), "pt", device=str(self.accelerator.device)) as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+                values = json.loads(handle.metadata()["values"])
+            state.load_state_dict(_join_state(tensors, values))
+        return json.loads((folder / "progress.json").read_text())["step"]
 
 
-def save_checkpoint(accelerator: Any, output_dir: Path, step: int) -> None:
-    """Models, optimiser and registered objects (accelerate), and the step reached."""
-    folder = output_dir / f"checkpoint-{step}"
-    accelerator.save_state(str(folder))
-    if accelerator.is_main_process:
-        (folder / "progress.json").write_text(json.dumps({"step": step}))
+def _split_state(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A state dict as tensors (lists of tensors by index) and JSON values."""
+    tensors, values = {}, {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().contiguous()
+        elif isinstance(value, list) and all(isinstance(v, torch.Tensor) for v in value):
+            tensors |= {f"{key}.{i}": v.detach().contiguous() for i, v in enumerate(value)}
+            values[key] = {"tensors": len(value)}
+        else:
+            values[key] = value
+    return tensors, values
+
+
+def _join_state(tensors: dict[str, torch.Tensor], values: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`_split_state`."""
+    state: dict[str, Any] = {}
+    listed: set[str] = set()
+    for key, value in values.items():
+        if isinstance(value, dict) and set(value) == {"tensors"}:
+            names = [f"{key}.{i}" for i in range(value["tensors"])]
+            state[key] = [tensors[name] for name in names]
+            listed.update(names)
+        else:
+            state[key] = value
+    state.update({key: value for key, value in tensors.items() if key not in listed})
+    return state
 
 
 def save_trainable_only(accelerator: Any) -> None:
@@ -84,16 +138,14 @@ def make_accelerator(args: Any) -> Any:
     return Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
 
 
-def make_ema(accelerator: Any, parameters: list[torch.nn.Parameter], decay: float) -> Any:
-    """An exponential moving average of ``parameters`` (diffusers' ``EMAModel``; step it with the same list),
-    saved with the checkpoints; None when ``decay`` is 0."""
+def make_ema(parameters: list[torch.nn.Parameter], decay: float) -> Any:
+    """An exponential moving average of ``parameters`` (diffusers' ``EMAModel``; step it with the same list, and
+    :meth:`Checkpoints.track` it); None when ``decay`` is 0."""
     if decay <= 0:
         return None
     from diffusers.training_utils import EMAModel
 
-    ema = EMAModel(parameters, decay=decay)
-    accelerator.register_for_checkpointing(ema)
-    return ema
+    return EMAModel(parameters, decay=decay)
 
 
 def weight_dtype(accelerator: Any) -> torch.dtype:

@@ -81,11 +81,15 @@ def test_a_lora_on_the_base_transformer_resumes_and_loads_with_load_lora_weights
 ) -> None:
     train = load_script("train_makeup").main
     options = ["--triplets", str(triplets), "--model", "tiny", "--size", "32", "--lora-rank", "4", "--lr", "1e-2"]
-    options += ["--validation-steps", "0", "--checkpoint-every", "1"]
+    options += ["--validation-steps", "0", "--checkpoint-every", "1", "--ema-decay", "0.5"]
     train([*options, "--steps", "2", "--output-dir", str(tmp_path / "whole")])
     train([*options, "--steps", "1", "--output-dir", str(tmp_path / "split")])
     train([*options, "--steps", "2", "--output-dir", str(tmp_path / "split"), "--resume", "latest"])
     assert logged_losses(tmp_path / "split") == logged_losses(tmp_path / "whole")  # the LoRA state came back
+    from safetensors.torch import load_file
+
+    injectors = [load_file(next((tmp_path / run / "injector").glob("*.safetensors"))) for run in ("whole", "split")]
+    assert all(torch.equal(injectors[0][k], injectors[1][k]) for k in injectors[0])  # and the EMA's
     from genface.pipelines.makeup.tiny import tiny_pipeline
 
     pipe = tiny_pipeline()
