@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> None:
     checkpoints.track("ema", ema)
     first = checkpoints.resume(args.resume, strict=False)
     losses: dict[int, float] = {}
-    for step in range(first, args.steps):
+    for step in (bar := loop.progress(accelerator, first, args.steps)):
         generator = loop.step_generator(args.seed, step * accelerator.num_processes + accelerator.process_index)
         loss = training_loss(pipe, transformer, data, generator, step, args)
         accelerator.backward(loss)
@@ -489,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad()
         if ema is not None:
             ema.step(trainable)
-        loop.record_loss(accelerator, losses, step + 1, loss)
+        loop.record_loss(accelerator, losses, step + 1, loss, bar)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             checkpoints.save(step + 1)
             if checking is not None:

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     first = checkpoints.resume(args.resume)
     losses: dict[int, float] = {}
     text = text_conditions(pipe)
-    for step in range(first, args.steps):
+    for step in (bar := loop.progress(accelerator, first, args.steps)):
         generator = loop.step_generator(args.seed, step * accelerator.num_processes + accelerator.process_index)
         triplet = triplets[int(torch.randint(len(triplets), (1,), generator=generator))]
         with accelerator.autocast():
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad()
         if ema is not None:
             ema.step(pipe.injector.parameters())
-        loop.record_loss(accelerator, losses, step + 1, loss)
+        loop.record_loss(accelerator, losses, step + 1, loss, bar)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             checkpoints.save(step + 1)
             if accelerator.is_main_process and args.validation_steps:

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     if accelerator.is_main_process and args.validation_frames:
         checking = validation_clip(args.videos[0], args.validation_frames)
     losses: dict[int, float] = {}
-    for step in range(first, args.steps):
+    for step in (bar := loop.progress(accelerator, first, args.steps)):
         video, start, references = batch_plan(data, step, args.batch_size, args.seed)
         frames = slice(start, start + len(references))
         latents = data[video]["latents"]
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         optimizer.zero_grad()
         if ema is not None:
             ema.step(accelerator.unwrap_model(unet).parameters())
-        loop.record_loss(accelerator, losses, step + 1, loss)
+        loop.record_loss(accelerator, losses, step + 1, loss, bar)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             checkpoints.save(step + 1)
             if checking is not None:

@@ -108,11 +108,24 @@ def save_trainable_only(accelerator: Any) -> None:
     accelerator.register_save_state_pre_hook(keep_trainable)
 
 
-def record_loss(accelerator: Any, losses: dict[int, float], step: int, loss: torch.Tensor) -> None:
-    """The loss of a step, averaged over processes; a non-finite loss stops the run with advice."""
+def progress(accelerator: Any, first: int, steps: int) -> Any:
+    """The steps still to run (``first`` to ``steps - 1``), with a progress bar on the main process."""
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        range(first, steps), initial=first, total=steps, desc="training", unit="step",
+        disable=not accelerator.is_local_main_process,
+    )  # fmt: skip
+
+
+def record_loss(accelerator: Any, losses: dict[int, float], step: int, loss: torch.Tensor, bar: Any = None) -> None:
+    """The loss of a step, averaged over processes (shown on ``bar``, a :func:`progress` bar); a non-finite
+    loss stops the run with advice."""
     losses[step] = accelerator.gather(loss.detach()[None]).mean().item()
     if not math.isfinite(losses[step]):
         raise SystemExit(f"The loss became {losses[step]} at step {step}; lower the learning rate (--lr).")
+    if bar is not None:
+        bar.set_postfix(loss=f"{losses[step]:.4f}")
 
 
 def write_losses(output_dir: Path, losses: dict[int, float]) -> None:
