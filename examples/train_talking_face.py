@@ -2,16 +2,20 @@
 
     accelerate launch examples/train_talking_face.py --videos clip1.mp4 clip2.mp4 --output-dir me-talking/
         [--model TMElyralab/MuseTalk | tiny] [--steps 2000] [--batch-size 8] [--lr 1e-5] [--temporal-weight 0.5]
-        [--mouth-weight 2] [--checkpoint-every 500] [--resume latest] [--ema-decay 0.999]
-        [--mixed-precision bf16] [--gradient-checkpointing]
+        [--mouth-weight 2] [--sync-weight 0.05 --syncnet latentsync_syncnet.pt --batch-size 16]
+        [--checkpoint-every 500] [--resume latest] [--ema-decay 0.999] [--mixed-precision bf16]
+        [--gradient-checkpointing]
 
-Each video's face crops and per-frame Whisper windows are computed once (the pipeline's own tracking,
-cropping and audio front) and cached beside the output. A step takes ``--batch-size`` consecutive frames; the
-UNet sees, as at inference, the masked crop's latents beside the latents of another frame of the same video
-(the reference, at least 5 frames away), and the frames' audio windows. The loss is the L1 between predicted
-and true latents, weighted ``--mouth-weight`` times on the lower half (where the mouth is), plus
-``--temporal-weight`` times the L1 between their frame-to-frame changes (GeneFace++'s temporal term).
-MuseTalk's own training adds pixel-space, perceptual, GAN and SyncNet losses; they are not here.
+Each video's face crops, per-frame Whisper windows and SyncNet mel spectrogram are computed once (the
+pipeline's own tracking, cropping and audio front) and cached beside the output. A step takes
+``--batch-size`` consecutive frames; the UNet sees, as at inference, the masked crop's latents beside the
+latents of another frame of the same video (the reference, at least 5 frames away), and the frames' audio
+windows. The loss is the L1 between predicted and true latents, weighted ``--mouth-weight`` times on the lower
+half (where the mouth is), plus ``--temporal-weight`` times the L1 between their frame-to-frame changes
+(GeneFace++'s temporal term), plus, optionally, ``--sync-weight`` times MuseTalk's SyncNet loss: the 16
+predicted frames are decoded by the VAE and LatentSync's SyncNet (``--syncnet``, frozen) scores their lower
+halves against the speech's mel window (:func:`genface.training.sync_loss`). MuseTalk's own training also has
+perceptual and GAN losses; they are not here.
 
 At each checkpoint the first ``--validation-frames`` frames of the first video are lip-synced to their own
 speech and FaceSim and the lip-sync proxy are appended to ``validation.jsonl``.
@@ -19,7 +23,7 @@ speech and FaceSim and the lip-sync proxy are appended to ``validation.jsonl``.
 Checkpoints (``checkpoint-<step>/``: UNet, optimiser, EMA, step) are written with accelerate; ``--resume``
 continues from one with the same batches and reference frames as an uninterrupted run. The result,
 ``<output-dir>/pipeline``, loads with ``TalkingFacePipeline.from_pretrained``. One process per GPU
-(``accelerate launch --multi_gpu``); DDP, FSDP or DeepSpeed through ``accelerate config``.
+(``accelerate launch --multi_gpu``), each with its own batches; DDP or FSDP through ``accelerate config``.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from genface.media._files import atomic_path
 from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures, add_positional_encoding
-from genface.training import loop, temporal_difference_loss, weighted_l1
+from genface.models.talking.syncnet import SYNC_FRAMES, SyncNet, mel_spectrogram, mel_window
+from genface.training import loop, sync_loss, temporal_difference_loss, weighted_l1
 
 MIN_REFERENCE_GAP = 5
 
@@ -51,20 +57,25 @@ def load_pipeline(model: str) -> Any:
 
 @torch.no_grad()
 def prepare(pipe: Any, videos: list[Path], cache: Path) -> list[dict[str, torch.Tensor]]:
-    """Per video: latents of the masked crops and of the whole crops, and the Whisper windows (cached)."""
+    """Per video: latents of the masked crops and of the whole crops, the Whisper windows, the SyncNet mel
+    spectrogram and the frame rate (cached)."""
     from genface.media.audio import load_audio
 
     data = []
     for video in videos:
         path = cache / f"{video.stem}.safetensors"
-        if not path.is_file():
+        if not path.is_file() or "mel" not in load_file(path):
             crops, fps = pipe.face_crops(video)
             speech = load_audio(video, 16000)
             windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, fps)
             count = min(len(crops), windows.num_frames)
             latents = torch.cat([pipe.encode_crops(crops[i : i + 16]).cpu() for i in range(0, count, 16)])
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"latents": latents.contiguous(), "windows": windows(0, count).contiguous()}, path)
+            tensors = {
+                "latents": latents.contiguous(), "windows": windows(0, count).contiguous(),
+                "mel": torch.from_numpy(mel_spectrogram(speech)), "fps": torch.tensor(fps),
+            }  # fmt: skip
+            with atomic_path(path) as partial:
+                save_file(tensors, partial)
         data.append(load_file(path))
     return data
 
@@ -84,16 +95,22 @@ def batch_plan(data: list[dict[str, torch.Tensor]], step: int, size: int, seed: 
 
 
 def training_loss(
-    unet: Any, batch: dict[str, torch.Tensor], mouth_weight: float, temporal_weight: float
+    unet: Any, batch: dict[str, torch.Tensor], mouth_weight: float, temporal_weight: float, sync: Any = None
 ) -> torch.Tensor:
-    """The fine-tuning loss of one batch of consecutive frames (see the module's notes)."""
+    """The fine-tuning loss of one batch of consecutive frames (see the module's notes); ``sync``: (SyncNet,
+    VAE, weight) for the SyncNet term, which needs the batch's ``mel`` window."""
     target = batch["target"]
     inputs = torch.cat([batch["masked"], batch["reference"]], dim=1)
     timestep = torch.zeros(1, device=inputs.device, dtype=torch.long)
     predicted = unet(inputs, timestep, encoder_hidden_states=add_positional_encoding(batch["windows"])).sample
     weight = torch.ones_like(target[:1, :1])
     weight[..., target.shape[-2] // 2 :, :] = mouth_weight
-    return weighted_l1(predicted, target, weight) + temporal_weight * temporal_difference_loss(predicted, target)
+    loss = weighted_l1(predicted, target, weight) + temporal_weight * temporal_difference_loss(predicted, target)
+    if sync is not None:
+        syncnet, vae, sync_weight = sync
+        frames = vae.decode(predicted.to(vae.dtype) / vae.config.scaling_factor).sample  # 16 x 3 x 256 x 256
+        loss = loss + sync_weight * sync_loss(syncnet.embed_audio(batch["mel"]), syncnet.embed_frames(frames[None]))
+    return loss
 
 
 def validation_clip(video: Path, frames: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -138,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--mouth-weight", type=float, default=2.0)
     parser.add_argument("--temporal-weight", type=float, default=0.5)
+    parser.add_argument("--sync-weight", type=float, default=0.0, help="weight of the SyncNet loss; 0: none")
+    parser.add_argument("--syncnet", default=None, help="LatentSync's latentsync_syncnet.pt, for --sync-weight")
     parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA")
     parser.add_argument("--validation-frames", type=int, default=16, help="frames rendered at each checkpoint; 0: none")
     loop.add_loop_arguments(parser)
@@ -148,10 +167,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
 
+    if args.sync_weight and (not args.syncnet or args.batch_size != SYNC_FRAMES):
+        parser.error(f"--sync-weight needs --syncnet (a LatentSync SyncNet checkpoint) and --batch-size {SYNC_FRAMES}")
     accelerator = loop.make_accelerator(args)
     pipe = load_pipeline(args.model).to(accelerator.device)
     pipe.set_progress_bar_config(disable=True)
-    data = prepare(pipe, args.videos, args.output_dir / "cache")
+    with accelerator.main_process_first():
+        data = prepare(pipe, args.videos, args.output_dir / "cache")
+    sync = None
+    if args.sync_weight:
+        syncnet = SyncNet.from_checkpoint(args.syncnet).to(accelerator.device).requires_grad_(False)
+        sync = (syncnet, pipe.vae.requires_grad_(False), args.sync_weight)
     unet = pipe.unet
     unet.requires_grad_(True).train()
     if args.gradient_checkpointing:
@@ -168,18 +194,18 @@ def main(argv: list[str] | None = None) -> None:
         checking = validation_clip(args.videos[0], args.validation_frames)
     losses: dict[int, float] = {}
     for step in (bar := loop.progress(accelerator, first, args.steps)):
-        video, start, references = batch_plan(data, step, args.batch_size, args.seed)
+        rank_step = step * accelerator.num_processes + accelerator.process_index  # each process its own batch
+        video, start, references = batch_plan(data, rank_step, args.batch_size, args.seed)
         frames = slice(start, start + len(references))
         latents = data[video]["latents"]
         masked, full = latents[:, :4], latents[:, 4:]
-        # each process takes its share of the batch's frames (in order, for the temporal term)
-        share = np.array_split(np.arange(len(references)), accelerator.num_processes)[accelerator.process_index]
         batch = {
-            "masked": masked[frames][share], "target": full[frames][share], "reference": full[references][share],
-            "windows": data[video]["windows"][frames][share],
+            "masked": masked[frames], "target": full[frames], "reference": full[references],
+            "windows": data[video]["windows"][frames],
+            "mel": mel_window(data[video]["mel"], start, float(data[video]["fps"]))[None],
         }  # fmt: skip
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        loss = training_loss(unet, batch, args.mouth_weight, args.temporal_weight)
+        loss = training_loss(unet, batch, args.mouth_weight, args.temporal_weight, sync)
         accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()

@@ -1,5 +1,11 @@
 """Losses and loop pieces shared by genface's training scripts (``examples/train_*.py``, on accelerate)."""
 
-from genface.training.losses import masked_mean, temporal_difference_loss, v_prediction_loss, weighted_l1
+from genface.training.losses import (
+    masked_mean,
+    sync_loss,
+    temporal_difference_loss,
+    v_prediction_loss,
+    weighted_l1,
+)
 
-__all__ = ["masked_mean", "temporal_difference_loss", "v_prediction_loss", "weighted_l1"]
+__all__ = ["masked_mean", "sync_loss", "temporal_difference_loss", "v_prediction_loss", "weighted_l1"]

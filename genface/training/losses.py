@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 
 def masked_mean(values: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -47,3 +48,10 @@ def v_prediction_loss(
     alphas = scheduler.alphas_cumprod.to(clean.device)[timesteps.to(clean.device)].float()
     scale = (1 / (1 - alphas)).view(-1, *[1] * (clean.ndim - 1))
     return masked_mean(scale * (predicted - clean.float()) ** 2, weight)
+
+
+def sync_loss(audio_embeds: torch.Tensor, frame_embeds: torch.Tensor) -> torch.Tensor:
+    """MuseTalk's SyncNet loss: binary cross-entropy of the (clamped to [0, 1]) cosine similarity of speech and
+    mouth embeddings against "in sync": -log(cos), 0 when they agree, ln 2 at 0.5, 100 at or below 0."""
+    similarity = F.cosine_similarity(audio_embeds.float(), frame_embeds.float(), dim=1).clamp(0, 1)
+    return F.binary_cross_entropy(similarity, torch.ones_like(similarity))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from genface.training import masked_mean, temporal_difference_loss, v_prediction_loss, weighted_l1
+from genface.training import masked_mean, sync_loss, temporal_difference_loss, v_prediction_loss, weighted_l1
 
 
 def test_weighted_l1_by_hand() -> None:
@@ -49,3 +49,12 @@ def test_v_prediction_loss_by_hand() -> None:
     mask[..., :2] = 1
     assert torch.isclose(v_prediction_loss(scheduler, velocity + off, noisy, clean, t, mask), torch.tensor(0.25))
     assert torch.isclose(v_prediction_loss(scheduler, velocity + off, noisy, clean, t), torch.tensor((0.25 + 9) / 2))
+
+
+def test_sync_loss_by_hand() -> None:
+    import math
+
+    audio = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    frames = torch.tensor([[2.0, 0.0], [1.0, math.sqrt(3)]])  # cosine 1 and 0.5
+    assert torch.isclose(sync_loss(audio, frames), torch.tensor(math.log(2) / 2))  # (0 + ln 2) / 2
+    assert sync_loss(audio, -audio).item() == 100.0  # opposite: clamped to 0, the cross-entropy's ceiling

@@ -62,3 +62,24 @@ def test_two_processes_share_each_batch(person: Path, tmp_path: Path) -> None:
     options = ["--videos", str(person), "--model", "tiny", "--batch-size", "4", "--steps", "2"]
     run_on_two_processes("train_talking_face", [*options, "--validation-frames", "0", "--output-dir", str(tmp_path)])
     assert list(logged_losses(tmp_path)) == [1, 2] and (tmp_path / "pipeline" / "model_index.json").is_file()
+
+
+def test_the_optional_syncnet_loss_adds_to_the_objective(person: Path, tmp_path: Path) -> None:
+    import pytest
+    import torch
+
+    from genface.models.talking.syncnet import SyncNet
+    from tests.models.test_talking_syncnet import TINY
+
+    script = load_script("train_talking_face")
+    torch.manual_seed(0)
+    SyncNet(**TINY).save_pretrained(tmp_path / "syncnet")
+    options = ["--videos", str(person), "--model", "tiny", "--steps", "2", "--validation-frames", "0"]
+    sync = ["--sync-weight", "1", "--syncnet", str(tmp_path / "syncnet")]
+    with pytest.raises(SystemExit):  # the SyncNet scores 16 frames: a batch of 4 is refused
+        script.main([*options, *sync, "--batch-size", "4", "--output-dir", str(tmp_path / "refused")])
+    script.main([*options, *sync, "--batch-size", "16", "--output-dir", str(tmp_path / "out")])
+    script.main([*options, "--batch-size", "16", "--output-dir", str(tmp_path / "plain")])
+    with_sync, plain = logged_losses(tmp_path / "out"), logged_losses(tmp_path / "plain")
+    # the same batches and weights at step 1: the losses differ by the SyncNet term, which is positive
+    assert list(with_sync) == [1, 2] and with_sync[1] > plain[1]

@@ -1,1 +1,2 @@
-"""Talking-face building blocks: audio features per video frame, motion post-processing."""
+"""Talking-face building blocks: audio features per video frame, motion post-processing, the SyncNet lip-sync
+expert used in training."""
