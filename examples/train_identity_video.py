@@ -51,7 +51,7 @@ the trained parameters, optimiser and EMA; ``--resume`` continues with exactly t
 an uninterrupted run would have drawn. At each checkpoint a video of the first clip's reference face and the
 first caption (or ``--validation-prompt``) is generated in ``--validation-steps`` steps, saved (marked) as
 ``validation/step-<N>.mp4``, and its FaceSim appended to ``validation.jsonl``. One process per GPU
-(``accelerate launch --multi_gpu``); DDP or FSDP through ``accelerate config``.
+(``accelerate launch --multi_gpu``), data parallel; FSDP and DeepSpeed are refused.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ At each checkpoint the first triplet's source is edited with its reference in ``
 the edit is saved (marked) as ``validation/step-<N>.png``, and its difference from the target and FaceSim to
 the source go to ``validation.jsonl``. Several GPUs: ``accelerate launch --multi_gpu``, each process drawing
 its own triplets (data parallel; the injector's and LoRA's gradients are averaged by hand, as the injector
-works from inside the transformer's attention rather than through a forward of its own). The result,
-``<output-dir>/injector`` (safetensors, the published checkpoint's parameter names), loads with
-``MakeupPipeline.from_pretrained(base, injector=<output-dir>/injector)``; a LoRA is saved beside it
+works from inside the transformer's attention rather than through a forward of its own; FSDP and DeepSpeed are
+refused). The result, ``<output-dir>/injector`` (safetensors, the published checkpoint's parameter names),
+loads with ``MakeupPipeline.from_pretrained(base, injector=<output-dir>/injector)``; a LoRA is saved beside it
 (``<output-dir>/lora``, for ``pipe.load_lora_weights``).
 """
 

@@ -23,7 +23,7 @@ speech and FaceSim and the lip-sync proxy are appended to ``validation.jsonl``.
 Checkpoints (``checkpoint-<step>/``: UNet, optimiser, EMA, step) are written with accelerate; ``--resume``
 continues from one with the same batches and reference frames as an uninterrupted run. The result,
 ``<output-dir>/pipeline``, loads with ``TalkingFacePipeline.from_pretrained``. One process per GPU
-(``accelerate launch --multi_gpu``), each with its own batches; DDP or FSDP through ``accelerate config``.
+(``accelerate launch --multi_gpu``), each with its own batches (data parallel; FSDP and DeepSpeed are refused).
 """
 
 from __future__ import annotations
@@ -80,18 +80,24 @@ def prepare(pipe: Any, videos: list[Path], cache: Path) -> list[dict[str, torch.
     return data
 
 
-def batch_plan(data: list[dict[str, torch.Tensor]], step: int, size: int, seed: int) -> tuple[int, int, list[int]]:
-    """Step ``step``'s batch, a function of the step alone (so a resumed run sees the same batches): a video,
-    the first of ``size`` consecutive frames, and one reference frame per frame."""
+def batch_at(data: list[dict[str, torch.Tensor]], step: int, size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Step ``step``'s batch, a function of the step alone (so a resumed run sees the same batches): ``size``
+    consecutive frames of one video (masked and whole latents, Whisper windows), one reference frame per frame
+    at least ``MIN_REFERENCE_GAP`` away, and the SyncNet mel window from the first frame."""
     generator = loop.step_generator(seed, step)
-    counts = [len(d["latents"]) for d in data]
-    video = int(torch.randint(len(data), (1,), generator=generator))
-    start = int(torch.randint(max(1, counts[video] - size + 1), (1,), generator=generator))
+    video = data[int(torch.randint(len(data), (1,), generator=generator))]
+    count = len(video["latents"])
+    start = int(torch.randint(max(1, count - size + 1), (1,), generator=generator))
     references = []
-    for frame in range(start, min(start + size, counts[video])):
-        far = [k for k in range(counts[video]) if abs(k - frame) >= MIN_REFERENCE_GAP] or [frame]
+    for frame in range(start, min(start + size, count)):
+        far = [k for k in range(count) if abs(k - frame) >= MIN_REFERENCE_GAP] or [frame]
         references.append(far[int(torch.randint(len(far), (1,), generator=generator))])
-    return video, start, references
+    frames = slice(start, start + len(references))
+    masked, full = video["latents"][:, :4], video["latents"][:, 4:]
+    return {
+        "masked": masked[frames], "target": full[frames], "reference": full[references],
+        "windows": video["windows"][frames], "mel": mel_window(video["mel"], start, float(video["fps"]))[None],
+    }  # fmt: skip
 
 
 def training_loss(
@@ -195,15 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     losses: dict[int, float] = {}
     for step in (bar := loop.progress(accelerator, first, args.steps)):
         rank_step = step * accelerator.num_processes + accelerator.process_index  # each process its own batch
-        video, start, references = batch_plan(data, rank_step, args.batch_size, args.seed)
-        frames = slice(start, start + len(references))
-        latents = data[video]["latents"]
-        masked, full = latents[:, :4], latents[:, 4:]
-        batch = {
-            "masked": masked[frames], "target": full[frames], "reference": full[references],
-            "windows": data[video]["windows"][frames],
-            "mel": mel_window(data[video]["mel"], start, float(data[video]["fps"]))[None],
-        }  # fmt: skip
+        batch = batch_at(data, rank_step, args.batch_size, args.seed)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         loss = training_loss(unet, batch, args.mouth_weight, args.temporal_weight, sync)
         accelerator.backward(loss)

@@ -148,7 +148,22 @@ def make_accelerator(args: Any) -> Any:
     from accelerate import Accelerator
 
     torch.manual_seed(args.seed)
-    return Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(mixed_precision=args.mixed_precision, cpu=not torch.cuda.is_available())
+    require_data_parallel(accelerator)
+    return accelerator
+
+
+def require_data_parallel(accelerator: Any) -> None:
+    """Refuse sharded set-ups (FSDP, DeepSpeed) before any work: the scripts keep the EMA and the trained weights
+    whole and save them from the main process, which sharded parameters do not allow."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise SystemExit(
+            f"accelerate is set up for {accelerator.distributed_type.value}, which genface's training scripts do not "
+            "support: they run on one process or data parallel (DDP). Run `accelerate config` again and choose "
+            "multi-GPU without FSDP or DeepSpeed; the README's training section gives each script's GPU memory."
+        )
 
 
 def make_ema(parameters: list[torch.nn.Parameter], decay: float) -> Any:

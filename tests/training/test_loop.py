@@ -39,3 +39,16 @@ def test_tracked_states_come_back_from_safetensors(tmp_path: Path) -> None:
     assert {p.name for p in folder.glob("*.safetensors")} >= {"outside.safetensors", "ema.safetensors"}
     assert not list(folder.glob("custom_checkpoint_*"))  # accelerate's pickled custom states are not used
     assert loop.Checkpoints(accelerator, tmp_path / "empty").resume("latest") == 0
+
+
+def test_sharded_setups_are_refused_before_any_work() -> None:
+    from types import SimpleNamespace
+
+    import pytest
+    from accelerate.utils import DistributedType
+
+    for sharded in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        with pytest.raises(SystemExit, match=f"{sharded.value}.*data parallel"):
+            loop.require_data_parallel(SimpleNamespace(distributed_type=sharded))
+    for fine in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        loop.require_data_parallel(SimpleNamespace(distributed_type=fine))

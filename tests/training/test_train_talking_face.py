@@ -57,11 +57,24 @@ def test_fine_tuning_learns_resumes_exactly_and_loads(person: Path, tmp_path: Pa
     assert output.frames.shape == (5, *astronaut.shape)
 
 
-def test_two_processes_share_each_batch(person: Path, tmp_path: Path) -> None:
-    """accelerate's DDP on 2 CPU processes: each takes half of a step's frames; the loss is their mean."""
+def test_two_processes_each_draw_their_own_batch(person: Path, tmp_path: Path) -> None:
+    """accelerate's DDP on 2 CPU processes: process k trains on the batch of step 2s + k; the logged loss of the
+    first step is the mean of the two batches' losses under the initial weights."""
+    import torch
+
     options = ["--videos", str(person), "--model", "tiny", "--batch-size", "4", "--steps", "2"]
     run_on_two_processes("train_talking_face", [*options, "--validation-frames", "0", "--output-dir", str(tmp_path)])
-    assert list(logged_losses(tmp_path)) == [1, 2] and (tmp_path / "pipeline" / "model_index.json").is_file()
+    losses = logged_losses(tmp_path)
+    assert list(losses) == [1, 2] and (tmp_path / "pipeline" / "model_index.json").is_file()
+
+    script = load_script("train_talking_face")
+    torch.manual_seed(0)  # the script's --seed, before it builds the tiny model
+    pipe = script.load_pipeline("tiny")
+    data = script.prepare(pipe, [person], tmp_path / "cache")  # the run's cache
+    with torch.no_grad():
+        first = [script.training_loss(pipe.unet, script.batch_at(data, k, 4, 0), 2.0, 0.5).item() for k in (0, 1)]
+    assert abs(first[0] - first[1]) > 1e-4  # two different batches
+    assert losses[1] == pytest.approx(sum(first) / 2, rel=1e-5)
 
 
 def test_the_optional_syncnet_loss_adds_to_the_objective(person: Path, tmp_path: Path) -> None:
