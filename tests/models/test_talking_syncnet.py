@@ -59,3 +59,21 @@ def test_mel_spectrogram_by_hand() -> None:
     window = mel_window(mel, 20, 25.0)  # frame 20 at 25 fps starts at mel frame 64
     assert window.shape == (1, 80, MEL_WINDOW) and torch.equal(window[0, :, :17], torch.from_numpy(mel[:, 64:]))
     assert (window[0, :, 17:] == -4).all()  # past the end: silence
+
+
+def test_mel_spectrogram_matches_wav2lip_on_librosa() -> None:
+    """Wav2Lip's audio.melspectrogram (its hparams), written with librosa as Wav2Lip and LatentSync do."""
+    import librosa
+    import scipy.signal
+
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 16000) / 16000
+    speech = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.05 * rng.standard_normal(t.size)
+    emphasised = scipy.signal.lfilter([1, -0.97], [1], speech)
+    magnitude = np.abs(librosa.stft(y=emphasised, n_fft=800, hop_length=200, win_length=800))
+    bands = librosa.filters.mel(sr=16000, n_fft=800, n_mels=80, fmin=55, fmax=7600)
+    decibels = 20 * np.log10(np.maximum(1e-5, bands @ magnitude)) - 20
+    expected = np.clip(8 * (decibels + 100) / 100 - 4, -4, 4)
+    mel = mel_spectrogram(speech.astype(np.float32))
+    assert mel.shape == expected.shape == (80, 241)
+    np.testing.assert_allclose(mel, expected, atol=1e-5)
