@@ -26,6 +26,7 @@ from accelerate import PartialState
 
 from genface.identity import FaceIdentity, face_similarity
 from genface.media import to_uint8
+from genface.pipelines import default_size, load_pipeline
 from genface.provenance import write_marked_video
 
 
@@ -38,19 +39,6 @@ def read_jobs(path: Path) -> list[dict[str, Any]]:
     if len(set(ids)) != len(ids):
         raise SystemExit(f"{path}: job ids must be unique (they name the output files).")
     return jobs
-
-
-def load_pipeline(model: str, device: torch.device) -> tuple[Any, dict[str, int]]:
-    """The pipeline on this process's device, and the video size it makes."""
-    if model == "tiny":
-        from genface.pipelines.identity_video import tiny
-
-        size = {"height": tiny.TINY_HEIGHT, "width": tiny.TINY_WIDTH, "num_frames": tiny.TINY_FRAMES}
-        return tiny.tiny_pipeline().to(device), size
-    from genface.pipelines import IdentityVideoPipeline
-
-    pipe = IdentityVideoPipeline.from_pretrained(model, dtype=torch.bfloat16).to(device)
-    return pipe, {"height": 480, "width": 720, "num_frames": 49}
 
 
 def render(
@@ -96,7 +84,8 @@ def main() -> None:
     if state.is_main_process:
         print(f"{len(jobs) - len(pending)} of {len(jobs)} jobs already done; {len(pending)} over {state.num_processes}")
     if pending:
-        pipe, size = load_pipeline(args.model, state.device)
+        pipe = load_pipeline("video", args.model).to(state.device)  # published weights in bf16, or tiny ones
+        size = default_size("video", args.model)
         pipe.set_progress_bar_config(disable=not state.is_local_main_process)
         cache: dict[str, FaceIdentity] = {}
         with state.split_between_processes(pending) as mine:

@@ -75,6 +75,7 @@ from safetensors.torch import load_file, save_file
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.media._files import atomic_path
 from genface.media.video import is_video_path
+from genface.pipelines import load_pipeline
 from genface.training import loop, v_prediction_loss
 
 logger = logging.getLogger("train_identity_video")
@@ -148,17 +149,8 @@ def load_transformer(source: str, like: dict[str, Any], dtype: torch.dtype) -> A
     return model
 
 
-def load_pipeline(model: str, transformer: str | None, dtype: torch.dtype) -> Any:
-    if model == "tiny":
-        from genface.pipelines.identity_video.tiny import tiny_pipeline
-
-        pipe = tiny_pipeline()
-        if dtype != torch.float32:
-            pipe.to(dtype=dtype)
-    else:
-        from genface.pipelines import IdentityVideoPipeline
-
-        pipe = IdentityVideoPipeline.from_pretrained(model, dtype=dtype)
+def load_training_pipeline(model: str, transformer: str | None, dtype: torch.dtype) -> Any:
+    pipe = load_pipeline("video", model, dtype=dtype)
     if transformer:
         pipe.transformer = load_transformer(transformer, dict(pipe.transformer.config), dtype)
     encoder = pipe.identity_encoder
@@ -449,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--references-per-clip and --frame-stride must be at least 1")
 
     accelerator = loop.make_accelerator(args)
-    pipe = load_pipeline(args.model, args.transformer, loop.weight_dtype(accelerator)).to(accelerator.device)
+    pipe = load_training_pipeline(args.model, args.transformer, loop.weight_dtype(accelerator)).to(accelerator.device)
     pipe.check_video_size(args.height, args.width, args.frames)
     pipe.set_progress_bar_config(disable=True)
     videos = find_videos(args.data)

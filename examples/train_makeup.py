@@ -40,21 +40,15 @@ import torch
 import torch.nn.functional as F
 
 from genface.media import load_image
+from genface.pipelines import load_pipeline
 from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
 from genface.training import loop
 
 
-def load_pipeline(model: str, injector: str, dtype: torch.dtype) -> Any:
+def load_makeup_pipeline(model: str, injector: str, dtype: torch.dtype) -> Any:
     """The pipeline, frozen weights in ``dtype``, and the injector to train (a new one: the published
     initialisation)."""
-    if model == "tiny":
-        from genface.pipelines.makeup.tiny import tiny_pipeline
-
-        pipe = tiny_pipeline()
-        return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
-    from genface.pipelines import MakeupPipeline
-
-    pipe = MakeupPipeline.from_pretrained(model, injector=None if injector == "new" else injector, dtype=dtype)
+    pipe = load_pipeline("makeup", model, dtype=dtype, injector=None if injector == "new" else injector)
     if pipe.injector is None:
         from genface.models.makeup import MakeupInjector
 
@@ -169,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     accelerator = loop.make_accelerator(args)
-    pipe = load_pipeline(args.model, args.injector, loop.weight_dtype(accelerator)).to(accelerator.device)
+    pipe = load_makeup_pipeline(args.model, args.injector, loop.weight_dtype(accelerator)).to(accelerator.device)
     pipe.set_progress_bar_config(disable=True)
     lines = args.triplets.read_text().splitlines()
     folder = args.triplets.parent

@@ -40,19 +40,10 @@ from safetensors.torch import load_file, save_file
 from genface.media._files import atomic_path
 from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures, add_positional_encoding
 from genface.models.talking.syncnet import SYNC_FRAMES, SyncNet, mel_spectrogram, mel_window
+from genface.pipelines import load_pipeline
 from genface.training import loop, sync_loss, temporal_difference_loss, weighted_l1
 
 MIN_REFERENCE_GAP = 5
-
-
-def load_pipeline(model: str) -> Any:
-    if model == "tiny":
-        from genface.pipelines.talking_face.tiny import tiny_pipeline
-
-        return tiny_pipeline(parser=False)
-    from genface.pipelines import TalkingFacePipeline
-
-    return TalkingFacePipeline.from_pretrained(model)
 
 
 @torch.no_grad()
@@ -176,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.sync_weight and (not args.syncnet or args.batch_size != SYNC_FRAMES):
         parser.error(f"--sync-weight needs --syncnet (a LatentSync SyncNet checkpoint) and --batch-size {SYNC_FRAMES}")
     accelerator = loop.make_accelerator(args)
-    pipe = load_pipeline(args.model).to(accelerator.device)
+    pipe = load_pipeline("talk", args.model, dtype=torch.float32).to(accelerator.device)  # the UNet trains in fp32
     pipe.set_progress_bar_config(disable=True)
     with accelerator.main_process_first():
         data = prepare(pipe, args.videos, args.output_dir / "cache")

@@ -198,10 +198,18 @@ def _add_low_memory(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _dtype(name: str) -> Any:
+def _add_dtype(parser: argparse.ArgumentParser, usual: str) -> None:
+    parser.add_argument(
+        "--dtype", default=None, choices=["bf16", "fp16", "fp32"],
+        help=f"weights' dtype (default: {usual}; fp32 for --model tiny)",
+    )  # fmt: skip
+
+
+def _dtype(name: str | None) -> Any:
+    """The torch dtype named on the command line; ``None`` leaves the choice to the model."""
     import torch
 
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+    return None if name is None else {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
 def cmd_video(args: argparse.Namespace) -> int:
@@ -211,6 +219,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     from genface.identity import FaceIdentity, face_similarity
     from genface.media import to_uint8
+    from genface.pipelines import default_size, load_pipeline
     from genface.provenance import write_marked_video
     from genface.resources import explain_out_of_memory
 
@@ -219,18 +228,10 @@ def cmd_video(args: argparse.Namespace) -> int:
     identity = FaceIdentity.load(args.identity) if args.identity else None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     started = time.perf_counter()
-    if args.model == "tiny":
-        from genface.pipelines.identity_video.tiny import TINY_FRAMES, TINY_HEIGHT, TINY_WIDTH, tiny_pipeline
-
-        pipe = tiny_pipeline()
-        size = {"height": args.height or TINY_HEIGHT, "width": args.width or TINY_WIDTH}
-        frames = args.frames or TINY_FRAMES
-    else:
-        from genface.pipelines import IdentityVideoPipeline
-
-        pipe = IdentityVideoPipeline.from_pretrained(args.model, dtype=_dtype(args.dtype))
-        size = {"height": args.height or 480, "width": args.width or 720}
-        frames = args.frames or 49
+    pipe = load_pipeline("video", args.model, dtype=_dtype(args.dtype))
+    default = default_size("video", args.model)
+    size = {"height": args.height or default["height"], "width": args.width or default["width"]}
+    frames = args.frames or default["num_frames"]
     _place(pipe, args, device)
     pipe.set_attention_backend(args.attention)
     generator = torch.Generator("cpu").manual_seed(args.seed)
@@ -297,21 +298,14 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 
     import torch
 
+    from genface.pipelines import default_size, load_pipeline
     from genface.provenance import save_marked_image
     from genface.resources import explain_out_of_memory
 
     started = time.perf_counter()
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
-    if args.model == "tiny":
-        from genface.pipelines.makeup.tiny import TINY_SIZE, tiny_pipeline
-
-        pipe = tiny_pipeline()
-        size = args.size or TINY_SIZE
-    else:
-        from genface.pipelines import MakeupPipeline
-
-        pipe = MakeupPipeline.from_pretrained(args.model, injector=args.injector, dtype=_dtype(args.dtype))
-        size = args.size or 1024
+    pipe = load_pipeline("makeup", args.model, dtype=_dtype(args.dtype), injector=args.injector)
+    size = args.size or default_size("makeup", args.model)["size"]
     _place(pipe, args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     pipe.check_regions(regions)
     with explain_out_of_memory():
@@ -364,19 +358,11 @@ def cmd_talk(args: argparse.Namespace) -> int:
 
     import torch
 
+    from genface.pipelines import load_pipeline
     from genface.resources import explain_out_of_memory
 
     started = time.perf_counter()
-    if args.model == "tiny":
-        from genface.pipelines.talking_face.tiny import tiny_pipeline
-
-        pipe = tiny_pipeline()
-    else:
-        from genface.pipelines import TalkingFacePipeline
-
-        pipe = TalkingFacePipeline.from_pretrained(
-            args.model, vae=args.vae, audio_encoder=args.whisper, dtype=_dtype(args.dtype)
-        )
+    pipe = load_pipeline("talk", args.model, dtype=_dtype(args.dtype), vae=args.vae, audio_encoder=args.whisper)
     _place(pipe, args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     with explain_out_of_memory():
         output = pipe(
@@ -517,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--fps", type=float, default=8.0, help="frame rate of the mp4 (ConsisID: 8)")
     video.add_argument("--face-index", type=int, default=None, help="which face in the photo (0 = largest)")
     video.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
-    video.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="weights' dtype")
+    _add_dtype(video, "bf16")
     _add_low_memory(video)
     video.add_argument(
         "--attention", default="sdpa", choices=["sdpa", "flash", "cudnn", "efficient", "math"],
@@ -547,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     makeup.add_argument("--size", type=int, default=None, help="working resolution of the face crop (default 1024)")
     makeup.add_argument("--face-index", type=int, default=None, help="which face in --face (0 = largest)")
     makeup.add_argument("--device", default=None)
-    makeup.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
+    _add_dtype(makeup, "bf16")
     _add_low_memory(makeup)
     makeup.add_argument("--json", action="store_true", help="machine-readable result")
     makeup.set_defaults(func=cmd_makeup)
@@ -568,7 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--batch-size", type=int, default=8, help="frames per UNet call (default 8)")
     talk.add_argument("--face-index", type=int, default=None, help="which face to follow (0 = largest)")
     talk.add_argument("--device", default=None)
-    talk.add_argument("--dtype", default="fp16", choices=["bf16", "fp16", "fp32"])
+    _add_dtype(talk, "fp16")
     _add_low_memory(talk)
     talk.add_argument("--no-metrics", action="store_true", help="skip FaceSim and the lip-sync proxy")
     talk.add_argument("--json", action="store_true", help="machine-readable result")

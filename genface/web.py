@@ -50,20 +50,9 @@ class Jobs:
 
     def _pipe(self, job: str) -> Any:
         if job not in self._pipes:
-            if self.model == TINY:
-                from importlib import import_module
+            from genface.pipelines import load_pipeline
 
-                module = {"video": "identity_video", "makeup": "makeup", "talk": "talking_face"}[job]
-                pipe = import_module(f"genface.pipelines.{module}.tiny").tiny_pipeline()
-            else:
-                from genface import pipelines
-
-                loader = {
-                    "video": pipelines.IdentityVideoPipeline,
-                    "makeup": pipelines.MakeupPipeline,
-                    "talk": pipelines.TalkingFacePipeline,
-                }[job]
-                pipe = loader.from_pretrained()  # each pipeline's published weights
+            pipe = load_pipeline(job, TINY if self.model == TINY else None)  # else each task's published weights
             self._pipes[job] = pipe.to(self._device())
         return self._pipes[job]
 
@@ -92,19 +81,15 @@ class Jobs:
         import torch
 
         from genface.media import to_uint8
+        from genface.pipelines import default_size
         from genface.provenance import write_marked_video
 
         if not face:
             raise GenfaceError("Give a face photo.")
         pipe = self._pipe("video")
-        size = {}
-        if self.model == TINY:
-            from genface.pipelines.identity_video import tiny
-
-            size = {"height": tiny.TINY_HEIGHT, "width": tiny.TINY_WIDTH, "num_frames": tiny.TINY_FRAMES}
         output = pipe(
-            prompt or "", face_image=face, num_inference_steps=int(steps),
-            generator=torch.Generator().manual_seed(int(seed)), output_type="np", **size,
+            prompt or "", face_image=face, num_inference_steps=int(steps), output_type="np",
+            generator=torch.Generator().manual_seed(int(seed)), **default_size("video", self.model),
         )  # fmt: skip
         path = write_marked_video(self._out("video.mp4"), to_uint8(output.frames[0]), 8, "identity_video", self.model)
         return str(path), f"{len(output.frames[0])} frames; seed {int(seed)}"
@@ -114,19 +99,15 @@ class Jobs:
         import torch
 
         from genface.media import to_uint8
+        from genface.pipelines import default_size
         from genface.provenance import save_marked_image
 
         if not face or not reference:
             raise GenfaceError("Give a face photo and a makeup reference photo.")
         pipe = self._pipe("makeup")
-        size = {}
-        if self.model == TINY:
-            from genface.pipelines.makeup.tiny import TINY_SIZE
-
-            size = {"size": TINY_SIZE}
         output = pipe(
-            face, reference, strength=float(strength), num_inference_steps=int(steps),
-            generator=torch.Generator().manual_seed(int(seed)), output_type="np", **size,
+            face, reference, strength=float(strength), num_inference_steps=int(steps), output_type="np",
+            generator=torch.Generator().manual_seed(int(seed)), **default_size("makeup", self.model),
         )  # fmt: skip
         path = save_marked_image(self._out("makeup.png"), to_uint8(output.images[0]), "makeup", self.model)
         return str(path), "" if output.facesim is None else f"FaceSim to the source: {output.facesim:.3f}"

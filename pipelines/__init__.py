@@ -14,6 +14,8 @@ _EXPORTS = {
     "MakeupPipelineOutput": "genface.pipelines.makeup",
     "TalkingFacePipeline": "genface.pipelines.talking_face",
     "TalkingFacePipelineOutput": "genface.pipelines.talking_face",
+    "load_pipeline": "genface.pipelines._load",
+    "default_size": "genface.pipelines._load",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,6 +17,8 @@ from genface.pipelines._tiny import char_tokenizer
 #: Pixel size and frame count the tiny transformer takes (learned positional embeddings fix the size).
 TINY_HEIGHT = TINY_WIDTH = 64
 TINY_FRAMES = 9
+#: The pipeline call's size arguments for the tiny model.
+TINY_CALL = {"height": TINY_HEIGHT, "width": TINY_WIDTH, "num_frames": TINY_FRAMES}
 TINY_CLIP = dict(image_size=28, patch_size=7, width=64, layers=5, head_width=64, embed_dim=32, hidden_state_layers=[4])
 TEXT_DIM = 32
 

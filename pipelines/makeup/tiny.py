@@ -25,6 +25,8 @@ from genface.pipelines._tiny import char_tokenizer
 
 #: Working resolution of the tiny model (pixels; its VAE does not downsample).
 TINY_SIZE = 32
+#: The pipeline call's size arguments for the tiny model.
+TINY_CALL = {"size": TINY_SIZE}
 TINY_INJECTOR = dict(num_layers=1, num_single_layers=1, inner_dim=32, in_channels=4, rank=8, attention_head_dim=16)
 
 

@@ -15,6 +15,8 @@ from genface.identity import BiSeNet, FaceAnalyzer, FaceParser
 
 #: Whisper width of the tiny model (whisper-tiny: 384).
 TINY_WIDTH = 16
+#: The pipeline call's size arguments for the tiny model: none (crops are always 256x256).
+TINY_CALL: dict[str, int] = {}
 
 
 def tiny_components(seed: int = 0) -> dict[str, object]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from genface.media import write_video
+from genface.pipelines import load_pipeline
 from tests.training.scripts import load_script, logged_losses, run_on_two_processes
 
 
@@ -69,7 +70,7 @@ def test_two_processes_each_draw_their_own_batch(person: Path, tmp_path: Path) -
 
     script = load_script("train_talking_face")
     torch.manual_seed(0)  # the script's --seed, before it builds the tiny model
-    pipe = script.load_pipeline("tiny")
+    pipe = load_pipeline("talk", "tiny")
     data = script.prepare(pipe, [person], tmp_path / "cache")  # the run's cache
     with torch.no_grad():
         first = [script.training_loss(pipe.unet, script.batch_at(data, k, 4, 0), 2.0, 0.5).item() for k in (0, 1)]
