@@ -9,7 +9,7 @@
     options: [--model BestWishYsh/ConsisID-preview | tiny] [--transformer FOLDER | HUB_ID]
         [--height 480] [--width 720] [--frames 49] [--frame-stride 3] [--references-per-clip 2]
         [--steps 2000] [--lr 3e-6] [--mask-loss-probability 0.5] [--cross-face-probability 0.5]
-        [--cross-face-warmup 0] [--image-dropout 0.05] [--ema-decay 0] [--validation-steps 50]
+        [--cross-face-warmup 0] [--image-dropout 0.05] [--lora-rank 0] [--ema-decay 0] [--validation-steps 50]
         [--validation-prompt TEXT] [--cache-dir DIR] [--checkpoint-every 500] [--resume latest]
         [--mixed-precision bf16] [--gradient-checkpointing]
 
@@ -40,15 +40,17 @@ timestep; the loss is the squared error of the implied clean latents weighted 1 
 **Stages.** ``global`` trains ``patch_embed.proj`` (where the reference latents enter) with the local path
 switched off (``local_face_scale`` 0), so an untrained facial extractor cannot disturb it; ``local`` trains
 ``local_facial_extractor`` and ``perceiver_cross_attention``; ``all`` trains both (fine-tuning a ConsisID
-checkpoint on new people). The rest of the DiT stays frozen. ``--transformer`` is a ConsisID transformer to
-continue from (a previous stage's ``transformer/``) or a CogVideoX image-to-video transformer (e.g.
-``THUDM/CogVideoX-5b-I2V``), whose weights then go into a ConsisID transformer with new identity modules
-shaped like ``--model``'s.
+checkpoint on new people). The rest of the DiT stays frozen, unless ``--lora-rank`` adds a PEFT LoRA to its
+blocks' attention projections (``to_q``, ``to_k``, ``to_v``, ``to_out.0``), trained with the stage's modules.
+``--transformer`` is a ConsisID transformer to continue from (a previous stage's ``transformer/``) or a
+CogVideoX image-to-video transformer (e.g. ``THUDM/CogVideoX-5b-I2V``), whose weights then go into a ConsisID
+transformer with new identity modules shaped like ``--model``'s.
 
 **Output.** ``<output-dir>/transformer`` loads with ``IdentityVideoPipeline.from_pretrained(model,
-transformer=ConsisIDTransformer3DModel.from_pretrained("<output-dir>/transformer"))``. Checkpoints hold only
-the trained parameters, optimiser and EMA; ``--resume`` continues with exactly the clips, references and noise
-an uninterrupted run would have drawn. At each checkpoint a video of the first clip's reference face and the
+transformer=ConsisIDTransformer3DModel.from_pretrained("<output-dir>/transformer"))``; a LoRA is saved beside
+it (``<output-dir>/lora``, for ``pipe.load_lora_weights``). Checkpoints hold only the trained parameters (LoRA
+included), optimiser and EMA; ``--resume`` continues with exactly the clips, references and noise an
+uninterrupted run would have drawn. At each checkpoint a video of the first clip's reference face and the
 first caption (or ``--validation-prompt``) is generated in ``--validation-steps`` steps, saved (marked) as
 ``validation/step-<N>.mp4``, and its FaceSim appended to ``validation.jsonl``. One process per GPU
 (``accelerate launch --multi_gpu``), data parallel; FSDP and DeepSpeed are refused.
@@ -86,6 +88,8 @@ STAGES = {
     "local": ("local_facial_extractor.", "perceiver_cross_attention."),
 }
 STAGES["all"] = STAGES["global"] + STAGES["local"]
+#: The DiT blocks' attention projections a ``--lora-rank`` LoRA adapts (not the identity modules' own).
+LORA_TARGETS = r"transformer_blocks\.\d+\.attn1\.(to_q|to_k|to_v|to_out\.0)"
 #: Cache layout version: bump when what is cached changes.
 CACHE_VERSION = 1
 
@@ -426,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cross-face-probability", type=float, default=0.5)
     parser.add_argument("--cross-face-warmup", type=int, default=0, help="steps over which it rises from 0")
     parser.add_argument("--image-dropout", type=float, default=0.05)
+    parser.add_argument("--lora-rank", type=int, default=0, help="a LoRA on the DiT's attention; 0: none")
     parser.add_argument("--ema-decay", type=float, default=0.0, help="0: no EMA")
     parser.add_argument("--validation-steps", type=int, default=50, help="inference steps at each checkpoint; 0: none")
     parser.add_argument("--validation-prompt", default=None)
@@ -455,7 +460,10 @@ def main(argv: list[str] | None = None) -> None:
 
     transformer = pipe.transformer
     transformer.requires_grad_(False)
-    trainable = [p for name, p in transformer.named_parameters() if name.startswith(STAGES[args.stage])]
+    lora = loop.add_lora(transformer, args.lora_rank, LORA_TARGETS) if args.lora_rank else None
+    trainable = [  # the stage's modules, and the LoRA's weights (which add_lora made trainable)
+        p for name, p in transformer.named_parameters() if name.startswith(STAGES[args.stage]) or p.requires_grad
+    ]
     for p in trainable:
         p.requires_grad_(True)
         p.data = p.data.float()  # trainable weights stay float32 under mixed precision
@@ -493,6 +501,9 @@ def main(argv: list[str] | None = None) -> None:
         trained = accelerator.unwrap_model(transformer)
         if ema is not None:
             ema.copy_to(trainable)
+        if lora is not None:
+            pipe.save_lora_weights(args.output_dir / "lora", transformer_lora_layers=lora.state_dict())
+            trained.unload_lora()  # transformer/ holds the base DiT with the trained identity modules
         trained.save_pretrained(args.output_dir / "transformer")
         print(
             f"trained {args.steps - first} steps; last loss {losses[args.steps]:.4f}; {args.output_dir / 'transformer'}"

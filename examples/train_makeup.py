@@ -44,6 +44,9 @@ from genface.pipelines import load_pipeline
 from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
 from genface.training import loop
 
+#: The base transformer's attention projections a ``--lora-rank`` LoRA adapts.
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
 
 def load_makeup_pipeline(model: str, injector: str, dtype: torch.dtype) -> Any:
     """The pipeline, frozen weights in ``dtype``, and the injector to train (a new one: the published
@@ -55,23 +58,6 @@ def load_makeup_pipeline(model: str, injector: str, dtype: torch.dtype) -> Any:
         pipe.injector = MakeupInjector()  # the published initialisation: zero up-projections
         pipe.injector.install(pipe.transformer)
     return pipe
-
-
-class LoraState:
-    """The transformer's PEFT LoRA weights as one checkpointed object (not the frozen base around them)."""
-
-    def __init__(self, transformer: Any) -> None:
-        self.transformer = transformer
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        from peft.utils import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(self.transformer)
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        from peft.utils import set_peft_model_state_dict
-
-        set_peft_model_state_dict(self.transformer, state)
 
 
 @torch.no_grad()
@@ -176,12 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.text_encoder_2):
         module.requires_grad_(False)
     pipe.injector.requires_grad_(True).train()
-    if args.lora_rank:
-        from peft import LoraConfig
-
-        pipe.transformer.add_adapter(
-            LoraConfig(r=args.lora_rank, lora_alpha=args.lora_rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
-        )
+    lora = loop.add_lora(pipe.transformer, args.lora_rank, LORA_TARGETS) if args.lora_rank else None
     trainable = list(
         {id(p): p for m in (pipe.injector, pipe.transformer) for p in m.parameters() if p.requires_grad}.values()
     )
@@ -195,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     ema = loop.make_ema(list(pipe.injector.parameters()), args.ema_decay)
     checkpoints = loop.Checkpoints(accelerator, args.output_dir)
     checkpoints.track("injector", pipe.injector)
-    checkpoints.track("lora", LoraState(pipe.transformer) if args.lora_rank else None)
+    checkpoints.track("lora", lora)
     checkpoints.track("ema", ema)
     first = checkpoints.resume(args.resume)
     losses: dict[int, float] = {}
@@ -225,10 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         if ema is not None:
             ema.copy_to(pipe.injector.parameters())
         pipe.injector.save_pretrained(args.output_dir / "injector")
-        if args.lora_rank:
-            pipe.save_lora_weights(
-                args.output_dir / "lora", transformer_lora_layers=LoraState(pipe.transformer).state_dict()
-            )
+        if lora is not None:
+            pipe.save_lora_weights(args.output_dir / "lora", transformer_lora_layers=lora.state_dict())
         print(f"trained {args.steps - first} steps; last loss {losses[args.steps]:.4f}; {args.output_dir / 'injector'}")
 
 

@@ -176,6 +176,33 @@ def make_ema(parameters: list[torch.nn.Parameter], decay: float) -> Any:
     return EMAModel(parameters, decay=decay)
 
 
+def add_lora(model: Any, rank: int, target_modules: list[str] | str) -> LoraState:
+    """A PEFT LoRA (alpha = rank) on ``target_modules`` (names, or one regular expression matched against whole
+    module names) of a diffusers model; its weights train, the base around them stays as it was."""
+    from peft import LoraConfig
+
+    model.add_adapter(LoraConfig(r=rank, lora_alpha=rank, target_modules=target_modules))
+    return LoraState(model)
+
+
+class LoraState:
+    """A model's PEFT LoRA weights as one object with a state dict (not the frozen base around them): checkpointed
+    by :class:`Checkpoints`, and saved with a pipeline's ``save_lora_weights``."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        from peft.utils import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.model)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        from peft.utils import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.model, state)
+
+
 def weight_dtype(accelerator: Any) -> torch.dtype:
     """The dtype frozen weights are kept in under the run's mixed precision (trainable ones stay float32)."""
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)

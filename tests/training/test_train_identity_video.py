@@ -174,6 +174,40 @@ def test_global_then_local_stage_learn_their_modules_resume_and_load(script, dat
     assert frames.frames.shape == (1, 9, 64, 64, 3)
 
 
+def test_a_lora_on_the_dit_trains_with_the_stage_resumes_and_loads_with_load_lora_weights(
+    script, data, cache, tmp_path
+) -> None:
+    from diffusers import ConsisIDTransformer3DModel
+    from safetensors.torch import load_file
+
+    from genface.pipelines.identity_video.tiny import tiny_pipeline
+
+    def run(output: str, *extra: str) -> None:
+        lora = ["--stage", "local", "--lora-rank", "4", "--ema-decay", "0.5", "--checkpoint-every", "1"]
+        script.main(options(data, cache, tmp_path / output, *lora, *extra))
+
+    run("whole", "--steps", "2")
+    run("split", "--steps", "1")
+    run("split", "--steps", "2", "--resume", "latest")
+    assert logged_losses(tmp_path / "split") == logged_losses(tmp_path / "whole")  # the LoRA was checkpointed
+    loras = [load_file(tmp_path / run / "lora" / "pytorch_lora_weights.safetensors") for run in ("whole", "split")]
+    assert loras[0].keys() == loras[1].keys() and all(torch.equal(loras[0][k], loras[1][k]) for k in loras[0])
+    assert {k.split(".")[4] for k in loras[0]} == {"to_q", "to_k", "to_v", "to_out"}  # the DiT blocks' attention
+    assert all(k.startswith("transformer.transformer_blocks.") for k in loras[0])
+
+    pipe = tiny_pipeline()
+    start = dict(pipe.transformer.named_parameters())
+    trained = ConsisIDTransformer3DModel.from_pretrained(tmp_path / "whole" / "transformer")
+    kept = dict(trained.named_parameters())
+    assert kept.keys() == start.keys()  # transformer/ is the plain DiT: no LoRA layers in it
+    changed = {k.split(".")[0] for k in start if not torch.equal(start[k], kept[k])}
+    assert changed == {"local_facial_extractor", "perceiver_cross_attention"}
+    pipe.transformer = trained
+    pipe.load_lora_weights(tmp_path / "whole" / "lora")
+    learned = [p for name, p in pipe.transformer.named_parameters() if "lora_B" in name]
+    assert learned and all(p.abs().max() > 0 for p in learned)  # LoRA B starts at zero: these were trained
+
+
 def test_a_cogvideox_transformer_gains_identity_modules_and_validation_is_logged(script, data, cache, tmp_path) -> None:
     import inspect
 
