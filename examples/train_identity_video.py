@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> None:
     first = checkpoints.resume(args.resume, strict=False)
     losses: dict[int, float] = {}
     for step in (bar := loop.progress(accelerator, first, args.steps)):
-        generator = loop.step_generator(args.seed, step * accelerator.num_processes + accelerator.process_index)
+        generator = loop.step_generator(args.seed, loop.process_step(accelerator, step))
         loss = training_loss(pipe, transformer, data, generator, step, args)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(trainable, 1.0)

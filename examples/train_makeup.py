@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     losses: dict[int, float] = {}
     text = text_conditions(pipe)
     for step in (bar := loop.progress(accelerator, first, args.steps)):
-        generator = loop.step_generator(args.seed, step * accelerator.num_processes + accelerator.process_index)
+        generator = loop.step_generator(args.seed, loop.process_step(accelerator, step))
         triplet = triplets[int(torch.randint(len(triplets), (1,), generator=generator))]
         with accelerator.autocast():
             loss = flow_matching_loss(pipe, triplet, args.size, generator, text)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from genface.media._files import atomic_path
@@ -46,6 +47,12 @@ from genface.training import loop, sync_loss, temporal_difference_loss, weighted
 MIN_REFERENCE_GAP = 5
 
 
+def _cached_keys(path: Path) -> set[str]:
+    """The tensor names in a cache file, read from its header alone."""
+    with safe_open(path, "pt") as cached:
+        return set(cached.keys())
+
+
 @torch.no_grad()
 def prepare(pipe: Any, videos: list[Path], cache: Path) -> list[dict[str, torch.Tensor]]:
     """Per video: latents of the masked crops and of the whole crops, the Whisper windows, the SyncNet mel
@@ -55,7 +62,7 @@ def prepare(pipe: Any, videos: list[Path], cache: Path) -> list[dict[str, torch.
     data = []
     for video in videos:
         path = cache / f"{video.stem}.safetensors"
-        if not path.is_file() or "mel" not in load_file(path):
+        if not path.is_file() or "mel" not in _cached_keys(path):  # caches from before the SyncNet loss lack it
             crops, fps = pipe.face_crops(video)
             speech = load_audio(video, 16000)
             windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, fps)
@@ -191,8 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         checking = validation_clip(args.videos[0], args.validation_frames)
     losses: dict[int, float] = {}
     for step in (bar := loop.progress(accelerator, first, args.steps)):
-        rank_step = step * accelerator.num_processes + accelerator.process_index  # each process its own batch
-        batch = batch_at(data, rank_step, args.batch_size, args.seed)
+        batch = batch_at(data, loop.process_step(accelerator, step), args.batch_size, args.seed)
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         loss = training_loss(unet, batch, args.mouth_weight, args.temporal_weight, sync)
         accelerator.backward(loss)

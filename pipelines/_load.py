@@ -27,6 +27,14 @@ def _task(task: str) -> tuple[str, str, torch.dtype]:
     return TASKS[task]
 
 
+def _pipeline_class(folder: str, name: str) -> Any:
+    return getattr(import_module(f"genface.pipelines.{folder}"), name)
+
+
+def _tiny_module(folder: str) -> Any:
+    return import_module(f"genface.pipelines.{folder}.tiny")
+
+
 def load_pipeline(task: str, model: str | None = None, *, dtype: torch.dtype | None = None, **kwargs: Any) -> Any:
     """The pipeline for ``task`` ("video", "makeup" or "talk").
 
@@ -37,11 +45,10 @@ def load_pipeline(task: str, model: str | None = None, *, dtype: torch.dtype | N
     """
     folder, name, default_dtype = _task(task)
     if model == TINY:
-        pipe = import_module(f"genface.pipelines.{folder}.tiny").tiny_pipeline()
+        pipe = _tiny_module(folder).tiny_pipeline()
         return pipe if dtype in (None, torch.float32) else pipe.to(dtype=dtype)
-    pipeline_class = getattr(import_module(f"genface.pipelines.{folder}"), name)
     arguments = () if model is None else (model,)
-    return pipeline_class.from_pretrained(*arguments, dtype=dtype or default_dtype, **kwargs)
+    return _pipeline_class(folder, name).from_pretrained(*arguments, dtype=dtype or default_dtype, **kwargs)
 
 
 def default_size(task: str, model: str | None = None) -> dict[str, int]:
@@ -49,6 +56,6 @@ def default_size(task: str, model: str | None = None) -> dict[str, int]:
     call's defaults (for example ``{"height": 480, "width": 720, "num_frames": 49}`` for video)."""
     folder, name, _ = _task(task)
     if model == TINY:
-        return dict(import_module(f"genface.pipelines.{folder}.tiny").TINY_CALL)
-    parameters = inspect.signature(getattr(import_module(f"genface.pipelines.{folder}"), name).__call__).parameters
+        return dict(_tiny_module(folder).TINY_CALL)
+    parameters = inspect.signature(_pipeline_class(folder, name).__call__).parameters
     return {key: parameters[key].default for key in _SIZE_ARGUMENTS if key in parameters}

@@ -17,6 +17,12 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
+def process_step(accelerator: Any, step: int) -> int:
+    """This process's draw index for ``step`` (``step * processes + rank``), so that in a data-parallel run each
+    process draws its own examples and one process alone draws what process 0 would."""
+    return step * accelerator.num_processes + accelerator.process_index
+
+
 class Checkpoints:
     """``checkpoint-<step>/`` folders: accelerate's state (prepared models, optimiser) plus named objects with
     ``state_dict``/``load_state_dict`` (an EMA, a module trained outside ``prepare``, LoRA weights), which are
