@@ -27,6 +27,29 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert _setup_commands()["test"] in ci_lines
 
 
+def test_the_test_installer_pins_what_pyproject_asks_for() -> None:
+    """tests/install.sh installs with tests/constraints.txt: it pins every dependency the test and web extras
+    name, to a version inside pyproject's range (a new dependency without a tested version fails here)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    assert "-c tests/constraints.txt" in (ROOT / "tests" / "install.sh").read_text()
+    lines = (ROOT / "tests" / "constraints.txt").read_text().splitlines()
+    pins = dict(line.split("==") for line in lines if line and not line.startswith("#"))
+    pins = {canonicalize_name(name): version for name, version in pins.items()}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [
+        *project["dependencies"],
+        *(r for extra in ("test", "web", "train") for r in project["optional-dependencies"][extra]),
+    ]
+    for requirement in map(Requirement, wanted):
+        name = canonicalize_name(requirement.name)
+        if name in ("torch", "genface"):  # torch is pinned on install.sh's command line; genface is the project
+            continue
+        assert name in pins, f"{requirement.name} has no tested version in tests/constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement}"
+
+
 def test_readme_run_command_works() -> None:
     steps = _setup_commands()["run"].split(" && ")
     assert steps[0].startswith("pip install torch==2.13.0 -e .")  # satisfied by the test environment
