@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from genface.identity.align import TEMPLATES, align_face
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
     import torch
 
 
+def shrink_long_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``image`` shrunk so its long side is ``max_side`` (Lanczos, sides truncated to integers, as ConsisID's
+    ``resize_numpy_image_long``) and the factor applied; a small enough image comes back as it is, with 1."""
+    height, width = image.shape[:2]
+    if max(height, width) <= max_side:
+        return image, 1.0
+    scale = max_side / max(height, width)
+    size = (int(width * scale), int(height * scale))
+    return cv2.resize(image, size, interpolation=cv2.INTER_LANCZOS4), scale
+
+
 class IdentityEncoder:
     """Encode a face photo once into a reusable :class:`FaceIdentity`.
 
@@ -31,6 +43,8 @@ class IdentityEncoder:
             states (computed with the non-face regions painted white when a parser is given).
         crop_template: alignment template of the stored crop (``ffhq`` 512 px by default, as ConsisID).
         crop_size: side of the stored crop in pixels (default: the template's own).
+        max_side: photos with a longer side are shrunk to it before detection, alignment and embedding,
+            as ConsisID's reference does (1024 px); ``None`` keeps every photo at its own size.
     """
 
     def __init__(
@@ -41,6 +55,7 @@ class IdentityEncoder:
         *,
         crop_template: str = "ffhq",
         crop_size: int | None = None,
+        max_side: int | None = 1024,
     ) -> None:
         if crop_template not in TEMPLATES:
             raise ValueError(f"Unknown crop_template {crop_template!r}; choose from {sorted(TEMPLATES)}.")
@@ -49,6 +64,7 @@ class IdentityEncoder:
         self.clip = clip
         self.crop_template = crop_template
         self.crop_size = crop_size or TEMPLATES[crop_template][1]
+        self.max_side = max_side
 
     @classmethod
     def from_pretrained(
@@ -107,22 +123,25 @@ class IdentityEncoder:
         return self
 
     def encode(self, image: ImageInput, face_index: int | None = None, *, require_single: bool = False) -> FaceIdentity:
-        """Detect, choose, align, parse and embed the face in ``image``."""
+        """Detect, choose, align, parse and embed the face in ``image``, shrunk first to ``max_side``
+        (``face_index`` counts the faces of the shrunk photo, largest first)."""
         rgb = self.analyzer.load(image)
-        face = self.analyzer.get(rgb, face_index, require_single=require_single, what=describe_source(image))
-        crop, matrix = align_face(rgb, face.kps, self.crop_template, self.crop_size)
+        small, scale = (rgb, 1.0) if self.max_side is None else shrink_long_side(rgb, self.max_side)
+        what = describe_source(image) + ("" if scale == 1.0 else f" (shrunk to {small.shape[1]}x{small.shape[0]})")
+        face = self.analyzer.get(small, face_index, require_single=require_single, what=what)
+        crop, matrix = align_face(small, face.kps, self.crop_template, self.crop_size)
         recognizer = self.analyzer.recognizer
-        raw = None if recognizer is None else recognizer.embed(rgb, face, normalize=False)
+        raw = None if recognizer is None else recognizer.embed(small, face, normalize=False)
         parsing = None if self.parser is None else self.parser.parse(crop)
         clip_embeds = clip_hidden = None
         if self.clip is not None:
             not_face = None if parsing is None else parsing.mask("not_face")[None]
             clip_embeds, clip_hidden = (out[0] for out in self.clip.encode(crop[None], not_face))
         return FaceIdentity(
-            face=face,
+            face=face.scaled(1.0 / scale),
             image_size=rgb.shape[:2],
             crop=crop,
-            crop_matrix=matrix.astype("float32"),
+            crop_matrix=(matrix * np.array([scale, scale, 1.0])).astype("float32"),
             crop_template=self.crop_template,
             recognition=None if raw is None else l2_normalize(raw),
             recognition_norm=None if raw is None else float(np.linalg.norm(raw)),

@@ -260,7 +260,8 @@ class ClipVisionEncoder:
         if not_face is not None:
             gray = torch.where(torch.from_numpy(np.asarray(not_face))[:, None], torch.ones_like(gray), gray)
         size = self.model.config.image_size
-        x = F.interpolate(gray, (size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        # Not clamped: torchvision's resize of a float tensor, which ConsisID uses, keeps the bicubic overshoot.
+        x = F.interpolate(gray, (size, size), mode="bicubic", align_corners=False, antialias=True)
         mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
         return ((x - mean) / std).to(self.device, self.dtype)
