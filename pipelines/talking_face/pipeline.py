@@ -25,7 +25,7 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 
-from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
+from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import FaceTrack, track_boxes, track_face
 from genface.media import load_audio, load_image
@@ -54,6 +54,10 @@ MUSETALK_FOLDER = "musetalkV15"
 MUSETALK_CONFIG = "musetalk.json"
 MUSETALK_WEIGHTS = "unet.pth"
 MUSETALK_PARSER_FOLDER = "face-parse-bisent"
+MUSETALK_PARSER_CHECKPOINT = "79999_iter.pth"
+#: The Hub repository that publishes the same ``79999_iter.pth`` (MuseTalk's script fetches it from elsewhere),
+#: used when the model's folder has no face parser.
+DEFAULT_FACE_PARSER = "qihoo360/FLUX-Makeup"
 #: Where a converted (diffusers-layout) folder keeps the face parser.
 FACE_PARSER_FOLDER = "face_parser"
 CROP_SIZE = 256
@@ -130,6 +134,23 @@ class _Source:
         return int(np.flatnonzero(self.track.found)[0])
 
 
+def _published_face_parser(folder: Path) -> FaceParser | None:
+    """MuseTalk's face parser from :data:`DEFAULT_FACE_PARSER`, for a model ``folder`` without one; None,
+    with a warning that says how to get it, where it cannot be downloaded."""
+    from genface.hub import resolve_folder
+
+    try:
+        parser_folder = resolve_folder(DEFAULT_FACE_PARSER, allow_patterns=[MUSETALK_PARSER_CHECKPOINT])
+        return FaceParser.from_pretrained(parser_folder / MUSETALK_PARSER_CHECKPOINT)
+    except (OfflineError, MissingWeightsError) as exc:
+        logger.warning(
+            "No face parser in %s, and %s from %s could not be loaded: %s Blending with the lower half of the "
+            "face box instead of MuseTalk's jaw mask (pass face_parser= a checkpoint or folder, or None).",
+            folder, MUSETALK_PARSER_CHECKPOINT, DEFAULT_FACE_PARSER, exc,
+        )  # fmt: skip
+        return None
+
+
 class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
     """Face video or photo + speech -> lip-synced video (MuseTalk v1.5 weights).
 
@@ -182,8 +203,9 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
         ``musetalkV15/musetalk.json`` + ``unet.pth`` (read with ``weights_only``); the VAE and Whisper come
         from ``vae`` and ``audio_encoder`` (Hub ids or folders). A folder written by :meth:`save_pretrained`
         (``model_index.json``, safetensors) holds everything. ``face_parser="auto"`` takes its
-        ``face_parser/`` or MuseTalk's ``face-parse-bisent/79999_iter.pth``; without one, the blend mask is
-        the lower half of the face box.
+        ``face_parser/`` or MuseTalk's ``face-parse-bisent/79999_iter.pth``, else ``79999_iter.pth`` from
+        :data:`DEFAULT_FACE_PARSER` on the Hub; where none can be had it warns, and the blend mask is the lower
+        half of the face box. A parser, a checkpoint file, folder or Hub id overrides it; ``None`` turns it off.
         """
         from genface.hub import load_or_explain, resolve_folder
 
@@ -193,7 +215,7 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
                 "model_index.json",
                 f"{MUSETALK_FOLDER}/{MUSETALK_CONFIG}",
                 f"{MUSETALK_FOLDER}/{MUSETALK_WEIGHTS}",
-                f"{MUSETALK_PARSER_FOLDER}/79999_iter.pth",
+                f"{MUSETALK_PARSER_FOLDER}/{MUSETALK_PARSER_CHECKPOINT}",
                 f"{FACE_PARSER_FOLDER}/*",
             ],
         )
@@ -215,9 +237,7 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
                 pipe.to(dtype=dtype)
         if face_parser == "auto":
             found = [p for p in (folder / FACE_PARSER_FOLDER, folder / MUSETALK_PARSER_FOLDER) if p.is_dir()]
-            face_parser = FaceParser.from_pretrained(found[0]) if found else None
-            if face_parser is None:
-                logger.warning("No face parser found in %s; blending with the lower half of the face box.", folder)
+            face_parser = FaceParser.from_pretrained(found[0]) if found else _published_face_parser(folder)
         elif isinstance(face_parser, (str, os.PathLike)):
             face_parser = FaceParser.from_pretrained(face_parser)
         pipe.face_parser = face_parser

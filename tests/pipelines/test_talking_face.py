@@ -246,6 +246,26 @@ def test_a_dubbed_video_file_streams_with_bounded_memory(dlib_analyzer, astronau
     assert long_peak - short_peak < 60 * face.nbytes / 8
 
 
+def _musetalk_folder(pipe: TalkingFacePipeline, root: Path) -> Path:
+    """``root/models`` in MuseTalk's layout (musetalkV15/musetalk.json + unet.pth, no face parser), with the
+    VAE in ``root/vae`` and Whisper in ``root/whisper-tiny`` (model and feature extractor, as openai/whisper-tiny)."""
+    models = root / "models"
+    (models / "musetalkV15").mkdir(parents=True)
+    config = {"_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", **pipe.unet.config}
+    (models / "musetalkV15" / "musetalk.json").write_text(json.dumps(config))
+    torch.save(pipe.unet.state_dict(), models / "musetalkV15" / "unet.pth")
+    pipe.vae.save_pretrained(root / "vae")
+    pipe.audio_encoder.save_pretrained(root / "whisper-tiny")
+    pipe.feature_extractor.save_pretrained(root / "whisper-tiny")
+    return models
+
+
+def _save_parser_checkpoint(pipe: TalkingFacePipeline, folder: Path) -> None:
+    """The face parser as face-parsing.PyTorch publishes it: ``79999_iter.pth``, keys under ``module.``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({f"module.{k}": v for k, v in pipe.face_parser.model.state_dict().items()}, folder / "79999_iter.pth")
+
+
 def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path) -> None:
     audio = _speech_like(0.12)
     expected = pipe(astronaut, audio, audio_rate=16000, measure=False).frames
@@ -258,19 +278,10 @@ def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path)
     assert np.array_equal(loaded(astronaut, audio, audio_rate=16000, measure=False).frames, expected)
 
     # MuseTalk's own layout: musetalkV15/musetalk.json + unet.pth beside face-parse-bisent/79999_iter.pth
-    models = tmp_path / "models"
-    (models / "musetalkV15").mkdir(parents=True)
-    config = {"_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0.dev0", **pipe.unet.config}
-    (models / "musetalkV15" / "musetalk.json").write_text(json.dumps(config))
-    torch.save(pipe.unet.state_dict(), models / "musetalkV15" / "unet.pth")
-    (models / "face-parse-bisent").mkdir()
-    torch.save({f"module.{k}": v for k, v in pipe.face_parser.model.state_dict().items()},
-               models / "face-parse-bisent" / "79999_iter.pth")  # fmt: skip
-    whisper = tmp_path / "whisper-tiny"  # as openai/whisper-tiny: model and feature extractor in one folder
-    pipe.audio_encoder.save_pretrained(whisper)
-    pipe.feature_extractor.save_pretrained(whisper)
+    models = _musetalk_folder(pipe, tmp_path)
+    _save_parser_checkpoint(pipe, models / "face-parse-bisent")
     published = TalkingFacePipeline.from_pretrained(
-        models, vae=saved / "vae", audio_encoder=whisper, face_analyzer=pipe.face_analyzer
+        models, vae=tmp_path / "vae", audio_encoder=tmp_path / "whisper-tiny", face_analyzer=pipe.face_analyzer
     )
     published.set_progress_bar_config(disable=True)
     assert np.array_equal(published(astronaut, audio, audio_rate=16000, measure=False).frames, expected)
@@ -280,6 +291,39 @@ def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path)
         load_musetalk_unet(models)
     with pytest.raises(MissingWeightsError, match="No MuseTalk v1.5 UNet"):
         load_musetalk_unet(tmp_path / "nothing")
+
+
+def test_face_parser_from_flux_makeup_when_the_model_has_none(pipe, tmp_path, monkeypatch, caplog) -> None:
+    """MuseTalk's Hub repository has no face parser; the same 79999_iter.pth comes from qihoo360/FLUX-Makeup."""
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    models = _musetalk_folder(pipe, tmp_path)
+    _save_parser_checkpoint(pipe, tmp_path / "hub")  # the Hub repository's layout: the file at its root
+    calls = []
+
+    def snapshot_download(repo_id: str, **kwargs) -> str:
+        calls.append((repo_id, kwargs["allow_patterns"]))
+        return str(tmp_path / "hub")
+
+    parts = dict(vae=tmp_path / "vae", audio_encoder=tmp_path / "whisper-tiny", face_analyzer=pipe.face_analyzer)
+    with monkeypatch.context() as patch:
+        patch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+        loaded = TalkingFacePipeline.from_pretrained(models, **parts)
+        assert calls == [("qihoo360/FLUX-Makeup", ["79999_iter.pth"])]
+        assert TalkingFacePipeline.from_pretrained(models, face_parser=None, **parts).face_parser is None
+        assert len(calls) == 1  # turned off: nothing fetched
+    for name, value in pipe.face_parser.model.state_dict().items():
+        assert torch.equal(loaded.face_parser.model.state_dict()[name], value), name
+
+    # Offline and not cached: a warning that says how to get it, and the lower half of the face box.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
+    with caplog.at_level("WARNING"):
+        offline = TalkingFacePipeline.from_pretrained(models, **parts)
+    assert offline.face_parser is None
+    assert "hf download qihoo360/FLUX-Makeup --include '79999_iter.pth'" in caplog.text
+    assert "lower half of the face box" in caplog.text
 
 
 def test_jaw_mask_grows_skin_keeps_lips_and_drops_the_nose() -> None:
