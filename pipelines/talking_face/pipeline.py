@@ -242,6 +242,8 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
             face_parser = FaceParser.from_pretrained(face_parser)
         pipe.face_parser = face_parser
         pipe.face_analyzer = FaceAnalyzer(face_analyzer) if isinstance(face_analyzer, str) else face_analyzer
+        # The name as given (a Hub id, not its cache folder), also in MuseTalk's layout: the marks record it.
+        pipe.register_to_config(_name_or_path=os.fspath(pretrained_model_name_or_path))
         return pipe
 
     def save_pretrained(
@@ -460,8 +462,9 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
         others re-encoded at their rate), or samples at ``rate``."""
         from genface.provenance import marked_video_writer
 
-        model = self.config.get("_name_or_path") if hasattr(self, "config") else None
-        with marked_video_writer(output_path, fps, "talking_face", model, audio=track, audio_rate=rate) as writer:
+        with marked_video_writer(
+            output_path, fps, "talking_face", self.name_or_path, audio=track, audio_rate=rate
+        ) as writer:
             for chunk in rendered:
                 writer.write(chunk)
                 if meter is not None:

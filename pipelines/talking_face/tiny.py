@@ -12,6 +12,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
 from genface.identity import BiSeNet, FaceAnalyzer, FaceParser
+from genface.pipelines._load import TINY
 
 #: Whisper width of the tiny model (whisper-tiny: 384).
 TINY_WIDTH = 16
@@ -48,8 +49,10 @@ def tiny_pipeline(analyzer: FaceAnalyzer | None = None, seed: int = 0, parser: b
     from genface.pipelines.talking_face.pipeline import TalkingFacePipeline
 
     torch.manual_seed(seed)
-    return TalkingFacePipeline(
+    pipe = TalkingFacePipeline(
         **tiny_components(seed),
         face_analyzer=analyzer or FaceAnalyzer("dlib"),
         face_parser=FaceParser(BiSeNet()) if parser else None,
     )
+    pipe.register_to_config(_name_or_path=TINY)  # what its marks record as the model
+    return pipe

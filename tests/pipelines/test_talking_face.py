@@ -180,7 +180,8 @@ def test_streams_into_a_marked_mp4_with_the_speech(pipe, astronaut, speech_wav, 
     seconds = len(output.audio) / 16000
     assert frames == len(output.pitch) == frame_count(len(output.audio), 25)
     assert abs(frames / 25 - seconds) <= 1 / 25  # duration equals the audio's, within one frame
-    assert verify(out)["synthetic"] and verify(out)["metadata"]["pipeline"] == "talking_face"
+    mark = verify(out)
+    assert mark["synthetic"] and mark["metadata"]["pipeline"] == "talking_face" and mark["metadata"]["model"] == "tiny"
     voiced = output.pitch[output.pitch > 0]
     assert len(voiced) > 5 and 60 < np.median(voiced) < 300  # espeak's voice
     assert output.facesim is not None and output.facesim.per_frame.shape == (math.ceil(frames / 5),)
@@ -324,6 +325,20 @@ def test_face_parser_from_flux_makeup_when_the_model_has_none(pipe, tmp_path, mo
     assert offline.face_parser is None
     assert "hf download qihoo360/FLUX-Makeup --include '79999_iter.pth'" in caplog.text
     assert "lower half of the face box" in caplog.text
+
+
+def test_published_weights_record_their_hub_id_in_the_mark(pipe, astronaut, tmp_path, monkeypatch) -> None:
+    import huggingface_hub
+
+    models = _musetalk_folder(pipe, tmp_path)  # what the Hub download of TMElyralab/MuseTalk gives
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(models))
+    published = TalkingFacePipeline.from_pretrained(
+        "TMElyralab/MuseTalk", vae=tmp_path / "vae", audio_encoder=tmp_path / "whisper-tiny", face_parser=None,
+        face_analyzer=pipe.face_analyzer,
+    )  # fmt: skip
+    published.set_progress_bar_config(disable=True)
+    out = published(astronaut, _speech_like(0.12), audio_rate=16000, output_path=tmp_path / "t.mp4", measure=False)
+    assert verify(out.path)["metadata"]["model"] == "TMElyralab/MuseTalk"
 
 
 def test_jaw_mask_grows_skin_keeps_lips_and_drops_the_nose() -> None:
