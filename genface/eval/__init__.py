@@ -1,0 +1,36 @@
+"""The papers' evaluation metrics, reproduced from their published scripts (see the README's "Evaluation").
+
+ConsisID's identity-video protocol (FaceSim-Arc, FaceSim-Cur, its per-frame FID, CLIPScore), the standard
+set-level FID, and Sync-C / Sync-D with syncnet_python's SyncNet. Names are imported lazily.
+"""
+
+from __future__ import annotations
+
+from genface._lazy import lazy_getattr
+
+_EXPORTS = {
+    "even_indices": "genface.eval.frames",
+    "stride_indices": "genface.eval.frames",
+    "ConsisIDFaces": "genface.eval.facesim",
+    "FrameScores": "genface.eval.facesim",
+    "consisid_analyzer": "genface.eval.facesim",
+    "consisid_faces": "genface.eval.facesim",
+    "facesim_arc": "genface.eval.facesim",
+    "facesim_cur": "genface.eval.facesim",
+    "load_curricularface": "genface.eval.facesim",
+    "consisid_frame_fid": "genface.eval.fid",
+    "consisid_frechet_distance": "genface.eval.fid",
+    "frechet_distance": "genface.eval.fid",
+    "fid_statistics": "genface.eval.fid",
+    "load_inception": "genface.eval.fid",
+    "clip_score": "genface.eval.clipscore",
+    "load_clip": "genface.eval.clipscore",
+    "SyncResult": "genface.eval.sync",
+    "load_syncnet": "genface.eval.sync",
+    "sync_offset": "genface.eval.sync",
+    "sync_scores": "genface.eval.sync",
+    "syncnet_mfcc": "genface.eval.sync",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
