@@ -1,0 +1,116 @@
+"""Sync-C / Sync-D (LSE-C / LSE-D) as joonson/syncnet_python's ``SyncNetInstance.evaluate`` computes them.
+
+Speech at 16 kHz as 16-bit integers (what its ffmpeg call writes) becomes MFCCs (``python_speech_features.mfcc``'s
+defaults: 25 ms rectangular frames every 10 ms, 512-point power spectrum, 26 mel bands, 13 liftered cepstra with
+the log frame energy first). Video at 25 fps as 224 x 224 BGR face crops. For each of the first ``min_length - 5``
+frames (one window fewer than fit) SyncNet embeds 5 frames and the 20 MFCC frames from ``4 * frame``; every lip
+embedding is compared with the audio embeddings shifted by -15 to +15 frames (zero vectors past the ends). The mean
+distance per shift gives the offset (at the minimum), Sync-D (the minimum) and Sync-C (median - minimum).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genface.models.talking.syncnet_v2 import SyncNetV2
+
+SAMPLE_RATE = 16000
+VSHIFT = 15
+SYNCNET_FILE = "syncnet_v2.model"
+_WINDOW, _HOP, _NFFT, _BANDS, _CEPSTRA, _LIFTER = 400, 160, 512, 26, 13, 22
+
+
+def _mel_filterbank() -> np.ndarray:
+    """python_speech_features' triangular filters (26 x 257) on bins rounded down, 0 Hz to Nyquist."""
+    high = 2595 * np.log10(1 + (SAMPLE_RATE / 2) / 700)
+    hz = 700 * (10 ** (np.linspace(0, high, _BANDS + 2) / 2595) - 1)
+    edges = np.floor((_NFFT + 1) * hz / SAMPLE_RATE)
+    bins = np.arange(_NFFT // 2 + 1)[None]
+    low, mid, top = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = np.where((bins >= low) & (bins < mid), (bins - low) / np.maximum(mid - low, 1), 0)
+    falling = np.where((bins >= mid) & (bins < top), (top - bins) / np.maximum(top - mid, 1), 0)
+    return rising + falling
+
+
+def syncnet_mfcc(pcm: np.ndarray) -> np.ndarray:
+    """13 x N MFCCs of 16 kHz speech given as 16-bit sample values (their scale matters: the log energies)."""
+    from scipy.fft import dct
+
+    signal = np.asarray(pcm, dtype=np.float64)
+    signal = np.concatenate([signal[:1], signal[1:] - 0.97 * signal[:-1]])
+    count = 1 if len(signal) <= _WINDOW else 1 + math.ceil((len(signal) - _WINDOW) / _HOP)
+    signal = np.pad(signal, (0, (count - 1) * _HOP + _WINDOW - len(signal)))
+    frames = signal[np.arange(count)[:, None] * _HOP + np.arange(_WINDOW)]
+    power = np.abs(np.fft.rfft(frames, _NFFT)) ** 2 / _NFFT
+    eps = np.finfo(float).eps
+    energy = power.sum(1)
+    bands = power @ _mel_filterbank().T
+    cepstra = dct(np.log(np.where(bands == 0, eps, bands)), type=2, axis=1, norm="ortho")[:, :_CEPSTRA]
+    cepstra *= 1 + (_LIFTER / 2) * np.sin(np.pi * np.arange(_CEPSTRA) / _LIFTER)
+    cepstra[:, 0] = np.log(np.where(energy == 0, eps, energy))
+    return cepstra.T
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as 16-bit values, rounded and clipped as ffmpeg's ``pcm_s16le`` encoder does."""
+    return np.clip(np.rint(np.asarray(audio, dtype=np.float64) * 32768), -32768, 32767).astype(np.int16)
+
+
+@dataclass
+class SyncResult:
+    """``offset`` (frames the audio leads the video by), ``min_dist`` (Sync-D / LSE-D, lower is better),
+    ``confidence`` (Sync-C / LSE-C, higher is better), and ``dists`` (windows x shifts, shift -vshift first)."""
+
+    offset: int
+    min_dist: float
+    confidence: float
+    dists: np.ndarray
+
+
+def sync_offset(lip_features: torch.Tensor, audio_features: torch.Tensor, vshift: int = VSHIFT) -> SyncResult:
+    """syncnet_python's offset search over +-``vshift`` frames on per-window embeddings (N x D each)."""
+    padded = torch.nn.functional.pad(audio_features, (0, 0, vshift, vshift))
+    shifts = 2 * vshift + 1
+    windows = padded.unfold(0, shifts, 1)[: len(lip_features)]  # N x D x shifts
+    dists = torch.nn.functional.pairwise_distance(
+        lip_features[:, None, :].expand(-1, shifts, -1), windows.transpose(1, 2)
+    )
+    mean = dists.mean(0)
+    min_dist, index = torch.min(mean, 0)
+    return SyncResult(vshift - int(index), float(min_dist), float(torch.median(mean) - min_dist), dists.numpy())
+
+
+def load_syncnet(path_or_repo: str | os.PathLike, subfolder: str | None = None) -> SyncNetV2:
+    """SyncNet from ``syncnet_v2.model`` (a file, or a folder or Hub repo holding it)."""
+    from genface.eval.weights import weights_file
+
+    return SyncNetV2.from_checkpoint(weights_file(path_or_repo, SYNCNET_FILE, subfolder))
+
+
+@torch.no_grad()
+def sync_scores(
+    crops: np.ndarray,
+    audio: np.ndarray,
+    model: SyncNetV2,
+    *,
+    vshift: int = VSHIFT,
+    batch_size: int = 20,
+) -> SyncResult:
+    """Sync-C / Sync-D of 224 x 224 RGB face crops at 25 fps (T x 224 x 224 x 3 uint8) and their speech (16 kHz
+    mono: float in [-1, 1], or int16)."""
+    pcm = audio if audio.dtype == np.int16 else to_pcm16(audio)
+    mfcc = torch.from_numpy(syncnet_mfcc(pcm)).float()[None, None]
+    video = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1]).transpose(3, 0, 1, 2).copy()).float()[None]
+    last = min(len(crops), len(pcm) // 640) - 5
+    lips, sounds = [], []
+    for start in range(0, last, batch_size):
+        frames = range(start, min(last, start + batch_size))
+        lips.append(model.embed_lips(torch.cat([video[:, :, f : f + 5] for f in frames]).to(model.device)).cpu())
+        windows = torch.cat([mfcc[..., 4 * f : 4 * f + 20] for f in frames])
+        sounds.append(model.embed_audio(windows.to(model.device)).cpu())
+    return sync_offset(torch.cat(lips), torch.cat(sounds), vshift)
