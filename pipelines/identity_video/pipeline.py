@@ -10,6 +10,7 @@ plus input checks, a NaN guard, memory modes and the face encoders' ``face_encod
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -25,7 +26,8 @@ from diffusers.utils import BaseOutput
 
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
-from genface.identity import FaceIdentity, IdentityEncoder
+from genface.identity import Face, FaceIdentity, IdentityEncoder, Parsing
+from genface.identity.embed import l2_normalize
 from genface.media.image import ImageInput
 from genface.pipelines._memory import LowMemoryMixin
 
@@ -45,6 +47,19 @@ class IdentityVideoPipelineOutput(BaseOutput):
 
     frames: Any
     identity: FaceIdentity
+
+
+def face_in_crop(identity: FaceIdentity) -> Face:
+    """The identity's face in the pixel coordinates of its stored crop."""
+    matrix = identity.crop_matrix
+
+    def move(points: np.ndarray) -> np.ndarray:
+        return points @ matrix[:, :2].T + matrix[:, 2]
+
+    x1, y1, x2, y2 = identity.face.bbox
+    corners = move(np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], np.float32))
+    landmarks = None if identity.face.landmarks is None else move(identity.face.landmarks)
+    return Face([*corners.min(0), *corners.max(0)], identity.face.score, move(identity.face.kps), landmarks)
 
 
 class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
@@ -284,13 +299,42 @@ class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
         if (face_image is None) == (identity is None):
             raise InvalidArgumentError("Give exactly one of face_image (a photo) or identity (a saved FaceIdentity).")
         if identity is not None:
-            return identity
+            return self.complete_identity(identity)
         if self.identity_encoder is None:
             raise MissingWeightsError(
                 "This pipeline has no identity encoder, so it cannot read a face photo. Load it with its "
                 "face_encoder/ folder, or pass identity=FaceIdentity.load(...)."
             )
         return self.identity_encoder.to(self._execution_device).encode(face_image, face_index)
+
+    def complete_identity(self, identity: FaceIdentity) -> FaceIdentity:
+        """``identity`` with what this pipeline's face encoders add, computed from its stored crop where it is
+        missing or came from other models: the recognition embedding (embeddings of two recognition models are
+        never mixed), the parsing map and the CLIP features. So an identity saved by ``genface identity --save``
+        (recognition only) conditions the video as the photo would. Without face encoders it is returned as is."""
+        encoder = self.identity_encoder
+        if encoder is None:
+            return identity
+        encoder.to(self._execution_device)
+        recognizer, changes = encoder.analyzer.recognizer, {}
+        if recognizer is not None and (identity.recognition is None or identity.recognition_model != recognizer.name):
+            raw = recognizer.embed(identity.crop, face_in_crop(identity), normalize=False)
+            changes.update(recognition=l2_normalize(raw), recognition_norm=float(np.linalg.norm(raw)),
+                           recognition_model=recognizer.name)  # fmt: skip
+        if identity.parsing is None and encoder.parser is not None:
+            changes["parsing"] = encoder.parser.parse(identity.crop).labels
+        parsing = changes.get("parsing", identity.parsing)
+        clip = encoder.clip
+        if clip is not None and (
+            identity.clip_embeds is None or identity.clip_hidden is None or identity.clip_model != clip.name
+        ):
+            not_face = None if parsing is None else Parsing(parsing).mask("not_face")[None]
+            embeds, hidden = (out[0] for out in clip.encode(identity.crop[None], not_face))
+            changes.update(clip_embeds=embeds, clip_hidden=hidden, clip_model=clip.name)
+        if changes:
+            logger.info("Computed %s of the identity from its stored crop with this pipeline's face encoders.",
+                        sorted(changes))  # fmt: skip
+        return dataclasses.replace(identity, **changes)
 
     def identity_conditions(
         self, identity: FaceIdentity, device: torch.device, dtype: torch.dtype
@@ -325,12 +369,8 @@ class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
         if identity.parsing is None:
             logger.warning("The identity has no parsing map; the face image keeps its background.")
         else:
-            from genface.identity.parsing import Parsing
-
             face[Parsing(identity.parsing).mask("not_face")] = 255
-        matrix = identity.crop_matrix
-        kps = identity.face.kps @ matrix[:, :2].T + matrix[:, 2]
-        return PIL.Image.fromarray(face), id_cond, id_vit_hidden, kps
+        return PIL.Image.fromarray(face), id_cond, id_vit_hidden, face_in_crop(identity).kps
 
     @torch.no_grad()
     def __call__(

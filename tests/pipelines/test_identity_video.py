@@ -3,6 +3,7 @@ bad input, and a save/load round trip in the Hub repository's layout."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -115,17 +116,34 @@ def test_no_face_makes_no_video(pipe) -> None:
         pipe(PROMPT, face_image=np.full((128, 128, 3), 90, np.uint8), **SIZE)
 
 
-def test_identity_inputs_are_checked(pipe, identity, astronaut) -> None:
+def test_identity_inputs_are_checked(pipe, identity, astronaut, monkeypatch) -> None:
     with pytest.raises(ValueError, match="exactly one of face_image"):
         pipe(PROMPT, **SIZE)
     with pytest.raises(ValueError, match="exactly one of face_image"):
         pipe(PROMPT, face_image=astronaut, identity=identity, **SIZE)
-    bare = IdentityEncoder(pipe.identity_encoder.analyzer).encode(astronaut)
-    with pytest.raises(GenfaceError, match=r"lacks \['clip_embeds', 'clip_hidden'\]"):
-        pipe(PROMPT, identity=bare, **SIZE)
+    bare = IdentityEncoder(pipe.identity_encoder.analyzer).encode(astronaut)  # as `genface identity --save`
+    with monkeypatch.context() as patch:
+        patch.setattr(pipe, "identity_encoder", None)
+        with pytest.raises(GenfaceError, match=r"lacks \['clip_embeds', 'clip_hidden'\]"):
+            pipe(PROMPT, identity=bare, **SIZE)
     other = FaceIdentity(**{**identity.__dict__, "clip_embeds": np.zeros(768, np.float32)})
     with pytest.raises(GenfaceError, match="do not fit this transformer"):
         pipe(PROMPT, identity=other, **SIZE)
+
+
+def test_a_saved_identity_is_completed_from_its_crop_without_mixing_models(pipe, identity, astronaut) -> None:
+    """What the pipeline's encoders add (parsing, CLIP) comes from the stored crop, exactly as from the photo;
+    a recognition embedding of another model is replaced by this pipeline's, never combined with it."""
+    bare = IdentityEncoder(pipe.identity_encoder.analyzer).encode(astronaut)
+    completed = pipe.complete_identity(bare)
+    for name in ("recognition", "parsing", "clip_embeds", "clip_hidden"):
+        np.testing.assert_array_equal(getattr(completed, name), getattr(identity, name))
+    assert completed.clip_model == identity.clip_model
+    assert pipe.complete_identity(identity).__dict__ == identity.__dict__  # complete: used as it is
+    foreign = dataclasses.replace(identity, recognition=np.full(512, 512**-0.5, np.float32), recognition_model="x")
+    mixed = pipe.complete_identity(foreign)
+    assert mixed.recognition_model == identity.recognition_model and mixed.recognition.shape == (128,)
+    assert float(mixed.recognition @ identity.recognition) > 0.95  # the same face, re-embedded from the crop
 
 
 def test_nan_latents_stop_with_a_clear_error(pipe, identity) -> None:
