@@ -297,6 +297,20 @@ AUDIO_ERRORS = {
         errors.InvalidMediaError,
         "no audio stream",
     ),
+    "65 channels": (
+        lambda t: _wav(t / "many.wav", np.zeros(65 * 100, np.float32), 16000, channels=65),
+        {},
+        errors.InvalidMediaError,
+        "65 channels; genface reads at most 64",
+    ),
+    "samples x channels array": (
+        lambda t: np.zeros((16000, 2), np.float32),
+        {"source_rate": 16000},
+        errors.InvalidMediaError,
+        r"shape \(16000, 2\) \(channels, samples\) has 16000 channels",
+    ),
+    "empty array": (lambda t: np.zeros(0, np.float32), {"source_rate": 16000}, errors.InvalidMediaError, "no samples"),
+    "3-d array": (lambda t: np.zeros((1, 2, 9), np.float32), {"source_rate": 16000}, errors.InvalidMediaError, "shape"),
     "wav with no samples": (
         lambda t: _wav(t / "z.wav", np.zeros(0, np.float32), 16000),
         {},
@@ -665,3 +679,31 @@ def test_talking_face_graceful(talk_pipe, tmp_path: Path) -> None:
     clip = np.stack([face, np.zeros_like(face), face])
     out = talk_pipe(clip, speech, output_path=tmp_path / "o.mp4", measure=False)
     assert out.lost_frames == [1] and read_video(out.path)[0].shape[0] == 6
+
+
+def mix_down_many_channels(folder: str) -> None:
+    """Run by :func:`test_any_channel_count_is_mixed_down` in a child process (a crash must not kill pytest)."""
+    from genface.cli import main
+
+    tmp, tone = Path(folder), _tone(16000, 0.25)
+    for channels in (3, 8, 12, 64):
+        gains = np.linspace(0.2, 1.0, channels)
+        path = _wav(tmp / f"{channels}.wav", (tone[:, None] * gains).reshape(-1), 16000, channels=channels)
+        np.testing.assert_allclose(load_audio(path), tone * gains.mean(), atol=2e-4)
+    samples = np.stack([tone] * 8)
+    np.testing.assert_allclose(load_audio(samples, 16000, mono=False, source_rate=16000), samples, atol=1e-6)
+    inputs = ["--face", str(sample_path("astronaut")), "--audio", str(tmp / "8.wav")]
+    assert main(["talk", "--model", "tiny", *inputs, "--out", str(tmp / "o.mp4"), "--no-metrics"]) == 0
+    assert read_video(tmp / "o.mp4")[0].shape[0] == 6
+
+
+def test_any_channel_count_is_mixed_down(tmp_path: Path) -> None:
+    """OK: 3 to 64 channels (8 or more once crashed the process in PyAV's planar conversion) are averaged to mono,
+    also on the way through `genface talk`."""
+    import subprocess
+    import sys
+
+    code = f"from tests.test_bad_input_corpus import mix_down_many_channels; mix_down_many_channels({str(tmp_path)!r})"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+

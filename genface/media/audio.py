@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import av
@@ -10,13 +11,26 @@ import numpy as np
 
 from genface.errors import InvalidMediaError
 
+#: Most channels FFmpeg's resampler takes; more are refused with advice to mix down first.
+MAX_CHANNELS = 64
 
-def _resample(frames: list[av.AudioFrame], resampler: av.AudioResampler) -> np.ndarray:
-    chunks = [out.to_ndarray() for frame in frames for out in resampler.resample(frame)]
-    chunks += [out.to_ndarray() for out in resampler.resample(None)]
-    if not chunks:
+
+def _resample(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
+    """``(channels, n)`` float32 samples at ``rate``. The resampler's output is packed (interleaved): PyAV's
+    conversion of planar frames with 8 or more channels to arrays crashes the process."""
+    resampler = av.AudioResampler(format="flt", rate=rate)
+    outs = [out for frame in frames for out in resampler.resample(frame)] + resampler.resample(None)
+    if not outs:
         return np.zeros((1, 0), dtype=np.float32)
-    return np.concatenate(chunks, axis=1)
+    channels = len(outs[0].layout.channels)
+    return np.concatenate([out.to_ndarray() for out in outs], axis=1).reshape(-1, channels).T
+
+
+def _too_many(channels: int, what: str) -> InvalidMediaError:
+    return InvalidMediaError(
+        f"{what} has {channels} channels; genface reads at most {MAX_CHANNELS}. Mix it down first (for example "
+        "`ffmpeg -i in.wav -ac 1 out.wav`)."
+    )
 
 
 def load_audio(
@@ -36,18 +50,24 @@ def load_audio(
         raise InvalidMediaError(f"sample_rate must be positive, got {sample_rate}.")
     # Channels are kept through resampling and averaged afterwards (as librosa does, and so the
     # speech front ends that expect it), rather than FFmpeg's -3 dB downmix.
-    resampler = av.AudioResampler(format="fltp", rate=sample_rate)
     if isinstance(source, np.ndarray):
         if source_rate is None or source_rate <= 0:
             raise InvalidMediaError("An audio array needs its source_rate (samples per second).")
         data = np.atleast_2d(np.asarray(source, dtype=np.float32))
+        if data.ndim != 2:
+            raise InvalidMediaError(f"An audio array is (samples,) or (channels, samples); got shape {data.shape}.")
+        if data.shape[1] == 0:
+            raise InvalidMediaError("Audio array holds no samples.")
+        if data.shape[0] > MAX_CHANNELS:
+            raise _too_many(data.shape[0], f"The audio array of shape {data.shape} (channels, samples)")
         if not np.isfinite(data).all():
             raise InvalidMediaError("Audio contains NaN or infinite samples.")
-        frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(data), format="fltp", layout="mono" if data.shape[0] == 1 else "stereo"
-        )
-        frame.sample_rate = source_rate
-        samples = _resample([frame], resampler)
+        rows = []
+        for row in data:  # one mono frame per channel: any channel count, no layout guessing
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(row[None]), format="flt", layout="mono")
+            frame.sample_rate = source_rate
+            rows.append(_resample([frame], sample_rate))
+        samples = np.concatenate(rows)
     else:
         path = Path(source).expanduser()
         if not path.is_file():
@@ -59,7 +79,9 @@ def load_audio(
                 if not container.streams.audio:
                     raise InvalidMediaError(f"{path} has no audio stream.")
                 stream = container.streams.audio[0]
-                samples = _resample(list(container.decode(stream)), resampler)
+                if stream.codec_context.channels > MAX_CHANNELS:
+                    raise _too_many(stream.codec_context.channels, str(path))
+                samples = _resample(container.decode(stream), sample_rate)
         except av.FFmpegError as exc:
             raise InvalidMediaError(f"{path} could not be decoded as audio: {exc}") from exc
     if samples.shape[1] == 0:
