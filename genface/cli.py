@@ -1,24 +1,33 @@
 """The ``genface`` command line.
 
-Exit codes: 0 success; 1 a genface error (bad input, missing weights; the message says what to do);
-2 wrong usage.
+Exit codes: 0 success; 1 an error the user can fix (bad input, missing weights, an unwritable output; the
+one-line message says what to do); 2 wrong usage (unknown options, numbers out of range); 130 interrupted
+(Ctrl-C); 128 + N stopped by signal N (143 for SIGTERM). Arguments and the output path are checked before any
+model work, and an interrupted run leaves no partial output.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
+import os
 import platform
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from genface import __version__
-from genface.errors import GenfaceError
+from genface.errors import GenfaceError, InvalidArgumentError, InvalidIdentityFileError
+
+logger = logging.getLogger(__name__)
 
 _PACKAGES = (
     "torch", "diffusers", "transformers", "accelerate", "safetensors", "huggingface_hub",
@@ -32,6 +41,110 @@ EPILOG_IDENTITY = """examples:
                                              encode once; pipelines reuse the saved identity
   genface identity --demo                    run on sample photos shipped with the installed packages
 """
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit code 2) that point to ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:
+    """An argparse ``type`` that reads an int or a finite float from ``low`` to ``high`` (NaN is refused)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {kind(low)} to {kind(high)}, got {text}")
+        return value
+
+    return parse
+
+
+STEPS = _number(int, 1, 1000)  # the schedulers' training timesteps
+GUIDANCE = _number(float, 0, 50)
+SEED = _number(int, 0, 2**63 - 1)  # torch.Generator.manual_seed's range
+FACE_INDEX = _number(int, 0, 999)
+FPS = _number(float, 1, 120)
+VIDEO_SIDE = _number(int, 16, 2048)
+FRAMES = _number(int, 1, 257)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_output(path: str, option: str, suffixes: tuple[str, ...], inputs: Sequence[str | None] = ()) -> None:
+    """Refuse an output path that cannot take the result, before any work: a wrong extension (none given for a
+    folder), a folder where a file goes (or a file where a folder goes), one of the inputs, or a place that cannot
+    be written. Nothing is created."""
+    out = Path(path).expanduser()
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise InvalidArgumentError(f"{option} {path}: the name must end in {' or '.join(suffixes)}.")
+    if suffixes and out.is_dir():
+        raise InvalidArgumentError(f"{option} {path} is a folder; give a file name (for example {out / 'out'}"
+                                   f"{suffixes[0]}).")  # fmt: skip
+    if not suffixes and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidArgumentError(f"{option} {path} exists and is not an empty folder; give a new folder.")
+    for given in inputs:
+        if given and _same_file(out, Path(given).expanduser()):
+            raise InvalidArgumentError(f"{option} {path} is also an input; write the result to another file.")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InvalidArgumentError(f"{option} {path}: {folder} is a file, not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # the real test of permissions, quotas, read-only disks
+            pass
+    except OSError as exc:
+        raise InvalidArgumentError(f"{option} {path}: cannot write in {folder} ({exc.strerror}).") from exc
+
+
+def _device(name: str | None) -> str:
+    """``name`` checked to be a device this machine has (default: cuda when available, else cpu)."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidArgumentError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps, ...).") from exc
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InvalidArgumentError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError("--device mps: MPS is not available here.")
+    return name
+
+
+def _load_identity(path: str) -> Any:
+    """A saved FaceIdentity, with damaged metadata or arrays refused as InvalidIdentityFileError."""
+    import numpy as np
+
+    from genface.identity import FaceIdentity
+
+    try:
+        identity = FaceIdentity.load(path)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, GenfaceError):
+            raise
+        raise InvalidIdentityFileError(f"{path} is a damaged FaceIdentity file ({exc!r}); save it again.") from exc
+    crop = identity.crop
+    arrays = [getattr(identity, name) for name in ("crop_matrix", "recognition", "clip_embeds", "clip_hidden")]
+    if (
+        crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8 or identity.crop_matrix.shape != (2, 3)
+        or not all(np.isfinite(a).all() for a in arrays if a is not None)
+    ):  # fmt: skip
+        raise InvalidIdentityFileError(f"{path} is a damaged FaceIdentity file (bad crop or values); save it again.")
+    return identity
 
 
 def _version(name: str) -> str | None:
@@ -115,6 +228,10 @@ def cmd_identity(args: argparse.Namespace) -> int:
         return _identity_demo(args)
     if args.reference is None:
         raise GenfaceError("Give a reference face image (or --demo). See `genface identity --help`.")
+    if not args.save and not args.target:
+        raise GenfaceError("Nothing to do: give a TARGET image/video to compare, or --save PATH.")
+    if args.save:
+        _check_output(args.save, "--save", (".safetensors",), [args.reference, args.target])
     analyzer = _analyzer(args)
     output: dict[str, Any] = {"reference": args.reference}
     if args.save:
@@ -124,8 +241,6 @@ def cmd_identity(args: argparse.Namespace) -> int:
         result = face_similarity(args.reference, args.target, analyzer=analyzer, face_index=args.face_index)
         output["target"] = args.target
         output["facesim"] = result.to_dict()
-    if not args.save and not args.target:
-        raise GenfaceError("Nothing to do: give a TARGET image/video to compare, or --save PATH.")
     if args.json:
         print(json.dumps(output, indent=2))
         return 0
@@ -217,7 +332,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     import torch
 
-    from genface.identity import FaceIdentity, face_similarity
+    from genface.identity import face_similarity
     from genface.media import to_uint8
     from genface.pipelines import default_size, load_pipeline
     from genface.provenance import write_marked_video
@@ -225,13 +340,14 @@ def cmd_video(args: argparse.Namespace) -> int:
 
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
-    identity = FaceIdentity.load(args.identity) if args.identity else None
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_output(args.out, "--out", (".mp4",), [args.face, args.identity])
+    identity = _load_identity(args.identity) if args.identity else None
+    device = _device(args.device)
     started = time.perf_counter()
-    pipe = load_pipeline("video", args.model, dtype=_dtype(args.dtype))
     default = default_size("video", args.model)
-    size = {"height": args.height or default["height"], "width": args.width or default["width"]}
-    frames = args.frames or default["num_frames"]
+    given = {"height": args.height, "width": args.width, "num_frames": args.frames}
+    size = {key: default[key] if value is None else value for key, value in given.items()}
+    pipe = load_pipeline("video", args.model, dtype=_dtype(args.dtype))
     _place(pipe, args, device)
     pipe.set_attention_backend(args.attention)
     generator = torch.Generator("cpu").manual_seed(args.seed)
@@ -241,7 +357,6 @@ def cmd_video(args: argparse.Namespace) -> int:
             face_image=args.face,
             identity=identity,
             negative_prompt=args.negative_prompt,
-            num_frames=frames,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance,
             generator=generator,
@@ -298,16 +413,18 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 
     import torch
 
-    from genface.pipelines import default_size, load_pipeline
+    from genface.pipelines import MakeupPipeline, default_size, load_pipeline
     from genface.provenance import save_marked_image
     from genface.resources import explain_out_of_memory
 
-    started = time.perf_counter()
+    _check_output(args.out, "--out", IMAGE_SUFFIXES, [args.face, args.reference])
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
+    MakeupPipeline.check_regions(regions)
+    device = _device(args.device)
+    started = time.perf_counter()
+    size = default_size("makeup", args.model)["size"] if args.size is None else args.size
     pipe = load_pipeline("makeup", args.model, dtype=_dtype(args.dtype), injector=args.injector)
-    size = args.size or default_size("makeup", args.model)["size"]
-    _place(pipe, args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    pipe.check_regions(regions)
+    _place(pipe, args, device)
     with explain_out_of_memory():
         output = pipe(
             args.face,
@@ -356,14 +473,14 @@ EPILOG_TALK = """examples:
 def cmd_talk(args: argparse.Namespace) -> int:
     import time
 
-    import torch
-
     from genface.pipelines import load_pipeline
     from genface.resources import explain_out_of_memory
 
+    _check_output(args.out, "--out", (".mp4",), [args.face, args.audio])
+    device = _device(args.device)
     started = time.perf_counter()
     pipe = load_pipeline("talk", args.model, dtype=_dtype(args.dtype), vae=args.vae, audio_encoder=args.whisper)
-    _place(pipe, args, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _place(pipe, args, device)
     with explain_out_of_memory():
         output = pipe(
             args.face,
@@ -426,18 +543,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _new_folder(path: str) -> Iterator[Path]:
+    """A temporary folder beside ``path``, renamed onto it (absent or empty) only if the block succeeds."""
+    import shutil
+
+    final = Path(path).expanduser()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
+    _check_output(args.out, "OUT", (), [args.source])
     if Path(args.source).suffix not in (".pt", ".pth", ".bin", ".safetensors"):  # a MuseTalk folder or Hub id
         from genface.pipelines import TalkingFacePipeline
 
         pipe = TalkingFacePipeline.from_pretrained(args.source, vae=args.vae, audio_encoder=args.whisper)
-        pipe.save_pretrained(args.out)
+        with _new_folder(args.out) as folder:
+            pipe.save_pretrained(folder)
         print(f"converted {args.source} -> {args.out} (diffusers layout, safetensors), usable as `talk --model`")
         return 0
     from genface.models.makeup import MakeupInjector
 
     injector = MakeupInjector.from_published_checkpoint(args.source, attention_head_dim=args.attention_head_dim)
-    injector.save_pretrained(args.out)
+    with _new_folder(args.out) as folder:
+        injector.save_pretrained(folder)
     count = sum(p.numel() for p in injector.parameters())
     print(f"converted {args.source} -> {args.out} (safetensors, {count / 1e6:.1f}M parameters)")
     return 0
@@ -452,12 +587,12 @@ EPILOG_SERVE = """examples:
 def cmd_serve(args: argparse.Namespace) -> int:
     from genface.web import serve
 
-    serve(args.model, args.host, args.port, args.device, args.concurrency)
+    serve(args.model, args.host, args.port, args.device and _device(args.device), args.concurrency)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genface", description="Generative face video and face editing.")
+    parser = _Parser(prog="genface", description="Generative face video and face editing.")
     parser.add_argument("--version", action="version", version=f"genface {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -475,7 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     ident.add_argument("reference", nargs="?", help="reference face image")
     ident.add_argument("target", nargs="?", help="image or video to compare with the reference")
     ident.add_argument("--save", metavar="PATH", help="save the reference's FaceIdentity (.safetensors)")
-    ident.add_argument("--face-index", type=int, default=None, help="which face in the reference (0 = largest)")
+    ident.add_argument(
+        "--face-index", type=FACE_INDEX, default=None, help="which face in the reference (0 = largest; up to 999)"
+    )
     ident.add_argument("--backend", default="auto", choices=["auto", "insightface", "dlib"], help="face engine")
     ident.add_argument("--weights", metavar="DIR", default=None, help="folder of the face engine's weights")
     ident.add_argument("--demo", action="store_true", help="run on the sample photos of installed packages")
@@ -492,16 +629,18 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--identity", metavar="PATH", help="a FaceIdentity saved with `genface identity --save`")
     video.add_argument("--prompt", required=True, help="what the video shows")
     video.add_argument("--negative-prompt", default=None)
-    video.add_argument("--out", required=True, help="output .mp4 (written whole or not at all)")
+    video.add_argument("--out", required=True, help="output .mp4, not an input (written whole or not at all)")
     video.add_argument("--model", default="BestWishYsh/ConsisID-preview", help="Hub id, local folder, or 'tiny'")
-    video.add_argument("--steps", type=int, default=50, help="denoising steps (default 50)")
-    video.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (default 6)")
-    video.add_argument("--seed", type=int, default=42)
-    video.add_argument("--frames", type=int, default=None, help="4k+1 frames (default 49)")
-    video.add_argument("--height", type=int, default=None, help="default 480")
-    video.add_argument("--width", type=int, default=None, help="default 720")
-    video.add_argument("--fps", type=float, default=8.0, help="frame rate of the mp4 (ConsisID: 8)")
-    video.add_argument("--face-index", type=int, default=None, help="which face in the photo (0 = largest)")
+    video.add_argument("--steps", type=STEPS, default=50, help="denoising steps, 1-1000 (default 50)")
+    video.add_argument("--guidance", type=GUIDANCE, default=6.0, help="classifier-free guidance, 0-50 (default 6)")
+    video.add_argument("--seed", type=SEED, default=42, help="random seed, 0 to 2^63-1 (default 42)")
+    video.add_argument("--frames", type=FRAMES, default=None, help="4k+1 frames, 1-257 (default 49)")
+    video.add_argument("--height", type=VIDEO_SIDE, default=None, help="multiple of 16, 16-2048 (default 480)")
+    video.add_argument("--width", type=VIDEO_SIDE, default=None, help="multiple of 16, 16-2048 (default 720)")
+    video.add_argument("--fps", type=FPS, default=8.0, help="frame rate of the mp4, 1-120 (ConsisID: 8)")
+    video.add_argument(
+        "--face-index", type=FACE_INDEX, default=None, help="which face in the photo (0 = largest; up to 999)"
+    )
     video.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     _add_dtype(video, "bf16")
     _add_low_memory(video)
@@ -520,18 +659,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     makeup.add_argument("--face", required=True, help="photo of the person to make up")
     makeup.add_argument("--reference", required=True, help="photo of a made-up face")
-    makeup.add_argument("--out", required=True, help="output image (.png, .jpg, .webp)")
-    makeup.add_argument("--strength", type=float, default=1.0, help="reference strength (0: no reference)")
+    makeup.add_argument("--out", required=True, help="output image (.png, .jpg, .webp), not an input")
+    makeup.add_argument(
+        "--strength", type=_number(float, 0, 2), default=1.0, help="reference strength, 0-2 (0: no reference)"
+    )
     makeup.add_argument("--regions", default=None, help="comma-separated regions to change: lips,eyes,skin,brows,...")
     makeup.add_argument(
         "--model", default="black-forest-labs/FLUX.1-Kontext-dev", help="Kontext Hub id, folder, or 'tiny'"
     )
     makeup.add_argument("--injector", default="qihoo360/FLUX-Makeup", help="injector Hub id or folder")
-    makeup.add_argument("--steps", type=int, default=28)
-    makeup.add_argument("--guidance", type=float, default=2.5)
-    makeup.add_argument("--seed", type=int, default=42)
-    makeup.add_argument("--size", type=int, default=None, help="working resolution of the face crop (default 1024)")
-    makeup.add_argument("--face-index", type=int, default=None, help="which face in --face (0 = largest)")
+    makeup.add_argument("--steps", type=STEPS, default=28, help="denoising steps, 1-1000")
+    makeup.add_argument("--guidance", type=GUIDANCE, default=2.5, help="guidance, 0-50 (default 2.5)")
+    makeup.add_argument("--seed", type=SEED, default=42, help="random seed, 0 to 2^63-1 (default 42)")
+    makeup.add_argument(
+        "--size", type=_number(int, 16, 2048), default=None,
+        help="working resolution of the face crop, 16-2048 (default 1024)",
+    )  # fmt: skip
+    makeup.add_argument(
+        "--face-index", type=FACE_INDEX, default=None, help="which face in --face (0 = largest; up to 999)"
+    )
     makeup.add_argument("--device", default=None)
     _add_dtype(makeup, "bf16")
     _add_low_memory(makeup)
@@ -546,13 +692,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     talk.add_argument("--face", required=True, help="video to dub, or a photo")
     talk.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, or a video's audio track)")
-    talk.add_argument("--out", required=True, help="output .mp4 with the speech (written whole or not at all)")
+    talk.add_argument(
+        "--out", required=True, help="output .mp4 with the speech, not an input (written whole or not at all)"
+    )
     talk.add_argument("--model", default="TMElyralab/MuseTalk", help="Hub id, local folder, or 'tiny'")
     talk.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="VAE Hub id or folder")
     talk.add_argument("--whisper", default="openai/whisper-tiny", help="Whisper Hub id or folder")
-    talk.add_argument("--fps", type=float, default=None, help="frame rate (default: the video's, or 25 for a photo)")
-    talk.add_argument("--batch-size", type=int, default=8, help="frames per UNet call (default 8)")
-    talk.add_argument("--face-index", type=int, default=None, help="which face to follow (0 = largest)")
+    talk.add_argument(
+        "--fps", type=FPS, default=None, help="frame rate, 1-120 (default: the video's, or 25 for a photo)"
+    )
+    talk.add_argument(
+        "--batch-size", type=_number(int, 1, 256), default=8, help="frames per UNet call, 1-256 (default 8)"
+    )
+    talk.add_argument(
+        "--face-index", type=FACE_INDEX, default=None, help="which face to follow (0 = largest; up to 999)"
+    )
     talk.add_argument("--device", default=None)
     _add_dtype(talk, "fp16")
     _add_low_memory(talk)
@@ -567,8 +721,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = sub.add_parser("convert", help="convert published .pt/.pth weights to safetensors folders, once")
     convert.add_argument("source", help="FLUX-Makeup's checkpoint.pt, or MuseTalk (Hub id or folder with musetalkV15/)")
-    convert.add_argument("out", help="output folder, usable as makeup --injector or talk --model")
-    convert.add_argument("--attention-head-dim", type=int, default=128, help="makeup: FLUX's head size (128)")
+    convert.add_argument(
+        "out", help="new (or empty) output folder, usable as makeup --injector or talk --model; written whole or not"
+    )
+    convert.add_argument(
+        "--attention-head-dim", type=_number(int, 1, 1024), default=128, help="makeup: FLUX's head size (128)"
+    )
     convert.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
     convert.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
     convert.set_defaults(func=cmd_convert)
@@ -581,20 +739,86 @@ def build_parser() -> argparse.ArgumentParser:
     )
     web.add_argument("--model", default="hub", choices=["hub", "tiny"], help="published weights, or tiny offline")
     web.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
-    web.add_argument("--port", type=int, default=7860)
+    web.add_argument("--port", type=_number(int, 1, 65535), default=7860, help="1-65535 (default 7860)")
     web.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
-    web.add_argument("--concurrency", type=int, default=1, help="jobs run at once; the rest wait in the queue")
+    web.add_argument(
+        "--concurrency", type=_number(int, 1, 64), default=1, help="jobs run at once, 1-64; the rest wait in the queue"
+    )
     web.set_defaults(func=cmd_serve)
     return parser
+
+
+class Stopped(BaseException):
+    """A termination signal (SIGTERM, SIGHUP) arrived: raised so that every cleanup runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGINT raises KeyboardInterrupt and SIGTERM / SIGHUP raise
+    :class:`Stopped`, so partial outputs are removed as on any error; signals after the first are ignored while
+    that cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    previous = {sig: signal.signal(sig, handler) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can cause or fix outside genface: files and permissions, full disks, memory, corrupt
+    safetensors or media."""
+    import av
+    from safetensors import SafetensorError
+
+    return (GenfaceError, OSError, MemoryError, SafetensorError, av.FFmpegError)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        return args.func(args)
-    except GenfaceError as exc:
-        print(f"genface: error: {exc}", file=sys.stderr)
+        with _signals_raise():
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("genface: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except Stopped as exc:
+        print(f"genface: stopped by {exc}; no partial output was left", file=sys.stderr)
+        return 128 + exc.signum
+    except _expected_errors() as exc:
+        logger.info("the error below came from here:", exc_info=True)  # shown with -v
+        message = str(exc) if isinstance(exc, GenfaceError) else f"{type(exc).__name__}: {exc}"
+        print(f"genface: error: {_one_line(message)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(
+            f"genface: unexpected error ({type(exc).__name__}: {_one_line(str(exc))}); run again with -v for the "
+            "traceback, and please report it",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -4,7 +4,9 @@ helpful message, or the documented graceful behaviour (marked OK)."""
 from __future__ import annotations
 
 import io
+import os
 import pickle
+import re
 import struct
 import wave
 import zlib
@@ -707,3 +709,132 @@ def test_any_channel_count_is_mixed_down(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
 
+
+# --- command line -------------------------------------------------------------------------------------
+
+_VIDEO = "video --model tiny --prompt p --face {t}/face.png --out {t}/out.mp4"
+_IDENTITY_VIDEO = "video --model tiny --prompt p --out {t}/out.mp4 --identity"
+_MAKEUP = "makeup --model tiny --face {t}/face.png --reference {t}/face.png --out {t}/out.png"
+_TALK = "talk --model tiny --face {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
+# name: (command line, {t} the folder of inputs, {locked} an unwritable one), exit code, what the one line says
+CLI_ERRORS = {
+    "huge --steps": (f"{_VIDEO} --steps 100001", 2, "--steps: must be from 1 to 1000, got 100001"),
+    "0 --steps": (f"{_MAKEUP} --steps 0", 2, "--steps: must be from 1"),
+    "--steps not a number": (f"{_VIDEO} --steps ten", 2, "'ten' is not an integer"),
+    "NaN --guidance": (f"{_VIDEO} --guidance nan", 2, "--guidance: must be from 0.0 to 50.0, got nan"),
+    "infinite --guidance": (f"{_MAKEUP} --guidance inf", 2, "--guidance: must be"),
+    "negative --guidance": (f"{_MAKEUP} --guidance -1", 2, "--guidance: must be"),
+    "NaN --strength": (f"{_MAKEUP} --strength nan", 2, "--strength: must be from 0.0 to 2.0"),
+    "huge --strength": (f"{_MAKEUP} --strength 1e9", 2, "--strength: must be"),
+    "0 --frames": (f"{_VIDEO} --frames 0", 2, "--frames: must be from 1 to 257, got 0"),
+    "huge --frames": (f"{_VIDEO} --frames 100001", 2, "--frames: must be"),
+    "0 --height": (f"{_VIDEO} --height 0", 2, "--height: must be from 16"),
+    "0 --width": (f"{_VIDEO} --width 0", 2, "--width: must be from 16"),
+    "huge --width": (f"{_VIDEO} --width 100000", 2, "--width: must be"),
+    "huge video --fps": (f"{_VIDEO} --fps 1000", 2, "--fps: must be from 1.0 to 120.0"),
+    "NaN video --fps": (f"{_VIDEO} --fps nan", 2, "--fps: must be"),
+    "huge talk --fps": (f"{_TALK} --fps 1000", 2, "--fps: must be"),
+    "0 talk --fps": (f"{_TALK} --fps 0", 2, "--fps: must be"),
+    "negative --seed": (f"{_VIDEO} --seed -1", 2, "--seed: must be from 0"),
+    "--seed over 64 bits": (f"{_MAKEUP} --seed {2**64}", 2, "--seed: must be"),
+    "0 --size": (f"{_MAKEUP} --size 0", 2, "--size: must be from 16 to 2048"),
+    "0 --batch-size": (f"{_TALK} --batch-size 0", 2, "--batch-size: must be from 1 to 256"),
+    "huge --batch-size": (f"{_TALK} --batch-size 100000", 2, "--batch-size: must be"),
+    "negative --face-index": (f"{_VIDEO} --face-index -1", 2, "--face-index: must be from 0 to 999"),
+    "identity: huge --face-index": ("identity {t}/face.png --save {t}/me.safetensors --face-index 5000", 2, "999"),
+    "0 --port": ("serve --model tiny --port 0", 2, "--port: must be from 1 to 65535"),
+    "huge --port": ("serve --model tiny --port 70000", 2, "--port: must be"),
+    "0 --concurrency": ("serve --model tiny --concurrency 0", 2, "--concurrency: must be from 1 to 64"),
+    "0 --attention-head-dim": ("convert {t}/c.pt {t}/new --attention-head-dim 0", 2, "--attention-head-dim"),
+    "unknown option": (f"{_VIDEO} --colour red", 2, "unrecognized arguments: --colour red"),
+    "--out is a folder": ("video --model tiny --prompt p --face {t}/face.png --out {t}/folder.mp4", 1, "is a folder"),
+    "--out without extension": ("video --model tiny --prompt p --face {t}/face.png --out {t}", 1, r"end in \.mp4"),
+    "video --out .avi": ("video --model tiny --prompt p --face {t}/face.png --out {t}/o.avi", 1, r"end in \.mp4"),
+    "makeup --out .txt": (f"{_MAKEUP} --out {{t}}/o.txt", 1, r"end in \.png or \.jpg or \.jpeg or \.webp"),
+    "makeup --out is --face": (f"{_MAKEUP} --out {{t}}/face.png", 1, "is also an input"),
+    "talk --out is --face": (f"{_TALK} --face {{t}}/clip.mp4 --out {{t}}/./clip.mp4", 1, "is also an input"),
+    "talk --out is --audio": (f"{_TALK} --out {{t}}/speech.wav", 1, r"end in \.mp4"),
+    "--out under a file": (f"{_VIDEO} --out {{t}}/face.png/out.mp4", 1, "face.png is a file, not a folder"),
+    "--out in an unwritable folder": (f"{_TALK} --out {{locked}}/new/out.mp4", 1, "cannot write in"),
+    "identity --save is a folder": ("identity {t}/face.png --save {t}", 1, r"end in \.safetensors"),
+    "identity --save .txt": ("identity {t}/face.png --save {t}/id.txt", 1, r"end in \.safetensors"),
+    "identity --save under a file": ("identity {t}/face.png --save {t}/face.png/id.safetensors", 1, "not a folder"),
+    "convert into a file": ("convert {t}/c.pt {t}/face.png", 1, "exists and is not an empty folder"),
+    "convert into a full folder": ("convert {t}/c.pt {t}", 1, "exists and is not an empty folder"),
+    "convert onto its source": ("convert {t}/musetalk {t}/musetalk", 1, "also an input"),
+    "--device nonsense": (f"{_VIDEO} --device toaster", 1, "'toaster' is not a device name"),
+    "--device missing GPU": (f"{_TALK} --device cuda:7", 1, "CUDA device"),
+    "--regions unknown": (f"{_MAKEUP} --regions lips,nails", 1, r"Unknown face regions \['nails'\]"),
+    "identity: truncated": (f"{_IDENTITY_VIDEO} {{t}}/cut.safetensors", 1, "not a safetensors file"),
+    "identity: an image": (f"{_IDENTITY_VIDEO} {{t}}/face.png", 1, "not a safetensors file"),
+    "identity: missing": (f"{_IDENTITY_VIDEO} {{t}}/none.safetensors", 1, "Identity file not found"),
+    "identity: metadata damaged": (f"{_IDENTITY_VIDEO} {{t}}/no_score.safetensors", 1, "damaged FaceIdentity"),
+    "identity: NaN embedding": (f"{_IDENTITY_VIDEO} {{t}}/nan.safetensors", 1, "damaged FaceIdentity"),
+    "identity: 2-d crop": (f"{_IDENTITY_VIDEO} {{t}}/flat.safetensors", 1, "damaged FaceIdentity"),
+}
+
+
+@pytest.fixture(scope="module")
+def cli_inputs(tmp_path_factory: pytest.TempPathFactory, dlib_analyzer) -> Path:
+    """Every input the command-line cases read, in one folder."""
+    import dataclasses
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from genface.identity import IdentityEncoder
+
+    t = tmp_path_factory.mktemp("cli")
+    _write(t / "face.png", sample_path("astronaut").read_bytes())
+    _wav(t / "speech.wav", _tone(16000, 0.3), 16000)
+    write_video(t / "clip.mp4", np.zeros((2, 32, 32, 3), np.uint8))
+    _write(t / "c.pt", b"")
+    (t / "folder.mp4").mkdir()
+    (t / "musetalk").mkdir()
+    identity = IdentityEncoder(dlib_analyzer).encode(t / "face.png")
+    data = identity.save(t / "id.safetensors").read_bytes()
+    _write(t / "cut.safetensors", data[: len(data) // 2])
+    meta = json.loads(_identity_meta(t / "id.safetensors"))
+    del meta["score"]
+    save_file(load_file(t / "id.safetensors"), t / "no_score.safetensors", metadata={"genface": json.dumps(meta)})
+    dataclasses.replace(identity, recognition=identity.recognition * np.nan).save(t / "nan.safetensors")
+    dataclasses.replace(identity, crop=identity.crop[..., 0]).save(t / "flat.safetensors")
+    (t / "locked").mkdir(mode=0o500)
+    return t
+
+
+def _identity_meta(path: Path) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        return handle.metadata()["genface"]
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"/" for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize(("name", "case"), CLI_ERRORS.items(), ids=list(CLI_ERRORS))
+def test_cli_errors(cli_inputs: Path, monkeypatch, capsys, name: str, case) -> None:
+    """One line on stderr and the exit code, before any model work; no file left behind, no input changed."""
+    import shlex
+
+    import genface.identity
+    import genface.pipelines
+    from genface.cli import main
+
+    line, code, message = case
+    # root writes anywhere but where the kernel refuses files
+    locked = "/sys" if os.geteuid() == 0 else cli_inputs / "locked"
+    argv = shlex.split(line.format(t=cli_inputs, locked=locked))
+    monkeypatch.setattr(genface.pipelines, "load_pipeline", lambda *a, **k: pytest.fail("model work started"))
+    monkeypatch.setattr(genface.identity, "FaceAnalyzer", lambda *a, **k: pytest.fail("model work started"))
+    before = _snapshot(cli_inputs)
+    try:
+        exit_code = main(argv)
+    except SystemExit as exc:
+        exit_code = exc.code
+    err = capsys.readouterr().err
+    assert exit_code == code and err.count("\n") == 1 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    assert _snapshot(cli_inputs) == before

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -78,5 +81,40 @@ def test_every_generating_job_takes_the_same_device_options(job: str, capsys, tm
         pytest.skip("offloading is refused only where there is no GPU")
     inputs = {"video": ["--face", "f.jpg", "--prompt", "p"], "makeup": ["--face", "f.jpg", "--reference", "r.jpg"],
               "talk": ["--face", "f.jpg", "--audio", "a.wav"]}[job]  # fmt: skip
-    code = main([job, "--model", "tiny", *inputs, "--out", str(tmp_path / "o"), "--low-memory"])
+    out = tmp_path / ("o.png" if job == "makeup" else "o.mp4")
+    code = main([job, "--model", "tiny", *inputs, "--out", str(out), "--low-memory"])
     assert code == 1 and "--low-memory offloads to a GPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "message"),
+    [(signal.SIGINT, 130, "genface: interrupted"), (signal.SIGTERM, 143, "genface: stopped by SIGTERM")],
+    ids=["Ctrl-C", "SIGTERM"],
+)
+def test_a_signal_leaves_no_partial_output(tmp_path: Path, astronaut, signum: int, code: int, message: str) -> None:
+    """Stopped while the video is being written: one line, exit code 128 + signal, and no file left behind."""
+    work = tmp_path / "work"
+    face = save_image(astronaut, work / "me.png")
+    with wave.open(str(work / "speech.wav"), "wb") as handle:  # 8 s of tone: rendering takes a while
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes((np.sin(np.arange(8 * 16000) / 10) * 9000).astype("<i2").tobytes())
+    before = sorted(work.iterdir())
+    command = ["talk", "--model", "tiny", "--face", str(face), "--audio", str(work / "speech.wav"), "--no-metrics"]
+    with open(tmp_path / "stderr.txt", "w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "genface", *command, "--out", str(work / "out.mp4")], stderr=err
+        )
+        try:
+            while not list(work.glob(".out.*.partial.mp4")):
+                assert process.poll() is None, "the run ended before it started writing"
+                time.sleep(0.05)
+            process.send_signal(signum)
+            assert process.wait() == code
+        finally:
+            process.kill()
+        err.seek(0)
+        text = err.read()
+    assert text.splitlines()[-1].startswith(message) and "Traceback" not in text, text
+    assert sorted(work.iterdir()) == before
