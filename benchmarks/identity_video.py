@@ -78,6 +78,36 @@ def random_identity(id_dim: int, clip_dim: int, scales: int, vit_dim: int, token
     )  # fmt: skip
 
 
+def contenders(scale: str, device: str) -> tuple[Any, Any, Any, dict[str, Any], dict[str, Any]]:
+    """genface's pipeline and diffusers' ConsisIDPipeline on the same modules at ``scale``, a random identity,
+    the call's size, and the keyword arguments that give diffusers' pipeline the same identity conditions."""
+    from diffusers import ConsisIDPipeline
+
+    from genface.pipelines import IdentityVideoPipeline
+    from genface.pipelines.identity_video import tiny
+
+    if scale == "tiny":
+        components = tiny.tiny_components(id_dim=512 + 32, vit_dim=64, num_scales=1)
+        size = dict(height=tiny.TINY_HEIGHT, width=tiny.TINY_WIDTH, num_frames=tiny.TINY_FRAMES)
+        identity = random_identity(512 + 32, 32, 1, 64, 17)
+    else:
+        components = full_components(torch.bfloat16)
+        size = dict(height=480, width=720, num_frames=49)
+        identity = random_identity(1280, 768, 5, 1024, 577)
+    ours = IdentityVideoPipeline(**components).to(device)
+    reference = ConsisIDPipeline(**components).to(device)
+    for pipe in (ours, reference):
+        pipe.set_progress_bar_config(disable=True)
+    image, id_cond, id_vit_hidden, kps = ours.identity_conditions(
+        identity, torch.device(device), ours.transformer.dtype
+    )
+    conditions = dict(
+        image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps, use_dynamic_cfg=True,
+        max_sequence_length=ours.transformer.config.max_text_seq_length,
+    )  # fmt: skip
+    return ours, reference, identity, size, conditions
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
@@ -88,37 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--approximate", action="store_true", help="also time the cache hooks (approximate mode)")
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    from diffusers import ConsisIDPipeline
-
     from genface.pipelines import IdentityVideoPipeline
-    from genface.pipelines.identity_video import tiny
 
-    if args.scale == "tiny":
-        components = tiny.tiny_components(id_dim=512 + 32, vit_dim=64, num_scales=1)
-        size = dict(height=tiny.TINY_HEIGHT, width=tiny.TINY_WIDTH, num_frames=tiny.TINY_FRAMES)
-        identity = random_identity(512 + 32, 32, 1, 64, 17)
-        steps = args.steps or 4
-    else:
-        components = full_components(torch.bfloat16)
-        size = dict(height=480, width=720, num_frames=49)
-        identity = random_identity(1280, 768, 5, 1024, 577)
-        steps = args.steps or 50
-    ours = IdentityVideoPipeline(**components).to(args.device)
-    reference = ConsisIDPipeline(**components).to(args.device)
-    for pipe in (ours, reference):
-        pipe.set_progress_bar_config(disable=True)
-    image, id_cond, id_vit_hidden, kps = ours.identity_conditions(
-        identity, torch.device(args.device), ours.transformer.dtype
-    )
+    ours, reference, identity, size, conditions = contenders(args.scale, args.device)
+    steps = args.steps or (4 if args.scale == "tiny" else 50)
     common = dict(prompt="a person smiling", num_inference_steps=steps, output_type="np", **size)
     runs = {
         "genface": lambda: ours(identity=identity, generator=torch.Generator().manual_seed(0), **common),
-        "diffusers": lambda: reference(
-            image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps, use_dynamic_cfg=True,
-            max_sequence_length=ours.transformer.config.max_text_seq_length,
-            generator=torch.Generator().manual_seed(0), **common,
-        ),
-    }  # fmt: skip
+        "diffusers": lambda: reference(generator=torch.Generator().manual_seed(0), **conditions, **common),
+    }
     timings = time_alternating(runs, args.repeats, args.device)
     flops = transformer_flops_per_step(ours, size["height"], size["width"], size["num_frames"], cfg=True) * steps
     base = timings.median("diffusers")
@@ -140,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_modes and args.device.startswith("cuda"):
         rows = []
         for mode in ("model", "group", "sequential"):
-            pipe = IdentityVideoPipeline(**{k: v.to("cpu") if hasattr(v, "to") else v for k, v in components.items()})
+            pipe = IdentityVideoPipeline(
+                **{k: v.to("cpu") if hasattr(v, "to") else v for k, v in ours.components.items()}
+            )
             pipe.set_progress_bar_config(disable=True)
             pipe.enable_low_memory(mode)
             torch.cuda.empty_cache()

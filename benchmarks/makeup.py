@@ -59,6 +59,36 @@ def full_components(device: str) -> dict[str, Any]:
     return {**parts, "injector": injector}
 
 
+def contenders(scale: str, device: str) -> tuple[Any, Any, int]:
+    """genface's MakeupPipeline and diffusers' FluxKontextPipeline on the same modules (the reference gets the
+    injector's processors through ours), and the working size."""
+    from diffusers import FluxKontextPipeline
+
+    from genface.pipelines import MakeupPipeline
+    from genface.pipelines.makeup import tiny
+
+    if scale == "tiny":
+        components, size = {**tiny.tiny_components(), "injector": tiny.tiny_injector()}, tiny.TINY_SIZE
+    else:
+        components, size = full_components(device), 1024
+    injector = components.pop("injector")
+    ours = MakeupPipeline(**components, injector=injector).to(device)
+    reference = FluxKontextPipeline(**components).to(device)  # the same modules: processors swapped by ours
+    for pipe in (ours, reference):
+        pipe.set_progress_bar_config(disable=True)
+    return ours, reference, size
+
+
+def reference_inputs(ours: Any, source: np.ndarray, makeup: np.ndarray, size: int) -> dict[str, Any]:
+    """FluxKontextPipeline's arguments for the edit ``ours.edit(source, makeup, size=size)`` makes."""
+    from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
+
+    return dict(
+        image=PIL.Image.fromarray(source), prompt=DEFAULT_PROMPT, height=size, width=size, max_area=size * size,
+        _auto_resize=False, joint_attention_kwargs=ours.reference_conditions(makeup, size, 1.0), output_type="np",
+    )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
@@ -67,25 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-    from diffusers import FluxKontextPipeline
-
-    from genface.pipelines import MakeupPipeline
-    from genface.pipelines.makeup import tiny
-    from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
-
     if args.scale == "full" and not args.device.startswith("cuda"):
         raise SystemExit("--scale full builds FLUX.1 Kontext's 12B transformer: run it on a CUDA device.")
-    if args.scale == "tiny":
-        components = {**tiny.tiny_components(), "injector": tiny.tiny_injector()}
-        size, steps = tiny.TINY_SIZE, args.steps or 4
-    else:
-        components = full_components(args.device)
-        size, steps = 1024, args.steps or 28
-    injector = components.pop("injector")
-    ours = MakeupPipeline(**components, injector=injector).to(args.device)
-    reference = FluxKontextPipeline(**components).to(args.device)  # the same modules: processors swapped by ours
-    for pipe in (ours, reference):
-        pipe.set_progress_bar_config(disable=True)
+    ours, reference, size = contenders(args.scale, args.device)
+    steps = args.steps or (4 if args.scale == "tiny" else 28)
     rng = np.random.default_rng(0)
     source, makeup = (rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2))
     conditions = ours.reference_conditions(makeup, size, 1.0)
@@ -93,11 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     runs = {
         "genface": lambda: ours.edit(source, makeup, size=size, generator=torch.Generator().manual_seed(0), **common),
         "diffusers + processor swap": lambda: reference(
-            image=PIL.Image.fromarray(source), prompt=DEFAULT_PROMPT, height=size, width=size, max_area=size * size,
-            _auto_resize=False, joint_attention_kwargs=ours.reference_conditions(makeup, size, 1.0),
-            generator=torch.Generator().manual_seed(0), output_type="np", **common,
+            **reference_inputs(ours, source, makeup, size), generator=torch.Generator().manual_seed(0), **common
         ),
-    }  # fmt: skip
+    }
     timings = time_alternating(runs, args.repeats, args.device)
     image_tokens = (size // ours.vae_scale_factor // 2) ** 2
     text_tokens = 512

@@ -19,6 +19,7 @@ genface's vectorised one (identical pixels), at 256x256 and 512x512.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,56 @@ def model_flops_per_frame(pipe: Any, crops: np.ndarray, windows: torch.Tensor) -
     return float(counter.get_total_flops())
 
 
+def contenders(
+    scale: str, device: str, frames: int | None = None, batch_size: int = 8, face_analyzer: Any = None
+) -> tuple[dict[str, Callable[[], object]], int, float, torch.dtype]:
+    """The timed runs (diffusers loop, genface's model path, genface end to end) on the same weights, crops and
+    speech; the frame count, the model FLOPs per frame and the dtype. ``face_analyzer`` defaults to
+    ``FaceAnalyzer("auto")``."""
+    from genface.identity import BiSeNet, FaceAnalyzer, FaceParser
+    from genface.media import load_image
+    from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures
+    from genface.pipelines import TalkingFacePipeline
+    from genface.pipelines.talking_face import tiny
+    from genface.samples import sample_path
+
+    cuda = device.startswith("cuda")
+    dtype = torch.float16 if cuda and scale == "full" else torch.float32
+    frames = frames or (8 if scale == "full" and not cuda else 32)
+    components = tiny.tiny_components() if scale == "tiny" else full_components(device, dtype)
+    torch.manual_seed(0)
+    analyzer = face_analyzer or FaceAnalyzer("auto")
+    pipe = TalkingFacePipeline(**components, face_analyzer=analyzer, face_parser=FaceParser(BiSeNet()))
+    pipe.to(device)
+    pipe.face_parser.model.to(device)
+    pipe.set_progress_bar_config(disable=True)
+
+    photo = load_image(sample_path("astronaut"))
+    clip = np.stack([np.roll(photo, i % 5, axis=1) for i in range(frames)])
+    seconds = frames / 25
+    t = np.arange(int(seconds * 16000)) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, 25.0)
+    features = windows(0, frames).to(device, dtype)
+    crops = np.stack([photo[40:296, 100:356]] * frames)  # any 256x256 face crops: the cost is the same
+    pixels = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).to(dtype) / 127.5 - 1
+    batches = range(0, frames, batch_size)
+
+    runs = {
+        "diffusers loop": lambda: [
+            diffusers_loop(pipe.unet, pipe.vae, pixels[i : i + batch_size], features[i : i + batch_size])
+            for i in batches
+        ],
+        "genface model path": lambda: [
+            pipe.render(pipe.encode_crops(crops[i : i + batch_size]), features[i : i + batch_size]) for i in batches
+        ],
+        "genface end to end": lambda: pipe(
+            clip, speech, audio_rate=16000, fps=25, batch_size=batch_size, measure=False
+        ),
+    }
+    return runs, frames, model_flops_per_frame(pipe, crops, features), dtype
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
@@ -110,50 +161,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
-
-    from genface.identity import BiSeNet, FaceAnalyzer, FaceParser
     from genface.media import load_image
-    from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures
-    from genface.pipelines import TalkingFacePipeline
-    from genface.pipelines.talking_face import tiny
     from genface.samples import sample_path
 
-    cuda = args.device.startswith("cuda")
-    dtype = torch.float16 if cuda and args.scale == "full" else torch.float32
-    frames = args.frames or (8 if args.scale == "full" and not cuda else 32)
-    components = tiny.tiny_components() if args.scale == "tiny" else full_components(args.device, dtype)
-    torch.manual_seed(0)
-    pipe = TalkingFacePipeline(**components, face_analyzer=FaceAnalyzer("auto"), face_parser=FaceParser(BiSeNet()))
-    pipe.to(args.device)
-    pipe.face_parser.model.to(args.device)
-    pipe.set_progress_bar_config(disable=True)
-
-    photo = load_image(sample_path("astronaut"))
-    clip = np.stack([np.roll(photo, i % 5, axis=1) for i in range(frames)])
-    seconds = frames / 25
-    t = np.arange(int(seconds * 16000)) / 16000
-    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-    windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, 25.0)
-    features = windows(0, frames).to(args.device, dtype)
-    crops = np.stack([photo[40:296, 100:356]] * frames)  # any 256x256 face crops: the cost is the same
-    pixels = torch.from_numpy(crops).to(args.device).permute(0, 3, 1, 2).to(dtype) / 127.5 - 1
-    batches = range(0, frames, args.batch_size)
-
-    runs = {
-        "diffusers loop": lambda: [
-            diffusers_loop(pipe.unet, pipe.vae, pixels[i : i + args.batch_size], features[i : i + args.batch_size])
-            for i in batches
-        ],
-        "genface model path": lambda: [
-            pipe.render(pipe.encode_crops(crops[i : i + args.batch_size]), features[i : i + args.batch_size])
-            for i in batches
-        ],
-        "genface end to end": lambda: pipe(
-            clip, speech, audio_rate=16000, fps=25, batch_size=args.batch_size, measure=False
-        ),
-    }
+    runs, frames, flops, dtype = contenders(args.scale, args.device, args.frames, args.batch_size)
     timings = time_alternating(runs, args.repeats, args.device)
-    flops = model_flops_per_frame(pipe, crops, features)
     base = timings.median("diffusers loop")
     rows = []
     for name in runs:
@@ -168,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     body = f"Model FLOPs per frame: {flops:.3e}\n\n" + markdown_table(header, rows)
     report(title, body, args.record)
+    photo = load_image(sample_path("astronaut"))
     report("watermark per frame (invisible-watermark's encoder vs genface's)", watermark_table(photo), args.record)
 
 

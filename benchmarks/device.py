@@ -1,0 +1,369 @@
+"""The device run: the GPU figures genface records, in one command sized for one call on a lent H100/H200.
+
+    python -m benchmarks.device [--scale full|tiny] [--device cuda|cpu] [--out DIR] [--budget-s S]
+                                [--sections attention,video,makeup,talk,memory]
+
+With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
+section by section, each within what is left of ``--budget-s``:
+
+- ``attention``: scaled-dot-product attention at ConsisID's and FLUX's shapes with each exact kernel PyTorch
+  offers (flash, efficient, cuDNN, math): milliseconds and TFLOP/s.
+- ``video``: identity video, genface against diffusers' ConsisIDPipeline on the same modules: seconds per
+  denoising step (median over the timed steps after warm-up steps), the preparation before the first step
+  (prompt and identity conditions) and the decoding after the last, timed on their own, and the 50-step
+  end-to-end figure extrapolated from them.
+- ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (28 steps).
+- ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
+  diffusers loop (256x256 crops).
+- ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
+
+After every section it writes ``<out>/<date>-<device>.json`` (``{"device", "date", "versions", "rows": [...]}``,
+each row ``{"pipeline", "contender", "mode", "seconds", "fps", "peak_gib", "time_vs_reference", ...}``, plus
+``attention`` and ``skipped``) and the same tables as Markdown beside it, so a run cut short keeps what it
+measured. ``--scale tiny --device cpu`` runs every section in seconds (the test suite does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.harness import device_line, markdown_table
+
+SECTIONS = ("attention", "video", "makeup", "talk", "memory")
+RESULTS_DIR = Path(__file__).with_name("results")
+#: (batch, heads, tokens, head size): ConsisID at 49x480x720 with CFG; FLUX.1 Kontext at 1024x1024.
+ATTENTION_SHAPES = {
+    "full": {"consisid": (2, 48, 17776, 64), "flux-kontext": (1, 24, 8704, 128)},
+    "tiny": {"consisid": (2, 2, 256, 16), "flux-kontext": (1, 2, 128, 32)},
+}
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+class StepClock:
+    """A ``callback_on_step_end`` that notes when each denoising step ends (after synchronising the device)."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.start = self.end = 0.0
+        self.ends: list[float] = []
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        _sync(self.device)
+        self.ends.append(time.perf_counter())
+        return tensors
+
+    def run(self, call: Callable[[Any], object]) -> StepClock:
+        """Time ``call(self)`` (which passes this clock as the pipeline's ``callback_on_step_end``)."""
+        self.ends.clear()
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        _sync(self.device)
+        self.start = time.perf_counter()
+        call(self)
+        _sync(self.device)
+        self.end = time.perf_counter()
+        return self
+
+    def split(self, warmup: int) -> dict[str, float]:
+        """Seconds per step (median of the steps after ``warmup``), before the first step and after the last."""
+        steps = [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)][max(warmup - 1, 0) :]
+        per_step = statistics.median(steps)
+        return {
+            "per_step": per_step,
+            "before": max(self.ends[0] - self.start - per_step, 0.0),
+            "after": self.end - self.ends[-1],
+        }
+
+
+def _peak_gib(device: str) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def attention(scale: str, device: str, repeats: int = 10) -> list[dict[str, Any]]:
+    """Milliseconds and TFLOP/s of each exact SDPA kernel at the pipelines' attention shapes."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    backends = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "math": SDPBackend.MATH,
+    }
+    rows = []
+    for model, (batch, heads, tokens, dim) in ATTENTION_SHAPES[scale].items():
+        q, k, v = (torch.randn(batch, heads, tokens, dim, device=device, dtype=dtype) for _ in range(3))
+        flops = 4 * batch * heads * tokens**2 * dim
+        for name, backend in backends.items():
+            row: dict[str, Any] = {"model": model, "shape": [batch, heads, tokens, dim], "kernel": name, "ms": None}
+            try:
+                with sdpa_kernel(backend):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                    _sync(device)
+                    start = time.perf_counter()
+                    for _ in range(repeats):
+                        torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                    _sync(device)
+                seconds = (time.perf_counter() - start) / repeats
+                row |= {"ms": round(seconds * 1000, 3), "tflops": round(flops / seconds / 1e12, 1)}
+            except RuntimeError as exc:  # the kernel does not take this device, dtype or head size
+                row["unavailable"] = str(exc).splitlines()[0][:160]
+            rows.append(row)
+    return rows
+
+
+def _denoising_rows(
+    pipeline: str,
+    runs: dict[str, Callable[[Any, int], object]],
+    reference: str,
+    device: str,
+    warmup: int,
+    timed: int,
+    steps: int,
+) -> list[dict[str, Any]]:
+    """Rows for pipelines timed step by step with :class:`StepClock`, extrapolated to ``steps`` steps; each
+    ``runs`` entry takes the clock and the number of steps to run. A one-step call of each comes first, untimed
+    (allocations, kernel autotuning, the VAE's first decode)."""
+    for call in runs.values():
+        StepClock(device).run(lambda clock, call=call: call(clock, 1))
+    measured = {}
+    for name, call in runs.items():
+        clock = StepClock(device).run(lambda clock, call=call: call(clock, warmup + timed))
+        measured[name] = clock.split(warmup) | {"peak_gib": _peak_gib(device), "timed_steps": len(clock.ends) - warmup}
+    rows = []
+    for name, split in measured.items():
+        seconds = split["before"] + steps * split["per_step"] + split["after"]
+        base = measured[reference]
+        base_seconds = base["before"] + steps * base["per_step"] + base["after"]
+        rows.append({
+            "pipeline": pipeline, "contender": name, "mode": "default", "seconds": round(seconds, 3), "fps": None,
+            "peak_gib": None if split["peak_gib"] is None else round(split["peak_gib"], 2),
+            "time_vs_reference": round(seconds / base_seconds, 3), "seconds_per_step": round(split["per_step"], 4),
+            "seconds_before_steps": round(split["before"], 3), "seconds_after_steps": round(split["after"], 3),
+            "steps": steps, "timed_steps": split["timed_steps"], "extrapolated": True,
+        })  # fmt: skip
+    return rows
+
+
+def video(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+    """Identity video, genface against diffusers' ConsisIDPipeline (see the module docstring)."""
+    from benchmarks.identity_video import contenders
+
+    ours, reference, identity, size, conditions = contenders(scale, device)
+    common = dict(prompt="a person smiling", output_type="np", **size)
+    runs = {
+        "genface": lambda clock, steps: ours(
+            identity=identity, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+            callback_on_step_end=clock, **common,
+        ),
+        "diffusers": lambda clock, steps: reference(
+            num_inference_steps=steps, generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
+            **conditions, **common,
+        ),
+    }  # fmt: skip
+    return _denoising_rows("identity_video", runs, "diffusers", device, warmup, timed, steps=50)
+
+
+def makeup(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+    """Makeup, MakeupPipeline against FluxKontextPipeline with the injector's processors."""
+    import numpy as np
+
+    from benchmarks.makeup import contenders, reference_inputs
+
+    ours, reference, size = contenders(scale, device)
+    rng = np.random.default_rng(0)
+    source, look = (rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2))
+    runs = {
+        "genface": lambda clock, steps: ours.edit(
+            source, look, size=size, num_inference_steps=steps, guidance_scale=2.5,
+            generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
+        ),
+        "diffusers + processor swap": lambda clock, steps: reference(
+            **reference_inputs(ours, source, look, size), num_inference_steps=steps, guidance_scale=2.5,
+            generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
+        ),
+    }  # fmt: skip
+    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, steps=28)
+
+
+class FixedFace:
+    """A face analyzer that finds the sample astronaut's face (as dlib does) in every frame without looking.
+
+    The GPU machines lack dlib's 100 MB landmark model (over what the device tool carries), so the device run's
+    talking-face figures leave out face detection, which runs on the CPU whatever the device:
+    ``python -m benchmarks.run --pipeline identity`` times it.
+    """
+
+    min_face_size = 0
+    recognizer = None
+
+    def detect(self, image: Any) -> list[Any]:
+        import numpy as np
+
+        from genface.identity import Face
+
+        kps = [[203.2, 101.5], [246.5, 104.2], [225.0, 127.0], [201.0, 139.0], [246.0, 141.0]]
+        return [Face(np.array(ASTRONAUT_BOX, np.float32), 1.0, np.array(kps, np.float32))]
+
+
+#: dlib's box of the face in genface.samples' "astronaut" photo (512x512).
+ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)
+
+
+def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
+    """Talking faces: frames per second, end to end (face detection left out, see :class:`FixedFace`) and of
+    the model path against the diffusers loop."""
+    from benchmarks.harness import time_alternating
+    from benchmarks.talking_face import contenders
+
+    runs, frames, _, dtype = contenders(scale, device, frames, face_analyzer=FixedFace())
+    timings = time_alternating(runs, 1, device)
+    base = timings.median("diffusers loop")
+    modes = {
+        "diffusers loop": "model path",
+        "genface model path": "model path",
+        "genface end to end": "end to end without face detection",
+    }
+    return [
+        {
+            "pipeline": "talking_face",
+            "contender": name,
+            "mode": "default",
+            "seconds": round(timings.median(name), 3),
+            "fps": round(frames / timings.median(name), 2),
+            "peak_gib": timings.peak_gib.get(name),
+            "time_vs_reference": round(timings.median(name) / base, 3),
+            "measures": modes[name],
+            "frames": frames,
+            "dtype": str(dtype).removeprefix("torch."),
+        }  # fmt: skip
+        for name in runs
+    ]
+
+
+def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+    """Identity video in each low-memory mode: seconds per step and peak GPU memory (CUDA only)."""
+    from benchmarks.identity_video import contenders
+    from genface.pipelines import IdentityVideoPipeline
+
+    ours, _, identity, size, _ = contenders(scale, device)  # built on the GPU (fast), then moved off it
+    components = {k: v.to("cpu") if isinstance(v, torch.nn.Module) else v for k, v in ours.components.items()}
+    del ours
+    common = dict(prompt="a person smiling", num_inference_steps=warmup + timed, output_type="np", **size)
+    rows = []
+    for mode in ("model", "group"):  # sequential (layer by layer) is far too slow at full size for one call
+        _free()
+        pipe = IdentityVideoPipeline(**components)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.enable_low_memory(mode)
+        clock = StepClock(device).run(
+            lambda clock, pipe=pipe: pipe(
+                identity=identity, generator=torch.Generator().manual_seed(0), callback_on_step_end=clock, **common
+            )
+        )
+        split = clock.split(warmup)
+        rows.append({
+            "pipeline": "identity_video", "contender": "genface", "mode": f"low-memory:{mode}",
+            "seconds": round(split["before"] + 50 * split["per_step"] + split["after"], 3), "fps": None,
+            "peak_gib": round(_peak_gib(device), 2), "time_vs_reference": None,
+            "seconds_per_step": round(split["per_step"], 4), "steps": 50, "extrapolated": True,
+        })  # fmt: skip
+        pipe.remove_all_hooks()
+    return rows
+
+
+def tables(record: dict[str, Any]) -> str:
+    """The record as Markdown: the device line, the pipeline rows, the attention kernels, what was skipped."""
+    columns = ["pipeline", "contender", "mode", "seconds", "seconds_per_step", "fps", "peak_gib", "time_vs_reference"]
+    show = lambda value: "" if value is None else str(value)  # noqa: E731
+    parts = [
+        f"Device run on {record['device']}, {record['date']} (random weights at the {record['scale']} sizes; "
+        "denoising figures extrapolated to 50 / 28 steps from the timed steps)",
+        markdown_table(columns, [[show(row.get(c)) for c in columns] for row in record["rows"]]),
+    ]
+    if record["attention"]:
+        header = ["model", "shape", "kernel", "ms", "tflops", "unavailable"]
+        parts.append(markdown_table(header, [[show(row.get(c)) for c in header] for row in record["attention"]]))
+    if record["skipped"]:
+        parts.append("Skipped: " + "; ".join(f"{name} ({why})" for name, why in record["skipped"].items()))
+    return "\n\n".join(parts) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=["full", "tiny"], default="full")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="folder for the JSON and Markdown record")
+    parser.add_argument("--budget-s", type=float, default=420, help="start no section after this many seconds")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--timed-steps", type=int, default=5)
+    args = parser.parse_args(argv)
+    sections = [name.strip() for name in args.sections.split(",") if name.strip()]
+    if unknown := set(sections) - set(SECTIONS):
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    import diffusers
+    import transformers
+
+    started = time.perf_counter()
+    date = _dt.date.today().isoformat()
+    label = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    stem = f"{date}-{re.sub(r'[^A-Za-z0-9.]+', '-', label).strip('-').lower()}"
+    record: dict[str, Any] = {
+        "device": device_line(args.device), "date": date, "scale": args.scale,
+        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "transformers": transformers.__version__},
+        "rows": [], "attention": [], "skipped": {},
+    }  # fmt: skip
+    steps = (args.warmup_steps, args.timed_steps)
+    work = {
+        "attention": lambda: record["attention"].extend(attention(args.scale, args.device)),
+        "video": lambda: record["rows"].extend(video(args.scale, args.device, *steps)),
+        "makeup": lambda: record["rows"].extend(makeup(args.scale, args.device, *steps)),
+        "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2)),
+        "memory": lambda: record["rows"].extend(memory(args.scale, args.device, *steps)),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in sections:
+        elapsed = time.perf_counter() - started
+        if name == "memory" and not args.device.startswith("cuda"):
+            record["skipped"][name] = "offloading needs a GPU"
+        elif elapsed > args.budget_s:
+            record["skipped"][name] = f"budget of {args.budget_s:g} s spent after {elapsed:.0f} s"
+        else:
+            print(f"[{elapsed:6.1f} s] {name} ...", flush=True)
+            try:
+                work[name]()
+            except Exception as exc:  # one failing section must not lose the others' figures
+                record["skipped"][name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            _free()
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (args.out / f"{stem}.md").write_text(tables(record))
+    print(tables(record))
+    return record
+
+
+if __name__ == "__main__":
+    main()

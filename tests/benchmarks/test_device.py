@@ -1,0 +1,49 @@
+"""The device run works before a GPU is lent: every section runs at tiny size on the CPU and writes its record."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.device import ASTRONAUT_BOX, FixedFace, StepClock, main
+
+ROW_KEYS = {"pipeline", "contender", "mode", "seconds", "fps", "peak_gib", "time_vs_reference"}
+
+
+def test_step_clock_splits_a_run_into_before_steps_and_after() -> None:
+    clock = StepClock("cpu")
+    clock.start, clock.ends, clock.end = 0.0, [3.0, 4.0, 5.5, 6.5], 9.0
+    assert clock.split(warmup=1) == {"per_step": 1.0, "before": 2.0, "after": 2.5}
+    assert clock.split(warmup=2)["per_step"] == pytest.approx(1.25)  # median of 1.5 and 1.0
+
+
+def test_the_fixed_face_is_where_dlib_finds_it(dlib_analyzer, astronaut) -> None:
+    """The device run's stand-in for detection gives the box and keypoints the offline engine finds."""
+    (found,) = dlib_analyzer.detect(astronaut)
+    (fixed,) = FixedFace().detect(astronaut)
+    np.testing.assert_allclose(fixed.bbox, ASTRONAUT_BOX)
+    np.testing.assert_allclose(fixed.bbox, found.bbox, atol=1)
+    np.testing.assert_allclose(fixed.kps, found.kps, atol=0.5)
+
+
+def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> None:
+    record = main(["--scale", "tiny", "--device", "cpu", "--out", str(tmp_path), "--warmup-steps", "1",
+                   "--timed-steps", "2"])  # fmt: skip
+    assert record["skipped"] == {"memory": "offloading needs a GPU"}  # no section failed
+    rows = record["rows"]
+    assert {row["pipeline"] for row in rows} == {"identity_video", "makeup", "talking_face"}
+    assert all(ROW_KEYS <= row.keys() and row["seconds"] > 0 for row in rows)
+    references = [
+        row for row in rows if row["contender"] in ("diffusers", "diffusers + processor swap", "diffusers loop")
+    ]
+    assert len(references) == 3 and all(row["time_vs_reference"] == 1.0 for row in references)
+    steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
+    assert steps == {"identity_video": 50, "makeup": 28}
+    kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
+    assert {("consisid", "math"), ("flux-kontext", "math")} <= kernels
+    (written,) = tmp_path.glob("*-cpu.json")
+    assert json.loads(written.read_text()) == record
+    assert "| identity_video | genface | default |" in written.with_suffix(".md").read_text()
