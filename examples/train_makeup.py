@@ -115,7 +115,8 @@ def flow_matching_loss(
         target = pipe._encode_vae_image(pixels(triplet["target"]), generator)
         target = pipe._pack_latents(target, 1, channels, *target.shape[2:])
     prompt, pooled, text_ids = text
-    conditions = pipe.reference_conditions(triplet["reference"], size, 1.0)  # the injector's projection learns
+    # The injector's projection learns; the reference's latents are drawn with the step's generator.
+    conditions = pipe.reference_conditions(triplet["reference"], size, 1.0, generator)
     t = torch.sigmoid(torch.randn(1, generator=generator)).to(device, dtype)
     mixed = (1 - t) * target + t * noise
     guidance = torch.full([1], 2.5, device=device) if pipe.transformer.config.guidance_embeds else None

@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", default="black-forest-labs/FLUX.1-Kontext-dev", help="Kontext Hub id, folder, or 'tiny'"
     )
     makeup.add_argument("--injector", default="qihoo360/FLUX-Makeup", help="injector Hub id or folder")
-    makeup.add_argument("--steps", type=STEPS, default=28, help="denoising steps, 1-1000")
+    makeup.add_argument("--steps", type=STEPS, default=25, help="denoising steps, 1-1000")
     makeup.add_argument("--guidance", type=GUIDANCE, default=2.5, help="guidance, 0-50 (default 2.5)")
     makeup.add_argument("--seed", type=SEED, default=42, help="random seed, 0 to 2^63-1 (default 42)")
     makeup.add_argument(

@@ -40,6 +40,9 @@ REFERENCE_KEEP = ("skin", "left_brow", "right_brow", "eyeglasses", "left_ear", "
 SIMILARITY_REGIONS = ("lips", "skin", "brows")
 #: Side of the square face crop, in face-box sizes.
 CROP_SCALE = 2.0
+#: How the reference enters: "image", the whole photo at the model's size, as FLUX-Makeup's eval.py; "face", a
+#: square of CROP_SCALE face boxes around the chosen face, as the source.
+REFERENCE_FRAMINGS = ("image", "face")
 
 
 @dataclass
@@ -193,15 +196,18 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         injector = self.injector.config.get("_name_or_path") if self.injector is not None else None
         finish_save(self, save_directory, hub_ids(self.name_or_path, injector), push_to_hub, repo_id, push)
 
-    def reference_conditions(self, reference_crop: np.ndarray, size: int, strength: float) -> dict[str, Any] | None:
-        """Attention kwargs carrying the reference tokens and their RoPE (None: no reference pathway)."""
+    def reference_conditions(
+        self, reference_crop: np.ndarray, size: int, strength: float, generator: torch.Generator | None = None
+    ) -> dict[str, Any] | None:
+        """Attention kwargs carrying the reference tokens and their RoPE (None: no reference pathway). The
+        reference's latents are drawn from the VAE posterior with ``generator``, as FLUX-Makeup's eval.py does."""
         if self.injector is None or strength == 0:
             return None
         device, dtype = self._execution_device, self.transformer.dtype
         pixels = self.image_processor.preprocess(PIL.Image.fromarray(reference_crop), size, size).to(
             device, self.vae.dtype
         )
-        latents = self.vae.encode(pixels).latent_dist.mode()
+        latents = self.vae.encode(pixels).latent_dist.sample(generator)
         latents = (latents - self.vae.config.shift_factor) * self.vae.config.scaling_factor
         batch, channels, height, width = latents.shape
         packed = self._pack_latents(latents, batch, channels, height, width)
@@ -233,13 +239,15 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         strength: float = 1.0,
         prompt: str = DEFAULT_PROMPT,
         size: int = 1024,
-        num_inference_steps: int = 28,
+        num_inference_steps: int = 25,
         guidance_scale: float = 2.5,
         generator: torch.Generator | None = None,
         **kwargs: Any,
     ) -> np.ndarray:
         """Edit one face crop (RGB uint8) at ``size`` x ``size``; returns RGB uint8 of that size."""
-        conditions = None if reference_crop is None else self.reference_conditions(reference_crop, size, strength)
+        conditions = (
+            None if reference_crop is None else self.reference_conditions(reference_crop, size, strength, generator)
+        )
         result = (
             super()
             .__call__(
@@ -290,35 +298,48 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         strength: float = 1.0,
         regions: list[str] | None = None,
         prompt: str = DEFAULT_PROMPT,
-        num_inference_steps: int = 28,
+        num_inference_steps: int = 25,
         guidance_scale: float = 2.5,
         generator: torch.Generator | None = None,
         face_index: int | None = None,
         reference_face_index: int | None = None,
         size: int = 1024,
         output_type: str = "pil",
+        reference_framing: str = "image",
         **kwargs: Any,
     ) -> MakeupPipelineOutput:
         """Put the makeup of ``reference`` on the face in ``source``.
 
         ``strength`` scales the reference pathway (0: Kontext's own edit of the source, no reference);
         ``regions`` (e.g. ``["lips", "eyes"]``) keeps every pixel outside those parsed regions of the source
-        exactly as it was, with feathered edges.
+        exactly as it was, with feathered edges. ``reference_framing="image"`` gives the model the whole
+        reference photo resized to ``size`` x ``size``, as FLUX-Makeup's eval.py; ``"face"`` a square around
+        its face (``reference_face_index`` picks which), for photos where the face is small.
         """
         if strength < 0:
             raise InvalidArgumentError(f"strength must be 0 or more, got {strength}.")
+        if reference_framing not in REFERENCE_FRAMINGS:
+            raise InvalidArgumentError(
+                f"reference_framing must be one of {REFERENCE_FRAMINGS}, got {reference_framing!r}."
+            )
         self.check_regions(regions)
         source_rgb, reference_rgb = load_image(source), load_image(reference)
         face = self._face(source_rgb, face_index, "the source photo")
         ref_face = self._face(reference_rgb, reference_face_index, "the reference photo")
         matrix = _square_crop_matrix(face, source_rgb.shape, size)
-        ref_matrix = _square_crop_matrix(ref_face, reference_rgb.shape, size)
         source_crop = cv2.warpAffine(
             source_rgb, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
         )
-        reference_crop = cv2.warpAffine(
-            reference_rgb, ref_matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-        )
+        if reference_framing == "image":  # PIL's default (bicubic) resize, as eval.py
+            reference_crop = np.array(PIL.Image.fromarray(reference_rgb).resize((size, size)))
+        else:
+            reference_crop = cv2.warpAffine(
+                reference_rgb,
+                _square_crop_matrix(ref_face, reference_rgb.shape, size),
+                (size, size),
+                flags=cv2.INTER_AREA,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
         reference_crop, reference_parsing = self.mask_reference(reference_crop)
         edited = self.edit(
             source_crop, reference_crop, strength=strength, prompt=prompt, size=size,

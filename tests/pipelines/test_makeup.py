@@ -182,6 +182,46 @@ def test_reference_without_makeup_regions_warns(pipe, astronaut, portrait, monke
     assert "no visible lips or skin" in caplog.text
 
 
+def test_reference_enters_as_flux_makeup_eval_py(pipe, astronaut, portrait, monkeypatch) -> None:
+    """eval.py resizes the whole reference photo to the model's size (PIL's default filter) and masks it."""
+    photo = np.pad(astronaut, ((0, 0), (0, 200), (0, 0)), mode="edge")  # not square: eval.py stretches it
+    given = []
+    real = pipe.reference_conditions
+    monkeypatch.setattr(pipe, "reference_conditions", lambda crop, *args: given.append(crop) or real(crop, *args))
+    pipe(portrait, photo, generator=_generator(), **RUN)
+    expected = np.array(PIL.Image.fromarray(photo).resize((TINY_SIZE, TINY_SIZE)).convert("RGB"))
+    np.testing.assert_array_equal(given[0], pipe.mask_reference(expected)[0])
+    pipe(portrait, photo, generator=_generator(), reference_framing="face", **RUN)  # the square around the face
+    assert given[1].shape == (TINY_SIZE, TINY_SIZE, 3) and not np.array_equal(given[1], given[0])
+    with pytest.raises(InvalidArgumentError, match="reference_framing"):
+        pipe(portrait, photo, reference_framing="crop", **RUN)
+
+
+def test_reference_latents_are_drawn_from_the_vae_posterior(pipe, crops) -> None:
+    from einops import rearrange
+
+    _, reference = crops
+    # eval.py: ToTensor, Normalize(0.5, 0.5), vae.encode(...).latent_dist.sample(), shift and scale, 2x2 patches.
+    pixels = (torch.from_numpy(reference).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5
+    latents = pipe.vae.encode(pixels).latent_dist.sample(_generator(7))
+    latents = (latents - pipe.vae.config.shift_factor) * pipe.vae.config.scaling_factor
+    expected = pipe.injector.ref_image_proj_model(
+        rearrange(latents, "b c (h ph) (w pw) -> b (h w) (c ph pw)", ph=2, pw=2)
+    )
+    conditions = pipe.reference_conditions(reference, TINY_SIZE, 1.0, _generator(7))
+    torch.testing.assert_close(conditions["ref_hidden_states"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_published_defaults_run_25_steps(pipe, astronaut, portrait) -> None:
+    from genface.cli import build_parser
+
+    steps = []
+    pipe(astronaut, portrait, size=TINY_SIZE, callback_on_step_end=lambda p, i, t, kw: steps.append(i) or kw)
+    assert len(steps) == 25  # eval.py's num_inference_steps
+    args = build_parser().parse_args(["makeup", "--face", "a.jpg", "--reference", "b.jpg", "--out", "c.png"])
+    assert args.steps == 25
+
+
 def test_unreachable_hub_says_how_to_work_offline(monkeypatch, tmp_path: Path) -> None:
     import huggingface_hub.constants
 
