@@ -134,21 +134,25 @@ class _Source:
         return int(np.flatnonzero(self.track.found)[0])
 
 
-def _published_face_parser(folder: Path) -> FaceParser | None:
-    """MuseTalk's face parser from :data:`DEFAULT_FACE_PARSER`, for a model ``folder`` without one; None,
-    with a warning that says how to get it, where it cannot be downloaded."""
+def _default_face_parser(folder: Path, from_hub: bool) -> FaceParser | None:
+    """The parser for a model ``folder`` that has none: MuseTalk's ``79999_iter.pth`` from
+    :data:`DEFAULT_FACE_PARSER` when the model came from the Hub (a local folder is not completed from the Hub
+    behind its back); otherwise, or where the download fails, None with a warning that says how to get it."""
     from genface.hub import resolve_folder
 
-    try:
-        parser_folder = resolve_folder(DEFAULT_FACE_PARSER, allow_patterns=[MUSETALK_PARSER_CHECKPOINT])
-        return FaceParser.from_pretrained(parser_folder / MUSETALK_PARSER_CHECKPOINT)
-    except (OfflineError, MissingWeightsError) as exc:
-        logger.warning(
-            "No face parser in %s, and %s from %s could not be loaded: %s Blending with the lower half of the "
-            "face box instead of MuseTalk's jaw mask (pass face_parser= a checkpoint or folder, or None).",
-            folder, MUSETALK_PARSER_CHECKPOINT, DEFAULT_FACE_PARSER, exc,
-        )  # fmt: skip
-        return None
+    reason = "a local model is not completed from the Hub"
+    if from_hub:
+        try:
+            parser_folder = resolve_folder(DEFAULT_FACE_PARSER, allow_patterns=[MUSETALK_PARSER_CHECKPOINT])
+            return FaceParser.from_pretrained(parser_folder / MUSETALK_PARSER_CHECKPOINT)
+        except (OfflineError, MissingWeightsError) as exc:
+            reason = str(exc)
+    logger.warning(
+        "No face parser in %s (%s). Blending with the lower half of the face box instead of MuseTalk's jaw mask; "
+        "for the mask, `hf download %s %s --local-dir DIR` and pass face_parser=DIR (None silences this).",
+        folder, reason, DEFAULT_FACE_PARSER, MUSETALK_PARSER_CHECKPOINT,
+    )  # fmt: skip
+    return None
 
 
 class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
@@ -203,9 +207,10 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
         ``musetalkV15/musetalk.json`` + ``unet.pth`` (read with ``weights_only``); the VAE and Whisper come
         from ``vae`` and ``audio_encoder`` (Hub ids or folders). A folder written by :meth:`save_pretrained`
         (``model_index.json``, safetensors) holds everything. ``face_parser="auto"`` takes its
-        ``face_parser/`` or MuseTalk's ``face-parse-bisent/79999_iter.pth``, else ``79999_iter.pth`` from
-        :data:`DEFAULT_FACE_PARSER` on the Hub; where none can be had it warns, and the blend mask is the lower
-        half of the face box. A parser, a checkpoint file, folder or Hub id overrides it; ``None`` turns it off.
+        ``face_parser/`` or MuseTalk's ``face-parse-bisent/79999_iter.pth``; for a Hub model without one,
+        ``79999_iter.pth`` from :data:`DEFAULT_FACE_PARSER`. Where none can be had it warns, and the blend mask
+        is the lower half of the face box. A parser, a checkpoint file, folder or Hub id overrides it; ``None``
+        turns it off.
         """
         from genface.hub import load_or_explain, resolve_folder
 
@@ -237,7 +242,8 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
                 pipe.to(dtype=dtype)
         if face_parser == "auto":
             found = [p for p in (folder / FACE_PARSER_FOLDER, folder / MUSETALK_PARSER_FOLDER) if p.is_dir()]
-            face_parser = FaceParser.from_pretrained(found[0]) if found else _published_face_parser(folder)
+            from_hub = not Path(pretrained_model_name_or_path).expanduser().exists()
+            face_parser = FaceParser.from_pretrained(found[0]) if found else _default_face_parser(folder, from_hub)
         elif isinstance(face_parser, (str, os.PathLike)):
             face_parser = FaceParser.from_pretrained(face_parser)
         pipe.face_parser = face_parser

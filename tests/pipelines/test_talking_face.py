@@ -297,32 +297,34 @@ def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path)
 def test_face_parser_from_flux_makeup_when_the_model_has_none(pipe, tmp_path, monkeypatch, caplog) -> None:
     """MuseTalk's Hub repository has no face parser; the same 79999_iter.pth comes from qihoo360/FLUX-Makeup."""
     import huggingface_hub
-    import huggingface_hub.constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    models = _musetalk_folder(pipe, tmp_path)
-    _save_parser_checkpoint(pipe, tmp_path / "hub")  # the Hub repository's layout: the file at its root
-    calls = []
+    models = _musetalk_folder(pipe, tmp_path)  # what the Hub download of TMElyralab/MuseTalk gives
+    _save_parser_checkpoint(pipe, tmp_path / "hub")  # qihoo360/FLUX-Makeup's layout: the file at its root
+    calls, offline = [], []
 
     def snapshot_download(repo_id: str, **kwargs) -> str:
         calls.append((repo_id, kwargs["allow_patterns"]))
-        return str(tmp_path / "hub")
+        if repo_id == "qihoo360/FLUX-Makeup" and offline:
+            raise LocalEntryNotFoundError("offline")  # what the Hub client raises offline for files not cached
+        return str(models if repo_id == "TMElyralab/MuseTalk" else tmp_path / "hub")
 
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     parts = dict(vae=tmp_path / "vae", audio_encoder=tmp_path / "whisper-tiny", face_analyzer=pipe.face_analyzer)
-    with monkeypatch.context() as patch:
-        patch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
-        loaded = TalkingFacePipeline.from_pretrained(models, **parts)
-        assert calls == [("qihoo360/FLUX-Makeup", ["79999_iter.pth"])]
-        assert TalkingFacePipeline.from_pretrained(models, face_parser=None, **parts).face_parser is None
-        assert len(calls) == 1  # turned off: nothing fetched
+    loaded = TalkingFacePipeline.from_pretrained("TMElyralab/MuseTalk", **parts)
+    assert calls[-1] == ("qihoo360/FLUX-Makeup", ["79999_iter.pth"])
     for name, value in pipe.face_parser.model.state_dict().items():
         assert torch.equal(loaded.face_parser.model.state_dict()[name], value), name
+    calls.clear()
+    assert TalkingFacePipeline.from_pretrained("TMElyralab/MuseTalk", face_parser=None, **parts).face_parser is None
+    assert TalkingFacePipeline.from_pretrained(models, **parts).face_parser is None  # a local folder stays local
+    assert [repo for repo, _ in calls] == ["TMElyralab/MuseTalk"]
+    assert "hf download qihoo360/FLUX-Makeup 79999_iter.pth --local-dir DIR" in caplog.text
 
     # Offline and not cached: a warning that says how to get it, and the lower half of the face box.
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
-    with caplog.at_level("WARNING"):
-        offline = TalkingFacePipeline.from_pretrained(models, **parts)
-    assert offline.face_parser is None
+    offline.append(True)
+    caplog.clear()
+    assert TalkingFacePipeline.from_pretrained("TMElyralab/MuseTalk", **parts).face_parser is None
     assert "hf download qihoo360/FLUX-Makeup --include '79999_iter.pth'" in caplog.text
     assert "lower half of the face box" in caplog.text
 
