@@ -1,7 +1,7 @@
 """The ``genface`` command line.
 
-Exit codes: 0 success; 1 an error the user can fix (bad input, missing weights, an unwritable output; the
-one-line message says what to do); 2 wrong usage (unknown options, numbers out of range); 130 interrupted
+Exit codes: 0 success; 1 an error the user can fix (wrong usage, a number out of range, bad input, missing
+weights, an unwritable output; the one-line message says what to do); 130 interrupted
 (Ctrl-C); 128 + N stopped by signal N (143 for SIGTERM). Arguments and the output path are checked before any
 model work, and an interrupted run leaves no partial output.
 """
@@ -44,10 +44,10 @@ EPILOG_IDENTITY = """examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (exit code 2) that point to ``--help``."""
+    """argparse with one-line usage errors (exit code 1, as every error a user can fix) that point to ``--help``."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(1, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:

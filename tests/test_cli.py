@@ -55,10 +55,10 @@ def test_errors_exit_1_with_a_message(capsys, tmp_path: Path) -> None:
     assert "Nothing to do" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_2() -> None:
+def test_usage_errors_exit_1_in_one_line(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["identity", "--backend", "nope"])
-    assert info.value.code == 2
+    assert info.value.code == 1 and capsys.readouterr().err.count("\n") == 1
 
 
 def test_console_script_help_shows_examples() -> None:
