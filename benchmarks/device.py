@@ -12,7 +12,8 @@ section by section, each within what is left of ``--budget-s``:
   denoising step (median over the timed steps after warm-up steps), the preparation before the first step
   (prompt and identity conditions) and the decoding after the last, timed on their own, and the 50-step
   end-to-end figure extrapolated from them.
-- ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (28 steps).
+- ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (25 steps,
+  FLUX-Makeup's and genface's default).
 - ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
   diffusers loop (256x256 crops).
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
@@ -205,7 +206,7 @@ def makeup(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
             generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
         ),
     }  # fmt: skip
-    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, steps=28)
+    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, steps=25)
 
 
 class FixedFace:
@@ -300,7 +301,7 @@ def tables(record: dict[str, Any]) -> str:
     show = lambda value: "" if value is None else str(value)  # noqa: E731
     parts = [
         f"Device run on {record['device']}, {record['date']} (random weights at the {record['scale']} sizes; "
-        "denoising figures extrapolated to 50 / 28 steps from the timed steps)",
+        "denoising figures extrapolated to 50 / 25 steps from the timed steps)",
         markdown_table(columns, [[show(row.get(c)) for c in columns] for row in record["rows"]]),
     ]
     if record["attention"]:

@@ -41,7 +41,7 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
     ]
     assert len(references) == 3 and all(row["time_vs_reference"] == 1.0 for row in references)
     steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
-    assert steps == {"identity_video": 50, "makeup": 28}
+    assert steps == {"identity_video": 50, "makeup": 25}
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
     assert {("consisid", "math"), ("flux-kontext", "math")} <= kernels
     (written,) = tmp_path.glob("*-cpu.json")
