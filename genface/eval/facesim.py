@@ -46,8 +46,7 @@ def consisid_analyzer(
     ``model_name="antelopev2"`` for that one.
     """
     analyzer = FaceAnalyzer.from_pretrained(path_or_repo, subfolder, model_name=model_name, **kwargs)
-    # The identity stack's insightface engine detects at 640 x 640 and takes no size; the SCRFD model does.
-    analyzer.backend._detector.prepare(0, input_size=(DETECTION_SIZE, DETECTION_SIZE))
+    analyzer.backend.set_detection_size(DETECTION_SIZE)
     return analyzer
 
 

@@ -128,6 +128,10 @@ class InsightFaceBackend(FaceBackend):
     def recognizer(self) -> Recognizer | None:
         return self._recognizer
 
+    def set_detection_size(self, size: int) -> None:
+        """Detect at ``size`` x ``size`` (insightface's ``det_size``; 640 by default)."""
+        self._detector.prepare(0, input_size=(size, size))
+
     def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
         from insightface.app.common import Face as InsightFace
 
