@@ -113,6 +113,27 @@ def load_state_dict(path: str | os.PathLike) -> dict:
         ) from exc
 
 
+def load_checked(build: Callable[[], Any], state: dict, what: str) -> Any:
+    """The module ``build()`` makes, loaded with ``state`` after its names and shapes are checked on the meta
+    device (nothing allocated), so a file of another model is refused in one message naming ``what``."""
+    import torch
+
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in build().state_dict().items()}
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(s)}" for k, s in expected.items() if k in state and state[k].shape != s
+    ]
+    if missing or unexpected or wrong:
+        raise MissingWeightsError(
+            f"{what}: missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:3]}."
+        )
+    model = build()
+    model.load_state_dict(state)
+    return model.eval()
+
+
 #: What every saved pipeline's model card says about use.
 INTENDED_USE = """Made for research, film and creative work, and media of people who agreed to it. Making, editing
 or animating a real person's face needs that person's consent. Out of scope: impersonation, fraud,

@@ -192,7 +192,7 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
 
         Without ``config``, the shapes of the weights decide it (EVA02-CLIP-L-14-336 for ConsisID's file).
         """
-        from genface.hub import load_state_dict
+        from genface.hub import load_checked, load_state_dict
 
         state = load_state_dict(path)
         for key in ("model", "module", "state_dict"):
@@ -206,23 +206,8 @@ class EvaClipVisionModel(ModelMixin, ConfigMixin):
         state = {k: v for k, v in state.items() if not k.endswith(("freqs_cos", "freqs_sin"))}
         if not config and "pos_embed" in state:
             config = cls.config_from_state_dict(state)
-        with torch.device("meta"):  # check names and shapes before allocating the real tower
-            expected = {k: v.shape for k, v in cls(**config).state_dict().items()}
-        missing = sorted(expected.keys() - state.keys())
-        unexpected = sorted(state.keys() - expected.keys())
-        wrong = [
-            f"{k} {tuple(state[k].shape)} != {tuple(shape)}"
-            for k, shape in expected.items()
-            if k in state and state[k].shape != shape
-        ]
-        if missing or unexpected or wrong:
-            raise MissingWeightsError(
-                f"{path} does not match this EVA-CLIP vision tower {dict(config) or '(EVA02-CLIP-L-14-336)'}: "
-                f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shapes {wrong[:3]}."
-            )
-        model = cls(**config)
-        model.load_state_dict(state)
-        return model.eval()
+        what = f"{path} does not match this EVA-CLIP vision tower {dict(config) or '(EVA02-CLIP-L-14-336)'}"
+        return load_checked(lambda: cls(**config), state, what)
 
 
 class ClipVisionEncoder:

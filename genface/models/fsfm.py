@@ -231,6 +231,8 @@ class FSFMViT(ModelMixin, ConfigMixin):
         """Load a published ``.pth`` (pre-trained, fine-tuned, or anti-spoofing ``.pth.tar``); sizes come from
         its tensors, ``config`` overrides them. ``mean_std`` is the ``pretrain_ds_mean_std.txt`` to normalise
         with (default: the one beside ``path``; VGGFace2's values, with a warning, when there is none)."""
+        from genface.hub import load_checked
+
         path = Path(path).expanduser()
         state = published_state_dict(path)
         config = {**cls.config_from_state_dict(state), **config}
@@ -240,23 +242,8 @@ class FSFMViT(ModelMixin, ConfigMixin):
             config.setdefault("image_std", read_mean_std(stats)[1])
         else:
             logger.warning("No %s beside %s; normalising with VGGFace2's mean and std.", MEAN_STD_FILE, path)
-        with torch.device("meta"):  # check names and shapes before allocating the real model
-            expected = {k: v.shape for k, v in cls(**config).state_dict().items()}
-        missing = sorted(expected.keys() - state.keys())
-        unexpected = sorted(state.keys() - expected.keys())
-        wrong = [
-            f"{k} {tuple(state[k].shape)} != {tuple(s)}"
-            for k, s in expected.items()
-            if k in state and state[k].shape != s
-        ]
-        if missing or unexpected or wrong:
-            raise MissingWeightsError(
-                f"{path} does not match the FSFM ViT {config}: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-                f"wrong shapes {wrong[:3]}."
-            )
-        model = cls(**config)
-        model.load_state_dict(state)
-        return model.eval()
+        what = f"{path} does not match the FSFM ViT {config}"
+        return load_checked(lambda: cls(**config), state, what)
 
 
 def published_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
