@@ -71,12 +71,28 @@ class CurricularFaceIR(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **config: object) -> CurricularFaceIR:
-        """Load the published ``.bin`` state dict (``torch.load(weights_only=True)``) or a ``.safetensors``."""
+        """Load the published ``.bin`` state dict (``torch.load(weights_only=True)``) or a ``.safetensors``; sizes
+        are read from its tensors (:meth:`config_from_state_dict`) unless ``config`` gives them."""
         from genface.hub import load_state_dict
 
-        model = cls(**config)
-        model.load_state_dict(load_state_dict(path))
+        state = load_state_dict(path)
+        model = cls(**(config or cls.config_from_state_dict(state)))
+        model.load_state_dict(state)
         return model.eval()
+
+    @staticmethod
+    def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, object]:
+        """``units``, ``channels`` and ``embedding_size`` read off the weights: a stage starts at the first unit
+        and at each unit that changes the width (so stages must differ in width, as every published IR does)."""
+        blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("body.")})
+        units, channels = [], []
+        for index in blocks:
+            cout, cin = state[f"body.{index}.res_layer.1.weight"].shape[:2]
+            if not channels or cout != cin:
+                units.append(0)
+                channels.append(int(cout))
+            units[-1] += 1
+        return {"units": units, "channels": channels, "embedding_size": state["output_layer.3.weight"].shape[0]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw embeddings of B x 3 x S x S crops in [-1, 1] (S = ``input_size``)."""

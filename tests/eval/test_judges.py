@@ -69,3 +69,17 @@ def test_inception_layouts():
     assert fid["fc.weight"].shape == (1008, 2048) and not any(k.startswith("AuxLogits") for k in fid)
     assert imagenet["Mixed_7c.branch3x3dbl_3b.conv.weight"].shape == (384, 384, 3, 1)
     assert imagenet["Conv2d_1a_3x3.bn.running_var"].shape == (32,)
+
+
+def test_published_sizes_are_read_from_the_weights():
+    from genface.models.talking.syncnet_v2 import SyncNetV2
+
+    with torch.device("meta"):
+        ir101, syncnet = CurricularFaceIR().state_dict(), SyncNetV2().state_dict()
+    assert CurricularFaceIR.config_from_state_dict(ir101) == {
+        "units": [3, 13, 30, 3], "channels": [64, 128, 256, 512], "embedding_size": 512
+    }  # fmt: skip
+    assert SyncNetV2.config_from_state_dict(syncnet) == {
+        "audio_channels": [64, 192, 384, 256, 256, 512], "lip_channels": [96, 256, 256, 256, 256, 512],
+        "embedding_size": 1024,
+    }  # fmt: skip

@@ -58,12 +58,27 @@ class SyncNetV2(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **config: object) -> SyncNetV2:
-        """Load ``syncnet_v2.model`` (a pickled state dict, read with ``weights_only``) or a ``.safetensors``."""
+        """Load ``syncnet_v2.model`` (a pickled state dict, read with ``weights_only``) or a ``.safetensors``; the
+        widths are read from its convolutions unless ``config`` gives them."""
         from genface.hub import load_state_dict
 
-        model = cls(**config)
-        model.load_state_dict(load_state_dict(path))
+        state = load_state_dict(path)
+        model = cls(**(config or cls.config_from_state_dict(state)))
+        model.load_state_dict(state)
         return model.eval()
+
+    @staticmethod
+    def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, object]:
+        """The widths read off the weights: each stream's convolutions, and the embedding size."""
+
+        def widths(stream: str) -> list[int]:
+            return [v.shape[0] for k, v in state.items() if k.startswith(f"{stream}.") and v.ndim >= 4]
+
+        return {
+            "audio_channels": widths("netcnnaud"),
+            "lip_channels": widths("netcnnlip"),
+            "embedding_size": state["netfcaud.3.weight"].shape[0],
+        }
 
     def embed_audio(self, mfcc: torch.Tensor) -> torch.Tensor:
         """Embeddings of MFCC windows (B x 1 x 13 x 20)."""
