@@ -1,7 +1,8 @@
 """The papers' evaluation metrics, reproduced from their published scripts (see the README's "Evaluation").
 
 ConsisID's identity-video protocol (FaceSim-Arc, FaceSim-Cur, its per-frame FID, CLIPScore), the standard
-set-level FID, and Sync-C / Sync-D with syncnet_python's SyncNet. Names are imported lazily.
+set-level FID, Sync-C / Sync-D with syncnet_python's SyncNet, and the batch runner behind ``genface eval``
+(:mod:`genface.eval.runner`). Names are imported lazily.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ _EXPORTS = {
     "sync_offset": "genface.eval.sync",
     "sync_scores": "genface.eval.sync",
     "syncnet_mfcc": "genface.eval.sync",
+    "syncnet_crop": "genface.eval.sync",
+    "syncnet_crops": "genface.eval.sync",
+    "Item": "genface.eval.runner",
+    "TalkJudge": "genface.eval.runner",
+    "VideoJudge": "genface.eval.runner",
+    "evaluate": "genface.eval.runner",
+    "forgery_judge": "genface.eval.runner",
+    "read_items": "genface.eval.runner",
+    "summarize": "genface.eval.runner",
+    "summary_markdown": "genface.eval.runner",
+    "write_summary": "genface.eval.runner",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from genface.errors import InvalidMediaError
+from genface.identity.detect import FaceAnalyzer
 from genface.models.talking.syncnet_v2 import SyncNetV2
 
 SAMPLE_RATE = 16000
@@ -107,6 +109,11 @@ def sync_scores(
     mfcc = torch.from_numpy(syncnet_mfcc(pcm)).float()[None, None]
     video = torch.from_numpy(np.ascontiguousarray(crops[..., ::-1]).transpose(3, 0, 1, 2).copy()).float()[None]
     last = min(len(crops), len(pcm) // 640) - 5
+    if last < 1:
+        raise InvalidMediaError(
+            f"Sync-C/D need at least 6 frames (0.24 s) of video and speech at 25 fps; got {len(crops)} frame(s) and "
+            f"{len(pcm) / SAMPLE_RATE:.2f} s of speech."
+        )
     lips, sounds = [], []
     for start in range(0, last, batch_size):
         frames = range(start, min(last, start + batch_size))
@@ -114,3 +121,45 @@ def sync_scores(
         windows = torch.cat([mfcc[..., 4 * f : 4 * f + 20] for f in frames])
         sounds.append(model.embed_audio(windows.to(model.device)).cpu())
     return sync_offset(torch.cat(lips), torch.cat(sounds), vshift)
+
+
+#: syncnet_python's ``crop_scale``, the gray its padding uses, and the 25 fps its pipeline resamples video to.
+CROP_SCALE = 0.4
+CROP_PAD = 110
+CROP_SIZE = 224
+SYNCNET_FPS = 25.0
+
+
+def resample_indices(total: int, fps: float, target_fps: float = SYNCNET_FPS) -> np.ndarray:
+    """Indices of the source frames shown at ``target_fps`` (for each output time ``k / target_fps`` the nearest
+    source frame, as ffmpeg's ``-r 25``); every frame at equal rates."""
+    count = max(1, round(total * target_fps / fps))
+    return np.minimum(np.floor(np.arange(count) * fps / target_fps + 0.5).astype(int), total - 1)
+
+
+def syncnet_crop(frame: np.ndarray, box: np.ndarray, crop_scale: float = CROP_SCALE) -> np.ndarray:
+    """syncnet_python's ``crop_video`` crop of one frame: half the box's longer side ``bs`` around its centre,
+    ``bs`` above and ``bs * (1 + 2 * crop_scale)`` below the centre, ``bs * (1 + crop_scale)`` to each side, on the
+    frame padded with gray 110, resized to 224 x 224 (OpenCV bilinear)."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    bs = max(y2 - y1, x2 - x1) / 2
+    bsi = int(bs * (1 + 2 * crop_scale))
+    padded = np.pad(frame, ((bsi, bsi), (bsi, bsi), (0, 0)), constant_values=CROP_PAD)
+    my, mx = (y1 + y2) / 2 + bsi, (x1 + x2) / 2 + bsi
+    top, bottom = int(my - bs), int(my + bs * (1 + 2 * crop_scale))
+    left, right = int(mx - bs * (1 + crop_scale)), int(mx + bs * (1 + crop_scale))
+    face = padded[top:bottom, left:right]
+    return cv2.resize(face, (CROP_SIZE, CROP_SIZE))
+
+
+def syncnet_crops(frames: np.ndarray, analyzer: FaceAnalyzer, fps: float, *, sigma: float = 1.5) -> np.ndarray:
+    """SyncNet's input from a video's RGB frames: the frames at 25 fps, one face followed by the shared identity
+    stack (:func:`~genface.identity.track.track_face`; lost frames hold the nearest box, boxes smoothed with a
+    zero-phase Gaussian of ``sigma`` frames), each cropped as :func:`syncnet_crop` (T x 224 x 224 x 3 uint8)."""
+    from genface.identity.track import track_boxes, track_face
+
+    frames = frames[resample_indices(len(frames), fps)]
+    boxes = track_boxes(track_face(frames, analyzer, progress=False), lambda face: face.bbox, sigma)
+    return np.stack([syncnet_crop(frame, box) for frame, box in zip(frames, boxes, strict=True)])

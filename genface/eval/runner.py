@@ -1,0 +1,345 @@
+"""The batch runner behind ``genface eval``: items from a folder or a manifest, judged one at a time into a
+resumable JSON-lines file, and a summary (mean and 95% confidence interval per metric) in Markdown and JSON.
+
+A manifest is JSON lines (one object per line) or CSV (a header row), with paths relative to its folder. Fields per
+kind: ``video``: ``video``, ``reference`` (the face photo), optional ``prompt``; ``talk``: ``video``, optional
+``speech`` (default: the video's own audio track); ``makeup``: ``image`` (the result), ``source``, ``reference``.
+Every kind takes an optional ``id`` (default: the first path as written). A folder gives one item per video, with
+the files of the same name beside it: ``NAME.png`` / ``.jpg`` / ``.jpeg`` / ``.webp`` the reference and ``NAME.txt``
+the prompt (video), ``NAME.wav`` / ``.mp3`` / ``.m4a`` / ``.flac`` the speech (talk).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genface.errors import (
+    FaceTooSmallError,
+    InvalidArgumentError,
+    InvalidImageError,
+    InvalidMediaError,
+    MultipleFacesError,
+    NoFaceError,
+)
+
+#: Per kind: the fields every item needs, and the optional ones.
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "video": (("video", "reference"), ("prompt",)),
+    "talk": (("video",), ("speech",)),
+    "makeup": (("image", "source", "reference"), ()),
+}
+_IMAGES = (".png", ".jpg", ".jpeg", ".webp")
+_SPEECH = (".wav", ".mp3", ".m4a", ".flac")
+#: Failures of one item's own files, recorded in its line while the batch goes on.
+ITEM_ERRORS = (NoFaceError, FaceTooSmallError, MultipleFacesError, InvalidImageError, InvalidMediaError)
+
+
+@dataclass
+class Item:
+    """One thing to judge: its ``id`` and ``fields`` (absolute paths, and the prompt)."""
+
+    id: str
+    fields: dict[str, str]
+
+    @property
+    def media(self) -> str:
+        """The generated file: the video, or the made-up image."""
+        return self.fields.get("video") or self.fields["image"]
+
+
+Judge = Callable[[Item], dict[str, float | None]]
+
+
+def _folder_rows(folder: Path, kind: str) -> Iterable[tuple[str, dict[str, str]]]:
+    from genface.media.video import VIDEO_SUFFIXES
+
+    if kind == "makeup":
+        raise InvalidArgumentError(
+            f"{folder} is a folder; genface eval makeup reads a manifest (.jsonl or .csv) with image, source and "
+            "reference per row."
+        )
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise InvalidArgumentError(f"{folder} holds no videos ({', '.join(VIDEO_SUFFIXES)}).")
+    for video in videos:
+        row = {"id": video.name, "video": str(video)}
+        beside = {p.suffix.lower(): p for p in folder.glob(f"{video.stem}.*") if p != video}
+        if kind == "video":
+            reference = next((beside[s] for s in _IMAGES if s in beside), None)
+            row |= {"reference": str(reference)} if reference else {}
+            row |= {"prompt": beside[".txt"].read_text().strip()} if ".txt" in beside else {}
+        else:
+            speech = next((beside[s] for s in _SPEECH if s in beside), None)
+            row |= {"speech": str(speech)} if speech else {}
+        yield str(video), row
+
+
+def _manifest_rows(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".csv"):
+        raise InvalidArgumentError(f"{path}: give a folder or a manifest ending in .jsonl or .csv.")
+    with open(path, encoding="utf-8", newline="") as file:
+        if suffix == ".csv":
+            reader = csv.DictReader(file)
+            for row in reader:
+                yield f"{path}:{reader.line_num}", {k: v for k, v in row.items() if k is not None}
+            return
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgumentError(f"{path}:{number} is not a JSON object ({exc.msg}).") from None
+            if not isinstance(row, dict):
+                raise InvalidArgumentError(f"{path}:{number} is not a JSON object.")
+            yield f"{path}:{number}", row
+
+
+def read_items(source: str | os.PathLike, kind: str) -> list[Item]:
+    """The items of a folder or manifest for ``kind`` (see the module's doc), every file checked to exist."""
+    if kind not in KINDS:
+        raise InvalidArgumentError(f"Unknown kind {kind!r}; choose from {sorted(KINDS)}.")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InvalidArgumentError(f"{source} does not exist; give a folder or a manifest (.jsonl or .csv).")
+    rows = _folder_rows(path, kind) if path.is_dir() else _manifest_rows(path)
+    base = path if path.is_dir() else path.parent
+    required, optional = KINDS[kind]
+    items: dict[str, Item] = {}
+    for where, row in rows:
+        unknown = sorted(set(row) - {"id", *required, *optional})
+        missing = [name for name in required if not row.get(name)]
+        if unknown or missing:
+            fields = ", ".join([*required, *(f"{name} (optional)" for name in ("id", *optional))])
+            problem = f"no {', '.join(missing)}" if missing else f"unknown field(s) {', '.join(unknown)}"
+            raise InvalidArgumentError(f"{where}: {problem}; genface eval {kind} items have {fields}.")
+        if not all(isinstance(value, str) for value in row.values()):
+            raise InvalidArgumentError(f"{where}: every field must be a string.")
+        fields = {}
+        for name, value in row.items():
+            if name == "id" or not value:
+                continue
+            if name == "prompt":
+                fields[name] = value
+                continue
+            file = (base / value).expanduser()
+            if not file.is_file():
+                raise InvalidArgumentError(f"{where}: {name} {value} is not a file.")
+            fields[name] = str(file.absolute())
+        item_id = row.get("id") or row[required[0]]
+        if item_id in items:
+            raise InvalidArgumentError(f"{where}: id {item_id!r} appears twice; give each item its own id.")
+        items[item_id] = Item(item_id, fields)
+    if not items:
+        raise InvalidArgumentError(f"{source} holds no items.")
+    return list(items.values())
+
+
+def read_records(output: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """The records already in a runner's JSON-lines file, the last one per id; a last line cut short by an
+    interruption is removed from the file."""
+    path = Path(output)
+    if not path.exists():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        with open(path, "r+", encoding="utf-8") as file:
+            file.truncate(len(text.encode("utf-8")))
+    records = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+            raise InvalidArgumentError(
+                f"{path}:{number} is not a record of genface eval; resume only with the file it wrote, or give a new "
+                "output file."
+            )
+        records[record["id"]] = record
+    return records
+
+
+def judge_item(item: Item, judges: Sequence[Judge]) -> dict[str, Any]:
+    """One item's record: its fields and ``metrics`` from every judge, or ``error`` when its files fail."""
+    record: dict[str, Any] = {"id": item.id, **item.fields}
+    try:
+        metrics: dict[str, float | None] = {}
+        for judge in judges:
+            metrics.update(judge(item))
+        record["metrics"] = metrics
+    except ITEM_ERRORS as exc:
+        record["error"] = " ".join(str(exc).split())
+    return record
+
+
+def evaluate(
+    items: Sequence[Item], judges: Sequence[Judge], output: str | os.PathLike, *, progress: bool = True
+) -> list[dict[str, Any]]:
+    """Judge every item that has no scored record in ``output`` yet, appending one JSON line per item as it
+    finishes (so an interrupted run resumes where it stopped; failed items are tried again), and return the
+    records of ``items`` in their order."""
+    from tqdm.auto import tqdm
+
+    records = read_records(output)
+    todo = [item for item in items if "metrics" not in records.get(item.id, {})]
+    for item in tqdm(todo, desc="evaluating", unit="item", disable=not progress):
+        record = judge_item(item, judges)
+        with open(output, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        records[item.id] = record
+    return [records[item.id] for item in items]
+
+
+def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None]:
+    """The mean and the half-width of its Student-t confidence interval (None for fewer than two values)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, None
+    scale = values.std(ddof=1) / math.sqrt(len(values))
+    return mean, float(stats.t.ppf((1 + level) / 2, len(values) - 1) * scale)
+
+
+def summarize(records: Sequence[dict[str, Any]], **about: Any) -> dict[str, Any]:
+    """Per metric over the scored records (finite values only): ``n``, ``mean``, ``std`` and ``ci95`` ([low,
+    high], None for one value); ``about`` (kind, protocol, ...) is kept as given, and failed items are listed."""
+    scored = [r for r in records if "metrics" in r]
+    metrics = {}
+    for name in dict.fromkeys(name for r in scored for name in r["metrics"]):
+        values = [v for r in scored if isinstance(v := r["metrics"].get(name), (int, float)) and math.isfinite(v)]
+        if not values:
+            continue
+        mean, half = confidence_interval(values)
+        metrics[name] = {
+            "n": len(values),
+            "mean": mean,
+            "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+            "ci95": None if half is None else [mean - half, mean + half],
+        }
+    failed = {r["id"]: r["error"] for r in records if "error" in r}
+    return {**about, "items": len(records), "scored": len(scored), "metrics": metrics, "failed": failed}
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table (metric, n, mean, 95% CI) and a line on failed items."""
+    lines = ["| metric | n | mean | 95% CI |", "|---|---:|---:|---|"]
+    for name, stats in summary["metrics"].items():
+        ci = "n/a" if stats["ci95"] is None else f"{stats['ci95'][0]:.4f} to {stats['ci95'][1]:.4f}"
+        lines.append(f"| {name} | {stats['n']} | {stats['mean']:.4f} | {ci} |")
+    lines.append("")
+    lines.append(f"{summary['scored']} of {summary['items']} item(s) scored.")
+    for item_id, error in summary["failed"].items():
+        lines.append(f"- failed: {item_id}: {error}")
+    return "\n".join(lines) + "\n"
+
+
+def summary_paths(output: str | os.PathLike) -> tuple[Path, Path]:
+    """Where the summary of ``output`` (``NAME.jsonl``) goes: ``NAME.summary.json`` and ``NAME.summary.md``."""
+    output = Path(output)
+    return output.with_suffix(".summary.json"), output.with_suffix(".summary.md")
+
+
+def write_summary(summary: dict[str, Any], output: str | os.PathLike) -> tuple[Path, Path]:
+    """Write the summary beside ``output`` (see :func:`summary_paths`), each file whole or not at all."""
+    from genface.media._files import atomic_path
+
+    paths = summary_paths(output)
+    for path, text in zip(paths, (json.dumps(summary, indent=2) + "\n", summary_markdown(summary)), strict=True):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return paths
+
+
+class VideoJudge:
+    """ConsisID's identity-video metrics of an item's video against its reference face: FaceSim-Arc, FaceSim-Cur
+    (with ``curricularface``), ConsisID's per-frame FID (with ``inception``; ``protocol="consisid"`` only) and
+    CLIPScore (with ``clip`` = (model, processor), for items with a prompt; BGR frames for ``"consisid"``, RGB for
+    ``"standard"``), plus how many sampled frames showed a face."""
+
+    def __init__(
+        self,
+        analyzer: Any,
+        *,
+        curricularface: Any = None,
+        inception: Any = None,
+        clip: tuple[Any, Any] | None = None,
+        protocol: str = "consisid",
+        num_frames: int = 16,
+    ) -> None:
+        from genface.eval.clipscore import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise InvalidArgumentError(f"Unknown protocol {protocol!r}; choose from {PROTOCOLS}.")
+        if inception is not None and protocol != "consisid":
+            raise InvalidArgumentError(
+                "The per-frame FID is ConsisID's; the standard FID compares two sets (genface.eval.fid_statistics "
+                "and frechet_distance)."
+            )
+        self.analyzer, self.curricularface, self.inception, self.clip = analyzer, curricularface, inception, clip
+        self.protocol, self.num_frames = protocol, num_frames
+
+    def __call__(self, item: Item) -> dict[str, float]:
+        from genface.eval.clipscore import clip_score
+        from genface.eval.facesim import consisid_faces, facesim_arc, facesim_cur
+        from genface.eval.fid import consisid_frame_fid
+        from genface.eval.frames import load_frames
+
+        reference = consisid_faces(item.fields["reference"], self.analyzer)
+        reference.single()
+        video = load_frames(item.fields["video"])
+        frames = consisid_faces(video, self.analyzer, self.num_frames)
+        scores = {"facesim_arc": facesim_arc(reference, frames).mean}
+        if self.curricularface is not None:
+            scores["facesim_cur"] = facesim_cur(reference, frames, self.curricularface).mean
+        if self.inception is not None:
+            scores["fid"] = consisid_frame_fid(reference, frames, self.inception).mean
+        if self.clip is not None and item.fields.get("prompt"):
+            scores["clipscore"] = clip_score(
+                video, item.fields["prompt"], *self.clip, protocol=self.protocol, num_frames=self.num_frames
+            )
+        scores["frames_with_face"] = int(frames.found.sum())
+        return scores
+
+
+class TalkJudge:
+    """Sync-C / Sync-D (and the offset, in frames) of an item's video and its speech (the ``speech`` file, else the
+    video's audio track): SyncNet on :func:`~genface.eval.sync.syncnet_crops` of the video."""
+
+    def __init__(self, analyzer: Any, syncnet: Any) -> None:
+        self.analyzer, self.syncnet = analyzer, syncnet
+
+    def __call__(self, item: Item) -> dict[str, float]:
+        from genface.eval.sync import SAMPLE_RATE, sync_scores, syncnet_crops
+        from genface.media import load_audio, read_video
+
+        frames, fps = read_video(item.fields["video"])
+        speech = load_audio(item.fields.get("speech") or item.fields["video"], SAMPLE_RATE)
+        result = sync_scores(syncnet_crops(frames, self.analyzer, fps), speech, self.syncnet)
+        return {"sync_c": result.confidence, "sync_d": result.min_dist, "offset": result.offset}
+
+
+def forgery_judge(detector: Any) -> Judge:
+    """The forgery detector's P(fake) of an item's generated file (see :class:`genface.forensics.ForgeryDetector`),
+    so each pipeline's output shows how detectable it is; None where its detector finds no face large enough."""
+
+    def judge(item: Item) -> dict[str, float | None]:
+        try:
+            return {"forgery": detector.score(item.media).probability}
+        except (NoFaceError, FaceTooSmallError):
+            return {"forgery": None}
+
+    return judge
