@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from genface import __version__
-from genface.errors import GenfaceError, InvalidArgumentError, InvalidIdentityFileError
+from genface.errors import (
+    GenfaceError,
+    InvalidArgumentError,
+    InvalidIdentityFileError,
+    MissingWeightsError,
+    OfflineError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -517,30 +523,222 @@ def cmd_talk(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_EVAL = """examples:
+  genface eval video generated/ --out scores.jsonl --inception inception_v3_google-0cc3c7bd.pth
+                        ConsisID's table: NAME.mp4 with NAME.png (the face) and NAME.txt (the prompt)
+  genface eval video items.jsonl --out scores.jsonl --protocol standard
+  genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model
+  genface eval makeup pairs.csv --out makeup.jsonl --detector diffusion
+Rows of a manifest (.jsonl or .csv; paths relative to it): video: video, reference, prompt; talk: video,
+speech (default: the video's audio); makeup: image, source, reference; any: id. A run resumes: items already
+scored in --out are skipped. The summary goes beside --out (NAME.summary.json, NAME.summary.md).
+"""
+FRAMES_PER_VIDEO = _number(int, 1, 1000)
+
+
+def _judge_source(given: str, subfolder: str) -> tuple[str, str | None]:
+    """A judge's weights: a Hub id reads ``subfolder``; a local folder reads it when it has one, else itself."""
+    path = Path(given).expanduser()
+    if path.exists():
+        return given, subfolder if (path / subfolder).is_dir() else None
+    return given, subfolder
+
+
+def _eval_judges(args: argparse.Namespace, items: Sequence[Any], device: str) -> tuple[list[Any], dict[str, Any]]:
+    """The judges of ``args.kind`` (and the forgery detector), with the weights each was loaded from."""
+    from genface.eval.runner import forgery_judge
+
+    weights: dict[str, Any] = {}
+    detector, unavailable = _forgery_detector(args)  # first, so that missing weights stop the run before the rest
+    if unavailable:
+        raise GenfaceError(unavailable.replace("no forgery score: ", "--detector: ", 1))
+    if args.kind == "video":
+        from genface.eval import VideoJudge, consisid_analyzer, load_clip, load_curricularface, load_inception
+
+        analyzer = consisid_analyzer(*_judge_source(args.face_encoder, "face_encoder"), model_name=args.face_pack)
+        weights["face_encoder"] = f"{args.face_encoder} ({args.face_pack})"
+        curricular = None
+        if args.curricularface != "none":
+            weights["curricularface"] = args.curricularface or args.face_encoder
+            curricular = load_curricularface(*_judge_source(weights["curricularface"], "face_encoder")).to(device)
+        inception = load_inception(args.inception).to(device) if args.inception else None
+        weights["inception"] = args.inception
+        clip = None
+        if args.clip != "none" and any(item.fields.get("prompt") for item in items):
+            model, processor = load_clip(args.clip)
+            clip, weights["clip"] = (model.to(device), processor), args.clip
+        judge: Any = VideoJudge(analyzer, curricularface=curricular, inception=inception, clip=clip,
+                                protocol=args.protocol, num_frames=args.frames)  # fmt: skip
+    elif args.kind == "talk":
+        from genface.eval import TalkJudge, load_syncnet
+
+        judge = TalkJudge(_analyzer(args), load_syncnet(args.syncnet).to(device))
+        weights |= {"syncnet": args.syncnet, "face_engine": args.backend}
+    else:
+        from genface.identity import FaceParser
+        from genface.pipelines.makeup.evaluate import MakeupJudge
+
+        parser = None if args.parser == "none" else FaceParser.from_pretrained(args.parser, device=device)
+        judge = MakeupJudge(_analyzer(args), parser, args.size)
+        weights |= {"parser": args.parser, "face_engine": args.backend}
+    if detector is None:
+        return [judge], weights
+    weights["detector"] = f"FSFM {args.detector} ({args.detector_weights})"
+    return [judge, forgery_judge(detector)], weights
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from genface.eval.runner import (
+        evaluate,
+        read_items,
+        read_records,
+        summarize,
+        summary_markdown,
+        summary_paths,
+        write_summary,
+    )
+
+    _check_output(args.out, "--out", (".jsonl",), [args.input])
+    for path, suffix in zip(summary_paths(args.out), (".json", ".md"), strict=True):
+        _check_output(str(path), "--out's summary", (suffix,), [args.input])
+    if args.kind == "talk" and not args.syncnet:
+        raise InvalidArgumentError(
+            "genface eval talk needs --syncnet: syncnet_v2.model (joonson/syncnet_python), or a folder or Hub id "
+            "holding it."
+        )
+    items = read_items(args.input, args.kind)
+    done = read_records(args.out)
+    device = args.device = _device(args.device)
+    todo = sum("metrics" not in done.get(item.id, {}) for item in items)
+    logger.info("%d of %d item(s) to score; the rest are in %s already", todo, len(items), args.out)
+    judges, weights = _eval_judges(args, items, device) if todo else ([], {})
+    records = evaluate(items, judges, args.out, progress=not args.json)
+    about = {"kind": args.kind, "protocol": args.protocol if args.kind == "video" else None, "weights": weights}
+    summary = summarize(records, **about)
+    json_path, md_path = write_summary(summary, args.out)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(summary_markdown(summary), end="")
+    print(f"records: {args.out}; summary: {json_path}, {md_path}")
+    return 0
+
+
+def _verify_files(paths: Sequence[str]) -> list[Path]:
+    """The files named, a folder standing for its images and videos (not its subfolders); refused up front when
+    a path is missing or a folder holds none."""
+    from genface.media.video import VIDEO_SUFFIXES
+
+    files = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
+            )
+            if not found:
+                raise InvalidArgumentError(f"{given} holds no images or videos.")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InvalidArgumentError(f"{given} does not exist.")
+    return files
+
+
+FORGERY_CAUTION = (
+    "an estimate by one model of how likely the face is fake (0 to 1), not proof: compression, resizing, lighting "
+    "and unseen generators move it either way (README: Forgery scores)"
+)
+
+
+def _forgery_detector(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The FSFM detector ``--detector`` asks for, or None and why: not asked for, or its weights unavailable."""
+    from genface.forensics import FSFM_REPO, ForgeryDetector
+
+    if args.detector == "none":
+        return None, None
+    args.detector_weights = args.detector_weights or FSFM_REPO
+    try:
+        detector = ForgeryDetector.from_pretrained(args.detector_weights, task=args.detector, device=args.device)
+    except (MissingWeightsError, OfflineError) as exc:
+        return None, f"no forgery score: the FSFM {args.detector} detector is not available ({_one_line(str(exc))})"
+    return detector, None
+
+
+def _forgery(detector: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The detector's score of one file for the report, or why there is none (no face, a face too small)."""
+    about = {"detector": f"FSFM {args.detector}", "weights": args.detector_weights, "caution": FORGERY_CAUTION}
+    try:
+        return about | detector.score(path).to_dict()
+    except GenfaceError as exc:
+        return about | {"error": _one_line(str(exc))}
+
+
+def _print_verify(result: dict[str, Any]) -> None:
+    name = result["file"]
+    if not result["synthetic"]:
+        print(f"{name}: no mark (neither genface metadata nor the genface watermark was found)")
+    else:
+        print(f"{name}: synthetic (made by genface)")
+        meta = result["metadata"]
+        if meta:
+            print(
+                f"  metadata: {meta.get('generator')}, pipeline {meta.get('pipeline')}, model {meta.get('model')}, "
+                f"created {meta.get('created')}"
+            )
+        else:
+            print("  metadata: none (removed or re-saved)")
+        mark = result["watermark"]
+        bits = "too small to carry one" if mark is None else f"{mark['matching_bits']}/{mark['of']} bits"
+        print(f"  watermark: {bits}")
+    forgery = result.get("forgery")
+    if forgery is None or "unavailable" in forgery:
+        return
+    if "error" in forgery:
+        print(f"  forgery score ({forgery['detector']}): none ({forgery['error']})")
+        return
+    if forgery["kind"] == "video":
+        driving = ", ".join(map(str, forgery["driving"]))
+        where = f"the face followed over {len(forgery['frames'])} frame(s), highest at frame(s) {driving}"
+    elif len(forgery["faces"]) == 1:
+        where = "its face"
+    else:
+        where = f"the highest of its {len(forgery['faces'])} faces"
+    print(f"  forgery score ({forgery['detector']}): {forgery['probability']:.2f} for {where}")
+    print(f"    {FORGERY_CAUTION}")
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from genface.provenance import verify
 
-    result = verify(args.file)
+    files = _verify_files(args.files)
+    if args.detector != "none":
+        args.device = _device(args.device)
+    detector, unavailable = _forgery_detector(args)
+    if unavailable:
+        print(f"genface: note: {unavailable}; the marks are reported alone", file=sys.stderr)
+    results, failed = [], 0
+    for path in files:
+        try:
+            result = verify(path)
+        except _expected_errors() as exc:
+            failed += 1
+            message = _one_line(str(exc))
+            results.append({"file": str(path), "error": message})
+            print(f"genface: error: {path}: {message}", file=sys.stderr)
+            continue
+        if detector is not None:
+            result["forgery"] = _forgery(detector, path, args)
+        elif unavailable:
+            result["forgery"] = {"unavailable": unavailable}
+        results.append(result)
+        if not args.json:
+            _print_verify(result)
     if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    if not result["synthetic"]:
-        print(f"{args.file}: no mark (neither genface metadata nor the genface watermark was found)")
-        return 0
-    print(f"{args.file}: synthetic (made by genface)")
-    if result["metadata"]:
-        meta = result["metadata"]
-        print(
-            f"  metadata: {meta.get('generator')}, pipeline {meta.get('pipeline')}, model {meta.get('model')}, "
-            f"created {meta.get('created')}"
-        )
-    else:
-        print("  metadata: none (removed or re-saved)")
-    mark = result["watermark"]
-    print(
-        "  watermark: " + ("too small to carry one" if mark is None else f"{mark['matching_bits']}/{mark['of']} bits")
-    )
-    return 0
+        single = len(args.files) == 1 and len(files) == 1 and not Path(args.files[0]).is_dir()
+        print(json.dumps(results[0] if single else results, indent=2))
+    return 1 if failed else 0
 
 
 @contextlib.contextmanager
@@ -560,6 +758,15 @@ def _new_folder(path: str) -> Iterator[Path]:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     _check_output(args.out, "OUT", (), [args.source])
+    if args.fsfm:
+        from genface.models.fsfm import load_fsfm
+
+        model = load_fsfm(args.source, args.subfolder)
+        with _new_folder(args.out) as folder:
+            model.save_pretrained(folder)
+        print(f"converted {args.source} -> {args.out} (FSFM {model.config.head_type} head, safetensors), usable as "
+              "`verify --detector-weights`")  # fmt: skip
+        return 0
     if Path(args.source).suffix not in (".pt", ".pth", ".bin", ".safetensors"):  # a MuseTalk folder or Hub id
         from genface.pipelines import TalkingFacePipeline
 
@@ -589,6 +796,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(args.model, args.host, args.port, args.device and _device(args.device), args.concurrency)
     return 0
+
+
+def _add_detector(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--detector", default=default, choices=["deepfake", "diffusion", "none"],
+        help=f"FSFM forgery detector: face swaps, diffusion-made faces, or none (default: {default})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--detector-weights", default=None, metavar="HUB_ID_OR_FOLDER",
+        help="the detector's checkpoint: a folder, a .pth, or a Hub id (default: the --detector checkpoint of "
+        "Wolowolo/fsfm-3c)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -714,8 +933,64 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--json", action="store_true", help="machine-readable result")
     talk.set_defaults(func=cmd_talk)
 
-    check = sub.add_parser("verify", help="read genface's synthetic marks (metadata and watermark) from a file")
-    check.add_argument("file", help="image or video")
+    evaluation = sub.add_parser(
+        "eval",
+        help="score generated videos, talking faces or makeup with the papers' metrics, over a folder or manifest",
+        epilog=EPILOG_EVAL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluation.add_argument("kind", choices=["video", "talk", "makeup"], help="what the items are")
+    evaluation.add_argument("input", help="a folder, or a manifest (.jsonl or .csv) with one item per row")
+    evaluation.add_argument(
+        "--out", required=True, help="per-item records (.jsonl), appended as items finish; a rerun resumes it"
+    )
+    evaluation.add_argument(
+        "--protocol", default="consisid", choices=["consisid", "standard"],
+        help="video: ConsisID's scripts (BGR CLIPScore, per-frame FID) or standard (RGB CLIPScore, no per-frame FID)",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--face-encoder", default="BestWishYsh/ConsisID-preview",
+        help="video: Hub id or folder with the insightface pack (in face_encoder/ when there is one)",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--face-pack", default="buffalo_l", choices=["buffalo_l", "antelopev2"],
+        help="video: insightface pack (ConsisID's script: buffalo_l)",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--curricularface", default=None,
+        help="video: CurricularFace .bin, folder or Hub id (default: --face-encoder; 'none' skips FaceSim-Cur)",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--inception", default=None, help="video: torchvision's Inception-v3 .pth (file, folder, Hub id) for the FID"
+    )
+    evaluation.add_argument(
+        "--clip", default="openai/clip-vit-base-patch32", help="video: CLIP Hub id or folder ('none' skips CLIPScore)"
+    )
+    evaluation.add_argument(
+        "--frames", type=FRAMES_PER_VIDEO, default=16, help="video: frames sampled per video, 1-1000 (default 16)"
+    )
+    evaluation.add_argument("--syncnet", default=None, help="talk: syncnet_v2.model, or a folder / Hub id holding it")
+    evaluation.add_argument(
+        "--parser", default="qihoo360/FLUX-Makeup", help="makeup: face parser (.pth, folder, Hub id; 'none' skips)"
+    )
+    evaluation.add_argument(
+        "--size", type=_number(int, 16, 2048), default=512, help="makeup: face crop side, 16-2048 (default 512)"
+    )
+    evaluation.add_argument(
+        "--backend", default="auto", choices=["auto", "insightface", "dlib"], help="talk, makeup: face engine"
+    )
+    evaluation.add_argument("--weights", metavar="DIR", default=None, help="talk, makeup: the face engine's weights")
+    _add_detector(evaluation, "none")
+    evaluation.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    evaluation.add_argument("--json", action="store_true", help="print the summary as JSON (no progress bar)")
+    evaluation.set_defaults(func=cmd_eval)
+
+    check = sub.add_parser(
+        "verify", help="read genface's marks (metadata, watermark) and ask a forgery detector, for files or folders"
+    )
+    check.add_argument("files", nargs="+", metavar="FILE", help="images or videos, or folders of them")
+    _add_detector(check, "deepfake")
+    check.add_argument("--device", default=None, help="where the detector runs (default: cuda when available)")
     check.add_argument("--json", action="store_true", help="machine-readable result")
     check.set_defaults(func=cmd_verify)
 
@@ -729,6 +1004,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
     convert.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
+    convert.add_argument(
+        "--fsfm", action="store_true", help="SOURCE is an FSFM checkpoint (.pth, a folder holding one, or a Hub id)"
+    )
+    convert.add_argument("--subfolder", default=None, help="fsfm: the checkpoint's folder inside a Hub repository")
     convert.set_defaults(func=cmd_convert)
 
     web = sub.add_parser(

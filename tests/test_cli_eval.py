@@ -1,0 +1,169 @@
+"""`genface eval video|talk|makeup` end to end on tiny judges saved in the published layouts (an insightface pack,
+CurricularFace's .bin, syncnet_v2.model, a BiSeNet .pth, a tiny CLIP and FSFM folder): records, summary, resume,
+and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genface.cli import main
+from genface.media import save_image, write_video
+from genface.models.curricularface import CurricularFaceIR
+from genface.models.fsfm import FSFMViT
+from genface.models.talking.syncnet_v2 import SyncNetV2
+from tests.tiny_models import planted_face, save_tiny_insightface_pack
+
+
+def _square(size: int, top: int, left: int, side: int) -> np.ndarray:
+    """A "face" the tiny detector finds at ConsisID's 320 x 320 detection size (tests/eval)."""
+    image = np.full((size, size, 3), 20, dtype=np.uint8)
+    image[top : top + side, left : left + side] = 255
+    return image
+
+
+@pytest.fixture(scope="module")
+def judges(tmp_path_factory) -> Path:
+    """One folder as ConsisID's face_encoder/ (models/buffalo_l + the CurricularFace .bin) and the other judges."""
+    from genface.identity import BiSeNet
+
+    root = tmp_path_factory.mktemp("judges")
+    save_tiny_insightface_pack(root / "face_encoder" / "models" / "buffalo_l")
+    torch.manual_seed(0)
+    curricular = CurricularFaceIR(units=(1, 1, 1, 1), channels=(8, 12, 16, 20), embedding_size=16)
+    torch.save(curricular.state_dict(), root / "face_encoder" / "glint360k_curricular_face_r101_backbone.bin")
+    syncnet = SyncNetV2(audio_channels=(4, 6, 8, 8, 8, 8), lip_channels=(4, 6, 6, 6, 6, 8), embedding_size=16)
+    torch.save(syncnet.state_dict(), root / "syncnet_v2.model")
+    torch.save(BiSeNet().state_dict(), root / "parsing_bisenet.pth")
+    FSFMViT(width=32, layers=1, heads=2).save_pretrained(root / "fsfm")
+    return root
+
+
+def _video_items(folder: Path) -> Path:
+    folder.mkdir()
+    frames = np.stack([_square(480, 96, 144 + 48 * (i % 3), 48) for i in range(6)])
+    for name in ("a", "b"):
+        write_video(folder / f"{name}.mp4", frames[::-1] if name == "b" else frames, fps=8)
+        save_image(_square(480, 96, 144, 48), folder / f"{name}.png")
+    (folder / "a.txt").write_text("a person smiling\n")
+    write_video(folder / "noface.mp4", np.zeros((4, 64, 64, 3), np.uint8), fps=8)
+    save_image(np.zeros((64, 64, 3), np.uint8), folder / "noface.png")
+    return folder
+
+
+def test_eval_video_scores_records_summary_and_resumes(judges, tmp_path, capsys) -> None:
+    items = _video_items(tmp_path / "videos")
+    out = tmp_path / "scores.jsonl"
+    args = ["eval", "video", str(items), "--out", str(out), "--face-encoder", str(judges), "--clip", "none"]
+    args += ["--frames", "4"]
+    assert main([*args, "--detector", "deepfake", "--detector-weights", str(judges / "fsfm")]) == 0
+    printed = capsys.readouterr().out
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["a.mp4", "b.mp4", "noface.mp4"]
+    assert records[0]["prompt"] == "a person smiling" and records[0]["reference"].endswith("a.png")
+    metrics = records[0]["metrics"]
+    assert set(metrics) == {"facesim_arc", "facesim_cur", "frames_with_face", "forgery"}
+    assert metrics["forgery"] is None  # FSFM's dlib detector sees no face in the tiny detector's squares
+    assert 0 <= metrics["facesim_arc"] <= 1 and metrics["frames_with_face"] == 4
+    assert records[2]["error"].startswith("No face found in the reference image")
+
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    arc = [r["metrics"]["facesim_arc"] for r in records[:2]]
+    assert summary["metrics"]["facesim_arc"]["mean"] == pytest.approx(np.mean(arc))
+    assert summary["scored"] == 2 and list(summary["failed"]) == ["noface.mp4"] and summary["protocol"] == "consisid"
+    assert "| facesim_arc | 2 |" in printed and "| facesim_arc | 2 |" in out.with_suffix(".summary.md").read_text()
+
+    # A rerun loads no judge for scored items and tries the failed one again.
+    lines = out.read_text().splitlines()
+    assert main([*args, "--json", "--face-encoder", str(tmp_path / "missing")]) == 1  # one item left: judges load
+    assert "does not exist" in capsys.readouterr().err
+    (items / "noface.mp4").unlink()
+    (items / "noface.png").unlink()
+    assert main([*args, "--json", "--face-encoder", str(tmp_path / "missing")]) == 0
+    assert json.loads(capsys.readouterr().out)["scored"] == 2
+    assert out.read_text().splitlines() == lines
+
+
+def test_eval_talk_syncs_the_tracked_face_with_the_speech(judges, tmp_path, capsys) -> None:
+    face = planted_face()[0]
+    folder = tmp_path / "talk"
+    folder.mkdir()
+    write_video(folder / "clip.mp4", np.stack([face] * 20), fps=25)
+    speech = (np.sin(np.linspace(0, 400, 16000 * 20 // 25)) * 0.3).astype(np.float32)
+    write_video(folder / "own.mp4", np.stack([face] * 20), fps=50, audio=speech)  # its audio track, 50 fps
+    with wave.open(str(folder / "clip.wav"), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes((speech * 32767).astype("<i2").tobytes())
+    out = tmp_path / "sync.jsonl"
+    base = ["eval", "talk", str(folder), "--out", str(out), "--syncnet", str(judges / "syncnet_v2.model")]
+    pack = judges / "face_encoder" / "models" / "buffalo_l"
+    assert main([*base, "--backend", "insightface", "--weights", str(pack), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["clip.mp4", "own.mp4"] and records[0]["speech"].endswith("clip.wav")
+    for record in records:
+        assert set(record["metrics"]) == {"sync_c", "sync_d", "offset"} and record["metrics"]["sync_d"] > 0
+    assert summary["metrics"]["sync_c"]["n"] == 2 and summary["kind"] == "talk"
+
+
+def test_eval_makeup_reports_the_pipelines_figures(judges, tmp_path, capsys, astronaut) -> None:
+    save_image(astronaut, tmp_path / "source.png")
+    save_image(astronaut, tmp_path / "result.png")
+    save_image(astronaut[:, ::-1], tmp_path / "look.png")
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("id,image,source,reference\nfirst,result.png,source.png,look.png\n")
+    out = tmp_path / "makeup.jsonl"
+    args = ["eval", "makeup", str(manifest), "--out", str(out), "--parser", str(judges / "parsing_bisenet.pth")]
+    detector = ["--detector", "diffusion", "--detector-weights", str(judges / "fsfm")]
+    assert main([*args, *detector, "--backend", "dlib", "--json"]) == 0
+    record = json.loads(out.read_text())
+    assert record["id"] == "first" and record["metrics"]["facesim"] == pytest.approx(1.0, abs=1e-5)
+    assert set(record["metrics"]) - {"facesim", "forgery"} <= {"makeup_lips", "makeup_skin", "makeup_brows"}
+    assert 0 <= record["metrics"]["forgery"] <= 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["metrics"]["facesim"]["n"] == 1 and summary["metrics"]["facesim"]["ci95"] is None
+    assert summary["weights"]["detector"] == f"FSFM diffusion ({judges / 'fsfm'})"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["video", "{t}/none", "--out", "{t}/o.jsonl"], "does not exist; give a folder or a manifest"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/o.json"], r"end in \.jsonl"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/items.jsonl"], "also an input"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--frames", "0"], "--frames: must be from 1 to 1000"),
+        (["makeup", "{t}", "--out", "{t}/o.jsonl"], "reads a manifest"),
+        (["talk", "{t}/items.jsonl", "--out", "{t}/o.jsonl"], "needs --syncnet"),
+        (["talk", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--syncnet", "s.model"], "unknown field"),
+        (["video", "{t}/bad.jsonl", "--out", "{t}/o.jsonl"], r"bad.jsonl:2: no reference"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/garbage.jsonl"], "not a record of genface eval"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--detector-weights", "{t}/no"], "--detector"),
+    ],
+)
+def test_eval_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message) -> None:
+    save_image(_square(64, 8, 8, 16), tmp_path / "face.png")
+    write_video(tmp_path / "clip.mp4", np.zeros((2, 32, 32, 3), np.uint8))
+    (tmp_path / "items.jsonl").write_text('{"video": "clip.mp4", "reference": "face.png", "prompt": "p"}\n')
+    (tmp_path / "bad.jsonl").write_text('{"video": "clip.mp4", "reference": "face.png"}\n{"video": "clip.mp4"}\n')
+    (tmp_path / "garbage.jsonl").write_text("not json\n")
+    argv = [a.format(t=tmp_path) for a in ["eval", *argv]]
+    if "--detector-weights" in argv:
+        argv += ["--detector", "deepfake"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.match(r"genface( eval)?: error:", err), err
+    assert re.search(message, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
