@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-MAX_QUEUE = 16  # genface serve's queue
 BUSY = "busy"
 TIMEOUT = 120  # seconds a job may take before the run is called stuck
 
@@ -50,9 +50,12 @@ class Server:
 
 
 @contextmanager
-def serving(port: int, temp_dir: Path) -> Iterator[Server]:
-    """`genface serve --model tiny` on 127.0.0.1:port, its uploads and outputs in ``temp_dir``; sessions end
-    half a second after their client goes (Gradio's heartbeat)."""
+def serving(temp_dir: Path) -> Iterator[Server]:
+    """`genface serve --model tiny` on a free port of 127.0.0.1, its uploads and outputs in ``temp_dir``;
+    sessions end half a second after their client goes (Gradio's heartbeat)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = dict(os.environ, GRADIO_TEMP_DIR=str(temp_dir), GRADIO_HEARTBEAT_INTERVAL="0.5")
     command = [sys.executable, "-m", "genface", "serve", "--model", "tiny", "--port", str(port)]
     log = temp_dir.with_suffix(".log")
@@ -181,15 +184,13 @@ def settle(server: Server, seconds: float = 30) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     import tempfile
 
-    from tests.distributed import free_port
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         files = inputs(Path(folder))
-        with serving(free_port(), Path(folder) / "server") as server:
+        with serving(Path(folder) / "server") as server:
             warm_up(server, files)
             settle(server)
             baseline = server.rss()

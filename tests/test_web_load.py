@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.web_load import BUSY, MAX_QUEUE, inputs, load, serving, settle, warm_up
-from tests.distributed import free_port
+from benchmarks.web_load import BUSY, inputs, load, serving, settle, warm_up
+from genface.web import MAX_QUEUE
 
 CLIENTS = 20
 #: How far above its post-warm-up baseline the server's resident memory may end (allocator slack).
@@ -16,7 +16,7 @@ RSS_TOLERANCE = 100 * 2**20
 
 def test_twenty_clients_at_once(tmp_path: Path) -> None:
     files = inputs(tmp_path)
-    with serving(free_port(), tmp_path / "server") as server:
+    with serving(tmp_path / "server") as server:
         warm_up(server, files)
         assert settle(server) == []
         baseline = server.rss()
