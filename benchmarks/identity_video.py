@@ -102,7 +102,7 @@ def contenders(scale: str, device: str) -> tuple[Any, Any, Any, dict[str, Any], 
         identity, torch.device(device), ours.transformer.dtype
     )
     conditions = dict(
-        image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps, use_dynamic_cfg=True,
+        image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps,
         max_sequence_length=ours.transformer.config.max_text_seq_length,
     )  # fmt: skip
     return ours, reference, identity, size, conditions

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import ConsisIDPipeline
-from diffusers.utils import BaseOutput
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.image_processor import PipelineImageInput
+from diffusers.pipelines.consisid.pipeline_output import ConsisIDPipelineOutput
 
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
@@ -41,12 +44,12 @@ ATTENTION_BACKENDS = ("sdpa", "flash", "cudnn", "efficient", "math")
 
 
 @dataclass
-class IdentityVideoPipelineOutput(BaseOutput):
-    """``frames``: the videos (list of lists of PIL images, or an array/tensor B x F x ...), and the
-    :class:`FaceIdentity` they were conditioned on (save it to reuse the person without re-encoding)."""
+class IdentityVideoPipelineOutput(ConsisIDPipelineOutput):
+    """diffusers' output (``frames``: list of lists of PIL images, or an array/tensor B x F x ...) plus the
+    :class:`FaceIdentity` the videos were conditioned on (save it to reuse the person without re-encoding; None
+    when ConsisID's precomputed conditions were given)."""
 
-    frames: Any
-    identity: FaceIdentity
+    identity: FaceIdentity | None = None
 
 
 def face_in_crop(identity: FaceIdentity) -> Face:
@@ -372,69 +375,106 @@ class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
             face[Parsing(identity.parsing).mask("not_face")] = 255
         return PIL.Image.fromarray(face), id_cond, id_vit_hidden, face_in_crop(identity).kps
 
+    def _stop_on_nan(self, callback: Any, tensor_inputs: list[str]) -> Callable[..., dict[str, Any]]:
+        """``callback`` (diffusers' ``callback_on_step_end``, shown only ``tensor_inputs``) followed by a check that
+        stops the run at the first step whose latents are not finite."""
+
+        def guarded(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            outputs = {} if callback is None else callback(pipe, step, timestep, {k: tensors[k] for k in tensor_inputs})
+            if not torch.isfinite(outputs.get("latents", tensors["latents"])).all():
+                raise GenfaceError(
+                    f"The latents became NaN or infinite at denoising step {step + 1} of {pipe.num_timesteps}, so "
+                    "the run stopped there and no video was made. This usually means float16 overflow: load with "
+                    "dtype=torch.bfloat16 (or float32)."
+                )
+            return outputs
+
+        return guarded
+
     @torch.no_grad()
     def __call__(
         self,
+        image: PipelineImageInput | str | list[str] | None = None,
         prompt: str | list[str] | None = None,
-        face_image: ImageInput | None = None,
-        identity: FaceIdentity | None = None,
         negative_prompt: str | list[str] | None = None,
         height: int = 480,
         width: int = 720,
         num_frames: int = 49,
         num_inference_steps: int = 50,
         guidance_scale: float = 6.0,
-        use_dynamic_cfg: bool = True,
+        use_dynamic_cfg: bool = False,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
-        face_index: int | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
-        callback_on_step_end: Any = None,
-        **kwargs: Any,
+        attention_kwargs: dict[str, Any] | None = None,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: list[str] = ["latents"],  # noqa: B006 (diffusers' default, never mutated)
+        max_sequence_length: int | None = None,
+        id_vit_hidden: list[torch.Tensor] | None = None,
+        id_cond: torch.Tensor | None = None,
+        kps_cond: np.ndarray | torch.Tensor | None = None,
+        *,
+        face_image: ImageInput | None = None,
+        identity: FaceIdentity | None = None,
+        face_index: int | None = None,
     ) -> IdentityVideoPipelineOutput | tuple:
-        """Generate a video of the person in ``face_image`` (or of a saved ``identity``) doing ``prompt``.
+        """``ConsisIDPipeline.__call__`` (every argument with diffusers' meaning), plus genface's shortcut: a
+        ``face_image`` (photo; ``face_index`` picks a face) or a saved ``identity`` instead of ConsisID's
+        precomputed ``image`` / ``id_cond`` / ``id_vit_hidden`` / ``kps_cond`` (giving both is an error).
 
-        Other keyword arguments go to ``ConsisIDPipeline.__call__`` (``latents``, ``prompt_embeds``,
-        ``num_videos_per_prompt``, ``max_sequence_length``, ``callback_on_step_end_tensor_inputs``, ...).
-        Prompts over the text encoder's limit are truncated with a warning, as in diffusers.
+        A text first argument is the prompt (``pipe("a woman smiling", face_image="me.jpg")``): diffusers takes no
+        text or path as ``image``. ``max_sequence_length=None`` is the transformer's text length (226 for ConsisID,
+        diffusers' default). The run stops with a :class:`GenfaceError` at the step whose latents go NaN or
+        infinite. Returns diffusers' output, with ``.identity`` added to the dataclass (None for precomputed
+        conditions); ``return_dict=False`` gives diffusers' ``(frames,)``.
         """
+        if isinstance(image, str) or (isinstance(image, list) and image and all(isinstance(i, str) for i in image)):
+            if prompt is not None:
+                raise InvalidArgumentError(
+                    "image takes ConsisID's face image (a PIL image, array or tensor), not text or a path; give a "
+                    "photo file as face_image=."
+                )
+            image, prompt = None, image
         if num_inference_steps < 1:
             raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        config = self.transformer.config
+        height = height or config.sample_height * self.vae_scale_factor_spatial  # diffusers' fallbacks
+        width = width or config.sample_width * self.vae_scale_factor_spatial
+        num_frames = num_frames or config.sample_frames
         self.check_video_size(height, width, num_frames)
-        identity = self.encode_identity(face_image, identity, face_index)
-        kwargs.setdefault("max_sequence_length", self.transformer.config.max_text_seq_length)
-        image, id_cond, id_vit_hidden, kps = self.identity_conditions(
-            identity, self._execution_device, self.transformer.dtype
-        )
-        latents = super().__call__(
-            image=image,
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            height=height,
-            width=width,
-            num_frames=num_frames,
-            num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale,
-            use_dynamic_cfg=use_dynamic_cfg,
-            generator=generator,
-            output_type="latent",
-            return_dict=False,
-            callback_on_step_end=callback_on_step_end,
-            id_vit_hidden=id_vit_hidden,
-            id_cond=id_cond,
-            kps_cond=kps,
-            **kwargs,
-        )[0]
-        if not torch.isfinite(latents).all():
-            raise GenfaceError(
-                "The denoised latents contain NaN or infinite values, so no video was made. This usually means "
-                "float16 overflow: load with dtype=torch.bfloat16 (or float32)."
+        precomputed = dict(image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps_cond)
+        given = sorted(name for name, value in precomputed.items() if value is not None)
+        if face_image is not None or identity is not None:
+            if given:
+                raise InvalidArgumentError(
+                    f"Give either face_image / identity (genface encodes the face) or ConsisID's precomputed "
+                    f"conditions ({', '.join(given)}), not both."
+                )
+            identity = self.encode_identity(face_image, identity, face_index)
+            image, id_cond, id_vit_hidden, kps_cond = self.identity_conditions(
+                identity, self._execution_device, self.transformer.dtype
             )
-        if output_type == "latent":
-            video = latents
-        else:
-            video = self.video_processor.postprocess_video(video=self.decode_latents(latents), output_type=output_type)
-        self.maybe_free_model_hooks()
+        elif image is None:
+            raise InvalidArgumentError(
+                "Give face_image (a photo) or identity (a saved FaceIdentity), or ConsisID's precomputed image, "
+                "id_cond, id_vit_hidden and kps_cond."
+            )
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs  # as diffusers does
+        output = super().__call__(
+            image, prompt, negative_prompt, height, width, num_frames, num_inference_steps, guidance_scale,
+            use_dynamic_cfg, num_videos_per_prompt, eta, generator, latents, prompt_embeds, negative_prompt_embeds,
+            output_type, return_dict, attention_kwargs,
+            callback_on_step_end=self._stop_on_nan(callback_on_step_end, callback_on_step_end_tensor_inputs),
+            callback_on_step_end_tensor_inputs=list(dict.fromkeys([*callback_on_step_end_tensor_inputs, "latents"])),
+            max_sequence_length=max_sequence_length or config.max_text_seq_length,
+            id_vit_hidden=id_vit_hidden, id_cond=id_cond, kps_cond=kps_cond,
+        )  # fmt: skip
         if not return_dict:
-            return (video, identity)
-        return IdentityVideoPipelineOutput(frames=video, identity=identity)
+            return output
+        return IdentityVideoPipelineOutput(frames=output.frames, identity=identity)
