@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
     }
     timings = time_alternating(runs, args.repeats, args.device)
-    image_tokens = (size // ours.vae_scale_factor // 2) ** 2
+    image_tokens = (size // ours.kontext.vae_scale_factor // 2) ** 2
     text_tokens = 512
     flops = transformer_flops_per_step(
         ours.transformer, image_tokens, text_tokens, conditions["ref_hidden_states"].shape[1]

@@ -95,25 +95,25 @@ def validate(pipe: Any, triplet: dict[str, np.ndarray], step: int, args: argpars
 @torch.no_grad()
 def text_conditions(pipe: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The fixed prompt's T5 and CLIP embeddings and text ids, encoded once for the whole run."""
-    return pipe.encode_prompt(DEFAULT_PROMPT, None, device=pipe._execution_device)
+    return pipe.kontext.encode_prompt(DEFAULT_PROMPT, None, device=pipe._execution_device)
 
 
 def flow_matching_loss(
     pipe: Any, triplet: dict[str, np.ndarray], size: int, generator: torch.Generator, text: tuple[torch.Tensor, ...]
 ) -> Any:
     """Kontext's training objective on one (source, reference, target) triplet; ``text``: :func:`text_conditions`."""
-    device, dtype = pipe._execution_device, pipe.transformer.dtype
+    device, dtype, kontext = pipe._execution_device, pipe.transformer.dtype, pipe.kontext
 
     def pixels(image: np.ndarray) -> torch.Tensor:
-        return pipe.image_processor.preprocess(PIL.Image.fromarray(image), size, size).to(device, pipe.vae.dtype)
+        return kontext.image_processor.preprocess(PIL.Image.fromarray(image), size, size).to(device, pipe.vae.dtype)
 
     channels = pipe.transformer.config.in_channels // 4
     with torch.no_grad():
-        noise, context, latent_ids, context_ids = pipe.prepare_latents(
+        noise, context, latent_ids, context_ids = kontext.prepare_latents(
             pixels(triplet["source"]), 1, channels, size, size, dtype, device, generator
         )
-        target = pipe._encode_vae_image(pixels(triplet["target"]), generator)
-        target = pipe._pack_latents(target, 1, channels, *target.shape[2:])
+        target = kontext._encode_vae_image(pixels(triplet["target"]), generator)
+        target = kontext._pack_latents(target, 1, channels, *target.shape[2:])
     prompt, pooled, text_ids = text
     # The injector's projection learns; the reference's latents are drawn with the step's generator.
     conditions = pipe.reference_conditions(triplet["reference"], size, 1.0, generator)

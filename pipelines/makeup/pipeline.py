@@ -1,7 +1,9 @@
-"""MakeupPipeline: FLUX.1 Kontext (diffusers' own pipeline, subclassed) with FLUX-Makeup's reference injector.
+"""MakeupPipeline: FLUX-Makeup, a separate pipeline that composes diffusers' FLUX.1 Kontext with its reference injector.
 
-The source face is Kontext's native condition; the makeup reference enters through the injector's
-attention pathway (``genface.models.makeup``). Faces are found, cropped and pasted back with the shared
+It is not a Kontext pipeline (its call takes a source and a reference photo, not Kontext's arguments in Kontext's
+order); :attr:`MakeupPipeline.kontext` is diffusers' own ``FluxKontextPipeline`` on the same modules. The source
+face is Kontext's native condition; the makeup reference enters through the injector's attention pathway
+(``genface.models.makeup``). Faces are found, cropped and pasted back with the shared
 identity stack, so large photos with small faces work; ``regions`` limits the change to parsed regions.
 """
 
@@ -9,15 +11,16 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import FluxKontextPipeline
-from diffusers.utils import BaseOutput
+from diffusers import DiffusionPipeline, FluxKontextPipeline
+from diffusers.loaders import FluxLoraLoaderMixin
+from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 
 from genface.errors import InvalidArgumentError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceParser, face_similarity
@@ -43,17 +46,34 @@ CROP_SCALE = 2.0
 #: How the reference enters: "image", the whole photo at the model's size, as FLUX-Makeup's eval.py; "face", a
 #: square of CROP_SCALE face boxes around the chosen face, as the source.
 REFERENCE_FRAMINGS = ("image", "face")
+#: FluxKontextPipeline.__call__ arguments passed on unchanged to the edit's Kontext call (``joint_attention_kwargs``
+#: joined with the reference's).
+KONTEXT_FORWARDED = ("prompt_2", "negative_prompt", "negative_prompt_2", "true_cfg_scale", "sigmas", "latents",
+                     "prompt_embeds", "pooled_prompt_embeds", "ip_adapter_image", "ip_adapter_image_embeds",
+                     "negative_ip_adapter_image", "negative_ip_adapter_image_embeds", "negative_prompt_embeds",
+                     "negative_pooled_prompt_embeds", "joint_attention_kwargs", "callback_on_step_end",
+                     "callback_on_step_end_tensor_inputs", "max_sequence_length")  # fmt: skip
+#: FluxKontextPipeline.__call__ arguments the makeup call sets itself, and what to use instead.
+KONTEXT_SET_HERE = {
+    "image": "the source photo is the first argument (source)",
+    "height": "the face crop's side is size=",
+    "width": "the face crop's side is size=",
+    "max_area": "the face crop's side is size=",
+    "_auto_resize": "the face crop's side is size=",
+    "num_images_per_prompt": "the pipeline makes one image per call (call again with another generator)",
+    "output_type": "edit returns the crop as a uint8 array; the whole-photo call takes output_type='pil' or 'np'",
+    "return_dict": "edit returns the crop as a uint8 array; the whole-photo call takes return_dict",
+}
 
 
 @dataclass
-class MakeupPipelineOutput(BaseOutput):
-    """``images``: the full-size results; ``facesim``: identity kept (cosine of recognition embeddings,
-    source vs result); ``makeup_similarity``: per region, 1 - ΔE76/100 between the mean CIELAB colours of
-    the region in the result and in the reference (1 = same colour)."""
+class MakeupPipelineOutput(FluxPipelineOutput):
+    """``images``: the full-size results (as diffusers' ``FluxPipelineOutput``); ``facesim``: identity kept
+    (cosine of recognition embeddings, source vs result); ``makeup_similarity``: per region, 1 - ΔE76/100 between
+    the mean CIELAB colours of the region in the result and in the reference (1 = same colour)."""
 
-    images: Any
-    facesim: float | None
-    makeup_similarity: dict[str, float]
+    facesim: float | None = None
+    makeup_similarity: dict[str, float] = field(default_factory=dict)
 
 
 def _square_crop_matrix(face: Face, image_shape: tuple[int, ...], size: int) -> np.ndarray:
@@ -82,12 +102,12 @@ def _mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return lab[mask].mean(axis=0)
 
 
-class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
+class MakeupPipeline(LowMemoryMixin, DiffusionPipeline, FluxLoraLoaderMixin):
     """Source face + makeup reference -> the source wearing the reference's makeup (FLUX-Makeup weights).
 
     Components are FLUX.1 Kontext's plus ``injector`` (:class:`MakeupInjector`, optional: without it, or
-    with ``strength=0``, this is plain Kontext); ``face_analyzer`` and ``face_parser`` come from the shared
-    identity stack.
+    with ``strength=0``, the edit is plain Kontext); ``face_analyzer`` and ``face_parser`` come from the shared
+    identity stack. Not a Kontext pipeline: :attr:`kontext` is diffusers' ``FluxKontextPipeline`` on these modules.
     """
 
     model_card = {
@@ -97,6 +117,7 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         "tags": ["flux-kontext", "makeup"],
     }
 
+    model_cpu_offload_seq = FluxKontextPipeline.model_cpu_offload_seq
     _optional_components = [*FluxKontextPipeline._optional_components, "injector"]
     # The injector's weights are used inside the transformer's attention, never by a call of their own, so
     # model CPU offload could not move them on time: they stay on the execution device.
@@ -117,22 +138,27 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         face_analyzer: FaceAnalyzer | None = None,
         face_parser: FaceParser | None = None,
     ) -> None:
-        super().__init__(
-            scheduler,
-            vae,
-            text_encoder,
-            tokenizer,
-            text_encoder_2,
-            tokenizer_2,
-            transformer,
-            image_encoder,
-            feature_extractor,
-        )
-        self.register_modules(injector=injector)
+        super().__init__()
+        self.register_modules(
+            scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
+            tokenizer_2=tokenizer_2, transformer=transformer, image_encoder=image_encoder,
+            feature_extractor=feature_extractor, injector=injector,
+        )  # fmt: skip
         if injector is not None:
             injector.install(transformer)
         self.face_analyzer = face_analyzer
         self.face_parser = face_parser
+        self._kontext: FluxKontextPipeline | None = None
+
+    @property
+    def kontext(self) -> FluxKontextPipeline:
+        """diffusers' ``FluxKontextPipeline`` on this pipeline's modules, for Kontext's own calls (the same output
+        as diffusers: without reference conditions the injector's processors compute plain Kontext)."""
+        modules = {name: module for name, module in self.components.items() if name != "injector"}
+        if self._kontext is None or self._kontext.components != modules:
+            self._kontext = FluxKontextPipeline(**modules)
+        self._kontext._progress_bar_config = getattr(self, "_progress_bar_config", {})
+        return self._kontext
 
     @classmethod
     def from_pretrained(
@@ -204,15 +230,16 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         if self.injector is None or strength == 0:
             return None
         device, dtype = self._execution_device, self.transformer.dtype
-        pixels = self.image_processor.preprocess(PIL.Image.fromarray(reference_crop), size, size).to(
+        kontext = self.kontext
+        pixels = kontext.image_processor.preprocess(PIL.Image.fromarray(reference_crop), size, size).to(
             device, self.vae.dtype
         )
         latents = self.vae.encode(pixels).latent_dist.sample(generator)
         latents = (latents - self.vae.config.shift_factor) * self.vae.config.scaling_factor
         batch, channels, height, width = latents.shape
-        packed = self._pack_latents(latents, batch, channels, height, width)
+        packed = kontext._pack_latents(latents, batch, channels, height, width)
         tokens = self.injector.ref_image_proj_model(packed.to(self.injector.device, self.injector.dtype)).to(dtype)
-        ids = reference_position_ids(height // 2, width // 2, shift=size // (self.vae_scale_factor * 2))
+        ids = reference_position_ids(height // 2, width // 2, shift=size // (kontext.vae_scale_factor * 2))
         return {
             "ref_hidden_states": tokens,
             "ref_rotary_emb": self.transformer.pos_embed(ids.to(device)),
@@ -230,6 +257,15 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         config = ContextParallelConfig(ulysses_degree=ulysses_degree, ring_degree=ring_degree, **options)
         self.transformer.enable_parallelism(config=config)
 
+    @staticmethod
+    def check_kontext_arguments(kontext_kwargs: dict[str, Any]) -> None:
+        """Refuse what the edit's Kontext call cannot take as given: its own settings and unknown names."""
+        for name in kontext_kwargs:
+            if name in KONTEXT_SET_HERE:
+                raise InvalidArgumentError(f"MakeupPipeline sets Kontext's {name} itself: {KONTEXT_SET_HERE[name]}.")
+            if name not in KONTEXT_FORWARDED:
+                raise TypeError(f"MakeupPipeline got an unexpected keyword argument {name!r}.")
+
     @torch.no_grad()
     def edit(
         self,
@@ -237,35 +273,41 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         reference_crop: np.ndarray | None = None,
         *,
         strength: float = 1.0,
-        prompt: str = DEFAULT_PROMPT,
+        prompt: str | list[str] | None = None,
         size: int = 1024,
         num_inference_steps: int = 25,
         guidance_scale: float = 2.5,
         generator: torch.Generator | None = None,
-        **kwargs: Any,
+        **kontext_kwargs: Any,
     ) -> np.ndarray:
-        """Edit one face crop (RGB uint8) at ``size`` x ``size``; returns RGB uint8 of that size."""
+        """Edit one face crop (RGB uint8) at ``size`` x ``size``; returns RGB uint8 of that size.
+
+        ``prompt=None`` is FLUX-Makeup's ``"makeup."`` (unless ``prompt_embeds`` is given); ``kontext_kwargs`` are
+        the Kontext arguments of :data:`KONTEXT_FORWARDED`, passed on to its call."""
+        self.check_kontext_arguments(kontext_kwargs)
+        if prompt is None and kontext_kwargs.get("prompt_embeds") is None:
+            prompt = DEFAULT_PROMPT
         conditions = (
             None if reference_crop is None else self.reference_conditions(reference_crop, size, strength, generator)
         )
-        result = (
-            super()
-            .__call__(
-                image=PIL.Image.fromarray(source_crop).resize((size, size), PIL.Image.BICUBIC),
-                prompt=prompt,
-                height=size,
-                width=size,
-                num_inference_steps=num_inference_steps,
-                guidance_scale=guidance_scale,
-                generator=generator,
-                joint_attention_kwargs=conditions,
-                output_type="np",
-                max_area=size * size,
-                _auto_resize=False,
-                **kwargs,
-            )
-            .images[0]
-        )
+        given = kontext_kwargs.pop("joint_attention_kwargs", None) or {}
+        if conditions and set(given) & set(conditions):
+            raise InvalidArgumentError(f"joint_attention_kwargs may not set the reference's {sorted(conditions)}.")
+        result = self.kontext(
+            image=PIL.Image.fromarray(source_crop).resize((size, size), PIL.Image.BICUBIC),
+            prompt=prompt,
+            height=size,
+            width=size,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            joint_attention_kwargs={**given, **(conditions or {})} or None,
+            output_type="np",
+            max_area=size * size,
+            _auto_resize=False,
+            **kontext_kwargs,
+        ).images[0]
+        self.maybe_free_model_hooks()
         return to_uint8(result)
 
     # -- the whole photo ----------------------------------------------------------------------------------
@@ -297,7 +339,7 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         reference: ImageInput,
         strength: float = 1.0,
         regions: list[str] | None = None,
-        prompt: str = DEFAULT_PROMPT,
+        prompt: str | list[str] | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 2.5,
         generator: torch.Generator | None = None,
@@ -306,8 +348,9 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         size: int = 1024,
         output_type: str = "pil",
         reference_framing: str = "image",
-        **kwargs: Any,
-    ) -> MakeupPipelineOutput:
+        return_dict: bool = True,
+        **kontext_kwargs: Any,
+    ) -> MakeupPipelineOutput | tuple:
         """Put the makeup of ``reference`` on the face in ``source``.
 
         ``strength`` scales the reference pathway (0: Kontext's own edit of the source, no reference);
@@ -315,9 +358,14 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
         exactly as it was, with feathered edges. ``reference_framing="image"`` gives the model the whole
         reference photo resized to ``size`` x ``size``, as FLUX-Makeup's eval.py; ``"face"`` a square around
         its face (``reference_face_index`` picks which), for photos where the face is small.
+        ``kontext_kwargs``: Kontext's arguments of :data:`KONTEXT_FORWARDED`, for the edit's Kontext call (the others
+        are refused, see :data:`KONTEXT_SET_HERE`). ``return_dict=False`` gives diffusers' ``(images,)``.
         """
         if strength < 0:
             raise InvalidArgumentError(f"strength must be 0 or more, got {strength}.")
+        if output_type not in ("pil", "np"):
+            raise InvalidArgumentError(f"output_type must be 'pil' or 'np' (images pasted back), got {output_type!r}.")
+        self.check_kontext_arguments(kontext_kwargs)
         if reference_framing not in REFERENCE_FRAMINGS:
             raise InvalidArgumentError(
                 f"reference_framing must be one of {REFERENCE_FRAMINGS}, got {reference_framing!r}."
@@ -342,8 +390,8 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
             )
         reference_crop, reference_parsing = self.mask_reference(reference_crop)
         edited = self.edit(
-            source_crop, reference_crop, strength=strength, prompt=prompt, size=size,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, generator=generator, **kwargs,
+            source_crop, reference_crop, strength=strength, prompt=prompt, size=size, generator=generator,
+            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, **kontext_kwargs,
         )  # fmt: skip
         if regions:
             mask = _feather(self._parse(source_crop).mask(*regions), size)
@@ -353,8 +401,11 @@ class MakeupPipeline(LowMemoryMixin, FluxKontextPipeline):
             border[inset:-inset, inset:-inset] = 1.0
             mask = _feather(border, size)
         result = paste_back(source_rgb, edited, matrix, mask)
+        images = [PIL.Image.fromarray(result) if output_type == "pil" else result]
+        if not return_dict:
+            return (images,)
         return MakeupPipelineOutput(
-            images=[PIL.Image.fromarray(result) if output_type == "pil" else result],
+            images=images,
             facesim=self._facesim(source_rgb, result, face),
             makeup_similarity=self._makeup_similarity(edited, reference_crop, reference_parsing),
         )

@@ -3,7 +3,10 @@ strength and regions, paste-back into the full photo, metrics, bad input and loa
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -17,6 +20,8 @@ from genface.pipelines import MakeupPipeline
 from genface.pipelines.makeup.tiny import TINY_SIZE, tiny_components, tiny_injector, tiny_pipeline
 
 RUN = dict(size=TINY_SIZE, num_inference_steps=2)
+#: The tiny model's size as Kontext's arguments (its VAE does not downsample: 1024x1024 would not fit).
+TINY_KONTEXT = dict(height=TINY_SIZE, width=TINY_SIZE, max_area=TINY_SIZE**2, _auto_resize=False)
 
 
 def _generator(seed: int = 0) -> torch.Generator:
@@ -73,6 +78,149 @@ def test_strength_and_reference_change_the_result(pipe, crops) -> None:
     assert np.abs(other_reference.astype(int) - base.astype(int)).max() > 0
     again = pipe.edit(source, reference, strength=1.0, generator=_generator(), **RUN)
     np.testing.assert_array_equal(again, base)  # deterministic under a seed
+
+
+@pytest.fixture(scope="module")
+def bare(dlib_analyzer) -> tuple[MakeupPipeline, FluxKontextPipeline]:
+    """A makeup pipeline without injector and diffusers' Kontext on the same modules."""
+    components = tiny_components()
+    ours = MakeupPipeline(**components, face_analyzer=dlib_analyzer)
+    kontext = FluxKontextPipeline(**components)
+    for pipeline in (ours, kontext):
+        pipeline.set_progress_bar_config(disable=True)
+    return ours, kontext
+
+
+def _scale_latents(pipeline, step, timestep, tensors):
+    return {"latents": tensors["latents"] * 0.5} if step == 0 else {}
+
+
+def _scale_prompt(pipeline, step, timestep, tensors):
+    return {"prompt_embeds": tensors["prompt_embeds"] * 0.9}
+
+
+def _embeds(seed: int) -> dict[str, torch.Tensor]:
+    return {"prompt_embeds": torch.randn(1, 8, 32, generator=_generator(seed)),
+            "pooled_prompt_embeds": torch.randn(1, 32, generator=_generator(seed + 1))}  # fmt: skip
+
+
+#: Every Kontext argument the makeup edit passes on -> a call setting it.
+KONTEXT_CASES: dict[str, dict[str, Any]] = {
+    "prompt_2": {"prompt_2": "red lipstick"},
+    "negative_prompt": {"negative_prompt": "blurry", "true_cfg_scale": 2.0},
+    "negative_prompt_2": {"negative_prompt": "blurry", "negative_prompt_2": "dark", "true_cfg_scale": 2.0},
+    "true_cfg_scale": {"true_cfg_scale": 1.5, "negative_prompt": "pale"},
+    "sigmas": {"sigmas": [1.0, 0.4]},
+    "latents": {"latents": torch.randn(1, (TINY_SIZE // 2) ** 2, 4, generator=_generator(3))},
+    "prompt_embeds": {"prompt": None, **_embeds(4)},
+    "pooled_prompt_embeds": {"prompt": None, **_embeds(6)},
+    "ip_adapter_image": {"ip_adapter_image": PIL.Image.new("RGB", (TINY_SIZE, TINY_SIZE))},
+    "ip_adapter_image_embeds": {"ip_adapter_image_embeds": [torch.zeros(1, 1, 32)]},
+    "negative_ip_adapter_image": {"negative_ip_adapter_image": PIL.Image.new("RGB", (TINY_SIZE, TINY_SIZE))},
+    "negative_ip_adapter_image_embeds": {"negative_ip_adapter_image_embeds": [torch.zeros(1, 1, 32)]},
+    "negative_prompt_embeds": {
+        "true_cfg_scale": 2.0,
+        "negative_prompt_embeds": _embeds(8)["prompt_embeds"],
+        "negative_pooled_prompt_embeds": _embeds(8)["pooled_prompt_embeds"],
+    },  # fmt: skip
+    "negative_pooled_prompt_embeds": {
+        "true_cfg_scale": 2.0,
+        "negative_prompt_embeds": _embeds(10)["prompt_embeds"],
+        "negative_pooled_prompt_embeds": _embeds(10)["pooled_prompt_embeds"],
+    },  # fmt: skip
+    "joint_attention_kwargs": {"joint_attention_kwargs": {"scale": 1.0}},
+    "callback_on_step_end": {"callback_on_step_end": _scale_latents},
+    "callback_on_step_end_tensor_inputs": {
+        "callback_on_step_end": _scale_prompt,
+        "callback_on_step_end_tensor_inputs": ["latents", "prompt_embeds"],
+    },  # fmt: skip
+    "max_sequence_length": {"max_sequence_length": 64},
+}
+
+
+def test_makeup_is_not_a_kontext_pipeline_but_handles_every_kontext_argument(pipe) -> None:
+    """Fails when diffusers adds a Kontext argument genface does not handle (forward it or refuse it)."""
+    from genface.pipelines.makeup.pipeline import KONTEXT_FORWARDED, KONTEXT_SET_HERE
+
+    assert not isinstance(pipe, FluxKontextPipeline) and isinstance(pipe.kontext, FluxKontextPipeline)
+    kontext = set(inspect.signature(FluxKontextPipeline.__call__).parameters) - {"self"}
+    named = set(inspect.signature(MakeupPipeline.__call__).parameters)
+    assert not set(KONTEXT_FORWARDED) & set(KONTEXT_SET_HERE)
+    assert set(KONTEXT_FORWARDED) | set(KONTEXT_SET_HERE) <= kontext
+    assert kontext <= named | set(KONTEXT_FORWARDED) | set(KONTEXT_SET_HERE)
+    assert set(KONTEXT_FORWARDED) == set(KONTEXT_CASES)
+
+
+def _outcome(run: Callable[[], np.ndarray]) -> tuple:
+    """The result, or the error diffusers raised (the IP-Adapter inputs need an IP-Adapter loaded)."""
+    try:
+        return ("image", run())
+    except Exception as error:  # noqa: BLE001 (compared with diffusers' own outcome)
+        return ("error", type(error), str(error))
+
+
+@pytest.mark.parametrize("name", sorted(KONTEXT_CASES))
+def test_every_forwarded_kontext_argument_acts_as_in_diffusers(bare, crops, name) -> None:
+    ours, kontext = bare
+    source = crops[0]
+    case = {"prompt": "makeup.", "num_inference_steps": 2, "guidance_scale": 2.5, **KONTEXT_CASES[name]}
+    expected = _outcome(lambda: to_uint8(kontext(
+        image=PIL.Image.fromarray(source), height=TINY_SIZE, width=TINY_SIZE, max_area=TINY_SIZE**2,
+        _auto_resize=False, output_type="np", generator=_generator(), **case,
+    ).images[0]))  # fmt: skip
+    result = _outcome(lambda: ours.edit(source, size=TINY_SIZE, generator=_generator(), **case))
+    assert result[0] == expected[0] and (
+        np.array_equal(result[1], expected[1]) if result[0] == "image" else result == expected
+    )
+
+
+@pytest.mark.parametrize("name", ["image", "height", "width", "max_area", "_auto_resize", "num_images_per_prompt"])
+def test_kontext_arguments_the_makeup_call_sets_are_refused(pipe, astronaut, portrait, crops, name) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"sets Kontext's {name} itself"):
+        pipe(astronaut, portrait, **RUN, **{name: 1})
+    with pytest.raises(InvalidArgumentError, match=f"sets Kontext's {name} itself"):
+        pipe.edit(*crops, **RUN, **{name: 1})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'refrence'"):
+        pipe(astronaut, portrait, refrence=portrait, **RUN)
+    with pytest.raises(InvalidArgumentError, match="sets Kontext's output_type itself"):
+        pipe.edit(*crops, output_type="pil", **RUN)
+
+
+KONTEXT_DOCS_CALL = """
+image = pipe(
+    image=image,
+    prompt=prompt,
+    guidance_scale=2.5,
+    generator=torch.Generator().manual_seed(42),
+).images[0]
+"""
+
+
+def test_kontext_docs_call_runs_unchanged_on_pipe_kontext(pipe, crops) -> None:
+    """diffusers' FluxKontextPipeline example, on MakeupPipeline.kontext (the injector installed) and on diffusers'
+    own pipeline (the injector removed), in 2 steps at the tiny model's size: the same image."""
+    call = KONTEXT_DOCS_CALL.replace("=2.5,", f"=2.5, num_inference_steps=2, **{TINY_KONTEXT!r},")
+    scope = dict(torch=torch, prompt="Make Pikachu hold a sign", image=PIL.Image.fromarray(crops[0]))
+    ours = dict(scope, pipe=pipe.kontext)
+    exec(call, ours)  # noqa: S102
+    reference = FluxKontextPipeline(**{k: v for k, v in pipe.components.items() if k != "injector"})
+    reference.set_progress_bar_config(disable=True)
+    pipe.injector.remove(pipe.transformer)
+    try:
+        theirs = dict(scope, pipe=reference)
+        exec(call, theirs)  # noqa: S102
+    finally:
+        pipe.injector.install(pipe.transformer)
+    assert isinstance(ours["image"], PIL.Image.Image)
+    np.testing.assert_array_equal(np.asarray(ours["image"]), np.asarray(theirs["image"]))
+
+
+def test_return_dict_false_gives_diffusers_tuple(pipe, astronaut, portrait) -> None:
+    out = pipe(astronaut, portrait, generator=_generator(), output_type="np", **RUN)
+    (images,) = pipe(astronaut, portrait, generator=_generator(), output_type="np", return_dict=False, **RUN)
+    np.testing.assert_array_equal(images[0], out.images[0])
+    with pytest.raises(InvalidArgumentError, match="output_type must be 'pil' or 'np'"):
+        pipe(astronaut, portrait, output_type="latent", **RUN)
 
 
 def _away_from_the_face(pipe: MakeupPipeline, image: np.ndarray) -> np.ndarray:
