@@ -794,7 +794,7 @@ EPILOG_SERVE = """examples:
 def cmd_serve(args: argparse.Namespace) -> int:
     from genface.web import serve
 
-    serve(args.model, args.host, args.port, args.device and _device(args.device), args.concurrency)
+    serve(args.model, args.host, args.port, args.device and _device(args.device), args.concurrency, args.max_queue)
     return 0
 
 
@@ -1023,6 +1023,10 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument(
         "--concurrency", type=_number(int, 1, 64), default=1, help="jobs run at once, 1-64; the rest wait in the queue"
     )
+    web.add_argument(
+        "--max-queue", type=_number(int, 1, 1000), default=16,
+        help="jobs that may wait, 1-1000 (default 16); beyond that a user is told the app is busy",
+    )  # fmt: skip
     web.set_defaults(func=cmd_serve)
     return parser
 

@@ -36,8 +36,9 @@ MAX_SEED = 2**32 - 1
 MAX_STRENGTH = 2.0
 #: Frames the talking-face renderer makes per step (its progress bar counts these steps).
 TALK_BATCH = 8
+MAX_QUEUE = 16  # jobs that may wait; beyond that a user is told the app is busy
 #: What each pipeline's progress bar counts, as the page shows it.
-PROGRESS = {"video": "Denoising", "makeup": "Denoising", "talk": f"Lip-syncing, {TALK_BATCH} frames a step"}
+PROGRESS = {"video": "Denoising", "makeup": "Denoising", "talk": "Lip-syncing frames"}
 #: Heights in pixels of the result players and images (whatever the size of the result), and of paired inputs.
 RESULT_HEIGHT, INPUT_HEIGHT = 360, 240
 
@@ -248,7 +249,7 @@ def _web_job(jobs: Jobs, function: Callable[..., tuple], outputs: int) -> Callab
     return run
 
 
-def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = 16) -> Any:
+def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> Any:
     """The Gradio Blocks app: one tab per job, errors shown in each tab's status line, progress bars, a queue
     with a concurrency limit, and each session's files deleted when it ends."""
     import gradio as gr
@@ -352,11 +353,16 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = 16) -> Any:
 
 
 def serve(
-    model: str = "hub", host: str = "127.0.0.1", port: int = 7860, device: str | None = None, concurrency: int = 1
+    model: str = "hub",
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    device: str | None = None,
+    concurrency: int = 1,
+    max_queue: int = MAX_QUEUE,
 ) -> None:
     """Build and run the app until interrupted."""
     from gradio.utils import get_upload_folder
 
     uploads = Path(get_upload_folder())
-    app = build_app(Jobs(model, device, uploads / "genface", uploads), concurrency)
+    app = build_app(Jobs(model, device, uploads / "genface", uploads), concurrency, max_queue)
     app.launch(server_name=host, server_port=port, show_error=True)

@@ -745,6 +745,7 @@ CLI_ERRORS = {
     "0 --port": ("serve --model tiny --port 0", 1, "--port: must be from 1 to 65535"),
     "huge --port": ("serve --model tiny --port 70000", 1, "--port: must be"),
     "0 --concurrency": ("serve --model tiny --concurrency 0", 1, "--concurrency: must be from 1 to 64"),
+    "0 --max-queue": ("serve --model tiny --max-queue 0", 1, "--max-queue: must be from 1 to 1000"),
     "0 --attention-head-dim": ("convert {t}/c.pt {t}/new --attention-head-dim 0", 1, "--attention-head-dim"),
     "unknown option": (f"{_VIDEO} --colour red", 1, "unrecognized arguments: --colour red"),
     "--out is a folder": ("video --model tiny --prompt p --face {t}/face.png --out {t}/folder.mp4", 1, "is a folder"),

@@ -356,10 +356,10 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
         return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
 
     def _frames(self, source: _Source, windows: SpeechWindows, batch_size: int) -> Iterator[np.ndarray]:
-        """Lip-synced full frames, ``batch_size`` at a time, each batch made from the frames it needs only."""
-        starts = range(0, windows.num_frames, batch_size)
-        with self.progress_bar(total=len(starts)) as bar:
-            for start in starts:
+        """Lip-synced full frames, ``batch_size`` at a time, each batch made from the frames it needs only; the
+        progress bar counts frames."""
+        with self.progress_bar(total=windows.num_frames) as bar:
+            for start in range(0, windows.num_frames, batch_size):
                 count = min(batch_size, windows.num_frames - start)
                 indices = [pingpong(i, source.count) for i in range(start, start + count)]
                 latents, frames, masks = self._inputs(source, indices)
@@ -370,7 +370,7 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
                         for k, frame, crop, mask in zip(indices, frames, crops, masks, strict=True)
                     ]
                 )
-                bar.update()
+                bar.update(count)
 
     def __call__(
         self,

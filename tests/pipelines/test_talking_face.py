@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -109,6 +110,14 @@ def test_dub_mode_plays_a_short_video_back_and_forth(pipe, astronaut) -> None:
         k = pingpong(i, 3)
         assert np.array_equal(frame[outside[k]], clip[k][outside[k]]), i
     assert [pingpong(i, 3) for i in range(8)] == [0, 1, 2, 2, 1, 0, 0, 1]
+
+
+def test_the_progress_bar_counts_frames(dlib_analyzer, astronaut) -> None:
+    shown = io.StringIO()
+    pipeline = tiny_pipeline(dlib_analyzer)
+    pipeline.set_progress_bar_config(file=shown, mininterval=0)
+    output = pipeline(astronaut, _speech_like(0.33), audio_rate=16000, fps=25, batch_size=3, measure=False)
+    assert len(output.frames) == 8 and "8/8" in shown.getvalue()  # 3 + 3 + 2 frames, not 3 steps
 
 
 def test_lost_frames_hold_the_last_box_and_no_face_at_all_is_an_error(pipe, astronaut) -> None:
