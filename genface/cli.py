@@ -25,13 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from genface import __version__
-from genface.errors import (
-    GenfaceError,
-    InvalidArgumentError,
-    InvalidIdentityFileError,
-    MissingWeightsError,
-    OfflineError,
-)
+from genface.errors import GenfaceError, InvalidArgumentError, InvalidIdentityFileError
 
 logger = logging.getLogger(__name__)
 
@@ -646,36 +640,19 @@ def _verify_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
-FORGERY_CAUTION = (
-    "an estimate by one model of how likely the face is fake (0 to 1), not proof: compression, resizing, lighting "
-    "and unseen generators move it either way (README: Forgery scores)"
-)
-
-
 def _forgery_detector(args: argparse.Namespace) -> tuple[Any, str | None]:
     """The FSFM detector ``--detector`` asks for, or None and why: not asked for, or its weights unavailable."""
-    from genface.forensics import FSFM_REPO, ForgeryDetector
+    from genface.forensics import FSFM_REPO, load_detector
 
     if args.detector == "none":
         return None, None
     args.detector_weights = args.detector_weights or FSFM_REPO
-    try:
-        detector = ForgeryDetector.from_pretrained(args.detector_weights, task=args.detector, device=args.device)
-    except (MissingWeightsError, OfflineError) as exc:
-        return None, f"no forgery score: the FSFM {args.detector} detector is not available ({_one_line(str(exc))})"
-    return detector, None
-
-
-def _forgery(detector: Any, path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The detector's score of one file for the report, or why there is none (no face, a face too small)."""
-    about = {"detector": f"FSFM {args.detector}", "weights": args.detector_weights, "caution": FORGERY_CAUTION}
-    try:
-        return about | detector.score(path).to_dict()
-    except GenfaceError as exc:
-        return about | {"error": _one_line(str(exc))}
+    return load_detector(args.detector_weights, args.detector, device=args.device)
 
 
 def _print_verify(result: dict[str, Any]) -> None:
+    from genface.forensics import score_line
+
     name = result["file"]
     if not result["synthetic"]:
         print(f"{name}: no mark (neither genface metadata nor the genface watermark was found)")
@@ -695,21 +672,13 @@ def _print_verify(result: dict[str, Any]) -> None:
     forgery = result.get("forgery")
     if forgery is None or "unavailable" in forgery:
         return
-    if "error" in forgery:
-        print(f"  forgery score ({forgery['detector']}): none ({forgery['error']})")
-        return
-    if forgery["kind"] == "video":
-        driving = ", ".join(map(str, forgery["driving"]))
-        where = f"the face followed over {len(forgery['frames'])} frame(s), highest at frame(s) {driving}"
-    elif len(forgery["faces"]) == 1:
-        where = "its face"
-    else:
-        where = f"the highest of its {len(forgery['faces'])} faces"
-    print(f"  forgery score ({forgery['detector']}): {forgery['probability']:.2f} for {where}")
-    print(f"    {FORGERY_CAUTION}")
+    print(f"  {score_line(forgery)}")
+    if "error" not in forgery:
+        print(f"    {forgery['caution']}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from genface.forensics import score_report
     from genface.provenance import verify
 
     files = _verify_files(args.files)
@@ -729,7 +698,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
             print(f"genface: error: {path}: {message}", file=sys.stderr)
             continue
         if detector is not None:
-            result["forgery"] = _forgery(detector, path, args)
+            name = f"FSFM {args.detector}"
+            result["forgery"] = score_report(detector, path, name) | {"weights": args.detector_weights}
         elif unavailable:
             result["forgery"] = {"unavailable": unavailable}
         results.append(result)

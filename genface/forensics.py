@@ -13,20 +13,23 @@ shrunk to at most 1280 px), every face of an image is scored rather than dlib's 
 is the one tracked from the first frame that has one instead of each frame's first detection.
 
 A score is the model's estimate, not proof: it is calibrated only on the benchmarks the checkpoint was
-tested on, and compression, resizing, lighting or unseen generators move it either way.
+tested on, and compression, resizing, lighting or unseen generators move it either way. :func:`score_report`,
+:func:`score_line` and :data:`FORGERY_CAUTION` word it so wherever genface reports one (``genface verify``,
+the web demo); :func:`tiny_fsfm` is the tiny random model of tests and the offline demo.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from genface.errors import FaceTooSmallError, NoFaceError
+from genface.errors import FaceTooSmallError, GenfaceError, MissingWeightsError, NoFaceError, OfflineError
 from genface.identity.detect import FaceAnalyzer, describe_source
 from genface.identity.track import track_face
 from genface.identity.types import Face
@@ -53,6 +56,13 @@ CHECKPOINTS = {
 FACE_SCALE = 1.3
 #: Frames a video is scored on (FSFM's test sets: 32 evenly spaced frames per video).
 VIDEO_FRAMES = 32
+#: How every report qualifies a score.
+FORGERY_CAUTION = (
+    "an estimate by one model of how likely the face is fake (0 to 1), not proof: compression, resizing, lighting "
+    "and unseen generators move it either way (README: Forgery scores)"
+)
+#: The tiny random FSFM's sizes (224 px input as published; a toy ViT).
+TINY_FSFM = {"width": 32, "layers": 1, "heads": 2}
 
 
 @dataclass
@@ -241,3 +251,44 @@ class ForgeryDetector:
     def score(self, source: ImageInput) -> ImageScore | VideoScore:
         """A video path (by suffix) is scored as a video, anything else as an image."""
         return self.score_video(source) if is_video_path(source) else self.score_image(source)
+
+
+def tiny_fsfm(seed: int = 0, **config: Any) -> FSFMViT:
+    """A tiny random FSFM (tests, the offline demo; its scores are noise); ``config`` overrides the defaults."""
+    torch.manual_seed(seed)
+    return FSFMViT(**TINY_FSFM, **config).eval()
+
+
+def load_detector(
+    weights: str | os.PathLike = FSFM_REPO, task: str = "deepfake", *, device: str | torch.device = "cpu"
+) -> tuple[ForgeryDetector | None, str | None]:
+    """The detector (see :meth:`ForgeryDetector.from_pretrained`), or None and one line saying why its weights
+    cannot be had (missing, or offline)."""
+    try:
+        return ForgeryDetector.from_pretrained(weights, task=task, device=device), None
+    except (MissingWeightsError, OfflineError) as exc:
+        return None, f"no forgery score: the FSFM {task} detector is not available ({' '.join(str(exc).split())})"
+
+
+def score_report(detector: ForgeryDetector, source: ImageInput, name: str) -> dict[str, Any]:
+    """The score of ``source`` by the detector called ``name``, with :data:`FORGERY_CAUTION`; or, when it has no
+    usable face, ``error`` saying why."""
+    about = {"detector": name, "caution": FORGERY_CAUTION}
+    try:
+        return about | detector.score(source).to_dict()
+    except GenfaceError as exc:
+        return about | {"error": " ".join(str(exc).split())}
+
+
+def score_line(report: Mapping[str, Any]) -> str:
+    """One line for a :func:`score_report`: the probability and what it was taken over, or none and why."""
+    if "error" in report:
+        return f"forgery score ({report['detector']}): none ({report['error']})"
+    if report["kind"] == "video":
+        driving = ", ".join(map(str, report["driving"]))
+        where = f"the face followed over {len(report['frames'])} frame(s), highest at frame(s) {driving}"
+    elif len(report["faces"]) == 1:
+        where = "its face"
+    else:
+        where = f"the highest of its {len(report['faces'])} faces"
+    return f"forgery score ({report['detector']}): {report['probability']:.2f} for {where}"

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from genface.cli import main
+from genface.forensics import tiny_fsfm
 from genface.media import save_image, write_video
 from genface.models.curricularface import CurricularFaceIR
-from genface.models.fsfm import FSFMViT
 from genface.models.talking.syncnet_v2 import SyncNetV2
 from tests.tiny_models import planted_face, save_tiny_insightface_pack
 
@@ -41,7 +41,7 @@ def judges(tmp_path_factory) -> Path:
     syncnet = SyncNetV2(audio_channels=(4, 6, 8, 8, 8, 8), lip_channels=(4, 6, 6, 6, 6, 8), embedding_size=16)
     torch.save(syncnet.state_dict(), root / "syncnet_v2.model")
     torch.save(BiSeNet().state_dict(), root / "parsing_bisenet.pth")
-    FSFMViT(width=32, layers=1, heads=2).save_pretrained(root / "fsfm")
+    tiny_fsfm().save_pretrained(root / "fsfm")
     return root
 
 

@@ -12,16 +12,16 @@ import pytest
 import torch
 
 from genface.cli import main
+from genface.forensics import tiny_fsfm
 from genface.media import save_image, write_video
-from genface.models.fsfm import FSFMViT, load_fsfm
+from genface.models.fsfm import load_fsfm
 from genface.provenance import save_marked_image
 
 
 @pytest.fixture(scope="module")
 def fsfm(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("fsfm")
-    torch.manual_seed(0)
-    FSFMViT(width=32, layers=1, heads=2).save_pretrained(folder)
+    tiny_fsfm().save_pretrained(folder)
     return folder
 
 
@@ -90,8 +90,7 @@ def test_verify_bad_files(files, tmp_path, capsys) -> None:
 
 
 def test_convert_fsfm_checkpoint(tmp_path, capsys) -> None:
-    torch.manual_seed(0)
-    model = FSFMViT(width=32, layers=1, heads=2)
+    model = tiny_fsfm()
     published = tmp_path / "published"
     published.mkdir()
     checkpoint = {"model": model.state_dict(), "args": argparse.Namespace(model="vit_base_patch16"), "epoch": 3}

@@ -12,18 +12,16 @@ import torch
 from PIL import Image
 
 from genface.errors import FaceTooSmallError, InvalidImageError, InvalidMediaError, NoFaceError
-from genface.forensics import ForgeryDetector, square_box
+from genface.forensics import ForgeryDetector, square_box, tiny_fsfm
 from genface.identity import FaceAnalyzer
 from genface.media import write_video
-from genface.models.fsfm import FSFMViT
 
 MEAN, STD = [0.55, 0.42, 0.37], [0.28, 0.24, 0.23]
 
 
 @pytest.fixture(scope="module")
 def detector() -> ForgeryDetector:
-    torch.manual_seed(0)
-    model = FSFMViT(width=32, layers=1, heads=2, image_mean=MEAN, image_std=STD)
+    model = tiny_fsfm(image_mean=MEAN, image_std=STD)
     with torch.no_grad():  # a head that spreads the probabilities, so frames differ visibly
         model.head.weight.normal_(0, 0.5)
     return ForgeryDetector(model, FaceAnalyzer("dlib"))
@@ -113,7 +111,7 @@ def test_a_backbone_without_classifier_is_refused(tmp_path: Path) -> None:
     from genface.errors import InvalidArgumentError
 
     with pytest.raises(InvalidArgumentError, match="fine-tuned checkpoint"):
-        ForgeryDetector(FSFMViT(width=32, layers=1, heads=2, head_type="none"))
+        ForgeryDetector(tiny_fsfm(head_type="none"))
 
 
 def test_from_pretrained_reads_a_folder_and_names_the_published_checkpoints(detector, tmp_path) -> None:
