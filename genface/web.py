@@ -1,10 +1,11 @@
-"""`genface serve`: a Gradio app with one tab per job (identity check, video, makeup, talking face).
+"""`genface serve`: a Gradio app with one tab per job (identity check with forgery scores, video, makeup,
+talking face).
 
 Pipelines load on first use and stay loaded; the queue runs one job at a time (``concurrency``) and holds at
 most ``max_queue`` waiting (more are told the app is busy). It binds to 127.0.0.1 unless told otherwise.
-``model="tiny"`` uses the tiny random models (offline, CPU; their outputs are noise), for tests and to check
-an installation. Everything it generates carries the synthetic-media marks. Each browser session's outputs
-and the uploads its jobs read are deleted when the session ends.
+``model="tiny"`` uses the tiny random models (offline, CPU; their outputs and forgery scores are noise), for
+tests and to check an installation. Everything it generates carries the synthetic-media marks. Each browser
+session's outputs and the uploads its jobs read are deleted when the session ends.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class Jobs:
         self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
         self._pipes: dict[str, Any] = {}
         self._analyzer: Any = None
+        self._forgery: tuple[Any, str] | None = None
         self._inputs: dict[str, set[Path]] = {}
         self._lock = threading.Lock()
 
@@ -111,6 +113,33 @@ class Jobs:
             pipe.set_progress_bar_config(desc=PROGRESS[job])  # the page shows the pipeline's bar
             self._pipes[job] = pipe.to(self._device())
         return self._pipes[job]
+
+    def _detector(self) -> tuple[Any, str]:
+        """The forgery detector and its name in the report, or None and one line saying why there is none. Made
+        on first use (a tiny random FSFM for the tiny model, else the published deepfake checkpoint, tried once)."""
+        if self._forgery is None:
+            from genface.forensics import ForgeryDetector, load_detector, tiny_fsfm
+
+            if self.model == TINY:
+                self._forgery = (
+                    ForgeryDetector(tiny_fsfm(), device=self._device()),
+                    "tiny random FSFM: its score is noise",
+                )
+            else:
+                detector, unavailable = load_detector(device=self._device())
+                self._forgery = detector, unavailable or "FSFM deepfake"
+        return self._forgery
+
+    def _forgery_lines(self, images: list[np.ndarray]) -> list[str]:
+        """Each photo's forgery score worded as `genface verify` words it, or one line saying there is none."""
+        from genface.forensics import FORGERY_CAUTION, score_line, score_report
+
+        detector, name = self._detector()
+        if detector is None:
+            return [f"{name[0].upper()}{name[1:]}"]
+        reports = [score_report(detector, image, name) for image in images]
+        lines = [f"{photo} photo: {score_line(r)}" for photo, r in zip(("Reference", "Compared"), reports, strict=True)]
+        return [*lines, f"*Each score is {FORGERY_CAUTION}.*"]
 
     def _out(self, session: str, name: str) -> Path:
         folder = self.output_dir / session
@@ -138,8 +167,8 @@ class Jobs:
                     path.parent.rmdir()
 
     def identity(self, reference: str | None, target: str | None, *, session: str = LOCAL) -> tuple[str, str, str]:
-        """Faces found in both photos (drawn, as PNG files) and the FaceSim of the target's largest face to the
-        reference's."""
+        """Faces found in both photos (drawn, as PNG files), the FaceSim of the target's largest face to the
+        reference's, and each photo's forgery score."""
         from genface.identity import FaceAnalyzer, face_similarity
         from genface.media import load_image, save_image
 
@@ -153,10 +182,11 @@ class Jobs:
         ]
         result = face_similarity(images[0], images[1], analyzer=self._analyzer)
         if not result.found.any():
-            return drawn[0], drawn[1], "No face found in the second photo."
-        verdict = "same person" if result.mean >= result.match_threshold else "different people"
-        text = f"FaceSim {result.mean:.3f} ({result.model}; {verdict} by its threshold {result.match_threshold:g})"
-        return drawn[0], drawn[1], text
+            text = "No face found in the second photo."
+        else:
+            verdict = "same person" if result.mean >= result.match_threshold else "different people"
+            text = f"FaceSim {result.mean:.3f} ({result.model}; {verdict} by its threshold {result.match_threshold:g})"
+        return drawn[0], drawn[1], "\n\n".join([text, *self._forgery_lines(images)])
 
     def video(self, face: str | None, prompt: str, steps: Any, seed: Any, *, session: str = LOCAL) -> tuple[str, str]:
         """An identity-preserving video of the face in ``face``."""

@@ -94,7 +94,10 @@ def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path
         page.locator("#identity-target input[type=file]").set_input_files(mirrored)
         page.locator("#identity-run").click()
         expect(page.locator("#identity-result")).to_contain_text("same person", timeout=120_000)
-        assert "Error" not in page.locator("#identity-result").inner_text()
+        result = page.locator("#identity-result").inner_text()
+        assert "Error" not in result and "not proof" in result
+        for photo in ("Reference", "Compared"):  # each photo's score, said plainly to be noise
+            assert f"{photo} photo: forgery score (tiny random FSFM: its score is noise): 0." in result
         page.screenshot(path=tmp_path / "identity.png", full_page=True)
 
         page.get_by_role("tab", name="Video").click()
@@ -145,7 +148,10 @@ def test_jobs_refuse_bad_input_with_messages(tmp_path: Path, astronaut) -> None:
     with pytest.raises(GenfaceError, match="Give two photos"):
         jobs.identity(me, None)
     *drawn, verdict = jobs.identity(me, wall)
-    assert verdict == "No face found in the second photo." and load_image(drawn[0]).shape == astronaut.shape
+    assert (
+        verdict.startswith("No face found in the second photo.\n\n") and load_image(drawn[0]).shape == astronaut.shape
+    )
+    assert "Compared photo: forgery score (tiny random FSFM: its score is noise): none (No face found" in verdict
     assert (load_image(drawn[0]) != astronaut).any() and (load_image(drawn[1]) == 90).all()  # boxes where faces are
     with pytest.raises(GenfaceError, match="Give a face photo"):
         jobs.video(None, "a person", 1, 0)
@@ -172,6 +178,7 @@ def test_web_jobs_give_the_pipelines_own_output(tmp_path: Path, astronaut, portr
     face exactly as the pipeline writes it."""
     import torch
 
+    from genface.forensics import FORGERY_CAUTION, ForgeryDetector, tiny_fsfm
     from genface.identity import FaceAnalyzer, face_similarity
     from genface.media import read_video, to_uint8
     from genface.pipelines import default_size, load_pipeline
@@ -187,6 +194,15 @@ def test_web_jobs_give_the_pipelines_own_output(tmp_path: Path, astronaut, portr
     for path, image in zip(drawn, (astronaut, portrait), strict=True):
         assert (load_image(path) == draw_faces(image, analyzer.detect(image))).all()
     assert verdict.startswith(f"FaceSim {face_similarity(astronaut, portrait, analyzer=analyzer).mean:.3f} ")
+    detector = ForgeryDetector(tiny_fsfm())  # the same tiny weights, on the same photos
+    for photo, path in (("Reference", me), ("Compared", look)):
+        score = detector.score(path)
+        assert len(score.faces) == 1
+        line = (
+            f"{photo} photo: forgery score (tiny random FSFM: its score is noise): {score.probability:.2f} for its face"
+        )
+        assert line in verdict.split("\n\n")
+    assert verdict.endswith(f"*Each score is {FORGERY_CAUTION}.*") and "not proof" in FORGERY_CAUTION
 
     video, info = jobs.video(me, "a person", 3, 7)
     output = load_pipeline("video", "tiny")(
@@ -210,6 +226,22 @@ def test_web_jobs_give_the_pipelines_own_output(tmp_path: Path, astronaut, portr
     output = load_pipeline("talk", "tiny")(me, str(tmp_path / "hi.wav"), output_path=tmp_path / "talk.mp4")
     assert (read_video(talked)[0] == read_video(output.path)[0]).all()
     assert read_mark(talked)["pipeline"] == "talking_face" and info == f"{len(output.pitch)} frames at 25 fps"
+
+
+def test_identity_tab_without_forgery_weights_says_so_in_one_line(tmp_path: Path, astronaut, monkeypatch) -> None:
+    """Offline with no cached checkpoint, the published model's identity tab still gives FaceSim, and one line
+    saying there is no forgery detector."""
+    import huggingface_hub
+
+    from genface.web import Jobs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    me = str(save_image(astronaut, tmp_path / "me.png"))
+    *_, verdict = Jobs("hub", "cpu", tmp_path / "out").identity(me, me)
+    facesim, note = verdict.split("\n\n")
+    assert facesim.startswith("FaceSim 1.000 ") and "same person" in facesim
+    assert note.startswith("No forgery score: the FSFM deepfake detector is not available (") and "\n" not in note
 
 
 def test_a_session_s_files_are_deleted_when_it_ends(tmp_path: Path, astronaut) -> None:
