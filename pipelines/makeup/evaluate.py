@@ -9,8 +9,6 @@ face found in the result) is cut from the written result, and the reference is f
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import cv2
 import numpy as np
 import PIL.Image
@@ -18,7 +16,7 @@ import PIL.Image
 from genface.eval.runner import Item
 from genface.identity import FaceAnalyzer, FaceParser
 from genface.media import load_image
-from genface.pipelines.makeup.pipeline import MakeupPipeline, _square_crop_matrix
+from genface.pipelines.makeup.pipeline import makeup_similarity, mask_reference, source_facesim, square_crop_matrix
 
 
 class MakeupJudge:
@@ -26,22 +24,20 @@ class MakeupJudge:
     ``image`` (the result) against its ``source`` and ``reference``, at ``size`` pixels per face crop."""
 
     def __init__(self, analyzer: FaceAnalyzer, parser: FaceParser | None, size: int = 512) -> None:
-        # MakeupPipeline's measuring methods read only these two components.
-        self._components = SimpleNamespace(face_analyzer=analyzer, face_parser=parser)
-        self.size = size
+        self.analyzer, self.parser, self.size = analyzer, parser, size
 
     def __call__(self, item: Item) -> dict[str, float]:
         source, result, reference = (load_image(item.fields[k]) for k in ("source", "image", "reference"))
-        analyzer, size = self._components.face_analyzer, self.size
+        size = self.size
         scores: dict[str, float] = {}
-        facesim = MakeupPipeline._facesim(self._components, source, result, analyzer.get(source, what="the source"))
+        facesim = source_facesim(self.analyzer, source, result, self.analyzer.get(source, what="the source"))
         if facesim is not None:
             scores["facesim"] = facesim
-        if self._components.face_parser is None:
+        if self.parser is None:
             return scores
-        matrix = _square_crop_matrix(analyzer.get(result, what="the result"), result.shape, size)
+        matrix = square_crop_matrix(self.analyzer.get(result, what="the result"), result.shape, size)
         crop = cv2.warpAffine(result, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
         framed = np.array(PIL.Image.fromarray(reference).resize((size, size)))
-        masked, parsing = MakeupPipeline.mask_reference(self._components, framed)
-        similarity = MakeupPipeline._makeup_similarity(self._components, crop, masked, parsing)
+        masked, parsing = mask_reference(self.parser, framed)
+        similarity = makeup_similarity(self.parser, crop, masked, parsing)
         return scores | {f"makeup_{region}": value for region, value in similarity.items()}

@@ -76,7 +76,7 @@ class MakeupPipelineOutput(FluxPipelineOutput):
     makeup_similarity: dict[str, float] = field(default_factory=dict)
 
 
-def _square_crop_matrix(face: Face, image_shape: tuple[int, ...], size: int) -> np.ndarray:
+def square_crop_matrix(face: Face, image_shape: tuple[int, ...], size: int) -> np.ndarray:
     """Axis-aligned square around the face (``CROP_SCALE`` face sizes, kept inside the image where possible)."""
     height, width = image_shape[:2]
     cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
@@ -85,6 +85,43 @@ def _square_crop_matrix(face: Face, image_shape: tuple[int, ...], size: int) -> 
     y0 = float(np.clip(cy - side / 2, 0, height - side))
     scale = size / side
     return np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], dtype=np.float64)
+
+
+def source_facesim(analyzer: FaceAnalyzer, source: np.ndarray, result: np.ndarray, face: Face) -> float | None:
+    """FaceSim of the result's face to ``face`` in the source (None without a recognizer or a face)."""
+    recognizer = analyzer.recognizer
+    if recognizer is None:
+        return None
+    found = face_similarity(recognizer.embed(source, face), result, analyzer=analyzer)
+    return None if np.isnan(found.mean) else found.mean
+
+
+def mask_reference(parser: FaceParser | None, reference_crop: np.ndarray) -> tuple[np.ndarray, Any]:
+    """The reference crop with only its face regions kept, as the published model saw it, and its parsing
+    (the whole crop and None without a face parser)."""
+    if parser is None:
+        logger.warning("No face parser: the whole reference crop is used (the published model saw masked faces).")
+        return reference_crop, None
+    parsing = parser.parse(reference_crop)
+    if not parsing.mask("lips", "skin").any():
+        logger.warning("The reference shows no visible lips or skin; its makeup may not transfer.")
+    return reference_crop * parsing.mask(*REFERENCE_KEEP)[..., None].astype(np.uint8), parsing
+
+
+def makeup_similarity(
+    parser: FaceParser | None, edited: np.ndarray, reference: np.ndarray, reference_parsing: Any
+) -> dict[str, float]:
+    """Per region, 1 - the CIELAB distance (ΔE76) / 100 of the edited crop's and the reference's mean colours."""
+    if parser is None or reference_parsing is None:
+        return {}
+    edited_parsing = parser.parse(edited)
+    scores = {}
+    for region in SIMILARITY_REGIONS:
+        ours = _mean_lab(edited, edited_parsing.mask(region))
+        theirs = _mean_lab(reference, reference_parsing.mask(region))
+        if ours is not None and theirs is not None:
+            scores[region] = float(max(0.0, 1.0 - np.linalg.norm(ours - theirs) / 100.0))
+    return scores
 
 
 def _feather(mask: np.ndarray, size: int) -> np.ndarray:
@@ -374,7 +411,7 @@ class MakeupPipeline(LowMemoryMixin, DiffusionPipeline, FluxLoraLoaderMixin):
         source_rgb, reference_rgb = load_image(source), load_image(reference)
         face = self._face(source_rgb, face_index, "the source photo")
         ref_face = self._face(reference_rgb, reference_face_index, "the reference photo")
-        matrix = _square_crop_matrix(face, source_rgb.shape, size)
+        matrix = square_crop_matrix(face, source_rgb.shape, size)
         source_crop = cv2.warpAffine(
             source_rgb, matrix, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
         )
@@ -383,7 +420,7 @@ class MakeupPipeline(LowMemoryMixin, DiffusionPipeline, FluxLoraLoaderMixin):
         else:
             reference_crop = cv2.warpAffine(
                 reference_rgb,
-                _square_crop_matrix(ref_face, reference_rgb.shape, size),
+                square_crop_matrix(ref_face, reference_rgb.shape, size),
                 (size, size),
                 flags=cv2.INTER_AREA,
                 borderMode=cv2.BORDER_REPLICATE,
@@ -406,36 +443,11 @@ class MakeupPipeline(LowMemoryMixin, DiffusionPipeline, FluxLoraLoaderMixin):
             return (images,)
         return MakeupPipelineOutput(
             images=images,
-            facesim=self._facesim(source_rgb, result, face),
-            makeup_similarity=self._makeup_similarity(edited, reference_crop, reference_parsing),
+            facesim=source_facesim(self.face_analyzer, source_rgb, result, face),
+            makeup_similarity=makeup_similarity(self.face_parser, edited, reference_crop, reference_parsing),
         )
-
-    def _facesim(self, source: np.ndarray, result: np.ndarray, face: Face) -> float | None:
-        recognizer = self.face_analyzer.recognizer
-        if recognizer is None:
-            return None
-        found = face_similarity(recognizer.embed(source, face), result, analyzer=self.face_analyzer)
-        return None if np.isnan(found.mean) else found.mean
 
     def mask_reference(self, reference_crop: np.ndarray) -> tuple[np.ndarray, Any]:
         """The reference crop as the published model saw it, only its face regions kept, and its parsing
         (the whole crop and None without a face parser)."""
-        if self.face_parser is None:
-            logger.warning("No face parser: the whole reference crop is used (the published model saw masked faces).")
-            return reference_crop, None
-        parsing = self.face_parser.parse(reference_crop)
-        if not parsing.mask("lips", "skin").any():
-            logger.warning("The reference shows no visible lips or skin; its makeup may not transfer.")
-        return reference_crop * parsing.mask(*REFERENCE_KEEP)[..., None].astype(np.uint8), parsing
-
-    def _makeup_similarity(self, edited: np.ndarray, reference: np.ndarray, reference_parsing: Any) -> dict[str, float]:
-        if self.face_parser is None or reference_parsing is None:
-            return {}
-        edited_parsing = self.face_parser.parse(edited)
-        scores = {}
-        for region in SIMILARITY_REGIONS:
-            ours = _mean_lab(edited, edited_parsing.mask(region))
-            theirs = _mean_lab(reference, reference_parsing.mask(region))
-            if ours is not None and theirs is not None:
-                scores[region] = float(max(0.0, 1.0 - np.linalg.norm(ours - theirs) / 100.0))
-        return scores
+        return mask_reference(self.face_parser, reference_crop)

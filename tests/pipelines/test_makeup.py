@@ -267,10 +267,10 @@ def test_regions_confine_the_change(pipe, astronaut, portrait) -> None:
     changed_lips = np.abs(lips_only.astype(int) - astronaut.astype(int)).sum(-1) > 0
     assert 0 < changed_lips.sum() < changed_all
     # Outside the (feathered) parsed region of the crop, the source is untouched.
-    from genface.pipelines.makeup.pipeline import _feather, _square_crop_matrix
+    from genface.pipelines.makeup.pipeline import _feather, square_crop_matrix
 
     face = pipe.face_analyzer.get(astronaut)
-    matrix = _square_crop_matrix(face, astronaut.shape, TINY_SIZE)
+    matrix = square_crop_matrix(face, astronaut.shape, TINY_SIZE)
     import cv2
 
     crop = cv2.warpAffine(
