@@ -580,6 +580,7 @@ VIDEO_ARGUMENTS = {
     "0 steps": ({"num_inference_steps": 0}, errors.InvalidArgumentError, "at least 1"),
     "negative steps": ({"num_inference_steps": -3}, errors.InvalidArgumentError, "at least 1"),
     "height not a multiple of 16": ({"height": 72}, errors.InvalidArgumentError, "multiples of 16"),
+    "0 height": ({"height": 0}, errors.InvalidArgumentError, "positive multiples of 16"),
     "width not a multiple of 16": ({"width": 100}, errors.InvalidArgumentError, "multiples of 16"),
     "huge size": ({"height": 4096, "width": 4096}, errors.InvalidArgumentError, "fit 64x64 only"),
 }
@@ -595,7 +596,7 @@ def test_video_arguments(video_pipe, identity, name: str, case) -> None:
 
 def test_other_video_arguments(video_pipe, identity) -> None:
     settings = {"height": 64, "width": 64, "num_frames": 9, "num_inference_steps": 1}
-    with pytest.raises(errors.InvalidArgumentError, match="exactly one"):
+    with pytest.raises(errors.InvalidArgumentError, match="Give face_image .* or identity"):
         video_pipe("a person", **settings)
     with pytest.raises(errors.InvalidArgumentError, match="exactly one"):
         video_pipe("a person", face_image=_astronaut(), identity=identity, **settings)

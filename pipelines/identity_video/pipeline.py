@@ -273,10 +273,10 @@ class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
         """Refuse sizes the model cannot take, before any work is done."""
         config = self.transformer.config
         multiple = self.vae_scale_factor_spatial * config.patch_size
-        if height % multiple or width % multiple:
+        if height < multiple or width < multiple or height % multiple or width % multiple:
             raise InvalidArgumentError(
-                f"height and width must be multiples of {multiple} (got {height}x{width}); ConsisID was trained at "
-                "480x720."
+                f"height and width must be positive multiples of {multiple} (got {height}x{width}); ConsisID was "
+                "trained at 480x720."
             )
         if num_frames < 1 or (num_frames - 1) % self.vae_scale_factor_temporal:
             k = max((num_frames - 1) // self.vae_scale_factor_temporal, 0)
@@ -443,9 +443,10 @@ class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
         if num_inference_steps < 1:
             raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
         config = self.transformer.config
-        height = height or config.sample_height * self.vae_scale_factor_spatial  # diffusers' fallbacks
-        width = width or config.sample_width * self.vae_scale_factor_spatial
-        num_frames = num_frames or config.sample_frames
+        # diffusers' fallbacks, for None only: a 0 is refused below rather than read as "the default"
+        height = config.sample_height * self.vae_scale_factor_spatial if height is None else height
+        width = config.sample_width * self.vae_scale_factor_spatial if width is None else width
+        num_frames = config.sample_frames if num_frames is None else num_frames
         self.check_video_size(height, width, num_frames)
         precomputed = dict(image=image, id_cond=id_cond, id_vit_hidden=id_vit_hidden, kps_cond=kps_cond)
         given = sorted(name for name, value in precomputed.items() if value is not None)

@@ -96,7 +96,8 @@ CONSISID_CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "latents": lambda c: {"latents": torch.randn(1, 3, 4, 8, 8, generator=_generator(6))},
     "prompt_embeds": lambda c: {"prompt": None, "prompt_embeds": torch.randn(1, 16, 32, generator=_generator(7))},
     "negative_prompt_embeds": lambda c: {  # diffusers takes it with prompt_embeds only
-        "prompt": None, "prompt_embeds": torch.randn(1, 16, 32, generator=_generator(7)),
+        "prompt": None,
+        "prompt_embeds": torch.randn(1, 16, 32, generator=_generator(7)),
         "negative_prompt_embeds": torch.randn(1, 16, 32, generator=_generator(8)),
     },  # fmt: skip
     "output_type": lambda c: {"output_type": "latent"},
