@@ -339,7 +339,7 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     )
                 strength = gr.Slider(0, MAX_STRENGTH, value=1, step=0.05, label="Strength")
                 with gr.Row():
-                    makeup_steps = gr.Slider(1, MAX_STEPS["makeup"], value=4 if tiny else 28, step=1, label="Steps")
+                    makeup_steps = gr.Slider(1, MAX_STEPS["makeup"], value=4 if tiny else 25, step=1, label="Steps")
                     makeup_seed = gr.Number(value=0, precision=0, label="Seed")
                 apply = gr.Button("Apply makeup", variant="primary", elem_id="makeup-run")
             with gr.Column():

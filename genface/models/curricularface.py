@@ -73,12 +73,11 @@ class CurricularFaceIR(ModelMixin, ConfigMixin):
     def from_checkpoint(cls, path: str | os.PathLike, **config: object) -> CurricularFaceIR:
         """Load the published ``.bin`` state dict (``torch.load(weights_only=True)``) or a ``.safetensors``; sizes
         are read from its tensors (:meth:`config_from_state_dict`) unless ``config`` gives them."""
-        from genface.hub import load_state_dict
+        from genface.hub import load_checked, load_state_dict
 
         state = load_state_dict(path)
-        model = cls(**(config or cls.config_from_state_dict(state)))
-        model.load_state_dict(state)
-        return model.eval()
+        config = config or cls.config_from_state_dict(state)
+        return load_checked(lambda: cls(**config), state, f"{path} does not match the CurricularFace IR {config}")
 
     @staticmethod
     def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, object]:

@@ -60,12 +60,11 @@ class SyncNetV2(ModelMixin, ConfigMixin):
     def from_checkpoint(cls, path: str | os.PathLike, **config: object) -> SyncNetV2:
         """Load ``syncnet_v2.model`` (a pickled state dict, read with ``weights_only``) or a ``.safetensors``; the
         widths are read from its convolutions unless ``config`` gives them."""
-        from genface.hub import load_state_dict
+        from genface.hub import load_checked, load_state_dict
 
         state = load_state_dict(path)
-        model = cls(**(config or cls.config_from_state_dict(state)))
-        model.load_state_dict(state)
-        return model.eval()
+        config = config or cls.config_from_state_dict(state)
+        return load_checked(lambda: cls(**config), state, f"{path} does not match the syncnet_python SyncNet {config}")
 
     @staticmethod
     def config_from_state_dict(state: dict[str, torch.Tensor]) -> dict[str, object]:
