@@ -520,7 +520,8 @@ def cmd_talk(args: argparse.Namespace) -> int:
 EPILOG_EVAL = """examples:
   genface eval video generated/ --out scores.jsonl --inception inception_v3_google-0cc3c7bd.pth
                         ConsisID's table: NAME.mp4 with NAME.png (the face) and NAME.txt (the prompt)
-  genface eval video items.jsonl --out scores.jsonl --protocol standard
+  genface eval video items.jsonl --out scores.jsonl --protocol standard \
+      --fid-inception pt_inception-2015-12-05-6726825d.pth [--fid-real real_faces/]
   genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model
   genface eval makeup pairs.csv --out makeup.jsonl --detector diffusion
 Rows of a manifest (.jsonl or .csv; paths relative to it): video: video, reference, prompt; talk: video,
@@ -561,8 +562,14 @@ def _eval_judges(args: argparse.Namespace, items: Sequence[Any], device: str) ->
         if args.clip != "none" and any(item.fields.get("prompt") for item in items):
             model, processor = load_clip(args.clip)
             clip, weights["clip"] = (model.to(device), processor), args.clip
+        fid = None
+        if args.fid_inception:
+            from genface.eval.runner import FIDFeatures, fid_folder
+
+            fid = FIDFeatures(load_inception(args.fid_inception, fid=True).to(device), fid_folder(args.out))
+            weights["fid_inception"], weights["fid_real"] = args.fid_inception, args.fid_real or "the references"
         judge: Any = VideoJudge(analyzer, curricularface=curricular, inception=inception, clip=clip,
-                                protocol=args.protocol, num_frames=args.frames)  # fmt: skip
+                                fid_features=fid, protocol=args.protocol, num_frames=args.frames)  # fmt: skip
     elif args.kind == "talk":
         from genface.eval import TalkJudge, load_syncnet
 
@@ -600,14 +607,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
             "genface eval talk needs --syncnet: syncnet_v2.model (joonson/syncnet_python), or a folder or Hub id "
             "holding it."
         )
+    if args.fid_real and not (args.fid_inception and Path(args.fid_real).expanduser().is_dir()):
+        raise InvalidArgumentError(f"--fid-real {args.fid_real}: give a folder of face photos, with --fid-inception.")
     items = read_items(args.input, args.kind)
     done = read_records(args.out)
     device = args.device = _device(args.device)
     todo = sum("metrics" not in done.get(item.id, {}) for item in items)
     logger.info("%d of %d item(s) to score; the rest are in %s already", todo, len(items), args.out)
-    judges, weights = _eval_judges(args, items, device) if todo else ([], {})
+    fid = args.kind == "video" and args.fid_inception
+    judges, weights = _eval_judges(args, items, device) if todo or (fid and args.fid_real) else ([], {})
     records = evaluate(items, judges, args.out, progress=not args.json)
     about = {"kind": args.kind, "protocol": args.protocol if args.kind == "video" else None, "weights": weights}
+    if fid:
+        from genface.eval.runner import FIDFeatures, fid_folder, real_features
+
+        real = real_features(args.fid_real, judges[0].analyzer, judges[0].fid_features.model) if args.fid_real else None
+        about["fid_set"] = FIDFeatures(None, fid_folder(args.out)).set_fid(records, real)
     summary = summarize(records, **about)
     json_path, md_path = write_summary(summary, args.out)
     if args.json:
@@ -933,6 +948,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument(
         "--inception", default=None, help="video: torchvision's Inception-v3 .pth (file, folder, Hub id) for the FID"
     )
+    evaluation.add_argument(
+        "--fid-inception", default=None,
+        help="video: pytorch-fid's pt_inception-2015-12-05-6726825d.pth (file, folder, Hub id): the set-level FID",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--fid-real", metavar="DIR", default=None,
+        help="video: a folder of real face photos as the FID's real set (default: the items' references)",
+    )  # fmt: skip
     evaluation.add_argument(
         "--clip", default="openai/clip-vit-base-patch32", help="video: CLIP Hub id or folder ('none' skips CLIPScore)"
     )

@@ -90,6 +90,52 @@ def test_eval_video_scores_records_summary_and_resumes(judges, tmp_path, capsys)
     assert out.read_text().splitlines() == lines
 
 
+def test_eval_video_set_level_fid_against_the_references_or_a_real_folder(judges, tmp_path, capsys, monkeypatch):
+    from genface.eval import consisid_analyzer, consisid_faces, load_inception
+    from genface.eval.fid import fid_features
+    from genface.models.inception import InceptionV3
+
+    # frechet_distance is pytorch-fid's (tests/eval/test_fid.py); here: which statistics it is given.
+    given = []
+    monkeypatch.setattr("genface.eval.fid.frechet_distance", lambda *stats: given.append(stats) or 7.0 * len(given))
+    torch.manual_seed(0)
+    torch.save(InceptionV3.for_fid().state_dict(), tmp_path / "pt_inception-2015-12-05-6726825d.pth")
+    items = _video_items(tmp_path / "videos")
+    (items / "noface.mp4").unlink()
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(3):
+        save_image(_square(480, 96, 144 + 48 * i, 48), real / f"{i}.png")
+    save_image(np.zeros((64, 64, 3), np.uint8), real / "blank.png")  # no face: left out
+    out = tmp_path / "scores.jsonl"
+    args = ["eval", "video", str(items), "--out", str(out), "--face-encoder", str(judges), "--clip", "none"]
+    args += ["--frames", "4", "--protocol", "standard", "--curricularface", "none", "--json"]
+    args += ["--fid-inception", str(tmp_path / "pt_inception-2015-12-05-6726825d.pth")]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["fid_set"] == {"value": 7.0, "real": 2, "fake": 8, "items": 2}
+    assert "Set-level FID (pytorch-fid): 7.0000, 2 real faces against 8 frames of 2 item(s)." in (
+        out.with_suffix(".summary.md").read_text()
+    )
+
+    # Resumed: the kept features give the same sets with no judge loaded; a folder of real faces replaces the set.
+    assert main([*args, "--face-encoder", str(tmp_path / "missing")]) == 0
+    assert json.loads(capsys.readouterr().out)["fid_set"] == {"value": 14.0, "real": 2, "fake": 8, "items": 2}
+    assert main([*args, "--fid-real", str(real)]) == 0
+    assert json.loads(capsys.readouterr().out)["fid_set"]["real"] == 3
+
+    analyzer = consisid_analyzer(judges, "face_encoder")
+    model = load_inception(tmp_path / "pt_inception-2015-12-05-6726825d.pth", fid=True)
+    references = [consisid_faces(str(items / f"{n}.png"), analyzer).crops[0] for n in "ab"]
+    frames = [c for n in "ab" for c in consisid_faces(str(items / f"{n}.mp4"), analyzer, 4).crops]
+    faces = [consisid_faces(str(real / f"{i}.png"), analyzer).crops[0] for i in range(3)]
+    fake = fid_features(frames, model)
+    for stats, real_set in zip(given, (references, references, faces), strict=True):
+        features = fid_features(real_set, model)
+        expected = (features.mean(0), np.cov(features, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
+        for got, want in zip(stats, expected, strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_eval_talk_syncs_the_tracked_face_with_the_speech(judges, tmp_path, capsys) -> None:
     face = planted_face()[0]
     folder = tmp_path / "talk"
@@ -146,6 +192,7 @@ def test_eval_makeup_reports_the_pipelines_figures(judges, tmp_path, capsys, ast
         (["video", "{t}/bad.jsonl", "--out", "{t}/o.jsonl"], r"bad.jsonl:2: no reference"),
         (["video", "{t}/items.jsonl", "--out", "{t}/garbage.jsonl"], "not a record of genface eval"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--detector-weights", "{t}/no"], "--detector"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--fid-real", "{t}"], "with --fid-inception"),
     ],
 )
 def test_eval_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message) -> None:

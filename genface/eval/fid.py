@@ -75,19 +75,32 @@ def consisid_frame_fid(reference: ConsisIDFaces, frames: ConsisIDFaces, model: I
 
 
 @torch.no_grad()
-def fid_statistics(
-    images: Sequence[np.ndarray] | np.ndarray, model: InceptionV3, batch_size: int = 50
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, covariance) in float64 of the FID Inception's pool features of RGB uint8 images (pytorch-fid's
-    preprocessing; ``model`` from ``load_inception(..., fid=True)``)."""
-    features = []
+def fid_features(images: Sequence[np.ndarray] | np.ndarray, model: InceptionV3, batch_size: int = 50) -> np.ndarray:
+    """N x 2048 float64 pool features of the FID Inception for RGB uint8 images (pytorch-fid's preprocessing;
+    ``model`` from ``load_inception(..., fid=True)``)."""
+    features = [np.empty((0, model.fc.in_features))]
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.stack(images[start : start + batch_size]).transpose(0, 3, 1, 2).copy())
         size = (INCEPTION_SIZE, INCEPTION_SIZE)
         pixels = F.interpolate(batch.float().div(255), size=size, mode="bilinear", align_corners=False)
         features.append(model.features((2 * pixels - 1).to(model.device)).cpu().double().numpy())
-    stacked = np.concatenate(features)
-    return stacked.mean(0), np.cov(stacked, rowvar=False)
+    return np.concatenate(features)
+
+
+def fid_statistics(
+    images: Sequence[np.ndarray] | np.ndarray, model: InceptionV3, batch_size: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) in float64 of :func:`fid_features` of RGB uint8 images."""
+    features = fid_features(images, model, batch_size)
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def set_fid(real: np.ndarray, fake: np.ndarray) -> float | None:
+    """The standard FID of two feature sets (N x D, from :func:`fid_features`); None when either set has fewer
+    than two rows (no covariance)."""
+    if len(real) < 2 or len(fake) < 2:
+        return None
+    return frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
 
 
 def frechet_distance(

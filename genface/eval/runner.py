@@ -12,6 +12,7 @@ the prompt (video), ``NAME.wav`` / ``.mp3`` / ``.m4a`` / ``.flac`` the speech (t
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -241,10 +242,20 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         ci = "n/a" if stats["ci95"] is None else f"{stats['ci95'][0]:.4f} to {stats['ci95'][1]:.4f}"
         lines.append(f"| {name} | {stats['n']} | {stats['mean']:.4f} | {ci} |")
     lines.append("")
+    fid = summary.get("fid_set")
+    if fid is not None:
+        value = "n/a (a set needs two faces)" if fid["value"] is None else f"{fid['value']:.4f}"
+        lines.append(f"Set-level FID (pytorch-fid): {value}, {fid['real']} real faces against {fid['fake']} frames "
+                     f"of {fid['items']} item(s).")  # fmt: skip
     lines.append(f"{summary['scored']} of {summary['items']} item(s) scored.")
     for item_id, error in summary["failed"].items():
         lines.append(f"- failed: {item_id}: {error}")
     return "\n".join(lines) + "\n"
+
+
+def fid_folder(output: str | os.PathLike) -> Path:
+    """Where :class:`FIDFeatures` keeps the features of ``output``'s (``NAME.jsonl``) items: ``NAME.fid/``."""
+    return Path(output).with_suffix(".fid")
 
 
 def summary_paths(output: str | os.PathLike) -> tuple[Path, Path]:
@@ -264,11 +275,58 @@ def write_summary(summary: dict[str, Any], output: str | os.PathLike) -> tuple[P
     return paths
 
 
+class FIDFeatures:
+    """The FID Inception's features (``model`` from ``load_inception(..., fid=True)``) of each item's face crops,
+    one ``.npz`` per item in ``folder`` (written whole), so that a resumed run still has every scored item's
+    features for the set-level FID (:meth:`set_fid`)."""
+
+    def __init__(self, model: Any, folder: str | os.PathLike) -> None:
+        self.model, self.folder = model, Path(folder)
+
+    def _path(self, item_id: str) -> Path:
+        return self.folder / f"{hashlib.sha256(item_id.encode()).hexdigest()[:24]}.npz"
+
+    def add(self, item: Item, reference: np.ndarray, frames: Sequence[np.ndarray]) -> None:
+        """Keep the features of an item's reference crop and of its sampled frames' crops."""
+        from genface.eval.fid import fid_features
+        from genface.media._files import atomic_path
+
+        features = fid_features([reference, *frames], self.model)
+        with atomic_path(self._path(item.id)) as tmp:
+            np.savez(tmp, reference=features[:1], frames=features[1:], reference_path=item.fields["reference"])
+
+    def set_fid(self, records: Sequence[dict[str, Any]], real: np.ndarray | None = None) -> dict[str, Any]:
+        """The standard FID of the scored records' frame crops against ``real`` (features of real faces, see
+        :func:`real_features`), by default the references' crops (each reference file once)."""
+        from genface.eval.fid import set_fid
+
+        kept = [np.load(path) for r in records if "metrics" in r and (path := self._path(r["id"])).is_file()]
+        fake = np.concatenate([k["frames"] for k in kept]) if kept else np.empty((0, 0))
+        if real is None:
+            references = {str(k["reference_path"]): k["reference"] for k in kept}
+            real = np.concatenate(list(references.values())) if references else np.empty((0, 0))
+        return {"value": set_fid(real, fake), "real": len(real), "fake": len(fake), "items": len(kept)}
+
+
+def real_features(folder: str | os.PathLike, analyzer: Any, model: Any) -> np.ndarray:
+    """FID features of the face crops (ConsisID's, as the frames') of the images in ``folder``; images without a
+    face are skipped."""
+    from genface.eval.facesim import consisid_faces
+    from genface.eval.fid import fid_features
+
+    images = sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in _IMAGES)
+    crops = [crop for path in images if (crop := consisid_faces(str(path), analyzer).crops[0]) is not None]
+    if not crops:
+        raise InvalidArgumentError(f"{folder} holds no image with a face for the FID's real set.")
+    return fid_features(crops, model)
+
+
 class VideoJudge:
     """ConsisID's identity-video metrics of an item's video against its reference face: FaceSim-Arc, FaceSim-Cur
     (with ``curricularface``), ConsisID's per-frame FID (with ``inception``; ``protocol="consisid"`` only) and
     CLIPScore (with ``clip`` = (model, processor), for items with a prompt; BGR frames for ``"consisid"``, RGB for
-    ``"standard"``), plus how many sampled frames showed a face."""
+    ``"standard"``), plus how many sampled frames showed a face; with ``fid_features`` it keeps each item's FID
+    features for the set-level FID."""
 
     def __init__(
         self,
@@ -277,6 +335,7 @@ class VideoJudge:
         curricularface: Any = None,
         inception: Any = None,
         clip: tuple[Any, Any] | None = None,
+        fid_features: FIDFeatures | None = None,
         protocol: str = "consisid",
         num_frames: int = 16,
     ) -> None:
@@ -286,11 +345,10 @@ class VideoJudge:
             raise InvalidArgumentError(f"Unknown protocol {protocol!r}; choose from {PROTOCOLS}.")
         if inception is not None and protocol != "consisid":
             raise InvalidArgumentError(
-                "The per-frame FID is ConsisID's; the standard FID compares two sets (genface.eval.fid_statistics "
-                "and frechet_distance)."
+                "The per-frame FID is ConsisID's; the standard FID compares two sets (VideoJudge's fid_features)."
             )
         self.analyzer, self.curricularface, self.inception, self.clip = analyzer, curricularface, inception, clip
-        self.protocol, self.num_frames = protocol, num_frames
+        self.fid_features, self.protocol, self.num_frames = fid_features, protocol, num_frames
 
     def __call__(self, item: Item) -> dict[str, float]:
         from genface.eval.clipscore import clip_score
@@ -311,6 +369,8 @@ class VideoJudge:
             scores["clipscore"] = clip_score(
                 video, item.fields["prompt"], *self.clip, protocol=self.protocol, num_frames=self.num_frames
             )
+        if self.fid_features is not None:
+            self.fid_features.add(item, reference.crops[0], [c for c in frames.crops if c is not None])
         scores["frames_with_face"] = int(frames.found.sum())
         return scores
 
