@@ -57,10 +57,15 @@ class RefKeyValue(nn.Module):
         self.ref_norm_k = RMSNorm(head_dim, eps=1e-5, elementwise_affine=False)
         self.head_dim = head_dim
 
-    def forward(self, ref: torch.Tensor, level: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reference keys (normalised) and values, (batch, tokens, heads, head_dim)."""
-        key = (self.ref_to_k_lora_up(self.ref_to_k_lora_down(ref)) * level).unflatten(-1, (-1, self.head_dim))
-        value = (self.ref_to_v_lora_up(self.ref_to_v_lora_down(ref)) * level).unflatten(-1, (-1, self.head_dim))
+    def forward(self, ref: torch.Tensor, level: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference keys (normalised) and values, (batch, tokens, heads, head_dim). ``level`` (a number or a
+        0-d float32 tensor, the same result) multiplies in float32, as PyTorch multiplies a half tensor by a number."""
+
+        def scaled(projected: torch.Tensor) -> torch.Tensor:
+            return (projected.float() * level).to(projected.dtype).unflatten(-1, (-1, self.head_dim))
+
+        key = scaled(self.ref_to_k_lora_up(self.ref_to_k_lora_down(ref)))
+        value = scaled(self.ref_to_v_lora_up(self.ref_to_v_lora_down(ref)))
         return self.ref_norm_k(key), value
 
 
@@ -107,7 +112,7 @@ class MakeupAttnProcessor:
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
         ref_hidden_states: torch.Tensor | None = None,
         ref_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
-        makeup_level: float = 1.0,
+        makeup_level: float | torch.Tensor = 1.0,
     ) -> Any:
         if ref_hidden_states is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)

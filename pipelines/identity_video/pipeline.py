@@ -33,6 +33,7 @@ from genface.identity import Face, FaceIdentity, IdentityEncoder, Parsing
 from genface.identity.embed import l2_normalize
 from genface.media.image import ImageInput
 from genface.pipelines._memory import LowMemoryMixin
+from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def face_in_crop(identity: FaceIdentity) -> Face:
     return Face([*corners.min(0), *corners.max(0)], identity.face.score, move(identity.face.kps), landmarks)
 
 
-class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
+class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
     """Face photo + prompt -> video of that person, with ConsisID weights.
 
     Components are ConsisID's (``tokenizer``, ``text_encoder``, ``vae``, ``transformer``, ``scheduler``)
@@ -181,6 +182,25 @@ class IdentityVideoPipeline(LowMemoryMixin, ConsisIDPipeline):
             self.transformer.register_forward_pre_hook(enter),
             self.transformer.register_forward_hook(leave, always_call=True),
         ]
+
+    def fast_blocks(self) -> list[torch.nn.Module]:
+        """ConsisID's transformer blocks (its class declares no ``_repeated_blocks`` for diffusers' regional compile)."""
+        return list(self.transformer.transformer_blocks)
+
+    def fuse_projections(self, fuse: bool) -> None:
+        """Fuse each block's self-attention projections by hand: ConsisID's ``fuse_qkv_projections()`` skips its
+        legacy ``Attention`` layers. The fused processor is diffusers' ``FusedCogVideoXAttnProcessor2_0``; layers
+        with another processor than CogVideoX's (e.g. context parallelism's) stay as they are."""
+        from diffusers.models.attention_processor import CogVideoXAttnProcessor2_0, FusedCogVideoXAttnProcessor2_0
+
+        for block in self.transformer.transformer_blocks:
+            attn = block.attn1
+            if fuse and type(attn.processor) is CogVideoXAttnProcessor2_0:
+                attn.fuse_projections()
+                attn.set_processor(FusedCogVideoXAttnProcessor2_0())
+            elif not fuse and attn.fused_projections:
+                unfuse_legacy_attention(attn)
+                attn.set_processor(CogVideoXAttnProcessor2_0())
 
     def enable_cache(self, config: Any) -> None:
         """Opt-in approximation: reuse transformer work across denoising steps with one of diffusers' cache

@@ -29,6 +29,7 @@ from genface.identity.parsing import LABELS, REGIONS
 from genface.media.image import ImageInput, load_image, to_uint8
 from genface.models.makeup import PUBLISHED_CHECKPOINT, MakeupInjector, reference_position_ids
 from genface.pipelines._memory import LowMemoryMixin
+from genface.pipelines._speed import FastModeMixin
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _mean_lab(image: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
     return lab[mask].mean(axis=0)
 
 
-class MakeupPipeline(LowMemoryMixin, DiffusionPipeline, FluxLoraLoaderMixin):
+class MakeupPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline, FluxLoraLoaderMixin):
     """Source face + makeup reference -> the source wearing the reference's makeup (FLUX-Makeup weights).
 
     Components are FLUX.1 Kontext's plus ``injector`` (:class:`MakeupInjector`, optional: without it, or
@@ -280,8 +281,21 @@ class MakeupPipeline(LowMemoryMixin, DiffusionPipeline, FluxLoraLoaderMixin):
         return {
             "ref_hidden_states": tokens,
             "ref_rotary_emb": self.transformer.pos_embed(ids.to(device)),
-            "makeup_level": float(strength),
+            # a tensor, not a float: a compiled transformer would specialise on (recompile for) each strength
+            "makeup_level": torch.tensor(float(strength), device=device),
         }
+
+    def fast_blocks(self) -> list[torch.nn.Module]:
+        """FLUX's repeated blocks, as diffusers' ``compile_repeated_blocks`` finds them."""
+        names = self.transformer._repeated_blocks
+        return [module for module in self.transformer.modules() if type(module).__name__ in names]
+
+    def fuse_projections(self, fuse: bool) -> None:
+        """diffusers' fused projections of FLUX's attention (the injector's processors read them too)."""
+        if fuse:
+            self.transformer.fuse_qkv_projections()
+        else:
+            self.transformer.unfuse_qkv_projections()
 
     def enable_context_parallel(
         self, ulysses_degree: int | None = None, ring_degree: int | None = None, **options: Any

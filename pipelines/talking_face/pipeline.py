@@ -42,6 +42,7 @@ from genface.models.talking.audio import (
 )
 from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
 from genface.pipelines._memory import LowMemoryMixin
+from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
 from genface.pipelines.talking_face.regions import BlendMask, blend, blend_mask, crop_box, integer_box
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ def _default_face_parser(folder: Path, from_hub: bool) -> FaceParser | None:
     return None
 
 
-class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
+class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
     """Face video or photo + speech -> lip-synced video (MuseTalk v1.5 weights).
 
     Components: ``unet`` (``UNet2DConditionModel``), ``vae`` (``AutoencoderKL``), ``audio_encoder``
@@ -172,6 +173,8 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
     }
 
     model_cpu_offload_seq = "audio_encoder->unet->vae"
+    #: In fast mode every UNet call gets a full batch (the last one padded), so its shapes never change.
+    fast_static_shapes = True
 
     def __init__(
         self,
@@ -297,6 +300,25 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
 
     # -- the model path ------------------------------------------------------------------------------------
 
+    def fast_blocks(self) -> list[torch.nn.Module]:
+        """The UNet's down, middle and up blocks (nearly all of its work)."""
+        unet = self.unet
+        return [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else []), *unet.up_blocks]
+
+    def fuse_projections(self, fuse: bool) -> None:
+        """diffusers' fused projections of the UNet; unfusing also drops the fused layers (diffusers' own
+        ``unfuse_qkv_projections`` only puts the processors back)."""
+        from diffusers.models.attention_processor import Attention
+
+        if fuse:
+            self.unet.fuse_qkv_projections()
+        elif getattr(self.unet, "original_attn_processors", None) is not None:
+            self.unet.unfuse_qkv_projections()
+            self.unet.original_attn_processors = None
+            for module in self.unet.modules():
+                if isinstance(module, Attention):
+                    unfuse_legacy_attention(module)
+
     @torch.no_grad()
     def encode_crops(self, crops: np.ndarray) -> torch.Tensor:
         """UNet inputs for 256x256 RGB uint8 crops: latents of the crop with its lower half black, beside
@@ -363,7 +385,11 @@ class TalkingFacePipeline(LowMemoryMixin, DiffusionPipeline):
                 count = min(batch_size, windows.num_frames - start)
                 indices = [pingpong(i, source.count) for i in range(start, start + count)]
                 latents, frames, masks = self._inputs(source, indices)
-                crops = self.render(latents, windows(start, count))
+                audio = windows(start, count)
+                if self.fast_mode is not None and count < batch_size:  # one shape for every compiled call
+                    latents, audio = (torch.cat([t, t[-1:].expand(batch_size - count, *t.shape[1:])])
+                                      for t in (latents, audio))  # fmt: skip
+                crops = self.render(latents, audio)[:count]
                 yield np.stack(
                     [
                         blend(frame, crop, source.boxes[k], mask)

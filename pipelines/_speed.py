@@ -1,0 +1,87 @@
+"""Exact fast mode shared by the pipelines: one call on, one call off, the off state bit-exact.
+
+Exact levers only (the same math as the default, equal within float rounding): the denoiser's repeated
+blocks compiled with Inductor (``fullgraph=True``, static shapes), fused query/key/value projections, and on a
+CUDA device CUDA graphs where the pipeline keeps its shapes static. Approximate levers (the cache hooks, fp8)
+are separate switches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+#: The levers :meth:`FastModeMixin.enable_fast_mode` reports on, in order.
+FAST_LEVERS = ("fuse_qkv", "compile", "cuda_graphs", "attention")
+
+
+def unfuse_legacy_attention(attn: Any) -> None:
+    """Undo diffusers' ``Attention.fuse_projections`` (the legacy class has no ``unfuse_projections``): drop the
+    fused layers, which only copied the separate projections' weights."""
+    for name in ("to_qkv", "to_kv", "to_added_qkv"):
+        if hasattr(attn, name):
+            delattr(attn, name)
+    attn.fused_projections = False
+
+
+class FastModeMixin:
+    """``enable_fast_mode()`` / ``disable_fast_mode()`` for a pipeline that says which modules to compile
+    (:meth:`fast_blocks`) and how to fuse its projections (:meth:`fuse_projections`)."""
+
+    #: Whether the pipeline keeps its denoiser's shapes fixed from call to call (so CUDA graphs apply by default).
+    fast_static_shapes = False
+    #: What the last :meth:`enable_fast_mode` applied (lever -> "applied ..." or why not); None when off.
+    fast_mode: dict[str, str] | None = None
+
+    def fast_blocks(self) -> list[torch.nn.Module]:
+        """The modules compiled one by one (the denoiser's repeated blocks)."""
+        raise NotImplementedError
+
+    def fuse_projections(self, fuse: bool) -> None:
+        """Fuse (``True``) or unfuse (``False``) the denoiser's query/key/value projections; both exact."""
+        raise NotImplementedError
+
+    def enable_fast_mode(
+        self, *, compile: bool = True, fuse_qkv: bool = True, cuda_graphs: bool | None = None
+    ) -> dict[str, str]:
+        """Turn on every exact speed lever that fits the device; returns lever -> what was applied, or why not.
+
+        ``compile``: each of :meth:`fast_blocks` compiled with Inductor (``fullgraph=True``, ``dynamic=False``);
+        the first call at a new size pays the compile time. ``fuse_qkv``: one matmul for the query, key and value
+        projections. ``cuda_graphs`` (CUDA only, with ``compile``): replay each compiled block as a CUDA graph;
+        None applies it where the pipeline's shapes are static (:attr:`fast_static_shapes`). Attention stays on
+        PyTorch's SDPA kernel choice. :meth:`disable_fast_mode` restores the default exactly.
+        """
+        self.disable_fast_mode()
+        gpu = self._execution_device.type == "cuda"
+        report = dict.fromkeys(FAST_LEVERS, "off (asked)")
+        if fuse_qkv:
+            self.fuse_projections(True)
+            report["fuse_qkv"] = "applied"
+        graphs = (self.fast_static_shapes if cuda_graphs is None else cuda_graphs) and gpu and compile
+        if cuda_graphs is not False and not graphs:
+            report["cuda_graphs"] = (
+                "skipped: no GPU" if not gpu else "skipped: needs compile" if not compile
+                else "skipped: shapes change between calls (cuda_graphs=True forces it)"
+            )  # fmt: skip
+        if compile:
+            blocks = self.fast_blocks()
+            for block in blocks:
+                block.compile(fullgraph=True, dynamic=False, mode="reduce-overhead" if graphs else None)
+            names = sorted({type(block).__name__ for block in blocks})
+            report["compile"] = f"applied: {len(blocks)} blocks ({', '.join(names)}), Inductor, fullgraph"
+        if graphs:
+            report["cuda_graphs"] = "applied (compile mode reduce-overhead)"
+        report["attention"] = "PyTorch's SDPA kernel choice" if gpu else "skipped: no GPU"
+        self.fast_mode = report
+        return report
+
+    def disable_fast_mode(self) -> None:
+        """Back to the default: blocks run eagerly, projections unfused (bit-exact to never enabling)."""
+        if self.fast_mode is None:
+            return
+        for block in self.fast_blocks():
+            block._compiled_call_impl = None  # what nn.Module.compile set
+        self.fuse_projections(False)
+        self.fast_mode = None

@@ -1,0 +1,198 @@
+"""Exact fast mode on CPU with Inductor at tiny size: compiled and fused equal eager, nothing recompiles across
+calls with new inputs, and after disable_fast_mode() the output is bit-identical to never enabling it.
+
+Each pipeline is compiled once (module-scoped fixtures, 1-2 steps); the tests read what its run recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from genface.models.makeup import RefKeyValue
+from genface.pipelines import MakeupPipeline
+from genface.pipelines.identity_video.tiny import TINY_CALL, tiny_identity_encoder
+from genface.pipelines.identity_video.tiny import tiny_pipeline as tiny_video
+from genface.pipelines.makeup.tiny import TINY_SIZE
+from genface.pipelines.makeup.tiny import tiny_pipeline as tiny_makeup
+from genface.pipelines.talking_face.tiny import tiny_pipeline as tiny_talk
+
+NO_GPU = {"cuda_graphs": "skipped: no GPU", "attention": "skipped: no GPU"}
+
+
+@contextlib.contextmanager
+def recorded(module: torch.nn.Module) -> Iterator[list[tuple[tuple, dict, torch.Tensor]]]:
+    """Every call of ``module`` while open: (args, kwargs, first output)."""
+    calls: list[tuple[tuple, dict, torch.Tensor]] = []
+
+    def hook(_: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        calls.append((args, kwargs, output[0] if isinstance(output, tuple) else output.sample))
+
+    handle = module.register_forward_hook(hook, with_kwargs=True)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def replay(module: torch.nn.Module, calls: list[tuple[tuple, dict, torch.Tensor]]) -> float:
+    """Largest difference between the recorded outputs and ``module`` run again on the recorded inputs."""
+    worst = 0.0
+    for args, kwargs, expected in calls:
+        out = module(*args, **kwargs)
+        out = out[0] if isinstance(out, tuple) else out.sample
+        worst = max(worst, float((out - expected).abs().max()))
+    return worst
+
+
+def state(module: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """What fast mode must leave as it found: parameter names and attention processor types."""
+    processors = [type(m.processor).__name__ for m in module.modules() if hasattr(m, "processor")]
+    return sorted(module.state_dict()), processors
+
+
+def exercise(pipe: Any, denoiser: torch.nn.Module, run: Callable[..., np.ndarray], variants: list[dict]) -> dict:
+    """Everything the tests check, for one pipeline: eager run, fused-only and compiled runs (replaying the eager
+    denoiser calls), calls with new inputs under ``error_on_recompile``, and the run after disabling."""
+    found = {"state": state(denoiser)}
+    with recorded(denoiser) as calls:
+        found["eager"] = run()
+    found["fused_report"] = pipe.enable_fast_mode(compile=False)
+    found["fused_difference"] = replay(denoiser, calls)
+    found["fused_output"] = run()
+    pipe.disable_fast_mode()
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    found["report"] = pipe.enable_fast_mode()
+    start = time.perf_counter()
+    found["fast_output"] = run()  # compiles
+    found["compile_seconds"] = time.perf_counter() - start
+    found["compiled_difference"] = replay(denoiser, calls)
+    found["graphs"] = counters["stats"]["unique_graphs"] - graphs
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for variant in variants:
+            run(**variant)
+    found["graphs_after_variants"] = counters["stats"]["unique_graphs"] - graphs
+    found["graph_breaks"] = sum(counters["graph_break"].values()) - breaks
+    pipe.disable_fast_mode()
+    found["disabled_state"] = state(denoiser)
+    found["disabled_output"] = run()
+    return found
+
+
+@pytest.fixture(scope="module")
+def video(dlib_analyzer, portrait, astronaut) -> dict:
+    pipe = tiny_video(tiny_identity_encoder(dlib_analyzer))
+    pipe.set_progress_bar_config(disable=True)
+    person, other = (pipe.identity_encoder.encode(photo) for photo in (portrait, astronaut))
+
+    def run(prompt: str = "a person smiling", seed: int = 0, identity: Any = person) -> np.ndarray:
+        generator = torch.Generator().manual_seed(seed)
+        return pipe(prompt, identity=identity, num_inference_steps=2, generator=generator, output_type="np",
+                    **TINY_CALL).frames  # fmt: skip
+
+    variants = [dict(prompt="a man in the rain", seed=1), dict(identity=other, seed=2)]
+    return exercise(pipe, pipe.transformer, run, variants)
+
+
+@pytest.fixture(scope="module")
+def makeup(dlib_analyzer, portrait, astronaut) -> dict:
+    pipe: MakeupPipeline = tiny_makeup(dlib_analyzer)
+    pipe.set_progress_bar_config(disable=True)
+    source, look, other = (np.asarray(PIL.Image.fromarray(photo).resize((TINY_SIZE, TINY_SIZE)))
+                           for photo in (astronaut, portrait, astronaut[::-1]))  # fmt: skip
+
+    def run(reference: np.ndarray = look, strength: float = 1.0, seed: int = 0, prompt: str | None = None) -> Any:
+        generator = torch.Generator().manual_seed(seed)
+        return pipe.edit(source, reference, strength=strength, prompt=prompt, size=TINY_SIZE, num_inference_steps=2,
+                         generator=generator)  # fmt: skip
+
+    variants = [dict(strength=0.5, seed=1), dict(strength=1.7, reference=other, prompt="red lips.")]
+    return exercise(pipe, pipe.transformer, run, variants)
+
+
+@pytest.fixture(scope="module")
+def talk(dlib_analyzer, astronaut, portrait) -> dict:
+    pipe = tiny_talk(dlib_analyzer)
+    pipe.set_progress_bar_config(disable=True)
+    t = np.arange(16000) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+    def run(face: np.ndarray = astronaut, seconds: float = 0.2) -> np.ndarray:
+        audio = speech[: int(seconds * 16000)]
+        return pipe(face, audio, audio_rate=16000, batch_size=3, measure=False).frames  # 5 frames: 3 + 2 (padded)
+
+    variants = [dict(seconds=0.29), dict(face=portrait, seconds=0.12)]  # 7 and 3 frames, another person
+    return exercise(pipe, pipe.unet, run, variants)
+
+
+PIPELINES = ["video", "makeup", "talk"]
+BLOCKS = {
+    "video": "applied: 2 blocks (ConsisIDBlock), Inductor, fullgraph",
+    "makeup": "applied: 2 blocks (FluxSingleTransformerBlock, FluxTransformerBlock), Inductor, fullgraph",
+    "talk": "applied: 5 blocks (CrossAttnDownBlock2D, CrossAttnUpBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, "
+    "UpBlock2D), Inductor, fullgraph",
+}
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_fast_mode_reports_what_it_applied_on_a_cpu(name: str, request: pytest.FixtureRequest) -> None:
+    found = request.getfixturevalue(name)
+    assert found["report"] == {"fuse_qkv": "applied", "compile": BLOCKS[name], **NO_GPU}
+    assert found["fused_report"] == {"fuse_qkv": "applied", "compile": "off (asked)", **NO_GPU}
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_fused_projections_equal_unfused(name: str, request: pytest.FixtureRequest) -> None:
+    found = request.getfixturevalue(name)
+    assert found["fused_difference"] <= 1e-5  # float rounding of one matmul instead of three
+    difference = np.abs(np.asarray(found["fused_output"], np.float64) - np.asarray(found["eager"], np.float64))
+    assert difference.max() <= (1e-4 if name == "video" else 1)  # video: float frames; others: uint8
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_compiled_equals_eager_in_float32(name: str, request: pytest.FixtureRequest) -> None:
+    """The compiled, fused denoiser on the eager run's inputs: within 1e-5 at every step."""
+    found = request.getfixturevalue(name)
+    assert found["compiled_difference"] <= 1e-5
+    difference = np.abs(np.asarray(found["fast_output"], np.float64) - np.asarray(found["eager"], np.float64))
+    assert difference.max() <= (1e-3 if name == "video" else 1)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_no_graph_break_and_no_recompile_across_new_inputs(name: str, request: pytest.FixtureRequest) -> None:
+    """fullgraph=True compiles refuse graph breaks; new prompts, seeds, strengths, identities, makeup references,
+    faces and audio lengths run under error_on_recompile with no new graph."""
+    found = request.getfixturevalue(name)
+    assert found["graphs"] >= 1 and found["graphs_after_variants"] == found["graphs"]
+    assert found["graph_breaks"] == 0
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_disable_restores_the_default_bit_exactly(name: str, request: pytest.FixtureRequest) -> None:
+    found = request.getfixturevalue(name)
+    assert np.array_equal(found["disabled_output"], found["eager"])
+    assert found["disabled_state"] == found["state"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_tensor_strength_scales_as_a_number_does(dtype: torch.dtype) -> None:
+    """The makeup strength reaches the injector as a 0-d float32 tensor (no recompile per strength), with the
+    result of multiplying by the number (PyTorch scales half tensors by a number in float32)."""
+    torch.manual_seed(0)
+    weights = RefKeyValue(32, 8, 16).to(dtype)
+    ref = torch.randn(1, 5, 32, dtype=dtype)
+    with torch.no_grad():
+        for level in (0.7, 1.3):
+            by_tensor = weights(ref, torch.tensor(level))
+            assert all(torch.equal(a, b) for a, b in zip(by_tensor, weights(ref, level), strict=True))
+            value = weights.ref_to_v_lora_up(weights.ref_to_v_lora_down(ref)) * level  # the number, as before
+            assert torch.equal(by_tensor[1], value.unflatten(-1, (-1, 16)))
