@@ -522,7 +522,7 @@ EPILOG_EVAL = """examples:
                         ConsisID's table: NAME.mp4 with NAME.png (the face) and NAME.txt (the prompt)
   genface eval video items.jsonl --out scores.jsonl --protocol standard \
       --fid-inception pt_inception-2015-12-05-6726825d.pth [--fid-real real_faces/]
-  genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model
+  genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model --latentsync-syncnet latentsync_syncnet.pt
   genface eval makeup pairs.csv --out makeup.jsonl --detector diffusion
 Rows of a manifest (.jsonl or .csv; paths relative to it): video: video, reference, prompt; talk: video,
 speech (default: the video's audio); makeup: image, source, reference; any: id. A run resumes: items already
@@ -571,10 +571,12 @@ def _eval_judges(args: argparse.Namespace, items: Sequence[Any], device: str) ->
         judge: Any = VideoJudge(analyzer, curricularface=curricular, inception=inception, clip=clip,
                                 fid_features=fid, protocol=args.protocol, num_frames=args.frames)  # fmt: skip
     elif args.kind == "talk":
-        from genface.eval import TalkJudge, load_syncnet
+        from genface.eval import TalkJudge, load_latentsync_syncnet, load_syncnet
 
-        judge = TalkJudge(_analyzer(args), load_syncnet(args.syncnet).to(device))
-        weights |= {"syncnet": args.syncnet, "face_engine": args.backend}
+        syncnet = load_syncnet(args.syncnet).to(device) if args.syncnet else None
+        latentsync = load_latentsync_syncnet(args.latentsync_syncnet).to(device) if args.latentsync_syncnet else None
+        judge = TalkJudge(_analyzer(args), syncnet, latentsync=latentsync)
+        weights |= {"syncnet": args.syncnet, "latentsync_syncnet": args.latentsync_syncnet, "face_engine": args.backend}
     else:
         from genface.identity import FaceParser
         from genface.pipelines.makeup.evaluate import MakeupJudge
@@ -602,10 +604,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     _check_output(args.out, "--out", (".jsonl",), [args.input])
     for path, suffix in zip(summary_paths(args.out), (".json", ".md"), strict=True):
         _check_output(str(path), "--out's summary", (suffix,), [args.input])
-    if args.kind == "talk" and not args.syncnet:
+    if args.kind == "talk" and not (args.syncnet or args.latentsync_syncnet):
         raise InvalidArgumentError(
-            "genface eval talk needs --syncnet: syncnet_v2.model (joonson/syncnet_python), or a folder or Hub id "
-            "holding it."
+            "genface eval talk needs --syncnet (syncnet_v2.model of joonson/syncnet_python, or a folder or Hub id "
+            "holding it), --latentsync-syncnet (latentsync_syncnet.pt), or both."
         )
     if args.fid_real and not (args.fid_inception and Path(args.fid_real).expanduser().is_dir()):
         raise InvalidArgumentError(f"--fid-real {args.fid_real}: give a folder of face photos, with --fid-inception.")
@@ -963,6 +965,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=FRAMES_PER_VIDEO, default=16, help="video: frames sampled per video, 1-1000 (default 16)"
     )
     evaluation.add_argument("--syncnet", default=None, help="talk: syncnet_v2.model, or a folder / Hub id holding it")
+    evaluation.add_argument(
+        "--latentsync-syncnet", default=None,
+        help="talk: LatentSync's latentsync_syncnet.pt (file, folder, Hub id), a second judge beside --syncnet",
+    )  # fmt: skip
     evaluation.add_argument(
         "--parser", default="qihoo360/FLUX-Makeup", help="makeup: face parser (.pth, folder, Hub id; 'none' skips)"
     )

@@ -14,10 +14,14 @@ import pytest
 import torch
 
 from genface.cli import main
+from genface.eval import latentsync_crops, latentsync_scores, load_latentsync_syncnet
 from genface.forensics import tiny_fsfm
-from genface.media import save_image, write_video
+from genface.identity import FaceAnalyzer
+from genface.media import load_audio, read_video, save_image, write_video
 from genface.models.curricularface import CurricularFaceIR
+from genface.models.talking.syncnet import SyncNet
 from genface.models.talking.syncnet_v2 import SyncNetV2
+from tests.models.test_talking_syncnet import TINY
 from tests.tiny_models import planted_face, save_tiny_insightface_pack
 
 
@@ -40,6 +44,7 @@ def judges(tmp_path_factory) -> Path:
     torch.save(curricular.state_dict(), root / "face_encoder" / "glint360k_curricular_face_r101_backbone.bin")
     syncnet = SyncNetV2(audio_channels=(4, 6, 8, 8, 8, 8), lip_channels=(4, 6, 6, 6, 6, 8), embedding_size=16)
     torch.save(syncnet.state_dict(), root / "syncnet_v2.model")
+    SyncNet(**TINY).save_pretrained(root / "latentsync")
     torch.save(BiSeNet().state_dict(), root / "parsing_bisenet.pth")
     tiny_fsfm().save_pretrained(root / "fsfm")
     return root
@@ -158,6 +163,18 @@ def test_eval_talk_syncs_the_tracked_face_with_the_speech(judges, tmp_path, caps
     for record in records:
         assert set(record["metrics"]) == {"sync_c", "sync_d", "offset"} and record["metrics"]["sync_d"] > 0
     assert summary["metrics"]["sync_c"]["n"] == 2 and summary["kind"] == "talk"
+
+    # LatentSync's SyncNet alone: its scores of the 20-frame clip and its speech file; the other is 10 frames at 25 fps.
+    out = tmp_path / "latentsync.jsonl"
+    base = ["eval", "talk", str(folder), "--out", str(out), "--latentsync-syncnet", str(judges / "latentsync")]
+    assert main([*base, "--backend", "insightface", "--weights", str(pack), "--json"]) == 0
+    clip, own = (json.loads(line) for line in out.read_text().splitlines())
+    crops = latentsync_crops(read_video(folder / "clip.mp4")[0], FaceAnalyzer("insightface", model_root=pack), 25)
+    heard = load_audio(folder / "clip.wav", 16000)
+    expected = latentsync_scores(crops, heard, load_latentsync_syncnet(judges / "latentsync"))
+    scores = {"latentsync_conf": expected.confidence, "latentsync_acc": expected.accuracy}
+    assert clip["metrics"] == pytest.approx(scores)
+    assert "needs 16 frames" in own["error"]
 
 
 def test_eval_makeup_reports_the_pipelines_figures(judges, tmp_path, capsys, astronaut) -> None:

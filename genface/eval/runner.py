@@ -376,20 +376,30 @@ class VideoJudge:
 
 
 class TalkJudge:
-    """Sync-C / Sync-D (and the offset, in frames) of an item's video and its speech (the ``speech`` file, else the
-    video's audio track): SyncNet on :func:`~genface.eval.sync.syncnet_crops` of the video."""
+    """Lip sync of an item's video and its speech (the ``speech`` file, else the video's audio track): with
+    ``syncnet`` (syncnet_python's) Sync-C / Sync-D and the offset in frames, on
+    :func:`~genface.eval.sync.syncnet_crops`; with ``latentsync`` (LatentSync's SyncNet) its mean cosine similarity
+    and the share of windows above 0.5, on :func:`~genface.eval.sync.latentsync_crops`."""
 
-    def __init__(self, analyzer: Any, syncnet: Any) -> None:
-        self.analyzer, self.syncnet = analyzer, syncnet
+    def __init__(self, analyzer: Any, syncnet: Any = None, *, latentsync: Any = None) -> None:
+        if syncnet is None and latentsync is None:
+            raise InvalidArgumentError("TalkJudge needs a SyncNet: syncnet (syncnet_python's), latentsync, or both.")
+        self.analyzer, self.syncnet, self.latentsync = analyzer, syncnet, latentsync
 
     def __call__(self, item: Item) -> dict[str, float]:
-        from genface.eval.sync import SAMPLE_RATE, sync_scores, syncnet_crops
+        from genface.eval.sync import SAMPLE_RATE, latentsync_crops, latentsync_scores, sync_scores, syncnet_crops
         from genface.media import load_audio, read_video
 
         frames, fps = read_video(item.fields["video"])
         speech = load_audio(item.fields.get("speech") or item.fields["video"], SAMPLE_RATE)
-        result = sync_scores(syncnet_crops(frames, self.analyzer, fps), speech, self.syncnet)
-        return {"sync_c": result.confidence, "sync_d": result.min_dist, "offset": result.offset}
+        scores: dict[str, float] = {}
+        if self.syncnet is not None:
+            result = sync_scores(syncnet_crops(frames, self.analyzer, fps), speech, self.syncnet)
+            scores |= {"sync_c": result.confidence, "sync_d": result.min_dist, "offset": result.offset}
+        if self.latentsync is not None:
+            latent = latentsync_scores(latentsync_crops(frames, self.analyzer, fps), speech, self.latentsync)
+            scores |= {"latentsync_conf": latent.confidence, "latentsync_acc": latent.accuracy}
+        return scores
 
 
 def forgery_judge(detector: Any) -> Judge:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from genface.errors import InvalidMediaError
 from genface.identity.detect import FaceAnalyzer
+from genface.models.talking.syncnet import MEL_PER_SECOND, MEL_WINDOW, SYNC_FRAMES, SyncNet, mel_spectrogram, mel_window
 from genface.models.talking.syncnet_v2 import SyncNetV2
 
 SAMPLE_RATE = 16000
@@ -163,3 +166,82 @@ def syncnet_crops(frames: np.ndarray, analyzer: FaceAnalyzer, fps: float, *, sig
     frames = frames[resample_indices(len(frames), fps)]
     boxes = track_boxes(track_face(frames, analyzer, progress=False), lambda face: face.bbox, sigma)
     return np.stack([syncnet_crop(frame, box) for frame, box in zip(frames, boxes, strict=True)])
+
+
+#: LatentSync's SyncNet checkpoint, the side of its face crops, its decision threshold on the cosine similarity.
+LATENTSYNC_FILE = "latentsync_syncnet.pt"
+LATENTSYNC_SIZE = 256
+LATENTSYNC_THRESHOLD = 0.5
+
+
+@dataclass
+class LatentSyncResult:
+    """LatentSync's SyncNet on every 16-frame window: ``similarities`` (cosine per window), ``confidence`` (their
+    mean) and ``accuracy`` (the share above 0.5, LatentSync's decision that a window is in sync)."""
+
+    similarities: np.ndarray
+
+    @property
+    def confidence(self) -> float:
+        return float(self.similarities.mean())
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.similarities > LATENTSYNC_THRESHOLD).mean())
+
+
+def load_latentsync_syncnet(path_or_repo: str | os.PathLike, subfolder: str | None = None) -> SyncNet:
+    """LatentSync's SyncNet from ``latentsync_syncnet.pt`` (a file, or a folder or Hub repo holding it), or from a
+    folder written by ``SyncNet.save_pretrained``."""
+    from genface.eval.weights import weights_file
+
+    path = Path(path_or_repo).expanduser() / (subfolder or "")
+    if (path / "config.json").is_file():
+        return SyncNet.from_checkpoint(path)
+    return SyncNet.from_checkpoint(weights_file(path_or_repo, LATENTSYNC_FILE, subfolder))
+
+
+@torch.no_grad()
+def latentsync_scores(
+    crops: np.ndarray, audio: np.ndarray, model: SyncNet, *, batch_size: int = 16
+) -> LatentSyncResult:
+    """LatentSync's SyncNet score of face crops at 25 fps (T x H x W x 3 uint8 RGB) and their 16 kHz speech (float
+    in [-1, 1]), as its ``eval_syncnet_acc`` scores an in-sync sample: crops resized to 256 (bicubic, antialiased)
+    and mapped to [-1, 1]; for each window of 16 frames the 52 mel frames from ``int(80 * start / 25)`` (windows
+    whose speech runs out are skipped); the cosine similarity of the lower halves' and the mel's embeddings. Every
+    start is scored, so the mean is what their random choice of windows averages to."""
+    mel = torch.from_numpy(mel_spectrogram(np.asarray(audio, dtype=np.float32)))
+    starts = [s for s in range(len(crops) - SYNC_FRAMES + 1) if int(MEL_PER_SECOND * s / SYNCNET_FPS) + MEL_WINDOW
+              <= mel.shape[1]]  # fmt: skip
+    if not starts:
+        raise InvalidMediaError(
+            f"LatentSync's SyncNet needs {SYNC_FRAMES} frames ({SYNC_FRAMES / SYNCNET_FPS:.2f} s) of video and speech "
+            f"at 25 fps; got {len(crops)} frame(s) and {len(audio) / SAMPLE_RATE:.2f} s of speech."
+        )
+    pixels = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float()
+    if pixels.shape[-2:] != (LATENTSYNC_SIZE, LATENTSYNC_SIZE):
+        size = (LATENTSYNC_SIZE, LATENTSYNC_SIZE)
+        pixels = F.interpolate(pixels, size=size, mode="bicubic", antialias=True).clamp(0, 255).round()
+    pixels = pixels / 127.5 - 1
+    similarities = []
+    for first in range(0, len(starts), batch_size):
+        batch = starts[first : first + batch_size]
+        frames = torch.stack([pixels[s : s + SYNC_FRAMES] for s in batch]).to(model.device, model.dtype)
+        windows = torch.stack([mel_window(mel, s, SYNCNET_FPS) for s in batch]).to(model.device, model.dtype)
+        sims = F.cosine_similarity(model.embed_frames(frames), model.embed_audio(windows))
+        similarities.append(sims.float().cpu().numpy())
+    return LatentSyncResult(np.concatenate(similarities).astype(np.float64))
+
+
+def latentsync_crops(frames: np.ndarray, analyzer: FaceAnalyzer, fps: float, *, sigma: float = 1.5) -> np.ndarray:
+    """LatentSync SyncNet's input from a video's RGB frames: the frames at 25 fps, one face followed by the shared
+    identity stack (lost frames hold the nearest keypoints, smoothed as :func:`syncnet_crops` smooths boxes), each
+    frame aligned on its five keypoints to the FFHQ template at 256 x 256 (T x 256 x 256 x 3 uint8)."""
+    from genface.identity.align import align_face
+    from genface.identity.track import fill_and_smooth, track_face
+
+    frames = frames[resample_indices(len(frames), fps)]
+    track = track_face(frames, analyzer, progress=False)
+    raw = np.array([f.kps.reshape(-1) if f is not None else np.zeros(10) for f in track.faces], dtype=np.float64)
+    points = fill_and_smooth(raw, track.found, sigma).reshape(-1, 5, 2)
+    return np.stack([align_face(f, k, "ffhq", LATENTSYNC_SIZE)[0] for f, k in zip(frames, points, strict=True)])
