@@ -72,15 +72,15 @@ def _folder_rows(folder: Path, kind: str) -> Iterable[tuple[str, dict[str, str]]
     if not videos:
         raise InvalidArgumentError(f"{folder} holds no videos ({', '.join(VIDEO_SUFFIXES)}).")
     for video in videos:
-        row = {"id": video.name, "video": str(video)}
+        row = {"id": video.name, "video": video.name}  # names: read_items reads them in the folder
         beside = {p.suffix.lower(): p for p in folder.glob(f"{video.stem}.*") if p != video}
         if kind == "video":
             reference = next((beside[s] for s in _IMAGES if s in beside), None)
-            row |= {"reference": str(reference)} if reference else {}
+            row |= {"reference": reference.name} if reference else {}
             row |= {"prompt": beside[".txt"].read_text().strip()} if ".txt" in beside else {}
         else:
             speech = next((beside[s] for s in _SPEECH if s in beside), None)
-            row |= {"speech": str(speech)} if speech else {}
+            row |= {"speech": speech.name} if speech else {}
         yield str(video), row
 
 

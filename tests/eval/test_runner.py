@@ -14,7 +14,7 @@ from genface.eval.runner import evaluate, read_items, summarize, summary_markdow
 from genface.eval.sync import resample_indices, syncnet_crop
 
 
-def test_items_from_a_folder_and_from_manifests(tmp_path) -> None:
+def test_items_from_a_folder_and_from_manifests(tmp_path, monkeypatch) -> None:
     for name in ("b.mp4", "a.mp4", "a.png", "b.jpg", "face.png", "s.wav"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "a.txt").write_text("a prompt\n")
@@ -24,6 +24,8 @@ def test_items_from_a_folder_and_from_manifests(tmp_path) -> None:
     ]  # fmt: skip
     assert items[0].fields["prompt"] == "a prompt" and items[1].fields["reference"] == str(tmp_path / "b.jpg")
     assert "speech" not in read_items(tmp_path, "talk")[0].fields
+    monkeypatch.chdir(tmp_path.parent)  # a folder named relative to the working directory
+    assert read_items(tmp_path.name, "video")[1].fields == items[1].fields
 
     (tmp_path / "m.jsonl").write_text('{"video": "a.mp4", "speech": "s.wav"}\n\n{"id": "x", "video": "b.mp4"}\n')
     talk = read_items(tmp_path / "m.jsonl", "talk")
