@@ -184,7 +184,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
         ]
 
     def fast_blocks(self) -> list[torch.nn.Module]:
-        """ConsisID's transformer blocks (its class declares no ``_repeated_blocks`` for diffusers' regional compile)."""
+        """ConsisID's transformer blocks (its class declares no ``_repeated_blocks`` for regional compile)."""
         return list(self.transformer.transformer_blocks)
 
     def fuse_projections(self, fuse: bool) -> None:
