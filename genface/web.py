@@ -376,6 +376,7 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
 
         def end_session(request: Any) -> None:
             jobs.end_session(request.session_hash)
+            _release_memory()  # what the session held (its state, Gradio's caches of it) goes back too
 
         end_session.__annotations__["request"] = gr.Request  # how Gradio finds where to pass the request
         app.unload(end_session)
