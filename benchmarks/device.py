@@ -11,9 +11,10 @@ section by section, each within what is left of ``--budget-s``:
 - ``video``: identity video, genface against diffusers' ConsisIDPipeline on the same modules: seconds per
   denoising step (median over the timed steps after warm-up steps), the preparation before the first step
   (prompt and identity conditions) and the decoding after the last, timed on their own, and the 50-step
-  end-to-end figure extrapolated from them.
+  end-to-end figure extrapolated from them. A "genface exact" row runs with ``pipe.enable_fast_mode()`` (mode
+  ``exact``), its first call's seconds (compilation) apart as ``compile_seconds``; on a CPU without compilation.
 - ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (25 steps,
-  FLUX-Makeup's and genface's default).
+  FLUX-Makeup's and genface's default), with its "genface exact" row too.
 - ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
   diffusers loop (256x256 crops).
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
@@ -143,27 +144,45 @@ def _denoising_rows(
     warmup: int,
     timed: int,
     steps: int,
+    exact: tuple[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for pipelines timed step by step with :class:`StepClock`, extrapolated to ``steps`` steps; each
     ``runs`` entry takes the clock and the number of steps to run. A one-step call of each comes first, untimed
-    (allocations, kernel autotuning, the VAE's first decode)."""
-    for call in runs.values():
-        StepClock(device).run(lambda clock, call=call: call(clock, 1))
-    measured = {}
-    for name, call in runs.items():
-        clock = StepClock(device).run(lambda clock, call=call: call(clock, warmup + timed))
+    (allocations, kernel autotuning, the VAE's first decode). ``exact``: (contender, its pipeline) run last with
+    that pipeline's exact fast mode on (the contenders share modules), its one-step first call reported apart as
+    ``compile_seconds``; on a CPU only the fused projections (Inductor's compile is left to the test suite)."""
+    measured, extra = {}, {}
+    default = [name for name in runs if exact is None or name != exact[0]]
+    for name in default:
+        StepClock(device).run(lambda clock, call=runs[name]: call(clock, 1))
+    for name in default:
+        clock = StepClock(device).run(lambda clock, call=runs[name]: call(clock, warmup + timed))
         measured[name] = clock.split(warmup) | {"peak_gib": _peak_gib(device), "timed_steps": len(clock.ends) - warmup}
+    if exact is not None:
+        name, pipe = exact
+        gpu = device.startswith("cuda")
+        report = pipe.enable_fast_mode(compile=gpu)
+        try:
+            first = StepClock(device).run(lambda clock: runs[name](clock, 1))
+            clock = StepClock(device).run(lambda clock: runs[name](clock, warmup + timed))
+        finally:
+            pipe.disable_fast_mode()
+        measured[name] = clock.split(warmup) | {"peak_gib": _peak_gib(device), "timed_steps": len(clock.ends) - warmup}
+        extra[name] = {"compile_seconds": round(first.end - first.start, 3), "fast_mode": report}
+        if not gpu:
+            extra[name]["note"] = "CPU: compile skipped (its time); tests/pipelines/test_fast_mode.py checks it"
+    base = measured[reference]
+    base_seconds = base["before"] + steps * base["per_step"] + base["after"]
     rows = []
     for name, split in measured.items():
         seconds = split["before"] + steps * split["per_step"] + split["after"]
-        base = measured[reference]
-        base_seconds = base["before"] + steps * base["per_step"] + base["after"]
         rows.append({
-            "pipeline": pipeline, "contender": name, "mode": "default", "seconds": round(seconds, 3), "fps": None,
+            "pipeline": pipeline, "contender": name, "mode": "exact" if name in extra else "default",
+            "seconds": round(seconds, 3), "fps": None,
             "peak_gib": None if split["peak_gib"] is None else round(split["peak_gib"], 2),
             "time_vs_reference": round(seconds / base_seconds, 3), "seconds_per_step": round(split["per_step"], 4),
             "seconds_before_steps": round(split["before"], 3), "seconds_after_steps": round(split["after"], 3),
-            "steps": steps, "timed_steps": split["timed_steps"], "extrapolated": True,
+            "steps": steps, "timed_steps": split["timed_steps"], "extrapolated": True, **extra.get(name, {}),
         })  # fmt: skip
     return rows
 
@@ -174,17 +193,19 @@ def video(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, An
 
     ours, reference, identity, size, conditions = contenders(scale, device)
     common = dict(prompt="a person smiling", output_type="np", **size)
+    genface = lambda clock, steps: ours(  # noqa: E731
+        identity=identity, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+        callback_on_step_end=clock, **common,
+    )  # fmt: skip
     runs = {
-        "genface": lambda clock, steps: ours(
-            identity=identity, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
-            callback_on_step_end=clock, **common,
-        ),
+        "genface": genface,
         "diffusers": lambda clock, steps: reference(
             num_inference_steps=steps, generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
             **conditions, **common,
         ),
+        "genface exact": genface,
     }  # fmt: skip
-    return _denoising_rows("identity_video", runs, "diffusers", device, warmup, timed, steps=50)
+    return _denoising_rows("identity_video", runs, "diffusers", device, warmup, timed, 50, ("genface exact", ours))
 
 
 def makeup(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
@@ -196,17 +217,20 @@ def makeup(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
     ours, reference, size = contenders(scale, device)
     rng = np.random.default_rng(0)
     source, look = (rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(2))
+    genface = lambda clock, steps: ours.edit(  # noqa: E731
+        source, look, size=size, num_inference_steps=steps, guidance_scale=2.5,
+        generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
+    )  # fmt: skip
     runs = {
-        "genface": lambda clock, steps: ours.edit(
-            source, look, size=size, num_inference_steps=steps, guidance_scale=2.5,
-            generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
-        ),
+        "genface": genface,
         "diffusers + processor swap": lambda clock, steps: reference(
             **reference_inputs(ours, source, look, size), num_inference_steps=steps, guidance_scale=2.5,
             generator=torch.Generator().manual_seed(0), callback_on_step_end=clock,
         ),
+        "genface exact": genface,
     }  # fmt: skip
-    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, steps=25)
+    exact = ("genface exact", ours)
+    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, 25, exact)
 
 
 class FixedFace:
@@ -297,7 +321,8 @@ def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
 
 def tables(record: dict[str, Any]) -> str:
     """The record as Markdown: the device line, the pipeline rows, the attention kernels, what was skipped."""
-    columns = ["pipeline", "contender", "mode", "seconds", "seconds_per_step", "fps", "peak_gib", "time_vs_reference"]
+    columns = ["pipeline", "contender", "mode", "seconds", "seconds_per_step", "compile_seconds", "fps", "peak_gib",
+               "time_vs_reference"]  # fmt: skip
     show = lambda value: "" if value is None else str(value)  # noqa: E731
     parts = [
         f"Device run on {record['device']}, {record['date']} (random weights at the {record['scale']} sizes; "

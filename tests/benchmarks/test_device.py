@@ -40,6 +40,12 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
         row for row in rows if row["contender"] in ("diffusers", "diffusers + processor swap", "diffusers loop")
     ]
     assert len(references) == 3 and all(row["time_vs_reference"] == 1.0 for row in references)
+    exact = {row["pipeline"]: row for row in rows if row["mode"] == "exact"}
+    assert exact.keys() == {"identity_video", "makeup"}
+    for row in exact.values():  # fast mode on, fused projections only (no compile on the CPU), said in the row
+        assert row["contender"] == "genface exact" and row["compile_seconds"] > 0
+        assert row["fast_mode"]["fuse_qkv"] == "applied" and row["fast_mode"]["compile"] == "off (asked)"
+        assert "compile skipped" in row["note"]
     steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
     assert steps == {"identity_video": 50, "makeup": 25}
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
