@@ -66,6 +66,7 @@ def exercise(pipe: Any, denoiser: torch.nn.Module, run: Callable[..., np.ndarray
     with recorded(denoiser) as calls:
         found["eager"] = run()
     found["fused_report"] = pipe.enable_fast_mode(compile=False)
+    found["fused_state"] = state(denoiser)
     found["fused_difference"] = replay(denoiser, calls)
     found["fused_output"] = run()
     pipe.disable_fast_mode()
@@ -132,6 +133,12 @@ def talk(dlib_analyzer, astronaut, portrait) -> dict:
 
 
 PIPELINES = ["video", "makeup", "talk"]
+#: While fused: how many attention layers have a to_qkv projection, and the processors that run them.
+FUSED = {
+    "video": (2, "FusedCogVideoXAttnProcessor2_0"),
+    "makeup": (2, "MakeupAttnProcessor"),  # the injector's processors, reading FLUX's fused projections
+    "talk": (4, "FusedAttnProcessor2_0"),
+}
 BLOCKS = {
     "video": "applied: 2 blocks (ConsisIDBlock), Inductor, fullgraph",
     "makeup": "applied: 2 blocks (FluxSingleTransformerBlock, FluxTransformerBlock), Inductor, fullgraph",
@@ -145,6 +152,10 @@ def test_fast_mode_is_exact_compiled_once_and_off_bit_exactly(name: str, request
     found = request.getfixturevalue(name)
     assert found["report"] == {"fuse_qkv": "applied", "compile": BLOCKS[name], **NO_GPU}
     assert found["fused_report"] == {"fuse_qkv": "applied", "compile": "off (asked)", **NO_GPU}
+    # every self-attention reads one fused projection (ConsisID's by hand: its own fuse_qkv_projections skips them)
+    parameters, processors = found["fused_state"]
+    assert sum(key.endswith("to_qkv.weight") for key in parameters) == FUSED[name][0]
+    assert set(processors) == {FUSED[name][1]}
     # fused = unfused and compiled = eager, for the denoiser on every input of the eager run (float32) ...
     assert found["fused_difference"] <= 1e-5  # float rounding of one matmul instead of three
     assert found["compiled_difference"] <= 1e-5
