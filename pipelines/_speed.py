@@ -29,8 +29,8 @@ class FastModeMixin:
     """``enable_fast_mode()`` / ``disable_fast_mode()`` for a pipeline that says which modules to compile
     (:meth:`fast_blocks`) and how to fuse its projections (:meth:`fuse_projections`)."""
 
-    #: Whether the pipeline keeps its denoiser's shapes fixed from call to call (so CUDA graphs apply by default).
-    fast_static_shapes = False
+    #: Whether CUDA graphs are on by default: where the denoiser's calls are short and their shapes never change.
+    fast_cuda_graphs = False
     #: What the last :meth:`enable_fast_mode` applied (lever -> "applied ..." or why not); None when off.
     fast_mode: dict[str, str] | None = None
 
@@ -50,7 +50,7 @@ class FastModeMixin:
         ``compile``: each of :meth:`fast_blocks` compiled with Inductor (``fullgraph=True``, ``dynamic=False``);
         the first call at a new size pays the compile time. ``fuse_qkv``: one matmul for the query, key and value
         projections. ``cuda_graphs`` (CUDA only, with ``compile``): replay each compiled block as a CUDA graph;
-        None applies it where the pipeline's shapes are static (:attr:`fast_static_shapes`). Attention stays on
+        None applies it where the pipeline says so (:attr:`fast_cuda_graphs`). Attention stays on
         PyTorch's SDPA kernel choice. :meth:`disable_fast_mode` restores the default exactly.
         """
         self.disable_fast_mode()
@@ -59,11 +59,11 @@ class FastModeMixin:
         if fuse_qkv:
             self.fuse_projections(True)
             report["fuse_qkv"] = "applied"
-        graphs = (self.fast_static_shapes if cuda_graphs is None else cuda_graphs) and gpu and compile
+        graphs = (self.fast_cuda_graphs if cuda_graphs is None else cuda_graphs) and gpu and compile
         if cuda_graphs is not False and not graphs:
             report["cuda_graphs"] = (
                 "skipped: no GPU" if not gpu else "skipped: needs compile" if not compile
-                else "skipped: shapes change between calls (cuda_graphs=True forces it)"
+                else "skipped: off by default here (long denoising steps; cuda_graphs=True forces it)"
             )  # fmt: skip
         if compile:
             blocks = self.fast_blocks()

@@ -173,8 +173,8 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
     }
 
     model_cpu_offload_seq = "audio_encoder->unet->vae"
-    #: In fast mode every UNet call gets a full batch (the last one padded), so its shapes never change.
-    fast_static_shapes = True
+    #: In fast mode every UNet call gets a full batch (the last one padded): one shape, short calls, CUDA graphs.
+    fast_cuda_graphs = True
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ from torch._dynamo.utils import counters
 
 from genface.models.makeup import RefKeyValue
 from genface.pipelines import MakeupPipeline
+from genface.pipelines._speed import FastModeMixin
 from genface.pipelines.identity_video.tiny import TINY_CALL, tiny_identity_encoder
 from genface.pipelines.identity_video.tiny import tiny_pipeline as tiny_video
 from genface.pipelines.makeup.tiny import TINY_SIZE
@@ -185,3 +186,41 @@ def test_a_tensor_strength_scales_as_a_number_does(dtype: torch.dtype) -> None:
             assert all(torch.equal(a, b) for a, b in zip(by_tensor, weights(ref, level), strict=True))
             value = weights.ref_to_v_lora_up(weights.ref_to_v_lora_down(ref)) * level  # the number, as before
             assert torch.equal(by_tensor[1], value.unflatten(-1, (-1, 16)))
+
+
+class _Stub(FastModeMixin):
+    """A pipeline on ``device`` with one block, whose compile calls are recorded instead of run."""
+
+    def __init__(self, device: str, cuda_graphs_by_default: bool) -> None:
+        self._execution_device = torch.device(device)
+        self.fast_cuda_graphs = cuda_graphs_by_default
+        self.block, self.fused, self.compiled = torch.nn.Linear(2, 2), False, []
+        self.block.compile = lambda **options: self.compiled.append(options)
+
+    def fast_blocks(self) -> list[torch.nn.Module]:
+        return [self.block]
+
+    def fuse_projections(self, fuse: bool) -> None:
+        self.fused = fuse
+
+
+@pytest.mark.parametrize(
+    ("device", "by_default", "asked", "mode", "graphs"),
+    [
+        ("cuda", True, None, "reduce-overhead", "applied (compile mode reduce-overhead)"),
+        ("cuda", False, None, None, "skipped: off by default here (long denoising steps; cuda_graphs=True forces it)"),
+        ("cuda", False, True, "reduce-overhead", "applied (compile mode reduce-overhead)"),
+        ("cuda", True, False, None, "off (asked)"),
+        ("cpu", True, True, None, "skipped: no GPU"),
+    ],
+)
+def test_cuda_graphs_only_on_a_gpu_and_where_the_pipeline_or_caller_asks(
+    device: str, by_default: bool, asked: bool | None, mode: str | None, graphs: str
+) -> None:
+    pipe = _Stub(device, by_default)
+    report = pipe.enable_fast_mode(cuda_graphs=asked)
+    assert pipe.compiled == [dict(fullgraph=True, dynamic=False, mode=mode)] and pipe.fused
+    assert report["cuda_graphs"] == graphs
+    assert report["attention"] == ("PyTorch's SDPA kernel choice" if device == "cuda" else "skipped: no GPU")
+    pipe.disable_fast_mode()
+    assert not pipe.fused and pipe.fast_mode is None
