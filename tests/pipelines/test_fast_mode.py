@@ -45,12 +45,13 @@ def recorded(module: torch.nn.Module) -> Iterator[list[tuple[tuple, dict, torch.
 
 @torch.no_grad()
 def replay(module: torch.nn.Module, calls: list[tuple[tuple, dict, torch.Tensor]]) -> float:
-    """Largest difference between the recorded outputs and ``module`` run again on the recorded inputs."""
+    """Largest difference between the recorded outputs and ``module`` run again on the recorded inputs, in units
+    of the output's largest magnitude where that exceeds 1 (float32 rounding scales with it)."""
     worst = 0.0
     for args, kwargs, expected in calls:
         out = module(*args, **kwargs)
         out = out[0] if isinstance(out, tuple) else out.sample
-        worst = max(worst, float((out - expected).abs().max()))
+        worst = max(worst, float((out - expected).abs().max() / expected.abs().max().clamp(min=1)))
     return worst
 
 
