@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from genface.errors import InvalidArgumentError
+
 #: The levers :meth:`FastModeMixin.enable_fast_mode` reports on, in order.
 FAST_LEVERS = ("fuse_qkv", "compile", "cuda_graphs", "attention")
 
@@ -76,6 +78,15 @@ class FastModeMixin:
         report["attention"] = "PyTorch's SDPA kernel choice" if gpu else "skipped: no GPU"
         self.fast_mode = report
         return report
+
+    def save_pretrained(self, *args: Any, **kwargs: Any) -> None:
+        """Refused while fast mode is on: the fused projections would be saved under names no loader knows."""
+        if self.fast_mode is not None:
+            raise InvalidArgumentError(
+                "Fast mode fuses the attention projections, which would be saved under other names: call "
+                "pipe.disable_fast_mode() before save_pretrained (and enable_fast_mode() again after)."
+            )
+        super().save_pretrained(*args, **kwargs)
 
     def disable_fast_mode(self) -> None:
         """Back to the default: blocks run eagerly, projections unfused (bit-exact to never enabling)."""

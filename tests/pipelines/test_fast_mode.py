@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from genface.errors import InvalidArgumentError
 from genface.models.makeup import RefKeyValue
 from genface.pipelines import MakeupPipeline
 from genface.pipelines._speed import FastModeMixin
@@ -225,3 +226,15 @@ def test_cuda_graphs_only_on_a_gpu_and_where_the_pipeline_or_caller_asks(
     assert report["attention"] == ("PyTorch's SDPA kernel choice" if device == "cuda" else "skipped: no GPU")
     pipe.disable_fast_mode()
     assert not pipe.fused and pipe.fast_mode is None
+
+
+def test_saving_is_refused_while_the_projections_are_fused(tmp_path) -> None:
+    pipe = tiny_video()
+    pipe.identity_encoder = None  # the tiny one is dlib's, which has no published layout to save
+    pipe.enable_fast_mode(compile=False)
+    with pytest.raises(InvalidArgumentError, match="disable_fast_mode"):
+        pipe.save_pretrained(tmp_path / "fused")
+    assert not (tmp_path / "fused").exists()
+    pipe.disable_fast_mode()
+    pipe.save_pretrained(tmp_path / "plain")
+    assert (tmp_path / "plain" / "transformer").is_dir()
