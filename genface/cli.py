@@ -72,7 +72,6 @@ FACE_INDEX = _number(int, 0, 999)
 FPS = _number(float, 1, 120)
 VIDEO_SIDE = _number(int, 16, 2048)
 FRAMES = _number(int, 1, 257)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -413,6 +412,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 
     import torch
 
+    from genface.media.image import IMAGE_SUFFIXES
     from genface.pipelines import MakeupPipeline, default_size, load_pipeline
     from genface.provenance import save_marked_image
     from genface.resources import explain_out_of_memory
@@ -638,6 +638,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def _verify_files(paths: Sequence[str]) -> list[Path]:
     """The files named, a folder standing for its images and videos (not its subfolders); refused up front when
     a path is missing or a folder holds none."""
+    from genface.media.image import IMAGE_SUFFIXES
     from genface.media.video import VIDEO_SUFFIXES
 
     files = []
@@ -728,28 +729,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-@contextlib.contextmanager
-def _new_folder(path: str) -> Iterator[Path]:
-    """A temporary folder beside ``path``, renamed onto it (absent or empty) only if the block succeeds."""
-    import shutil
-
-    final = Path(path).expanduser()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
+    from genface.media._files import atomic_folder
+
     _check_output(args.out, "OUT", (), [args.source])
     if args.fsfm:
         from genface.models.fsfm import load_fsfm
 
         model = load_fsfm(args.source, args.subfolder)
-        with _new_folder(args.out) as folder:
+        with atomic_folder(args.out) as folder:
             model.save_pretrained(folder)
         print(f"converted {args.source} -> {args.out} (FSFM {model.config.head_type} head, safetensors), usable as "
               "`verify --detector-weights`")  # fmt: skip
@@ -758,14 +746,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
         from genface.pipelines import TalkingFacePipeline
 
         pipe = TalkingFacePipeline.from_pretrained(args.source, vae=args.vae, audio_encoder=args.whisper)
-        with _new_folder(args.out) as folder:
+        with atomic_folder(args.out) as folder:
             pipe.save_pretrained(folder)
         print(f"converted {args.source} -> {args.out} (diffusers layout, safetensors), usable as `talk --model`")
         return 0
     from genface.models.makeup import MakeupInjector
 
     injector = MakeupInjector.from_published_checkpoint(args.source, attention_head_dim=args.attention_head_dim)
-    with _new_folder(args.out) as folder:
+    with atomic_folder(args.out) as folder:
         injector.save_pretrained(folder)
     count = sum(p.numel() for p in injector.parameters())
     print(f"converted {args.source} -> {args.out} (safetensors, {count / 1e6:.1f}M parameters)")

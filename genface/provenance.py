@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from genface import __version__
+from genface.media.image import IMAGE_SUFFIXES
 
 MARK_KEY = "comment"
 #: genface's watermark signature (32 bits) and how many must match for a detection: at 30 of 32 an
@@ -134,9 +135,6 @@ def synthetic_mark(pipeline: str, model: str | None = None, **extra: Any) -> dic
         **extra,
     }
     return {MARK_KEY: json.dumps(document, sort_keys=True)}
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def read_mark(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from genface.errors import (
     MultipleFacesError,
     NoFaceError,
 )
+from genface.media.image import IMAGE_SUFFIXES
 
 #: Per kind: the fields every item needs, and the optional ones.
 KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -38,7 +39,6 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "talk": (("video",), ("speech",)),
     "makeup": (("image", "source", "reference"), ()),
 }
-_IMAGES = (".png", ".jpg", ".jpeg", ".webp")
 _SPEECH = (".wav", ".mp3", ".m4a", ".flac")
 #: Failures of one item's own files, recorded in its line while the batch goes on.
 ITEM_ERRORS = (NoFaceError, FaceTooSmallError, MultipleFacesError, InvalidImageError, InvalidMediaError)
@@ -75,7 +75,7 @@ def _folder_rows(folder: Path, kind: str) -> Iterable[tuple[str, dict[str, str]]
         row = {"id": video.name, "video": video.name}  # names: read_items reads them in the folder
         beside = {p.suffix.lower(): p for p in folder.glob(f"{video.stem}.*") if p != video}
         if kind == "video":
-            reference = next((beside[s] for s in _IMAGES if s in beside), None)
+            reference = next((beside[s] for s in IMAGE_SUFFIXES if s in beside), None)
             row |= {"reference": reference.name} if reference else {}
             row |= {"prompt": beside[".txt"].read_text().strip()} if ".txt" in beside else {}
         else:
@@ -314,7 +314,7 @@ def real_features(folder: str | os.PathLike, analyzer: Any, model: Any) -> np.nd
     from genface.eval.facesim import consisid_faces
     from genface.eval.fid import fid_features
 
-    images = sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in _IMAGES)
+    images = sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     crops = [crop for path in images if (crop := consisid_faces(str(path), analyzer).crops[0]) is not None]
     if not crops:
         raise InvalidArgumentError(f"{folder} holds no image with a face for the FID's real set.")

@@ -14,6 +14,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from genface.errors import InvalidImageError, OfflineError
 from genface.media._files import atomic_path
 
+#: The image files genface reads and writes, by suffix.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
 ImageInput = str | os.PathLike | Image.Image | np.ndarray
 
 #: Largest image accepted by default (64 megapixels); guards against decompression bombs.
