@@ -238,10 +238,8 @@ def latentsync_crops(frames: np.ndarray, analyzer: FaceAnalyzer, fps: float, *, 
     identity stack (lost frames hold the nearest keypoints, smoothed as :func:`syncnet_crops` smooths boxes), each
     frame aligned on its five keypoints to the FFHQ template at 256 x 256 (T x 256 x 256 x 3 uint8)."""
     from genface.identity.align import align_face
-    from genface.identity.track import fill_and_smooth, track_face
+    from genface.identity.track import track_boxes, track_face
 
     frames = frames[resample_indices(len(frames), fps)]
-    track = track_face(frames, analyzer, progress=False)
-    raw = np.array([f.kps.reshape(-1) if f is not None else np.zeros(10) for f in track.faces], dtype=np.float64)
-    points = fill_and_smooth(raw, track.found, sigma).reshape(-1, 5, 2)
+    points = track_boxes(track_face(frames, analyzer, progress=False), lambda face: face.kps, sigma).reshape(-1, 5, 2)
     return np.stack([align_face(f, k, "ffhq", LATENTSYNC_SIZE)[0] for f, k in zip(frames, points, strict=True)])

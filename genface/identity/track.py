@@ -126,6 +126,9 @@ def fill_and_smooth(boxes: np.ndarray, found: np.ndarray, sigma: float = 1.5) ->
 
 
 def track_boxes(track: FaceTrack, box_of: Callable[[Face], np.ndarray], sigma: float = 1.5) -> np.ndarray:
-    """Per-frame boxes derived from the tracked faces by ``box_of``, with lost frames held and smoothed."""
-    raw = np.array([box_of(f) if f is not None else np.zeros(4) for f in track.faces], dtype=np.float64)
+    """Per-frame boxes (or any other points, flattened) derived from the tracked faces by ``box_of``, with lost
+    frames held and smoothed."""
+    values = [None if f is None else np.asarray(box_of(f), dtype=np.float64).reshape(-1) for f in track.faces]
+    size = next((v.size for v in values if v is not None), 4)
+    raw = np.array([np.zeros(size) if v is None else v for v in values])
     return fill_and_smooth(raw, track.found, sigma)
