@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,9 +16,11 @@ from genface.identity.detect import FaceAnalyzer, describe_source
 from genface.identity.embed import l2_normalize
 from genface.identity.eva_clip import CHECKPOINT_NAME as CLIP_CHECKPOINT
 from genface.identity.eva_clip import ClipVisionEncoder
-from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser
-from genface.identity.types import FaceIdentity
+from genface.identity.parsing import CHECKPOINT_NAMES, FaceParser, Parsing
+from genface.identity.types import Face, FaceIdentity
 from genface.media.image import ImageInput
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import torch
@@ -130,26 +134,51 @@ class IdentityEncoder:
         what = describe_source(image) + ("" if scale == 1.0 else f" (shrunk to {small.shape[1]}x{small.shape[0]})")
         face = self.analyzer.get(small, face_index, require_single=require_single, what=what)
         crop, matrix = align_face(small, face.kps, self.crop_template, self.crop_size)
-        recognizer = self.analyzer.recognizer
-        raw = None if recognizer is None else recognizer.embed(small, face, normalize=False)
-        parsing = None if self.parser is None else self.parser.parse(crop)
-        clip_embeds = clip_hidden = None
-        if self.clip is not None:
-            not_face = None if parsing is None else parsing.mask("not_face")[None]
-            clip_embeds, clip_hidden = (out[0] for out in self.clip.encode(crop[None], not_face))
-        return FaceIdentity(
+        identity = FaceIdentity(
             face=face.scaled(1.0 / scale),
             image_size=rgb.shape[:2],
             crop=crop,
             crop_matrix=(matrix * np.array([scale, scale, 1.0])).astype("float32"),
             crop_template=self.crop_template,
-            recognition=None if raw is None else l2_normalize(raw),
-            recognition_norm=None if raw is None else float(np.linalg.norm(raw)),
-            recognition_model=None if recognizer is None else recognizer.name,
-            parsing=None if parsing is None else parsing.labels,
-            clip_embeds=clip_embeds,
-            clip_hidden=clip_hidden,
-            clip_model=None if self.clip is None else self.clip.name,
         )
+        changes = {} if self.analyzer.recognizer is None else self._recognition(small, face)
+        return dataclasses.replace(identity, **changes, **self._crop_features(identity))
 
     __call__ = encode
+
+    def complete(self, identity: FaceIdentity) -> FaceIdentity:
+        """``identity`` with what this encoder adds, computed from its stored crop where it is missing or came
+        from other models: the recognition embedding (embeddings of two recognition models are never mixed), the
+        parsing map and the CLIP features. A complete identity comes back as it is (a copy)."""
+        recognizer, changes = self.analyzer.recognizer, {}
+        if recognizer is not None and (identity.recognition is None or identity.recognition_model != recognizer.name):
+            changes = self._recognition(identity.crop, identity.face_in_crop())
+        changes |= self._crop_features(identity)
+        if changes:
+            logger.info("Computed %s of the identity from its stored crop.", sorted(changes))
+        return dataclasses.replace(identity, **changes)
+
+    def _recognition(self, image: np.ndarray, face: Face) -> dict[str, Any]:
+        """The normalised embedding of ``face`` in ``image``, its raw norm and the recognizer's name."""
+        raw = self.analyzer.recognizer.embed(image, face, normalize=False)
+        return {
+            "recognition": l2_normalize(raw),
+            "recognition_norm": float(np.linalg.norm(raw)),
+            "recognition_model": self.analyzer.recognizer.name,
+        }
+
+    def _crop_features(self, identity: FaceIdentity) -> dict[str, Any]:
+        """The crop's parsing where the identity has none, and CLIP features (of the crop, its non-face regions
+        painted white) where they are missing or from another model."""
+        changes: dict[str, Any] = {}
+        if identity.parsing is None and self.parser is not None:
+            changes["parsing"] = self.parser.parse(identity.crop).labels
+        parsing = changes.get("parsing", identity.parsing)
+        clip = self.clip
+        if clip is not None and (
+            identity.clip_embeds is None or identity.clip_hidden is None or identity.clip_model != clip.name
+        ):
+            not_face = None if parsing is None else Parsing(parsing).mask("not_face")[None]
+            embeds, hidden = (out[0] for out in clip.encode(identity.crop[None], not_face))
+            changes.update(clip_embeds=embeds, clip_hidden=hidden, clip_model=clip.name)
+        return changes

@@ -96,6 +96,18 @@ class FaceIdentity:
     clip_model: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
+    def face_in_crop(self) -> Face:
+        """The face in the pixel coordinates of the stored crop."""
+        matrix = self.crop_matrix
+
+        def move(points: np.ndarray) -> np.ndarray:
+            return points @ matrix[:, :2].T + matrix[:, 2]
+
+        x1, y1, x2, y2 = self.face.bbox
+        corners = move(np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], np.float32))
+        landmarks = None if self.face.landmarks is None else move(self.face.landmarks)
+        return Face([*corners.min(0), *corners.max(0)], self.face.score, move(self.face.kps), landmarks)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Save as one ``.safetensors`` file (arrays as tensors, the rest as JSON metadata)."""
         from safetensors.numpy import save_file

@@ -10,7 +10,6 @@ plus input checks, a NaN guard, memory modes and the face encoders' ``face_encod
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -29,8 +28,7 @@ from diffusers.pipelines.consisid.pipeline_output import ConsisIDPipelineOutput
 
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
-from genface.identity import Face, FaceIdentity, IdentityEncoder, Parsing
-from genface.identity.embed import l2_normalize
+from genface.identity import FaceIdentity, IdentityEncoder, Parsing
 from genface.media.image import ImageInput
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
@@ -51,19 +49,6 @@ class IdentityVideoPipelineOutput(ConsisIDPipelineOutput):
     when ConsisID's precomputed conditions were given)."""
 
     identity: FaceIdentity | None = None
-
-
-def face_in_crop(identity: FaceIdentity) -> Face:
-    """The identity's face in the pixel coordinates of its stored crop."""
-    matrix = identity.crop_matrix
-
-    def move(points: np.ndarray) -> np.ndarray:
-        return points @ matrix[:, :2].T + matrix[:, 2]
-
-    x1, y1, x2, y2 = identity.face.bbox
-    corners = move(np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]], np.float32))
-    landmarks = None if identity.face.landmarks is None else move(identity.face.landmarks)
-    return Face([*corners.min(0), *corners.max(0)], identity.face.score, move(identity.face.kps), landmarks)
 
 
 class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
@@ -336,28 +321,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
         never mixed), the parsing map and the CLIP features. So an identity saved by ``genface identity --save``
         (recognition only) conditions the video as the photo would. Without face encoders it is returned as is."""
         encoder = self.identity_encoder
-        if encoder is None:
-            return identity
-        encoder.to(self._execution_device)
-        recognizer, changes = encoder.analyzer.recognizer, {}
-        if recognizer is not None and (identity.recognition is None or identity.recognition_model != recognizer.name):
-            raw = recognizer.embed(identity.crop, face_in_crop(identity), normalize=False)
-            changes.update(recognition=l2_normalize(raw), recognition_norm=float(np.linalg.norm(raw)),
-                           recognition_model=recognizer.name)  # fmt: skip
-        if identity.parsing is None and encoder.parser is not None:
-            changes["parsing"] = encoder.parser.parse(identity.crop).labels
-        parsing = changes.get("parsing", identity.parsing)
-        clip = encoder.clip
-        if clip is not None and (
-            identity.clip_embeds is None or identity.clip_hidden is None or identity.clip_model != clip.name
-        ):
-            not_face = None if parsing is None else Parsing(parsing).mask("not_face")[None]
-            embeds, hidden = (out[0] for out in clip.encode(identity.crop[None], not_face))
-            changes.update(clip_embeds=embeds, clip_hidden=hidden, clip_model=clip.name)
-        if changes:
-            logger.info("Computed %s of the identity from its stored crop with this pipeline's face encoders.",
-                        sorted(changes))  # fmt: skip
-        return dataclasses.replace(identity, **changes)
+        return identity if encoder is None else encoder.to(self._execution_device).complete(identity)
 
     def identity_conditions(
         self, identity: FaceIdentity, device: torch.device, dtype: torch.dtype
@@ -393,7 +357,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
             logger.warning("The identity has no parsing map; the face image keeps its background.")
         else:
             face[Parsing(identity.parsing).mask("not_face")] = 255
-        return PIL.Image.fromarray(face), id_cond, id_vit_hidden, face_in_crop(identity).kps
+        return PIL.Image.fromarray(face), id_cond, id_vit_hidden, identity.face_in_crop().kps
 
     def _stop_on_nan(self, callback: Any, tensor_inputs: list[str]) -> Callable[..., dict[str, Any]]:
         """``callback`` (diffusers' ``callback_on_step_end``, shown only ``tensor_inputs``) followed by a check that
