@@ -524,6 +524,8 @@ EPILOG_EVAL = """examples:
       --fid-inception pt_inception-2015-12-05-6726825d.pth [--fid-real real_faces/]
   genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model --latentsync-syncnet latentsync_syncnet.pt
   genface eval makeup pairs.csv --out makeup.jsonl --detector diffusion
+  genface eval consisid-testset ConsisID-preview-Data --jobs jobs.jsonl [--videos videos/ --out items.jsonl]
+                        ConsisID's test set as generation jobs, and as the manifest of the videos made from them
 Rows of a manifest (.jsonl or .csv; paths relative to it): video: video, reference, prompt; talk: video,
 speech (default: the video's audio); makeup: image, source, reference; any: id. A run resumes: items already
 scored in --out are skipped. The summary goes beside --out (NAME.summary.json, NAME.summary.md).
@@ -590,7 +592,40 @@ def _eval_judges(args: argparse.Namespace, items: Sequence[Any], device: str) ->
     return [judge, forgery_judge(detector)], weights
 
 
+def _consisid_testset(args: argparse.Namespace) -> int:
+    """``genface eval consisid-testset``: the test set's generation jobs and / or the manifest of its videos."""
+    from genface.eval.consisid_testset import write_consisid_files
+
+    if not (args.jobs or args.out):
+        raise InvalidArgumentError(
+            "genface eval consisid-testset writes --jobs FILE.jsonl (what to generate), --out FILE.jsonl with --videos "
+            "DIR (the manifest of the generated videos), or both."
+        )
+    if args.out and not args.videos:
+        raise InvalidArgumentError(f"--out {args.out}: give --videos DIR, the generated videos the manifest lists.")
+    if args.videos and not Path(args.videos).expanduser().is_dir():
+        raise InvalidArgumentError(f"--videos {args.videos} is not a folder.")
+    outputs = [(path, option) for path, option in ((args.jobs, "--jobs"), (args.out, "--out")) if path]
+    for path, option in outputs:
+        _check_output(path, option, (".jsonl",), [args.input])
+    if len(outputs) == 2 and Path(args.jobs).expanduser().absolute() == Path(args.out).expanduser().absolute():
+        raise InvalidArgumentError(f"--jobs and --out are both {args.out}; give two files.")
+    cases, found = write_consisid_files(args.input, args.videos, args.jobs, args.out, args.seed)
+    result = {"cases": cases, "jobs": args.jobs, "videos": args.videos, "videos_found": found, "manifest": args.out}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{cases} test cases" + (f"; generation jobs: {args.jobs} (seed {args.seed})" if args.jobs else ""))
+    if args.videos:
+        print(f"{found} of their videos found in {args.videos}" + (f"; manifest: {args.out}" if args.out else ""))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.kind == "consisid-testset":
+        return _consisid_testset(args)
+    if not args.out:
+        raise InvalidArgumentError(f"genface eval {args.kind} needs --out FILE.jsonl, where its records go.")
     from genface.eval.runner import (
         evaluate,
         read_items,
@@ -914,10 +949,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_EVAL,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    evaluation.add_argument("kind", choices=["video", "talk", "makeup"], help="what the items are")
-    evaluation.add_argument("input", help="a folder, or a manifest (.jsonl or .csv) with one item per row")
     evaluation.add_argument(
-        "--out", required=True, help="per-item records (.jsonl), appended as items finish; a rerun resumes it"
+        "kind", choices=["video", "talk", "makeup", "consisid-testset"],
+        help="what the items are; consisid-testset writes ConsisID's test set as jobs and a video manifest",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "input", help="a folder, or a manifest (.jsonl or .csv) with one item per row; consisid-testset: the test set"
+    )
+    evaluation.add_argument(
+        "--out", default=None,
+        help="per-item records (.jsonl), appended as items finish; a rerun resumes it. consisid-testset: the manifest",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--videos", metavar="DIR", default=None,
+        help="consisid-testset: the generated videos the manifest lists (ID.mp4, or ConsisID's ID/*.mp4)",
+    )  # fmt: skip
+    evaluation.add_argument(
+        "--jobs", default=None, help="consisid-testset: write generation jobs (.jsonl) for examples/batch_generate.py"
+    )
+    evaluation.add_argument(
+        "--seed", type=SEED, default=42, help="consisid-testset: the jobs' seed, 0 to 2^63-1 (default 42, ConsisID's)"
     )
     evaluation.add_argument(
         "--protocol", default="consisid", choices=["consisid", "standard"],

@@ -773,6 +773,9 @@ CLI_ERRORS = {
     "identity: metadata damaged": (f"{_IDENTITY_VIDEO} {{t}}/no_score.safetensors", 1, "damaged FaceIdentity"),
     "identity: NaN embedding": (f"{_IDENTITY_VIDEO} {{t}}/nan.safetensors", 1, "damaged FaceIdentity"),
     "identity: 2-d crop": (f"{_IDENTITY_VIDEO} {{t}}/flat.safetensors", 1, "damaged FaceIdentity"),
+    "eval consisid-testset: nothing to write": ("eval consisid-testset {t}", 1, "writes --jobs FILE.jsonl"),
+    "eval consisid-testset: not the test set": ("eval consisid-testset {t} --jobs {t}/j.jsonl", 1, "not ConsisID's"),
+    "eval consisid-testset: --jobs is the CSV": ("eval consisid-testset {t} --jobs {t}/face.png", 1, r"end in \.jsonl"),
 }
 
 

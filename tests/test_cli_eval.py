@@ -1,6 +1,6 @@
 """`genface eval video|talk|makeup` end to end on tiny judges saved in the published layouts (an insightface pack,
 CurricularFace's .bin, syncnet_v2.model, a BiSeNet .pth, a tiny CLIP and FSFM folder): records, summary, resume,
-and one-line errors."""
+and one-line errors; `genface eval consisid-testset` writing the manifest the runner reads."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ import torch
 
 from genface.cli import main
 from genface.eval import latentsync_crops, latentsync_scores, load_latentsync_syncnet
+from genface.eval.runner import read_items
 from genface.forensics import tiny_fsfm
 from genface.identity import FaceAnalyzer
 from genface.media import load_audio, read_video, save_image, write_video
 from genface.models.curricularface import CurricularFaceIR
 from genface.models.talking.syncnet import SyncNet
 from genface.models.talking.syncnet_v2 import SyncNetV2
+from tests.eval.test_consisid_testset import consisid_layout
 from tests.models.test_talking_syncnet import TINY
 from tests.tiny_models import planted_face, save_tiny_insightface_pack
 
@@ -196,6 +198,23 @@ def test_eval_makeup_reports_the_pipelines_figures(judges, tmp_path, capsys, ast
     assert summary["weights"]["detector"] == f"FSFM diffusion ({judges / 'fsfm'})"
 
 
+def test_eval_consisid_testset_writes_the_jobs_then_the_manifest_the_runner_reads(tmp_path, capsys) -> None:
+    data, videos = consisid_layout(tmp_path)
+    jobs, manifest = tmp_path / "jobs.jsonl", tmp_path / "items.jsonl"
+    assert main(["eval", "consisid-testset", str(data), "--jobs", str(jobs), "--seed", "7"]) == 0
+    assert capsys.readouterr().out == f"4 test cases; generation jobs: {jobs} (seed 7)\n"
+    assert [json.loads(line)["seed"] for line in jobs.read_text().splitlines()] == [7] * 4
+    assert not manifest.exists()
+
+    assert main(["eval", "consisid-testset", str(data), "--videos", str(videos), "--out", str(manifest), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result == {"cases": 4, "jobs": None, "videos": str(videos), "videos_found": 2, "manifest": str(manifest)}
+    items = read_items(manifest, "video")
+    assert [item.id for item in items] == ["2_man.jpg--7", "10_woman.png--0"]
+    assert items[1].fields == {"video": str(videos / "10_woman.png--0.mp4"), "prompt": "A person walks, she smiles.",
+                               "reference": str(data / "eval" / "face_images" / "10_woman.png")}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -210,6 +229,14 @@ def test_eval_makeup_reports_the_pipelines_figures(judges, tmp_path, capsys, ast
         (["video", "{t}/items.jsonl", "--out", "{t}/garbage.jsonl"], "not a record of genface eval"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--detector-weights", "{t}/no"], "--detector"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--fid-real", "{t}"], "with --fid-inception"),
+        (["video", "{t}/items.jsonl"], "needs --out FILE.jsonl"),
+        (["consisid-testset", "{t}"], "writes --jobs FILE.jsonl"),
+        (["consisid-testset", "{t}", "--out", "{t}/o.jsonl"], "give --videos DIR"),
+        (["consisid-testset", "{t}", "--out", "{t}/o.jsonl", "--videos", "{t}/clip.mp4"], "is not a folder"),
+        (["consisid-testset", "{t}", "--jobs", "{t}/jobs.json"], r"end in \.jsonl"),
+        (["consisid-testset", "{t}", "--jobs", "{t}/o.jsonl", "--out", "{t}/o.jsonl", "--videos", "{t}"], "two files"),
+        (["consisid-testset", "{t}", "--jobs", "{t}/o.jsonl", "--seed", "-1"], "--seed: must be from 0"),
+        (["consisid-testset", "{t}", "--jobs", "{t}/o.jsonl"], "is not ConsisID's test set"),
     ],
 )
 def test_eval_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message) -> None:

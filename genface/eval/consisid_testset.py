@@ -7,12 +7,12 @@ goes to ``NAME--index/``. This writes those pairs as ``jobs.jsonl`` for ``exampl
 the script's default) and as a manifest for ``genface eval video``, finding each video as ``VIDEOS/ID.mp4`` (what
 batch_generate writes) or the first ``.mp4`` in ``VIDEOS/ID/`` (what ConsisID's script writes)::
 
-    python -m genface.eval.consisid_testset ConsisID-preview-Data videos/ --jobs jobs.jsonl --manifest items.jsonl
+    genface eval consisid-testset ConsisID-preview-Data --jobs jobs.jsonl
+    genface eval consisid-testset ConsisID-preview-Data --videos videos/ --out items.jsonl
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -58,6 +58,8 @@ def consisid_test_cases(data_dir: str | os.PathLike) -> list[TestCase]:
         for row in rows:
             prompt = row["Refined_woman" if "woman" in face.name else "Refined_man"]
             cases.append(TestCase(f"{face.name}--{row['index']}", face, prompt.replace("{class_token}", row["Class"])))
+    if not cases:
+        raise InvalidArgumentError(f"{faces} holds no face images.")
     return cases
 
 
@@ -70,43 +72,37 @@ def find_video(videos: Path, case_id: str) -> Path | None:
     return found[0] if found else None
 
 
+def _write_lines(path: str | os.PathLike, lines: list[dict[str, str | int]]) -> None:
+    from genface.media._files import atomic_path
+
+    with atomic_path(path) as partial:
+        partial.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
 def write_consisid_files(
     data_dir: str | os.PathLike,
-    videos: str | os.PathLike,
+    videos: str | os.PathLike | None = None,
     jobs: str | os.PathLike | None = None,
     manifest: str | os.PathLike | None = None,
     seed: int = SEED,
 ) -> tuple[int, int]:
     """Write the test set's generation ``jobs`` and the eval ``manifest`` of the videos found in ``videos`` (absolute
-    paths); returns (cases, videos found)."""
+    paths), each whole or not at all; returns (cases, videos found), 0 found when no ``videos`` are given."""
+    if manifest is not None and videos is None:
+        raise InvalidArgumentError("The manifest lists generated videos: give the folder that holds them.")
     cases = consisid_test_cases(data_dir)
-    videos = Path(videos).expanduser().absolute()
-    found = {case.id: find_video(videos, case.id) for case in cases}
+    folder = None if videos is None else Path(videos).expanduser().absolute()
+    found = {} if folder is None else {case.id: find_video(folder, case.id) for case in cases}
+    listed = [case for case in cases if found.get(case.id) is not None]
+    if manifest is not None and not listed:
+        raise InvalidArgumentError(
+            f"{videos} holds none of the test set's {len(cases)} videos (ID.mp4, or ConsisID's ID/*.mp4, for example "
+            f"{cases[0].id}.mp4)."
+        )
     if jobs is not None:
-        lines = [{"id": c.id, "face": str(c.face.absolute()), "prompt": c.prompt, "seed": seed} for c in cases]
-        Path(jobs).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        _write_lines(jobs, [{"id": c.id, "face": str(c.face.absolute()), "prompt": c.prompt, "seed": seed}
+                            for c in cases])  # fmt: skip
     if manifest is not None:
-        lines = [{"id": c.id, "video": str(found[c.id]), "reference": str(c.face.absolute()), "prompt": c.prompt}
-                 for c in cases if found[c.id] is not None]  # fmt: skip
-        Path(manifest).write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
-    return len(cases), sum(video is not None for video in found.values())
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genface.eval.consisid_testset", description=__doc__.split("\n")[0])
-    parser.add_argument("data", help="the test set's folder (BestWishYsh/ConsisID-preview-Data)")
-    parser.add_argument("videos", help="the generated videos: ID.mp4, or ConsisID's ID/*.mp4")
-    parser.add_argument("--jobs", default=None, help="write jobs.jsonl for examples/batch_generate.py")
-    parser.add_argument("--manifest", default=None, help="write the genface eval video manifest (.jsonl)")
-    parser.add_argument("--seed", type=int, default=SEED, help="the jobs' seed (default 42, ConsisID's)")
-    args = parser.parse_args(argv)
-    try:
-        cases, found = write_consisid_files(args.data, args.videos, args.jobs, args.manifest, args.seed)
-    except InvalidArgumentError as exc:
-        parser.exit(1, f"{parser.prog}: error: {exc}\n")
-    print(f"{cases} test cases; {found} videos found in {args.videos}.")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        _write_lines(manifest, [{"id": c.id, "video": str(found[c.id]), "reference": str(c.face.absolute()),
+                                 "prompt": c.prompt} for c in listed])  # fmt: skip
+    return len(cases), len(listed)

@@ -4,15 +4,19 @@ or man's refined prompt with the class filled in), written as generation jobs an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from genface.eval.consisid_testset import main
+from genface.errors import InvalidArgumentError
+from genface.eval.consisid_testset import write_consisid_files
 from genface.eval.runner import read_items
 
 
-def test_jobs_and_manifest_of_the_published_layout(tmp_path, capsys) -> None:
-    data = tmp_path / "ConsisID-preview-Data"
+def consisid_layout(root: Path) -> tuple[Path, Path]:
+    """A tiny copy of the published test set (two faces, two caption rows) and a folder with two of its four videos,
+    one as batch_generate writes it and one as ConsisID's script does."""
+    data = root / "ConsisID-preview-Data"
     (data / "eval" / "face_images").mkdir(parents=True)
     for name in ("10_woman.png", "2_man.jpg"):
         (data / "eval" / "face_images" / name).write_bytes(b"x")
@@ -21,13 +25,17 @@ def test_jobs_and_manifest_of_the_published_layout(tmp_path, capsys) -> None:
         '0,person,p,"A {class_token} walks, he smiles.","A {class_token} walks, she smiles."\n'
         "7,chef,p,A {class_token} cooks.,The {class_token} cooks.\n"
     )
-    videos = tmp_path / "videos"
+    videos = root / "videos"
     (videos / "2_man.jpg--7").mkdir(parents=True)
     (videos / "2_man.jpg--7" / "42_0000.mp4").write_bytes(b"v")  # ConsisID's own layout
     (videos / "10_woman.png--0.mp4").write_bytes(b"v")  # batch_generate's
+    return data, videos
+
+
+def test_jobs_and_manifest_of_the_published_layout(tmp_path) -> None:
+    data, videos = consisid_layout(tmp_path)
     jobs, manifest = tmp_path / "jobs.jsonl", tmp_path / "items.jsonl"
-    assert main([str(data), str(videos), "--jobs", str(jobs), "--manifest", str(manifest)]) == 0
-    assert capsys.readouterr().out == f"4 test cases; 2 videos found in {videos}.\n"
+    assert write_consisid_files(data, videos, jobs, manifest) == (4, 2)
 
     written = [json.loads(line) for line in jobs.read_text().splitlines()]
     assert [(j["id"], j["prompt"], j["seed"]) for j in written] == [
@@ -45,8 +53,11 @@ def test_jobs_and_manifest_of_the_published_layout(tmp_path, capsys) -> None:
     assert items[0].fields["prompt"] == "A chef cooks." and items[0].fields["reference"].endswith("2_man.jpg")
 
 
-def test_another_folder_is_refused_in_one_line(tmp_path, capsys) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main([str(tmp_path), str(tmp_path)])
-    assert exc.value.code == 1
-    assert "is not ConsisID's test set" in capsys.readouterr().err
+def test_wrong_folders_are_refused_before_anything_is_written(tmp_path) -> None:
+    data, _ = consisid_layout(tmp_path)
+    jobs, manifest = tmp_path / "jobs.jsonl", tmp_path / "items.jsonl"
+    with pytest.raises(InvalidArgumentError, match="is not ConsisID's test set"):
+        write_consisid_files(tmp_path, tmp_path, jobs, manifest)
+    with pytest.raises(InvalidArgumentError, match=r"holds none of the test set's 4 videos .*2_man.jpg--0.mp4"):
+        write_consisid_files(data, data, jobs, manifest)
+    assert not jobs.exists() and not manifest.exists()
