@@ -1,0 +1,109 @@
+"""Speech (16 kHz mono float) -> HuBERT features at 25 frames per second, cut and pooled as Ditto does.
+
+Ditto runs a streaming export of HuBERT-large (``hubert_streaming_fix_kv.onnx``) on overlapping chunks: with
+``chunk = (past, present, future) = (3, 5, 2)`` video frames (40 ms = 640 samples each), a chunk is
+``10 * 640 + 80 = 6480`` samples, for which HuBERT gives 20 frames at 50 Hz; the 10 frames of the ``present``
+part (``[-14:-4]``) are averaged in pairs into 5 feature frames of 1024. Chunks advance by ``present`` frames.
+For a whole speech (``wav2feat``), ``past * 640 + 80`` zeros go in front and a chunk of zeros after, and the
+speech gives ``ceil(samples / 640)`` frames. genface runs transformers' ``HubertModel`` with the public
+``facebook/hubert-large-ls960-ft`` weights on the same chunks (the raw samples, not normalised, as Ditto feeds
+its export) and takes its last hidden state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from genface.errors import InvalidArgumentError
+from genface.models.talking.audio import SAMPLE_RATE, _checked
+
+#: Audio samples per 25 fps video frame.
+SAMPLES_PER_FRAME = SAMPLE_RATE // 25
+#: Ditto's chunk (past, present, future) in video frames.
+CHUNK = (3, 5, 2)
+HUBERT_REPO = "facebook/hubert-large-ls960-ft"
+
+
+class HubertFeatures:
+    """HuBERT features at 25 fps for Ditto's LMDM, from a transformers ``HubertModel``.
+
+    ``layer`` picks ``hidden_states[layer]`` instead of the last hidden state; ``batch_size`` chunks run at once.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, *, chunk: tuple[int, int, int] = CHUNK, layer: int | None = None,
+        batch_size: int = 16,
+    ) -> None:  # fmt: skip
+        if len(chunk) != 3 or min(chunk) < 0 or chunk[1] < 1:
+            raise InvalidArgumentError(f"chunk must be (past, present, future) frames with present >= 1, got {chunk}.")
+        if batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
+        self.model, self.chunk, self.layer, self.batch_size = model.eval(), tuple(chunk), layer, batch_size
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo: str = HUBERT_REPO, **kwargs: object) -> HubertFeatures:
+        """From a HuBERT checkpoint folder or Hub id (default: HuBERT-large fine-tuned on LibriSpeech 960 h)."""
+        from transformers import HubertModel
+
+        from genface.hub import load_or_explain
+
+        return cls(load_or_explain(HubertModel.from_pretrained, path_or_repo), **kwargs)
+
+    @property
+    def chunk_samples(self) -> int:
+        """Samples of one chunk (6480 for Ditto's (3, 5, 2))."""
+        return sum(self.chunk) * SAMPLES_PER_FRAME + 80
+
+    @property
+    def width(self) -> int:
+        return self.model.config.hidden_size
+
+    @torch.no_grad()
+    def encode_chunks(self, chunks: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Features (batch * present, width) of chunks (batch, chunk_samples), e.g. live audio: each chunk covers
+        ``past`` frames already heard, ``present`` new frames and ``future`` frames of look-ahead (+ 80 samples)."""
+        chunks = torch.as_tensor(chunks, dtype=torch.float32)
+        if chunks.ndim != 2 or chunks.shape[1] != self.chunk_samples:
+            raise InvalidArgumentError(
+                f"Chunks must be (batch, {self.chunk_samples}) samples, got {tuple(chunks.shape)}."
+            )
+        param = next(self.model.parameters())
+        out = self.model(chunks.to(param.device, param.dtype), output_hidden_states=self.layer is not None)
+        hidden = out.last_hidden_state if self.layer is None else out.hidden_states[self.layer]
+        past, present, _ = self.chunk
+        frames = hidden[:, 2 * past : 2 * (past + present)]
+        return frames.reshape(-1, present, 2, frames.shape[-1]).mean(dim=2).flatten(0, 1).float()
+
+    @staticmethod
+    def frame_count(num_samples: int) -> int:
+        """Feature frames (25 per second) of a speech of ``num_samples``: ``ceil(num_samples / 640)``."""
+        return math.ceil(num_samples / SAMPLES_PER_FRAME)
+
+    def stream(self, audio: np.ndarray) -> Iterator[torch.Tensor]:
+        """The features of a whole speech in order, ``batch_size * present`` frames at a time (memory bounded)."""
+        audio = _checked(audio)
+        total = self.frame_count(audio.size)
+        past, present, _ = self.chunk
+        lead = past * SAMPLES_PER_FRAME + 80
+        starts = range(0, total, present)
+        for first in range(0, len(starts), self.batch_size):
+            batch = starts[first : first + self.batch_size]
+            chunks = np.stack([self._chunk_at(audio, i * SAMPLES_PER_FRAME - lead) for i in batch])
+            features = self.encode_chunks(chunks)
+            yield features[: total - batch[0]]
+
+    def _chunk_at(self, audio: np.ndarray, start: int) -> np.ndarray:
+        """``chunk_samples`` of ``audio`` from ``start`` (may be negative), zeros outside it."""
+        chunk = np.zeros(self.chunk_samples, dtype=np.float32)
+        lo, hi = max(start, 0), min(start + self.chunk_samples, audio.size)
+        if hi > lo:
+            chunk[lo - start : hi - start] = audio[lo:hi]
+        return chunk
+
+    def __call__(self, audio: np.ndarray) -> torch.Tensor:
+        """Features (ceil(samples / 640), width) of a whole speech (16 kHz mono float)."""
+        return torch.cat(list(self.stream(audio)))
