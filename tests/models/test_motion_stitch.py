@@ -372,6 +372,9 @@ def test_lle_projection_lowers_jitter():
     assert after < 0.5 * before
     assert (projected - clean).norm() < (noisy - clean).norm()
     torch.testing.assert_close(lle_project(noisy, bank, weight=0.0), noisy)
+    # the driving data as its own bank: each frame rebuilt from its nearest other frames
+    assert torch.equal(lle_project(noisy, noisy, k=1), noisy)  # itself, without leave_out
+    assert keypoint_jitter(lle_project(noisy, noisy, leave_out=True)) < 0.5 * before
 
 
 # ---- the crop ----

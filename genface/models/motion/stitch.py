@@ -392,12 +392,18 @@ def smooth(x: Tensor, sigma: float) -> Tensor:
     return torch.from_numpy(out).to(x).reshape(x.shape)
 
 
-def lle_project(x: Tensor, bank: Tensor, k: int = 10, weight: float = 1.0, reg: float = 1e-3) -> Tensor:
+def lle_project(
+    x: Tensor, bank: Tensor, k: int = 10, weight: float = 1.0, reg: float = 1e-3, leave_out: bool = False
+) -> Tensor:
     """GeneFace's manifold projection: each row of ``x`` (N, D) rebuilt from its ``k`` nearest rows of
     ``bank`` (M, D) with locally linear weights summing to one, then blended ``weight * proj + (1 - weight) *
-    x``. ``reg`` regularises the local Gram matrix (relative to its trace)."""
-    k = min(k, bank.shape[0])
-    nbrs = bank[torch.cdist(x, bank).topk(k, largest=False).indices]  # (N, k, D)
+    x``. ``reg`` regularises the local Gram matrix (relative to its trace). ``leave_out``: the bank is ``x``
+    itself, and a row may not use itself."""
+    distances = torch.cdist(x, bank)
+    if leave_out:
+        distances.fill_diagonal_(float("inf"))
+    k = min(k, bank.shape[0] - int(leave_out))
+    nbrs = bank[distances.topk(k, largest=False).indices]  # (N, k, D)
     diff = nbrs - x[:, None]
     gram = diff @ diff.transpose(1, 2)
     trace = gram.diagonal(dim1=1, dim2=2).sum(-1).clamp(min=1e-12)
