@@ -482,10 +482,10 @@ def their_wav2feat(model: torch.nn.Module, audio: np.ndarray, chunksize=(3, 5, 2
 
 
 def test_hubert_features_match_ditto_windowing(hubert: torch.nn.Module) -> None:
-    audio = np.random.default_rng(0).standard_normal(16000 * 2 + 333).astype(np.float32) * 0.1
+    audio = np.random.default_rng(0).standard_normal(16000 + 333).astype(np.float32) * 0.1
     features = HubertFeatures(hubert, batch_size=4)
     ours = features(audio)
-    assert ours.shape == (HubertFeatures.frame_count(audio.size), 16) == (51, 16)
+    assert ours.shape == (HubertFeatures.frame_count(audio.size), 16) == (26, 16)
     torch.testing.assert_close(ours, torch.from_numpy(their_wav2feat(hubert, audio)), atol=1e-5, rtol=1e-5)
     with pytest.raises(InvalidArgumentError, match="Chunks must be"):
         features.encode_chunks(np.zeros((1, 100)))

@@ -31,18 +31,15 @@ HUBERT_REPO = "facebook/hubert-large-ls960-ft"
 class HubertFeatures:
     """HuBERT features at 25 fps for Ditto's LMDM, from a transformers ``HubertModel``.
 
-    ``layer`` picks ``hidden_states[layer]`` instead of the last hidden state; ``batch_size`` chunks run at once.
+    ``batch_size`` chunks run at once.
     """
 
-    def __init__(
-        self, model: torch.nn.Module, *, chunk: tuple[int, int, int] = CHUNK, layer: int | None = None,
-        batch_size: int = 16,
-    ) -> None:  # fmt: skip
+    def __init__(self, model: torch.nn.Module, *, chunk: tuple[int, int, int] = CHUNK, batch_size: int = 16) -> None:
         if len(chunk) != 3 or min(chunk) < 0 or chunk[1] < 1:
             raise InvalidArgumentError(f"chunk must be (past, present, future) frames with present >= 1, got {chunk}.")
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
-        self.model, self.chunk, self.layer, self.batch_size = model.eval(), tuple(chunk), layer, batch_size
+        self.model, self.chunk, self.batch_size = model.eval(), tuple(chunk), batch_size
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str = HUBERT_REPO, **kwargs: object) -> HubertFeatures:
@@ -72,8 +69,7 @@ class HubertFeatures:
                 f"Chunks must be (batch, {self.chunk_samples}) samples, got {tuple(chunks.shape)}."
             )
         param = next(self.model.parameters())
-        out = self.model(chunks.to(param.device, param.dtype), output_hidden_states=self.layer is not None)
-        hidden = out.last_hidden_state if self.layer is None else out.hidden_states[self.layer]
+        hidden = self.model(chunks.to(param.device, param.dtype)).last_hidden_state
         past, present, _ = self.chunk
         frames = hidden[:, 2 * past : 2 * (past + present)]
         return frames.reshape(-1, present, 2, frames.shape[-1]).mean(dim=2).flatten(0, 1).float()

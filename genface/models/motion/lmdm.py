@@ -184,7 +184,8 @@ class MotionDecoder(nn.Module):
         if keep_cond is not None:
             tokens = torch.where(keep_cond[:, None, None], tokens, self.null_cond_embed.to(tokens.dtype))
         cond_hidden = self.non_attn_cond_projection(tokens.mean(dim=-2))
-        t_hidden = self.time_mlp(timestep)
+        embedding, linear, mish = self.time_mlp  # the sinusoids in float32, then the model's dtype
+        t_hidden = mish(linear(embedding(timestep).to(x.dtype)))
         t = self.to_time_cond(t_hidden)
         if keep_cond is not None:
             cond_hidden = torch.where(keep_cond[:, None], cond_hidden, self.null_cond_hidden.to(t.dtype))
@@ -233,8 +234,8 @@ class LMDM(ModelMixin, ConfigMixin):
         self.model = MotionDecoder(
             motion_feat_dim, seq_frames, latent_dim, ff_size, num_layers, num_heads, cond_feat_dim, multi_cond_frame
         )
-        alphas_cumprod = torch.cumprod(1.0 - cosine_betas(num_train_timesteps).float(), dim=0)
-        self.register_buffer("alphas_cumprod", alphas_cumprod, persistent=False)
+        # float32 on the CPU whatever the model's device and dtype: indexed by step, used as scalars
+        self.alphas_cumprod = torch.cumprod(1.0 - cosine_betas(num_train_timesteps).float(), dim=0)
 
     @staticmethod
     def tiny_config() -> dict[str, object]:
@@ -295,13 +296,16 @@ class LMDM(ModelMixin, ConfigMixin):
     def guided_x0(
         self, sample: torch.Tensor, cond_frame: torch.Tensor, cond: torch.Tensor, timestep: int, guidance_scale: float
     ) -> torch.Tensor:
-        """Classifier-free-guided clean estimate: null and real conditions run as one batch."""
-        batch = sample.shape[0]
+        """Classifier-free-guided clean estimate (float32): null and real conditions run as one batch, in the
+        model's dtype."""
+        batch, dtype = sample.shape[0], self.model.final_layer.weight.dtype
         keep = torch.arange(2 * batch, device=sample.device) >= batch
         steps = torch.full((2 * batch,), timestep, device=sample.device, dtype=torch.long)
-        both = self.model(sample.repeat(2, 1, 1), cond_frame.repeat(2, *([1] * (cond_frame.ndim - 1))),
-                          cond.repeat(2, 1, 1), steps, keep)  # fmt: skip
-        unconditional, conditional = both.chunk(2)
+        frames = cond_frame.repeat(2, *([1] * (cond_frame.ndim - 1)))
+        both = self.model(
+            sample.repeat(2, 1, 1).to(dtype), frames.to(dtype), cond.repeat(2, 1, 1).to(dtype), steps, keep
+        )
+        unconditional, conditional = both.float().chunk(2)
         return unconditional + (conditional - unconditional) * guidance_scale
 
     def step(
@@ -346,7 +350,7 @@ class LMDM(ModelMixin, ConfigMixin):
         those not given are drawn from ``generator`` (starting noise first). Ditto draws the step noises once and
         reuses them for every window (:class:`MotionGenerator` does the same).
         """
-        param = self.alphas_cumprod
+        param = self.model.final_layer.weight
         cond_frame, cond = cond_frame.to(param.device, torch.float32), cond.to(param.device, torch.float32)
         self._check(cond_frame, cond)
         times = self.timesteps(num_steps)
@@ -434,7 +438,7 @@ class MotionGenerator:
         self.fuse = min(overlap, valid) if online else overlap
         self.reset_every, self.keep_dims, self.smooth = reset_every, keep_dims, smooth
         self.guidance_scale, self.eta, self.generator = guidance_scale, eta, generator
-        device = lmdm.alphas_cumprod.device
+        device = lmdm.model.final_layer.weight.device
         self.source = source_motion.to(device)
         self.cond_frame = self.source.clone()
         shape = lmdm.step_noise_shape()
@@ -596,9 +600,8 @@ def emotion_probabilities(emotion: Emotion) -> torch.Tensor:
         return _label_vector([emotion])
     if isinstance(emotion, (list, tuple)) and emotion and all(isinstance(e, (list, tuple)) for e in emotion):
         return torch.cat([_label_vector(e) for e in emotion])
-    if isinstance(emotion, (list, tuple)) and emotion and all(isinstance(e, str) for e in emotion):
-        return _label_vector(emotion)
-    if isinstance(emotion, (list, tuple)) and len(emotion) < len(EMOTIONS) and all(type(e) is int for e in emotion):
+    labels = isinstance(emotion, (list, tuple)) and all(isinstance(e, str) or type(e) is int for e in emotion)
+    if labels and (len(emotion) < len(EMOTIONS) or any(isinstance(e, str) for e in emotion)):
         return _label_vector(emotion)
     try:
         values = torch.as_tensor(np.asarray(emotion, dtype=np.float32))
