@@ -400,7 +400,8 @@ class MotionGenerator:
     Ditto's online preset: ``overlap=70, num_steps=10, reset_every=1, keep_dims=(0, 202)``; offline: overlap 10,
     50 steps.
 
-    Memory stays bounded (two windows of conditions and motion), whatever the length. The step noises are drawn
+    Pushed in chunks, memory stays bounded (about two windows of conditions and motion) whatever the length; one
+    push of everything returns everything. The step noises are drawn
     once (as Ditto does), then each window's starting noise, from ``generator``.
     """
 
