@@ -1,7 +1,7 @@
 """The device run: the GPU figures genface records, in one command sized for one call on a lent H100/H200.
 
     python -m benchmarks.device [--scale full|tiny] [--device cuda|cpu] [--out DIR] [--budget-s S]
-                                [--sections attention,video,makeup,talk,memory]
+                                [--sections attention,video,makeup,talk,memory] [--face-encoder DIR] [--clip DIR]
 
 With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
 section by section, each within what is left of ``--budget-s``:
@@ -13,8 +13,12 @@ section by section, each within what is left of ``--budget-s``:
   (prompt and identity conditions) and the decoding after the last, timed on their own, and the 50-step
   end-to-end figure extrapolated from them. A "genface exact" row runs with ``pipe.enable_fast_mode()`` (mode
   ``exact``), its first call's seconds (compilation) apart as ``compile_seconds``; on a CPU without compilation.
+  Each approximate mode (the cache hooks; mode ``approximate:<name>``) is timed the same way, and its row adds its
+  quality against genface's default (exact) output of the same seed and steps: ``psnr_db`` always ("inf" when
+  equal), ``facesim`` / ``clipscore`` and their ``_delta`` when ``--face-encoder`` / ``--clip`` give the judges'
+  weights (``quality_skipped`` says what was left out and why).
 - ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (25 steps,
-  FLUX-Makeup's and genface's default), with its "genface exact" row too.
+  FLUX-Makeup's and genface's default), with its "genface exact" and approximate rows too.
 - ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
   diffusers loop (256x256 crops).
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
@@ -31,6 +35,7 @@ import argparse
 import datetime as _dt
 import gc
 import json
+import math
 import re
 import statistics
 import time
@@ -40,7 +45,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.harness import device_line, markdown_table
+from benchmarks.harness import ApproximateMode, QualityJudge, device_line, markdown_table
 
 SECTIONS = ("attention", "video", "makeup", "talk", "memory")
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -63,6 +68,7 @@ class StepClock:
         self.device = device
         self.start = self.end = 0.0
         self.ends: list[float] = []
+        self.output: Any = None
 
     def __call__(self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         _sync(self.device)
@@ -70,14 +76,15 @@ class StepClock:
         return tensors
 
     def run(self, call: Callable[[Any], object]) -> StepClock:
-        """Time ``call(self)`` (which passes this clock as the pipeline's ``callback_on_step_end``)."""
+        """Time ``call(self)`` (which passes this clock as the pipeline's ``callback_on_step_end``), keeping what it
+        returns as ``output``."""
         self.ends.clear()
         gc.collect()
         if self.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         _sync(self.device)
         self.start = time.perf_counter()
-        call(self)
+        self.output = call(self)
         _sync(self.device)
         self.end = time.perf_counter()
         return self
@@ -145,19 +152,38 @@ def _denoising_rows(
     timed: int,
     steps: int,
     exact: tuple[str, Any] | None = None,
+    approximate: tuple[str, dict[str, ApproximateMode], Callable[[Any, Any], dict[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for pipelines timed step by step with :class:`StepClock`, extrapolated to ``steps`` steps; each
     ``runs`` entry takes the clock and the number of steps to run. A one-step call of each comes first, untimed
     (allocations, kernel autotuning, the VAE's first decode). ``exact``: (contender, its pipeline) run last with
     that pipeline's exact fast mode on (the contenders share modules), its one-step first call reported apart as
-    ``compile_seconds``; on a CPU only the fused projections (Inductor's compile is left to the test suite)."""
-    measured, extra = {}, {}
+    ``compile_seconds``; on a CPU only the fused projections (Inductor's compile is left to the test suite).
+    ``approximate``: (contender, its approximate modes, compare(exact output, approximate output) -> quality), each
+    mode run as that contender with the mode on, its row carrying the quality against that contender's output."""
+    measured, extra, outputs = {}, {}, {}
     default = [name for name in runs if exact is None or name != exact[0]]
     for name in default:
         StepClock(device).run(lambda clock, call=runs[name]: call(clock, 1))
     for name in default:
         clock = StepClock(device).run(lambda clock, call=runs[name]: call(clock, warmup + timed))
         measured[name] = clock.split(warmup) | {"peak_gib": _peak_gib(device), "timed_steps": len(clock.ends) - warmup}
+        outputs[name] = clock.output
+    name, modes, compare = approximate or ("", {}, None)
+    for mode_name, mode in modes.items():
+        mode.enable()
+        try:
+            StepClock(device).run(lambda clock: runs[name](clock, 1))
+            clock = StepClock(device).run(lambda clock: runs[name](clock, warmup + timed))
+        finally:
+            mode.disable()
+        row = f"{name} {mode_name}"
+        measured[row] = clock.split(warmup) | {"peak_gib": _peak_gib(device), "timed_steps": len(clock.ends) - warmup}
+        quality = compare(outputs[name], clock.output)
+        psnr = quality.pop("psnr_db")
+        extra[row] = {"contender": name, "mode": f"approximate:{mode_name}", "approximate": mode.description,
+                      "psnr_db": round(psnr, 2) if math.isfinite(psnr) else "inf", "quality_steps": warmup + timed,
+                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()}}  # fmt: skip
     if exact is not None:
         name, pipe = exact
         gpu = device.startswith("cuda")
@@ -168,7 +194,7 @@ def _denoising_rows(
         finally:
             pipe.disable_fast_mode()
         measured[name] = clock.split(warmup) | {"peak_gib": _peak_gib(device), "timed_steps": len(clock.ends) - warmup}
-        extra[name] = {"compile_seconds": round(first.end - first.start, 3), "fast_mode": report}
+        extra[name] = {"mode": "exact", "compile_seconds": round(first.end - first.start, 3), "fast_mode": report}
         if not gpu:
             extra[name]["note"] = "CPU: compile skipped (its time); tests/pipelines/test_fast_mode.py checks it"
     base = measured[reference]
@@ -177,7 +203,7 @@ def _denoising_rows(
     for name, split in measured.items():
         seconds = split["before"] + steps * split["per_step"] + split["after"]
         rows.append({
-            "pipeline": pipeline, "contender": name, "mode": "exact" if name in extra else "default",
+            "pipeline": pipeline, "contender": name, "mode": "default",
             "seconds": round(seconds, 3), "fps": None,
             "peak_gib": None if split["peak_gib"] is None else round(split["peak_gib"], 2),
             "time_vs_reference": round(seconds / base_seconds, 3), "seconds_per_step": round(split["per_step"], 4),
@@ -187,9 +213,9 @@ def _denoising_rows(
     return rows
 
 
-def video(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+def video(scale: str, device: str, warmup: int, timed: int, judge: QualityJudge) -> list[dict[str, Any]]:
     """Identity video, genface against diffusers' ConsisIDPipeline (see the module docstring)."""
-    from benchmarks.identity_video import contenders
+    from benchmarks.identity_video import approximate_modes, contenders
 
     ours, reference, identity, size, conditions = contenders(scale, device)
     common = dict(prompt="a person smiling", output_type="np", **size)
@@ -205,14 +231,20 @@ def video(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, An
         ),
         "genface exact": genface,
     }  # fmt: skip
-    return _denoising_rows("identity_video", runs, "diffusers", device, warmup, timed, 50, ("genface exact", ours))
+    compare = lambda exact, output: judge.compare(  # noqa: E731
+        exact.frames[0], output.frames[0], identity.crop, common["prompt"]
+    )
+    approximate = ("genface", approximate_modes(ours), compare)
+    exact = ("genface exact", ours)
+    return _denoising_rows("identity_video", runs, "diffusers", device, warmup, timed, 50, exact, approximate)
 
 
-def makeup(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+def makeup(scale: str, device: str, warmup: int, timed: int, judge: QualityJudge) -> list[dict[str, Any]]:
     """Makeup, MakeupPipeline against FluxKontextPipeline with the injector's processors."""
     import numpy as np
 
-    from benchmarks.makeup import contenders, reference_inputs
+    from benchmarks.makeup import approximate_modes, contenders, reference_inputs
+    from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
 
     ours, reference, size = contenders(scale, device)
     rng = np.random.default_rng(0)
@@ -230,7 +262,9 @@ def makeup(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
         "genface exact": genface,
     }  # fmt: skip
     exact = ("genface exact", ours)
-    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, 25, exact)
+    compare = lambda exact, output: judge.compare(exact, output, source, DEFAULT_PROMPT)  # noqa: E731
+    approximate = ("genface", approximate_modes(ours), compare)
+    return _denoising_rows("makeup", runs, "diffusers + processor swap", device, warmup, timed, 25, exact, approximate)
 
 
 class FixedFace:
@@ -322,7 +356,7 @@ def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
 def tables(record: dict[str, Any]) -> str:
     """The record as Markdown: the device line, the pipeline rows, the attention kernels, what was skipped."""
     columns = ["pipeline", "contender", "mode", "seconds", "seconds_per_step", "compile_seconds", "fps", "peak_gib",
-               "time_vs_reference"]  # fmt: skip
+               "time_vs_reference", "psnr_db", "facesim_delta", "clipscore_delta"]  # fmt: skip
     show = lambda value: "" if value is None else str(value)  # noqa: E731
     parts = [
         f"Device run on {record['device']}, {record['date']} (random weights at the {record['scale']} sizes; "
@@ -346,6 +380,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--timed-steps", type=int, default=5)
+    QualityJudge.add_arguments(parser)
     args = parser.parse_args(argv)
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     if unknown := set(sections) - set(SECTIONS):
@@ -364,10 +399,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": [], "attention": [], "skipped": {},
     }  # fmt: skip
     steps = (args.warmup_steps, args.timed_steps)
+    judge = QualityJudge.from_args(args)
     work = {
         "attention": lambda: record["attention"].extend(attention(args.scale, args.device)),
-        "video": lambda: record["rows"].extend(video(args.scale, args.device, *steps)),
-        "makeup": lambda: record["rows"].extend(makeup(args.scale, args.device, *steps)),
+        "video": lambda: record["rows"].extend(video(args.scale, args.device, *steps, judge)),
+        "makeup": lambda: record["rows"].extend(makeup(args.scale, args.device, *steps, judge)),
         "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2)),
         "memory": lambda: record["rows"].extend(memory(args.scale, args.device, *steps)),
     }

@@ -1,13 +1,16 @@
 """IdentityVideoPipeline against diffusers' ConsisIDPipeline, same weights, alternating in one process.
 
     python -m benchmarks.identity_video --scale tiny|full --device cpu|cuda [--steps N] [--repeats N]
-                                        [--memory-modes] [--record]
+                                        [--memory-modes] [--approximate [--face-encoder DIR] [--clip DIR]] [--record]
 
 ``tiny``: the random tiny model (any machine; measures pipeline overhead). ``full``: random weights at
 ConsisID's published sizes (CogVideoX-5B-I2V transformer with ConsisID's identity modules, its VAE,
 T5-v1.1-XXL), 49 frames at 480x720, bf16; needs a large GPU. Prints seconds per step, end-to-end
 seconds, peak GPU memory, achieved TFLOP/s (transformer only, counted below) and genface/diffusers
-ratios. ``--memory-modes`` also measures each ``enable_low_memory`` mode (CUDA only).
+ratios. ``--memory-modes`` also measures each ``enable_low_memory`` mode (CUDA only). ``--approximate`` also times
+each cache hook and what it costs against exact mode on the same seed: PSNR always; FaceSim-Arc to the identity's
+face and CLIPScore when ``--face-encoder`` / ``--clip`` give the judges' weights (on random pipeline weights the
+frames hold no face, so FaceSim says so).
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.harness import device_line, markdown_table, report, time_alternating
+from benchmarks.harness import (
+    ApproximateMode,
+    QualityJudge,
+    approximate_table,
+    device_line,
+    markdown_table,
+    report,
+    time_alternating,
+)
 
 
 def transformer_flops_per_step(pipe: Any, height: int, width: int, frames: int, cfg: bool) -> float:
@@ -115,7 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: 4 (tiny), 50 (full)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-modes", action="store_true")
-    parser.add_argument("--approximate", action="store_true", help="also time the cache hooks (approximate mode)")
+    parser.add_argument(
+        "--approximate", action="store_true",
+        help="also time the cache hooks (approximate mode) and measure their quality against exact mode",
+    )  # fmt: skip
+    QualityJudge.add_arguments(parser)
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     from genface.pipelines import IdentityVideoPipeline
@@ -143,8 +158,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     report(title, f"Transformer FLOPs for the run (CFG): {flops:.3e}\n\n" + markdown_table(header, rows), args.record)
     if args.approximate:
-        report(f"identity_video {args.scale} approximate modes on {device_line(args.device)}, {steps} steps",
-               approximate_table(ours, runs["genface"], args), args.record)  # fmt: skip
+        table = approximate_table(
+            approximate_modes(ours), lambda: runs["genface"]().frames[0], args.repeats, args.device,
+            QualityJudge.from_args(args), identity.crop, common["prompt"],
+        )  # fmt: skip
+        report(f"identity_video {args.scale} approximate modes on {device_line(args.device)}, {steps} steps", table,
+               args.record)  # fmt: skip
     if args.memory_modes and args.device.startswith("cuda"):
         rows = []
         for mode in ("model", "group", "sequential"):
@@ -164,30 +183,21 @@ def main(argv: list[str] | None = None) -> None:
                markdown_table(["mode", "end-to-end s", "peak GPU GiB"], rows), args.record)  # fmt: skip
 
 
-def approximate_table(pipe: Any, exact_run: Any, args: argparse.Namespace) -> str:
-    """Speed-up and deviation (PSNR against exact mode's frames) of each of diffusers' cache hooks."""
+def approximate_modes(pipe: Any) -> dict[str, ApproximateMode]:
+    """The approximate modes of identity video: diffusers' cache hooks through ``pipe.enable_cache``."""
     from diffusers.hooks import FirstBlockCacheConfig, PyramidAttentionBroadcastConfig
 
+    pab = lambda: PyramidAttentionBroadcastConfig(  # noqa: E731
+        spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(100, 800)
+    )
     configs = {
-        "First-Block Cache, threshold 0.1": FirstBlockCacheConfig(threshold=0.1),
-        "PAB, attention every 2nd step in t 100-800": PyramidAttentionBroadcastConfig(
-            spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(100, 800)
-        ),
+        "first-block-cache": ("First-Block Cache, threshold 0.1", lambda: FirstBlockCacheConfig(threshold=0.1)),
+        "pab": ("PAB, attention every 2nd step in t 100-800", pab),
     }
-    exact = np.asarray(exact_run().frames[0], dtype=np.float64)
-    rows = []
-    for name, config in configs.items():
-        pipe.enable_cache(config)
-        timings = time_alternating({"approximate": exact_run}, args.repeats, args.device)
-        frames = np.asarray(exact_run().frames[0], dtype=np.float64)
-        pipe.disable_cache()
-        exact_time = time_alternating({"exact": exact_run}, args.repeats, args.device).median("exact")
-        mse = float(np.mean((frames - exact) ** 2))
-        psnr = "inf" if mse == 0 else f"{10 * np.log10(1 / mse):.1f}"
-        rows.append(
-            [name, f"{timings.median('approximate'):.3f}", f"{exact_time / timings.median('approximate'):.2f}x", psnr]
-        )
-    return markdown_table(["cache hook", "end-to-end s", "speed-up vs exact", "PSNR vs exact dB"], rows)
+    return {
+        name: ApproximateMode(description, lambda config=config: pipe.enable_cache(config()), pipe.disable_cache)
+        for name, (description, config) in configs.items()
+    }
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
 """MakeupPipeline against diffusers' FluxKontextPipeline with the injector's processors swapped in (the
 published FLUX-Makeup approach), same weights, alternating in one process.
 
-    python -m benchmarks.makeup --scale tiny|full --device cpu|cuda [--steps N] [--repeats N] [--record]
+    python -m benchmarks.makeup --scale tiny|full --device cpu|cuda [--steps N] [--repeats N]
+                                [--approximate [--face-encoder DIR] [--clip DIR]] [--record]
 
 ``tiny``: the random tiny Kontext (any machine; measures pipeline overhead). ``full``: random weights at
-FLUX.1 Kontext's sizes (12B transformer, bf16, 1024x1024) plus the injector; CUDA only.
+FLUX.1 Kontext's sizes (12B transformer, bf16, 1024x1024) plus the injector; CUDA only. ``--approximate`` also
+times each approximate mode and what it costs against exact mode on the same seed: PSNR always; FaceSim-Arc to the
+source face and CLIPScore for the edit's prompt when ``--face-encoder`` / ``--clip`` give the judges' weights.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ import numpy as np
 import PIL.Image
 import torch
 
-from benchmarks.harness import device_line, markdown_table, report, time_alternating
+from benchmarks.harness import (
+    ApproximateMode,
+    QualityJudge,
+    approximate_table,
+    device_line,
+    markdown_table,
+    report,
+    time_alternating,
+)
 
 
 def transformer_flops_per_step(transformer: Any, image_tokens: int, text_tokens: int, reference_tokens: int) -> float:
@@ -89,12 +100,36 @@ def reference_inputs(ours: Any, source: np.ndarray, makeup: np.ndarray, size: in
     )  # fmt: skip
 
 
+def approximate_modes(pipe: Any) -> dict[str, ApproximateMode]:
+    """The approximate modes of makeup: PAB on FLUX's transformer (its ``CacheMixin``), the cache hook that runs
+    without a cache context; FluxKontextPipeline (diffusers 0.42) sets none, which First-Block Cache and MagCache
+    need."""
+    from diffusers.hooks import PyramidAttentionBroadcastConfig
+
+    pab = lambda: PyramidAttentionBroadcastConfig(  # noqa: E731
+        spatial_attention_block_skip_range=2, spatial_attention_timestep_skip_range=(100, 800),
+        current_timestep_callback=lambda: pipe.kontext.current_timestep,
+    )  # fmt: skip
+    return {
+        "pab": ApproximateMode(
+            "PAB, attention every 2nd step in t 100-800",
+            lambda: pipe.transformer.enable_cache(pab()),
+            pipe.transformer.disable_cache,
+        )
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["tiny", "full"], default="tiny")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=None, help="default: 4 (tiny), 25 (full: FLUX-Makeup's)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--approximate", action="store_true",
+        help="also time the approximate modes and measure their quality against exact mode",
+    )  # fmt: skip
+    QualityJudge.add_arguments(parser)
     parser.add_argument("--record", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = parser.parse_args(argv)
     if args.scale == "full" and not args.device.startswith("cuda"):
@@ -130,6 +165,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     body = f"Transformer FLOPs for the run: {flops * steps:.3e}\n\n" + markdown_table(header, rows)
     report(title, body, args.record)
+    if args.approximate:
+        from genface.pipelines.makeup.pipeline import DEFAULT_PROMPT
+
+        table = approximate_table(
+            approximate_modes(ours), runs["genface"], args.repeats, args.device, QualityJudge.from_args(args), source,
+            DEFAULT_PROMPT,
+        )  # fmt: skip
+        report(f"makeup {args.scale} approximate modes on {device_line(args.device)}, {steps} steps", table,
+               args.record)  # fmt: skip
 
 
 if __name__ == "__main__":

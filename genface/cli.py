@@ -533,14 +533,6 @@ scored in --out are skipped. The summary goes beside --out (NAME.summary.json, N
 FRAMES_PER_VIDEO = _number(int, 1, 1000)
 
 
-def _judge_source(given: str, subfolder: str) -> tuple[str, str | None]:
-    """A judge's weights: a Hub id reads ``subfolder``; a local folder reads it when it has one, else itself."""
-    path = Path(given).expanduser()
-    if path.exists():
-        return given, subfolder if (path / subfolder).is_dir() else None
-    return given, subfolder
-
-
 def _eval_judges(args: argparse.Namespace, items: Sequence[Any], device: str) -> tuple[list[Any], dict[str, Any]]:
     """The judges of ``args.kind`` (and the forgery detector), with the weights each was loaded from."""
     from genface.eval.runner import forgery_judge
@@ -551,13 +543,14 @@ def _eval_judges(args: argparse.Namespace, items: Sequence[Any], device: str) ->
         raise GenfaceError(unavailable.replace("no forgery score: ", "--detector: ", 1))
     if args.kind == "video":
         from genface.eval import VideoJudge, consisid_analyzer, load_clip, load_curricularface, load_inception
+        from genface.eval.weights import judge_source
 
-        analyzer = consisid_analyzer(*_judge_source(args.face_encoder, "face_encoder"), model_name=args.face_pack)
+        analyzer = consisid_analyzer(*judge_source(args.face_encoder, "face_encoder"), model_name=args.face_pack)
         weights["face_encoder"] = f"{args.face_encoder} ({args.face_pack})"
         curricular = None
         if args.curricularface != "none":
             weights["curricularface"] = args.curricularface or args.face_encoder
-            curricular = load_curricularface(*_judge_source(weights["curricularface"], "face_encoder")).to(device)
+            curricular = load_curricularface(*judge_source(weights["curricularface"], "face_encoder")).to(device)
         inception = load_inception(args.inception).to(device) if args.inception else None
         weights["inception"] = args.inception
         clip = None

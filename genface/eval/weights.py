@@ -15,3 +15,12 @@ def weights_file(path_or_repo: str | os.PathLike, filename: str, subfolder: str 
     if path.is_file():
         return path
     return resolve_folder(path_or_repo, subfolder, allow_patterns=[filename]) / filename
+
+
+def judge_source(given: str, subfolder: str) -> tuple[str, str | None]:
+    """A judge's weights as (path or repo, subfolder): a Hub id reads ``subfolder``; a local folder reads it when it
+    has one, else itself."""
+    path = Path(given).expanduser()
+    if path.exists():
+        return given, subfolder if (path / subfolder).is_dir() else None
+    return given, subfolder

@@ -46,6 +46,14 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
         assert row["contender"] == "genface exact" and row["compile_seconds"] > 0
         assert row["fast_mode"]["fuse_qkv"] == "applied" and row["fast_mode"]["compile"] == "off (asked)"
         assert "compile skipped" in row["note"]
+    approximate = {(row["pipeline"], row["mode"]): row for row in rows if row["mode"].startswith("approximate:")}
+    assert approximate.keys() == {("identity_video", "approximate:first-block-cache"),
+                                  ("identity_video", "approximate:pab"), ("makeup", "approximate:pab")}  # fmt: skip
+    for row in approximate.values():  # quality against genface's exact output at the timed run's steps
+        assert row["contender"] == "genface" and row["quality_steps"] == 3
+        assert row["psnr_db"] == "inf" or row["psnr_db"] > 0
+        assert row["quality_skipped"] == "facesim: no --face-encoder weights given; clipscore: no --clip weights given"
+    assert not any("psnr_db" in row for row in rows if not row["mode"].startswith("approximate:"))
     steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
     assert steps == {"identity_video": 50, "makeup": 25}
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
