@@ -1,9 +1,9 @@
 """Exact fast mode shared by the pipelines: one call on, one call off, the off state bit-exact.
 
 Exact levers only (the same math as the default, equal within float rounding): the denoiser's repeated
-blocks compiled with Inductor (``fullgraph=True``, static shapes), fused query/key/value projections, and on a
-CUDA device CUDA graphs where the pipeline keeps its shapes static. Approximate levers (the cache hooks, fp8)
-are separate switches.
+blocks compiled with Inductor (``fullgraph=True``, static shapes), fused query/key/value projections, the
+fastest exact attention kernel (:mod:`genface.models.attention`), and on a CUDA device CUDA graphs where the
+pipeline keeps its shapes static. Approximate levers (the cache hooks, fp8) are separate switches.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from typing import Any
 import torch
 
 from genface.errors import InvalidArgumentError
+from genface.models.attention import DISPATCHER_KERNELS, KERNELS, Shape, kernel_unavailable, pick_kernel, pin_kernel
 
 #: The levers :meth:`FastModeMixin.enable_fast_mode` reports on, in order.
 FAST_LEVERS = ("fuse_qkv", "compile", "cuda_graphs", "attention")
+#: Block class -> the attention kernel its compiled code was last traced under (None: PyTorch's choice).
+_TRACED_UNDER: dict[type, str | None] = {}
 
 
 def unfuse_legacy_attention(attn: Any) -> None:
@@ -35,6 +38,9 @@ class FastModeMixin:
     fast_cuda_graphs = False
     #: What the last :meth:`enable_fast_mode` applied (lever -> "applied ..." or why not); None when off.
     fast_mode: dict[str, str] | None = None
+    #: Whether the denoiser's attention goes through diffusers' attention dispatcher (then xformers reaches it).
+    attention_dispatcher = False
+    _fast_attention_hooks: tuple = ()
 
     def fast_blocks(self) -> list[torch.nn.Module]:
         """The modules compiled one by one (the denoiser's repeated blocks)."""
@@ -44,17 +50,61 @@ class FastModeMixin:
         """Fuse (``True``) or unfuse (``False``) the denoiser's query/key/value projections; both exact."""
         raise NotImplementedError
 
+    def fast_denoiser(self) -> torch.nn.Module:
+        """The module whose calls run on the chosen attention kernel: the pipeline's transformer or UNet."""
+        return self.transformer if getattr(self, "transformer", None) is not None else self.unet
+
+    def attention_shape(self) -> Shape | None:
+        """(batch, heads, tokens, head size) of the denoiser's attention at the pipeline's default size, where
+        ``attention="auto"`` measures the kernels; None: not measured (PyTorch's own choice stays)."""
+        return None
+
+    def choose_attention(self, attention: str | None) -> tuple[str | None, str]:
+        """The kernel :meth:`enable_fast_mode` pins for ``attention`` (None: none) and its report line; an unknown
+        or unavailable kernel is refused in one line."""
+        kernels = tuple(k for k in KERNELS if self.attention_dispatcher or k not in DISPATCHER_KERNELS)
+        if attention is None:
+            return None, "off (asked)"
+        if attention != "auto" and attention not in kernels:
+            what = "does not reach this denoiser, whose attention bypasses diffusers' dispatcher"
+            raise InvalidArgumentError(
+                f"Attention kernel {attention!r} {what if attention in KERNELS else 'is unknown'}; choose 'auto', "
+                f"None or one of {kernels}."
+            )
+        device, shape = self._execution_device, self.attention_shape()
+        if attention == "auto" and device.type != "cuda":
+            return None, "skipped: no GPU"
+        if attention == "auto" and shape is None:
+            return None, "PyTorch's SDPA kernel choice"
+        dtype = next(self.fast_denoiser().parameters()).dtype
+        if attention == "auto":
+            kernel, timings = pick_kernel(device, dtype, shape, tuple(k for k in kernels if k != "math"))
+            measured = ", ".join(f"{name} {seconds * 1000:.2f} ms" for name, seconds in timings.items())
+            return kernel, f"applied: {kernel} (fastest at {list(shape)}: {measured})"
+        if why := kernel_unavailable(attention, device, dtype, 64 if shape is None else shape[-1]):
+            raise InvalidArgumentError(f"Attention kernel {attention!r} is unavailable here: {why}.")
+        return attention, f"applied: {attention} (asked)"
+
     def enable_fast_mode(
-        self, *, compile: bool = True, fuse_qkv: bool = True, cuda_graphs: bool | None = None
+        self,
+        *,
+        compile: bool = True,
+        fuse_qkv: bool = True,
+        cuda_graphs: bool | None = None,
+        attention: str | None = "auto",
     ) -> dict[str, str]:
         """Turn on every exact speed lever that fits the device; returns lever -> what was applied, or why not.
 
         ``compile``: each of :meth:`fast_blocks` compiled with Inductor (``fullgraph=True``, ``dynamic=False``);
         the first call at a new size pays the compile time. ``fuse_qkv``: one matmul for the query, key and value
         projections. ``cuda_graphs`` (CUDA only, with ``compile``): replay each compiled block as a CUDA graph;
-        None applies it where the pipeline says so (:attr:`fast_cuda_graphs`). Attention stays on
-        PyTorch's SDPA kernel choice. :meth:`disable_fast_mode` restores the default exactly.
+        None applies it where the pipeline says so (:attr:`fast_cuda_graphs`). ``attention``: ``"auto"`` runs the
+        denoiser's attention on the fastest exact kernel measured here (on a GPU, once per device, dtype and
+        :meth:`attention_shape`; a CPU keeps PyTorch's own choice), a name from
+        :data:`genface.models.attention.KERNELS` forces that kernel, None keeps PyTorch's choice.
+        :meth:`disable_fast_mode` restores the default exactly.
         """
+        kernel, attention_report = self.choose_attention(attention)
         self.disable_fast_mode()
         gpu = self._execution_device.type == "cuda"
         report = dict.fromkeys(FAST_LEVERS, "off (asked)")
@@ -69,13 +119,20 @@ class FastModeMixin:
             )  # fmt: skip
         if compile:
             blocks = self.fast_blocks()
+            for block_class in {type(block) for block in blocks}:
+                # torch.compile does not guard on the attention kernel: a block traced under another one is retraced
+                if _TRACED_UNDER.setdefault(block_class, kernel) != kernel:
+                    torch._dynamo.reset_code(block_class.forward.__code__)
+                    _TRACED_UNDER[block_class] = kernel
             for block in blocks:
                 block.compile(fullgraph=True, dynamic=False, mode="reduce-overhead" if graphs else None)
             names = sorted({type(block).__name__ for block in blocks})
             report["compile"] = f"applied: {len(blocks)} blocks ({', '.join(names)}), Inductor, fullgraph"
         if graphs:
             report["cuda_graphs"] = "applied (compile mode reduce-overhead)"
-        report["attention"] = "PyTorch's SDPA kernel choice" if gpu else "skipped: no GPU"
+        if kernel is not None:
+            self._fast_attention_hooks = pin_kernel(self.fast_denoiser(), kernel)
+        report["attention"] = attention_report
         self.fast_mode = report
         return report
 
@@ -94,5 +151,8 @@ class FastModeMixin:
             return
         for block in self.fast_blocks():
             block._compiled_call_impl = None  # what nn.Module.compile set
+        for handle in self._fast_attention_hooks:
+            handle.remove()
+        self._fast_attention_hooks = ()
         self.fuse_projections(False)
         self.fast_mode = None

@@ -9,7 +9,6 @@ plus input checks, a NaN guard, memory modes and the face encoders' ``face_encod
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsErr
 from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder, Parsing
 from genface.media.image import ImageInput
+from genface.models.attention import pin_kernel
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
 
@@ -79,6 +79,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
         self.identity_encoder = identity_encoder
         self.attention_backend = "sdpa"
         self._attention_hooks: list[Any] = []
+        self._cfg_parallel_hooks: list[Any] = []
         self._cache_hooks: list[Any] = []
         self._timestep = 0
         self.cache_config: Any = None
@@ -146,27 +147,16 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
             raise InvalidArgumentError(f"Unknown attention backend {backend!r}; choose from {ATTENTION_BACKENDS}.")
         for handle in self._attention_hooks:
             handle.remove()
-        self._attention_hooks = []
         self.attention_backend = backend
-        if backend == "sdpa":
-            return
-        from torch.nn.attention import SDPBackend, sdpa_kernel
+        self._attention_hooks = [] if backend == "sdpa" else pin_kernel(self.transformer, backend)
 
-        kernel = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION"}
-        pin = getattr(SDPBackend, kernel.get(backend, "MATH"))
-        active: list[contextlib.AbstractContextManager] = []
-
-        def enter(module: torch.nn.Module, args: tuple) -> None:
-            active.append(sdpa_kernel(pin))
-            active[-1].__enter__()
-
-        def leave(module: torch.nn.Module, args: tuple, output: Any) -> None:
-            active.pop().__exit__(None, None, None)
-
-        self._attention_hooks = [
-            self.transformer.register_forward_pre_hook(enter),
-            self.transformer.register_forward_hook(leave, always_call=True),
-        ]
+    def attention_shape(self) -> tuple[int, int, int, int]:
+        """(batch, heads, tokens, head size) of the transformer's attention at its trained size with guidance:
+        (2, 48, 17776, 64) for ConsisID (226 text tokens + 13 x 30 x 45 video tokens)."""
+        config = self.transformer.config
+        frames = (config.sample_frames - 1) // config.temporal_compression_ratio + 1
+        video = frames * (config.sample_height // config.patch_size) * (config.sample_width // config.patch_size)
+        return 2, config.num_attention_heads, config.max_text_seq_length + video, config.attention_head_dim
 
     def fast_blocks(self) -> list[torch.nn.Module]:
         """ConsisID's transformer blocks (its class declares no ``_repeated_blocks`` for regional compile)."""
@@ -273,6 +263,25 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
 
         config = ContextParallelConfig(ulysses_degree=ulysses_degree, ring_degree=ring_degree, **options)
         enable_context_parallel(self.transformer, config)
+
+    def enable_cfg_parallel(self, ulysses_degree: int = 1, ring_degree: int = 1, **options: Any) -> None:
+        """Run the conditional and unconditional passes of each step on different GPUs (the first half of the
+        processes the conditional one), each half also splitting the video's tokens over ``ulysses_degree`` x
+        ``ring_degree`` GPUs with :meth:`enable_context_parallel` (``options`` go there too).
+
+        Launch 2 x ``ulysses_degree`` x ``ring_degree`` processes (``torchrun``), ``torch.distributed``
+        initialised; every process runs the same call (same seed) and gets the same video. Needs guidance
+        (``guidance_scale > 1``, the default). See :mod:`genface.models.cfg_parallel`.
+        """
+        from genface.models.cfg_parallel import apply_cfg_parallel, parallel_mesh
+
+        if self._cfg_parallel_hooks:
+            raise InvalidArgumentError("CFG-parallel is already on for this pipeline.")
+        mesh = parallel_mesh(ring_degree, ulysses_degree)
+        if ring_degree * ulysses_degree > 1:
+            self.enable_context_parallel(ulysses_degree, ring_degree, mesh=mesh, **options)
+        batched = ("hidden_states", "encoder_hidden_states", "timestep")
+        self._cfg_parallel_hooks = apply_cfg_parallel(self.transformer, mesh, batched)
 
     def check_video_size(self, height: int, width: int, num_frames: int) -> None:
         """Refuse sizes the model cannot take, before any work is done."""
@@ -426,6 +435,11 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
             image, prompt = None, image
         if num_inference_steps < 1:
             raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        if self._cfg_parallel_hooks and guidance_scale <= 1:
+            raise InvalidArgumentError(
+                f"CFG-parallel splits the guidance passes, but guidance_scale={guidance_scale} turns guidance off; "
+                "use guidance_scale > 1 or a pipeline without enable_cfg_parallel()."
+            )
         config = self.transformer.config
         # diffusers' fallbacks, for None only: a 0 is refused below rather than read as "the default"
         height = config.sample_height * self.vae_scale_factor_spatial if height is None else height

@@ -285,6 +285,16 @@ class MakeupPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline, FluxLoraL
             "makeup_level": torch.tensor(float(strength), device=device),
         }
 
+    #: FLUX's attention (and the injector's) goes through diffusers' dispatcher: xformers reaches it too.
+    attention_dispatcher = True
+
+    def attention_shape(self) -> tuple[int, int, int, int]:
+        """(batch, heads, tokens, head size) of FLUX's joint attention at 1024 x 1024: 512 text tokens plus the
+        image's and the Kontext condition's (24 heads of 128, 8704 tokens for FLUX.1 Kontext)."""
+        config = self.transformer.config
+        image = (1024 // (self.kontext.vae_scale_factor * 2)) ** 2
+        return 1, config.num_attention_heads, 512 + 2 * image, config.attention_head_dim
+
     def fast_blocks(self) -> list[torch.nn.Module]:
         """FLUX's repeated blocks, as diffusers' ``compile_repeated_blocks`` finds them."""
         names = self.transformer._repeated_blocks

@@ -1,5 +1,6 @@
 """Exact fast mode on CPU with Inductor at tiny size: compiled and fused equal eager, nothing recompiles across
-calls with new inputs, and after disable_fast_mode() the output is bit-identical to never enabling it.
+calls with new inputs, every attention kernel the CPU has gives the default's output (compiled too), and after
+disable_fast_mode() the output is bit-identical to never enabling it.
 
 Each pipeline is compiled once (2 steps, tiny models); its test reads what that run recorded.
 """
@@ -17,8 +18,9 @@ import torch
 from torch._dynamo.utils import counters
 
 from genface.errors import InvalidArgumentError
+from genface.models.attention import KERNELS
 from genface.models.makeup import RefKeyValue
-from genface.pipelines import MakeupPipeline
+from genface.pipelines import MakeupPipeline, _speed
 from genface.pipelines._speed import FastModeMixin
 from genface.pipelines.identity_video.tiny import TINY_CALL, tiny_identity_encoder
 from genface.pipelines.identity_video.tiny import tiny_pipeline as tiny_video
@@ -101,7 +103,20 @@ def video(dlib_analyzer, portrait, astronaut) -> dict:
                     **TINY_CALL).frames  # fmt: skip
 
     variants = [dict(prompt="a man in the rain", seed=1), dict(identity=other, seed=2)]
-    return exercise(pipe, pipe.transformer, run, variants)
+    found = exercise(pipe, pipe.transformer, run, variants)
+    found["kernels"], found["refused"] = {}, {}
+    for kernel in KERNELS:  # attention alone, eager
+        try:
+            found["kernels"][kernel] = (pipe.enable_fast_mode(compile=False, fuse_qkv=False, attention=kernel), run())
+        except InvalidArgumentError as exc:
+            found["refused"][kernel] = (str(exc), pipe.fast_mode["attention"])  # what was on before
+    graphs, breaks = counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+    found["forced_report"] = pipe.enable_fast_mode(attention="math")  # compiled again, under another kernel
+    found["forced_output"] = run()
+    found["forced_graphs"] = counters["stats"]["unique_graphs"] - graphs
+    found["forced_breaks"] = sum(counters["graph_break"].values()) - breaks
+    pipe.disable_fast_mode()
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +190,65 @@ def test_fast_mode_is_exact_compiled_once_and_off_bit_exactly(name: str, request
     assert found["disabled_state"] == found["state"]
 
 
+def test_each_attention_kernel_the_cpu_has_gives_the_default_output(video: dict) -> None:
+    """Forced kernels: each one the CPU runs matches the default within float rounding, eager and compiled (the
+    blocks are traced again under the new kernel, with no graph break); the others are refused in one line that
+    changes nothing."""
+    assert {"flash", "math"} <= video["kernels"].keys()
+    for kernel, (report, frames) in video["kernels"].items():
+        assert report["attention"] == f"applied: {kernel} (asked)"
+        assert np.abs(frames - video["eager"]).max() <= 1e-3, kernel
+    assert video["forced_report"]["attention"] == "applied: math (asked)"
+    assert np.abs(video["forced_output"] - video["eager"]).max() <= 1e-3
+    assert video["forced_graphs"] >= 1 and video["forced_breaks"] == 0
+    refused = video["refused"]
+    assert refused["cudnn"] == (
+        "Attention kernel 'cudnn' is unavailable here: PyTorch has no cudnn kernel for float32 attention of head "
+        "size 16 on cpu.", "applied: flash (asked)"
+    )  # fmt: skip
+    assert refused["xformers"][0].startswith("Attention kernel 'xformers' does not reach this denoiser")
+    assert "\n" not in "".join(message for message, _ in refused.values())
+
+
+def test_auto_measures_at_the_published_models_attention_shapes() -> None:
+    """The shapes fast mode measures kernels at are those of the published configs (and of the device run)."""
+    from types import SimpleNamespace
+
+    from benchmarks.device import ATTENTION_SHAPES
+    from genface.pipelines import IdentityVideoPipeline
+
+    consisid = dict(sample_frames=49, temporal_compression_ratio=4, sample_height=60, sample_width=90, patch_size=2,
+                    max_text_seq_length=226, num_attention_heads=48, attention_head_dim=64)  # fmt: skip
+    video = SimpleNamespace(transformer=SimpleNamespace(config=SimpleNamespace(**consisid)))
+    assert IdentityVideoPipeline.attention_shape(video) == ATTENTION_SHAPES["full"]["consisid"]
+    flux = SimpleNamespace(num_attention_heads=24, attention_head_dim=128)
+    makeup = SimpleNamespace(transformer=SimpleNamespace(config=flux), kontext=SimpleNamespace(vae_scale_factor=8))
+    assert MakeupPipeline.attention_shape(makeup) == ATTENTION_SHAPES["full"]["flux-kontext"]
+
+
+@pytest.mark.parametrize("dispatcher", [False, True])
+def test_auto_pins_the_kernel_measured_fastest_on_a_gpu(dispatcher: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked = []
+
+    def pick(device: torch.device, dtype: torch.dtype, shape: tuple, candidates: tuple) -> tuple:
+        asked.append((device.type, dtype, shape, candidates))
+        return "cudnn", {"flash": 0.002, "cudnn": 0.001}
+
+    monkeypatch.setattr(_speed, "pick_kernel", pick)
+    pipe = _Stub("cuda", False)
+    pipe.attention_dispatcher, pipe.attention_shape = dispatcher, lambda: (2, 48, 17776, 64)
+    report = pipe.enable_fast_mode()
+    assert report["attention"] == "applied: cudnn (fastest at [2, 48, 17776, 64]: flash 2.00 ms, cudnn 1.00 ms)"
+    candidates = ("flash", "efficient", "cudnn", "flash4", *(("xformers",) if dispatcher else ()))  # math: never
+    assert asked == [("cuda", torch.float32, (2, 48, 17776, 64), candidates)]
+    assert len(pipe.block._forward_pre_hooks) == 1 and len(pipe.block._forward_hooks) == 1  # the pin
+    pipe.disable_fast_mode()
+    assert not pipe.block._forward_pre_hooks and not pipe.block._forward_hooks
+    assert pipe.enable_fast_mode(attention=None)["attention"] == "off (asked)"
+    with pytest.raises(InvalidArgumentError, match="Attention kernel 'fa3' is unknown; choose 'auto', None or one of"):
+        pipe.enable_fast_mode(attention="fa3")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_a_tensor_strength_scales_as_a_number_does(dtype: torch.dtype) -> None:
     """The makeup strength reaches the injector as a 0-d float32 tensor (no recompile per strength), with the
@@ -201,6 +275,9 @@ class _Stub(FastModeMixin):
 
     def fast_blocks(self) -> list[torch.nn.Module]:
         return [self.block]
+
+    def fast_denoiser(self) -> torch.nn.Module:
+        return self.block
 
     def fuse_projections(self, fuse: bool) -> None:
         self.fused = fuse
