@@ -6,8 +6,9 @@
 With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
 section by section, each within what is left of ``--budget-s``:
 
-- ``attention``: scaled-dot-product attention at ConsisID's and FLUX's shapes with each exact kernel PyTorch
-  offers (flash, efficient, cuDNN, math): milliseconds and TFLOP/s.
+- ``attention``: attention at ConsisID's and FLUX's shapes with each exact kernel (PyTorch's flash, efficient,
+  cuDNN and math, FlashAttention-4 and xformers where installed): milliseconds and TFLOP/s, and ``chosen``, the
+  one fast mode's measured pick takes on this GPU.
 - ``video``: identity video, genface against diffusers' ConsisIDPipeline on the same modules: seconds per
   denoising step (median over the timed steps after warm-up steps), the preparation before the first step
   (prompt and identity conditions) and the decoding after the last, timed on their own, and the 50-step
@@ -111,35 +112,34 @@ def _free() -> None:
 
 
 def attention(scale: str, device: str, repeats: int = 10) -> list[dict[str, Any]]:
-    """Milliseconds and TFLOP/s of each exact SDPA kernel at the pipelines' attention shapes."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
+    """Milliseconds and TFLOP/s of each exact attention kernel (:data:`genface.models.attention.KERNELS`) at the
+    pipelines' attention shapes, and which one fast mode's ``attention="auto"`` picks from these timings
+    (``chosen``; by the rule of :func:`~genface.models.attention.choose_kernel`, math left out; on a CPU fast mode
+    keeps PyTorch's own choice, so none). Math is not timed on a GPU: it is never picked there, and at full size
+    it materialises every attention matrix (60 GB for ConsisID)."""
+    from genface.models.attention import KERNELS, choose_kernel, kernel_unavailable, measure_kernel
 
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    backends = {
-        "flash": SDPBackend.FLASH_ATTENTION,
-        "efficient": SDPBackend.EFFICIENT_ATTENTION,
-        "cudnn": SDPBackend.CUDNN_ATTENTION,
-        "math": SDPBackend.MATH,
-    }
+    gpu = device.startswith("cuda")
+    dtype = torch.bfloat16 if gpu else torch.float32
     rows = []
-    for model, (batch, heads, tokens, dim) in ATTENTION_SHAPES[scale].items():
-        q, k, v = (torch.randn(batch, heads, tokens, dim, device=device, dtype=dtype) for _ in range(3))
+    for model, shape in ATTENTION_SHAPES[scale].items():
+        batch, heads, tokens, dim = shape
         flops = 4 * batch * heads * tokens**2 * dim
-        for name, backend in backends.items():
-            row: dict[str, Any] = {"model": model, "shape": [batch, heads, tokens, dim], "kernel": name, "ms": None}
-            try:
-                with sdpa_kernel(backend):
-                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                    _sync(device)
-                    start = time.perf_counter()
-                    for _ in range(repeats):
-                        torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                    _sync(device)
-                seconds = (time.perf_counter() - start) / repeats
-                row |= {"ms": round(seconds * 1000, 3), "tflops": round(flops / seconds / 1e12, 1)}
-            except RuntimeError as exc:  # the kernel does not take this device, dtype or head size
-                row["unavailable"] = str(exc).splitlines()[0][:160]
-            rows.append(row)
+        timed: dict[str, float] = {}
+        for name in KERNELS:
+            row: dict[str, Any] = {"model": model, "shape": list(shape), "kernel": name, "ms": None, "chosen": False}
+            why = "never picked on a GPU" if gpu and name == "math" else kernel_unavailable(name, device, dtype, dim)
+            if why is None:
+                try:
+                    timed[name] = measure_kernel(name, device, dtype, shape, repeats)
+                except RuntimeError as exc:  # out of memory at this size, or refused beyond the small probe
+                    why = str(exc).splitlines()[0][:160]
+            if why is None:
+                row |= {"ms": round(timed[name] * 1000, 3), "tflops": round(flops / timed[name] / 1e12, 1)}
+            rows.append(row if why is None else row | {"unavailable": why})
+        if gpu and timed:
+            chosen = choose_kernel(timed)
+            next(row for row in rows if row["model"] == model and row["kernel"] == chosen)["chosen"] = True
     return rows
 
 
@@ -364,7 +364,7 @@ def tables(record: dict[str, Any]) -> str:
         markdown_table(columns, [[show(row.get(c)) for c in columns] for row in record["rows"]]),
     ]
     if record["attention"]:
-        header = ["model", "shape", "kernel", "ms", "tflops", "unavailable"]
+        header = ["model", "shape", "kernel", "ms", "tflops", "chosen", "unavailable"]
         parts.append(markdown_table(header, [[show(row.get(c)) for c in header] for row in record["attention"]]))
     if record["skipped"]:
         parts.append("Skipped: " + "; ".join(f"{name} ({why})" for name, why in record["skipped"].items()))

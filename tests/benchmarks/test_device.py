@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.device import ASTRONAUT_BOX, FixedFace, StepClock, main
+from genface.models.attention import KERNELS
 
 ROW_KEYS = {"pipeline", "contender", "mode", "seconds", "fps", "peak_gib", "time_vs_reference"}
 
@@ -58,6 +59,9 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
     assert steps == {"identity_video": 50, "makeup": 25}
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
     assert {("consisid", "math"), ("flux-kontext", "math")} <= kernels
+    # every kernel fast mode knows has a row, timed or saying why not; on a CPU fast mode pins none
+    assert [row["kernel"] for row in record["attention"]] == 2 * list(KERNELS)
+    assert all((row["ms"] is None) == ("unavailable" in row) and not row["chosen"] for row in record["attention"])
     (written,) = tmp_path.glob("*-cpu.json")
     assert json.loads(written.read_text()) == record
     assert "| identity_video | genface | default |" in written.with_suffix(".md").read_text()
