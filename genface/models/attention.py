@@ -98,7 +98,9 @@ def kernel_unavailable(name: str, device: torch.device | str, dtype: torch.dtype
         with kernel_context(name), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyTorch warns, kernel by kernel, why it refuses
             _attend(query, query, query)
-    except (RuntimeError, ValueError, NotImplementedError) as exc:  # the kernel refuses this device/dtype/size
+    # the kernel refuses this device, dtype or size (FlashAttention-4 checks head sizes with assert, and imports its
+    # compiler only when activated)
+    except (RuntimeError, ValueError, NotImplementedError, AssertionError, ImportError) as exc:
         if name in SDPA_KERNELS:
             kind = str(dtype).removeprefix("torch.")
             return f"PyTorch has no {name} kernel for {kind} attention of head size {head_dim} on {device.type}"

@@ -277,7 +277,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
 
         if self._cfg_parallel_hooks:
             raise InvalidArgumentError("CFG-parallel is already on for this pipeline.")
-        mesh = parallel_mesh(ring_degree, ulysses_degree)
+        mesh = parallel_mesh(ring_degree=ring_degree, ulysses_degree=ulysses_degree)
         if ring_degree * ulysses_degree > 1:
             self.enable_context_parallel(ulysses_degree, ring_degree, mesh=mesh, **options)
         batched = ("hidden_states", "encoder_hidden_states", "timestep")
