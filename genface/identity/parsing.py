@@ -226,6 +226,12 @@ class FaceParser:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
 
+    def to(self, device: str | torch.device) -> FaceParser:
+        """Parse on ``device`` from now on (the model moves there); returns the parser."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
     @classmethod
     def from_pretrained(
         cls, path_or_repo: str | os.PathLike, subfolder: str | None = None, device: str = "cpu"

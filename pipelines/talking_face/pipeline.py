@@ -11,13 +11,18 @@ its inference script draws a sample, which only adds noise), so results are dete
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import math
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,7 +32,7 @@ from diffusers.utils import BaseOutput
 
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
-from genface.identity.track import FaceTrack, track_boxes, track_face
+from genface.identity.track import track_boxes, track_face
 from genface.media import load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
 from genface.models.talking.audio import (
@@ -43,7 +48,17 @@ from genface.models.talking.audio import (
 from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
-from genface.pipelines.talking_face.regions import BlendMask, blend, blend_mask, crop_box, integer_box
+from genface.pipelines.talking_face.overlap import Ahead, Behind
+from genface.pipelines.talking_face.prepared import FORMAT as PREPARED_FORMAT
+from genface.pipelines.talking_face.prepared import (
+    Box,
+    FaceTrackBoxes,
+    Frames,
+    PreparedVideo,
+    content_hash,
+    weights_hash,
+)
+from genface.pipelines.talking_face.regions import alpha_mask, blend, box_alpha, crop_box, integer_box, parsing_patch
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +80,13 @@ CROP_SIZE = 256
 DEFAULT_FPS = 25.0
 #: Decoded frames of a video being dubbed that are held at once (the rest are decoded again when needed).
 FRAME_BUFFER_BYTES = 256 * 2**20
+#: Source frames prepared together (crops, parsing, VAE latents): fixed, so a frame's model inputs never depend
+#: on how the output is batched, and a prepared video gives the same output bit for bit.
+PREPARE_BATCH = 8
+#: Batches of work held in each queue between the threads (reading ahead of the model, encoding behind it).
+QUEUE_DEPTH = 2
+#: Held while a model runs on the CPU (see ``TalkingFacePipeline._computing``).
+_CPU_MODELS = threading.Lock()
 #: Motion hook for photo mode: (photo, frame index, f0 of that frame in Hz) -> the frame to lip-sync.
 MotionHook = Callable[[np.ndarray, int, float], np.ndarray]
 
@@ -98,12 +120,6 @@ def pingpong(index: int, count: int) -> int:
     return position if position < count else 2 * count - 1 - position
 
 
-class _Frames(Protocol):
-    """Frames by index: a list, a :class:`VideoReader` (decoded as needed) or a photo animated by a hook."""
-
-    def __getitem__(self, index: int) -> np.ndarray: ...
-
-
 @dataclass
 class _Moving:
     """A photo animated by a motion hook, frame by frame as asked for (nothing kept)."""
@@ -117,22 +133,6 @@ class _Moving:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self.pitch)))
-
-
-@dataclass
-class _Source:
-    """The frames to lip-sync (``count`` of them), their face boxes, and a photo's cached model inputs."""
-
-    frames: _Frames
-    count: int
-    fps: float
-    boxes: list[tuple[int, int, int, int]]
-    track: FaceTrack
-    cache: dict[int, tuple[torch.Tensor, BlendMask]] = field(default_factory=dict)
-
-    @property
-    def first_found(self) -> int:
-        return int(np.flatnonzero(self.track.found)[0])
 
 
 def _default_face_parser(folder: Path, from_hub: bool) -> FaceParser | None:
@@ -277,7 +277,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         return self.face_analyzer
 
     @staticmethod
-    def _load_face(face: Any, fps: float | None) -> tuple[_Frames, float, bool]:
+    def _load_face(face: Any, fps: float | None) -> tuple[Frames, float, bool]:
         """(frames, fps, is_photo) from a video file (streamed), a TxHxWx3 array, or an image."""
         if is_video_path(face):
             reader = VideoReader(face, buffer_bytes=FRAME_BUFFER_BYTES)
@@ -334,69 +334,190 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
 
     @torch.no_grad()
     def render(self, latents: torch.Tensor, audio_windows: torch.Tensor) -> np.ndarray:
-        """One UNet step at timestep 0 and a VAE decode: N x 256 x 256 x 3 uint8 RGB crops."""
+        """One UNet step at timestep 0 and a VAE decode: N x 256 x 256 x 3 uint8 RGB crops. The UNet always sees
+        channels-last latents (the layout :meth:`encode_crops` gives on a CPU): the kernels, and so the last bits,
+        then do not depend on how latents were gathered, stored or loaded."""
         device = self._execution_device
         conditions = add_positional_encoding(audio_windows.to(device, self.unet.dtype))
         timestep = torch.zeros(1, device=device, dtype=torch.long)
-        predicted = self.unet(latents.to(device, self.unet.dtype), timestep, encoder_hidden_states=conditions).sample
+        latents = latents.to(device, self.unet.dtype).contiguous(memory_format=torch.channels_last)
+        predicted = self.unet(latents, timestep, encoder_hidden_states=conditions).sample
         images = self.vae.decode(predicted.to(self.vae.dtype) / self.vae.config.scaling_factor).sample
         images = (images.float() / 2 + 0.5).clamp(0, 1)
         return (images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
     # -- the run -------------------------------------------------------------------------------------------
 
-    def _prepare_source(self, frames: _Frames, fps: float, face_index: int | None, smoothing: float) -> _Source:
-        """Track the face through every frame (one streaming pass) and smooth its crop boxes."""
-        track = track_face(frames, self._analyzer(), face_index, progress=not isinstance(frames, list))
+    # -- preparing a video ---------------------------------------------------------------------------------
+
+    def _track(self, frames: Frames, face_index: int | None, smoothing: float, progress: bool) -> FaceTrackBoxes:
+        """Detect once in every frame (decoded a few frames ahead in a thread), follow one face, and smooth its
+        crop boxes."""
+        analyzer = self._analyzer()
+        with Ahead(iter(frames), PREPARE_BATCH) as ahead:
+            track = track_face(ahead, analyzer, face_index, progress=progress)
         shape = frames[0].shape
         boxes = track_boxes(track, lambda face: crop_box(face, shape), smoothing)
-        return _Source(frames, len(track), fps, [integer_box(b, shape) for b in boxes], track)
+        first = int(np.flatnonzero(track.found)[0])
+        return FaceTrackBoxes([integer_box(b, shape) for b in boxes], track.found, first, track.faces[first])
+
+    @staticmethod
+    def _crop(frame: np.ndarray, box: Box) -> np.ndarray:
+        x1, y1, x2, y2 = box
+        return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
+
+    def _prepare_chunk(self, frames: Frames, track: FaceTrackBoxes, chunk: int) -> _Chunk:
+        """Source frames ``chunk * PREPARE_BATCH`` onwards with their UNet image latents and blend weights (one
+        parser call and one VAE encode for all of them, on the pipeline's device)."""
+        indices = _chunk_range(chunk, len(track))
+        images = [frames[k] for k in indices]
+        boxes = [track.boxes[k] for k in indices]
+        crops = np.stack([self._crop(image, box) for image, box in zip(images, boxes, strict=True)])
+        labels: list[np.ndarray | None] = [None] * len(boxes)
+        if self.face_parser is not None:
+            patches = np.stack([parsing_patch(image, box) for image, box in zip(images, boxes, strict=True)])
+        with self._computing():
+            if self.face_parser is not None:
+                parsed = self.face_parser.to(self._execution_device).parse(patches)
+                labels = [parsing.labels for parsing in parsed]
+            latents = self.encode_crops(crops)
+        return images, latents, [box_alpha(box, lab) for box, lab in zip(boxes, labels, strict=True)]
+
+    @contextlib.contextmanager
+    def _computing(self) -> Iterator[None]:
+        """Hold the CPU's model lock while running models there: the threads' models run one at a time (two
+        thread pools on the same cores slow each other down many times over); on a GPU they only queue work."""
+        if self._execution_device.type == "cpu":
+            with _CPU_MODELS:
+                yield
+        else:
+            yield
+
+    def _prepared_key(self, content: str, face_index: int | None, smoothing: float) -> dict[str, Any]:
+        """What a prepared video depends on besides the video (see :mod:`.prepared`)."""
+        analyzer = self._analyzer()
+        return {
+            "format": PREPARED_FORMAT,
+            "video": content,
+            "face_index": face_index,
+            "smoothing": float(smoothing),
+            "face_engine": analyzer.backend.name,
+            "face_threshold": float(analyzer.det_thresh),
+            "face_parser": None if self.face_parser is None else weights_hash(self.face_parser.model),
+            "vae": weights_hash(self.vae.encoder, self.vae.quant_conv),
+            "dtype": str(self.vae.dtype).removeprefix("torch."),
+            "device": self._execution_device.type,
+            "prepare_batch": PREPARE_BATCH,
+        }
+
+    @torch.no_grad()
+    def prepare(
+        self,
+        face: Any,
+        *,
+        fps: float | None = None,
+        face_index: int | None = None,
+        smoothing: float = 1.5,
+        cache: str | os.PathLike | None = None,
+    ) -> PreparedVideo:
+        """Everything a dub needs from ``face`` (a video file or TxHxWx3 uint8 array, or a photo) that does not
+        depend on the speech (MuseTalk's "avatar"): the tracked face, each frame's blend weights and the UNet's
+        image latents of its crop. Pass the result to the pipeline instead of ``face``: the output is the same,
+        bit for bit, without detection, parsing and VAE encoding. ``fps``, ``face_index`` and ``smoothing`` as
+        in :meth:`__call__`.
+
+        ``cache``: a folder. Holding a prepared video, it is read back (refused with one line when it was made
+        for another video or other settings: face choice, smoothing, face engine, parser or VAE weights,
+        dtype, device type); absent or empty, the video is prepared and saved there. It holds about 32 KB of
+        latents (float32) and a face box of weights per frame.
+        """
+        frames, fps, is_photo = self._load_face(face, fps)
+        content = content_hash(face, None if isinstance(frames, VideoReader) else frames)
+        key = self._prepared_key(content, face_index, smoothing)
+        folder = None if cache is None else Path(cache).expanduser()
+        if folder is not None and folder.is_dir() and any(folder.iterdir()):
+            return PreparedVideo.load(folder, frames, key)
+        track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
+        latents, alphas = [], []
+        for chunk in range(math.ceil(len(track) / PREPARE_BATCH)):
+            _, chunk_latents, chunk_alphas = self._prepare_chunk(frames, track, chunk)
+            latents.append(chunk_latents.cpu())
+            alphas.extend(chunk_alphas)
+        prepared = PreparedVideo(frames, fps, track, torch.cat(latents), alphas, key, is_photo)
+        if folder is not None:
+            prepared.save(folder)
+        return prepared
 
     def face_crops(self, face: Any, face_index: int | None = None, smoothing: float = 1.5) -> tuple[np.ndarray, float]:
         """The 256x256 face crops the model sees, one per frame of a video (file or array), tracked and
         smoothed as in a run, and the video's frame rate: the training data of lip-sync fine-tuning."""
         frames, fps, _ = self._load_face(face, None)
-        source = self._prepare_source(frames, fps, face_index, smoothing)
-        return np.stack([self._crop(source.frames[i], source.boxes[i]) for i in range(source.count)]), fps
+        track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
+        return np.stack([self._crop(frames[k], box) for k, box in enumerate(track.boxes)]), fps
 
-    def _inputs(self, source: _Source, indices: list[int]) -> tuple[torch.Tensor, list[np.ndarray], list[BlendMask]]:
-        """UNet latents, frames and blend masks of source frames ``indices``; a photo's are made once."""
-        frames = [source.frames[k] for k in indices]
-        if source.count == 1 and 0 in source.cache:
-            latents, mask = source.cache[0]
-            return latents.expand(len(indices), -1, -1, -1), frames, [mask] * len(indices)
-        crops = np.stack([self._crop(frame, source.boxes[k]) for k, frame in zip(indices, frames, strict=True)])
-        latents = self.encode_crops(crops)
-        masks = [blend_mask(frame, source.boxes[k], self.face_parser) for k, frame in zip(indices, frames, strict=True)]
-        if source.count == 1:
-            source.cache[0] = (latents[:1], masks[0])
-        return latents, frames, masks
+    # -- the run -------------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _crop(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        x1, y1, x2, y2 = box
-        return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
+    def _chunks(
+        self, frames: Frames, track: FaceTrackBoxes, prepared: PreparedVideo | None, batch_size: int
+    ) -> _Chunks:
+        """Source frames with their model inputs: a prepared video's, or made a chunk at a time when first needed
+        (as many kept as one output batch can span)."""
+        if prepared is None:
+            make = functools.partial(self._prepare_chunk, frames, track)
+        else:
+            make = functools.partial(_stored_chunk, prepared)
+        return _Chunks(make, math.ceil(batch_size / PREPARE_BATCH) + 1)
 
-    def _frames(self, source: _Source, windows: SpeechWindows, batch_size: int) -> Iterator[np.ndarray]:
-        """Lip-synced full frames, ``batch_size`` at a time, each batch made from the frames it needs only; the
-        progress bar counts frames."""
-        with self.progress_bar(total=windows.num_frames) as bar:
-            for start in range(0, windows.num_frames, batch_size):
-                count = min(batch_size, windows.num_frames - start)
-                indices = [pingpong(i, source.count) for i in range(start, start + count)]
-                latents, frames, masks = self._inputs(source, indices)
-                audio = windows(start, count)
-                if self.fast_mode is not None and count < batch_size:  # one shape for every compiled call
-                    latents, audio = (torch.cat([t, t[-1:].expand(batch_size - count, *t.shape[1:])])
-                                      for t in (latents, audio))  # fmt: skip
-                crops = self.render(latents, audio)[:count]
-                yield np.stack(
+    def _inputs(
+        self, count: int, chunks: _Chunks, windows: SpeechWindows, batch_size: int
+    ) -> Iterator[tuple[list[int], list[np.ndarray], torch.Tensor, list[np.ndarray], torch.Tensor]]:
+        """Per output batch: source indices, frames, UNet latents, blend weights and audio windows."""
+        for start in range(0, windows.num_frames, batch_size):
+            size = min(batch_size, windows.num_frames - start)
+            indices = [pingpong(i, count) for i in range(start, start + size)]
+            frames, latents, alphas = chunks.get(indices)
+            with self._computing():
+                audio = windows(start, size)
+            yield indices, frames, latents, alphas, audio
+
+    def _run(
+        self,
+        track: FaceTrackBoxes,
+        chunks: _Chunks,
+        windows: SpeechWindows,
+        batch_size: int,
+        sink: Callable[[np.ndarray], None],
+    ) -> None:
+        """Render every output frame and hand them to ``sink`` in order, a batch at a time: frames are read and
+        their inputs made in one thread ahead of the model, blended and handed on in another behind it (queues of
+        :data:`QUEUE_DEPTH` batches); the progress bar counts frames."""
+
+        def finish(item: tuple[list[int], list[np.ndarray], np.ndarray, list[np.ndarray]]) -> None:
+            indices, sources, crops, alphas = item
+            sink(
+                np.stack(
                     [
-                        blend(frame, crop, source.boxes[k], mask)
-                        for k, frame, crop, mask in zip(indices, frames, crops, masks, strict=True)
+                        blend(frame, crop, track.boxes[k], alpha_mask(track.boxes[k], alpha))
+                        for k, frame, crop, alpha in zip(indices, sources, crops, alphas, strict=True)
                     ]
                 )
-                bar.update(count)
+            )
+
+        inputs = self._inputs(len(track), chunks, windows, batch_size)
+        with (
+            self.progress_bar(total=windows.num_frames) as bar,
+            Behind(finish, QUEUE_DEPTH) as behind,
+            Ahead(inputs, QUEUE_DEPTH) as ahead,
+        ):
+            for indices, sources, latents, alphas, audio in ahead:
+                size = len(indices)
+                if self.fast_mode is not None and size < batch_size:  # one shape for every compiled call
+                    latents, audio = (torch.cat([t, t[-1:].expand(batch_size - size, *t.shape[1:])])
+                                      for t in (latents, audio))  # fmt: skip
+                with self._computing():
+                    crops = self.render(latents, audio)[:size]
+                behind.put((indices, sources, crops, alphas))
+                bar.update(size)
 
     def __call__(
         self,
@@ -416,7 +537,8 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         """Lip-sync ``face`` to ``audio``.
 
         Args:
-            face: a video file or TxHxWx3 uint8 array (dub mode), or a photo (path, array, PIL image).
+            face: a video file or TxHxWx3 uint8 array (dub mode), or a photo (path, array, PIL image); or a
+                :class:`PreparedVideo` from :meth:`prepare` (its ``face_index`` and ``smoothing`` hold).
             audio: a speech file (wav, mp3, m4a, a video's track) or samples with ``audio_rate``.
             fps: frame rate (default: the video's, or 25 for a photo or array).
             face_index: which face to follow when there are several (0 = largest in the first frame).
@@ -430,11 +552,20 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
 
         The output lasts as long as the audio (to within one frame). A video shorter than the audio is played
-        forwards and backwards (ping-pong); a longer one is cut at the audio's end.
+        forwards and backwards (ping-pong); a longer one is cut at the audio's end. Each source frame is detected
+        once; reading and preparing frames runs in a thread ahead of the model, blending, measuring and encoding
+        in one behind it.
         """
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
-        frames, fps, is_photo = self._load_face(face, fps)
+        prepared = face if isinstance(face, PreparedVideo) else None
+        if prepared is not None:
+            if motion is not None:
+                raise InvalidArgumentError("motion= animates a photo each run; pass the photo, not a prepared video.")
+            frames, is_photo = prepared.frames, prepared.is_photo
+            fps = prepared.fps if fps is None else fps
+        else:
+            frames, fps, is_photo = self._load_face(face, fps)
         if fps <= 0:
             raise InvalidArgumentError(f"fps must be positive, got {fps}.")
         speech = self._load_speech(audio, audio_rate)
@@ -450,82 +581,118 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             if not is_photo:
                 raise InvalidArgumentError("motion= animates a photo; a video already has its own motion.")
             frames = _Moving(frames[0], motion, pitch)
-        source = self._prepare_source(frames, fps, face_index, smoothing)
+        if prepared is not None:
+            track = prepared.track
+        else:
+            track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
         windows = SpeechWindows(WhisperFrameFeatures(self.audio_encoder, self.feature_extractor), speech, fps)
-        meter = _Meter(self._analyzer(), source, facesim_every) if measure else None
-        rendered = self._frames(source, windows, batch_size)
+        meter = _Meter(self._analyzer(), frames, track, facesim_every) if measure else None
+        chunks = self._chunks(frames, track, prepared, batch_size)
         collected: list[np.ndarray] = []
         path = None
+
+        def sink(chunk: np.ndarray, write: Callable[[np.ndarray], None] = collected.append) -> None:
+            write(chunk)
+            if meter is not None:
+                meter.add(chunk)
+
         if output_path is not None:
-            track = (
+            from genface.provenance import marked_video_writer
+
+            track_audio = (
                 audio
                 if isinstance(audio, (str, os.PathLike))
                 else load_audio(audio, audio_rate, source_rate=audio_rate)
             )
-            path = self._write(output_path, rendered, track, audio_rate or SAMPLE_RATE, fps, meter)
+            rate = audio_rate or SAMPLE_RATE
+            name = self.name_or_path
+            with marked_video_writer(
+                output_path, fps, "talking_face", name, audio=track_audio, audio_rate=rate
+            ) as writer:
+                self._run(track, chunks, windows, batch_size, functools.partial(sink, write=writer.write))
+            path = writer.path
         else:
-            for chunk in rendered:
-                collected.append(chunk)
-                if meter is not None:
-                    meter.add(chunk)
+            self._run(track, chunks, windows, batch_size, sink)
         output = TalkingFacePipelineOutput(
             frames=np.concatenate(collected) if collected else None,
             fps=fps,
             audio=speech,
             pitch=pitch,
             path=path,
-            lost_frames=source.track.lost,
+            lost_frames=track.lost,
         )
         if meter is not None:
             output.facesim, output.mouth_opening = meter.facesim(), meter.openings()
             output.lip_sync = lip_sync_correlation(output.mouth_opening, frame_loudness(speech, fps, num_frames))
         return output
 
-    def _write(
-        self,
-        output_path: str | os.PathLike,
-        rendered: Iterator[np.ndarray],
-        track: np.ndarray | str | os.PathLike,
-        rate: int,
-        fps: float,
-        meter: _Meter | None,
-    ) -> Path:
-        """Stream frames into a marked mp4 carrying the speech as given: a file's own audio track (AAC copied,
-        others re-encoded at their rate), or samples at ``rate``."""
-        from genface.provenance import marked_video_writer
 
-        with marked_video_writer(
-            output_path, fps, "talking_face", self.name_or_path, audio=track, audio_rate=rate
-        ) as writer:
-            for chunk in rendered:
-                writer.write(chunk)
-                if meter is not None:
-                    meter.add(chunk)
-        return writer.path
+#: Source frames, their UNet image latents and their blend weights.
+_Chunk = tuple[list[np.ndarray], torch.Tensor, list[np.ndarray]]
+
+
+def _chunk_range(chunk: int, count: int) -> range:
+    return range(chunk * PREPARE_BATCH, min((chunk + 1) * PREPARE_BATCH, count))
+
+
+def _stored_chunk(prepared: PreparedVideo, chunk: int) -> _Chunk:
+    indices = _chunk_range(chunk, len(prepared))
+    frames = [prepared.frames[k] for k in indices]
+    return frames, prepared.latents[indices.start : indices.stop], prepared.alphas[indices.start : indices.stop]
+
+
+class _Chunks:
+    """Source frames with their model inputs, made :data:`PREPARE_BATCH` frames at a time by ``make(chunk)``,
+    the last ``keep`` chunks kept."""
+
+    def __init__(self, make: Callable[[int], _Chunk], keep: int) -> None:
+        self.make, self.keep = make, keep
+        self.kept: OrderedDict[int, _Chunk] = OrderedDict()
+
+    def _chunk(self, chunk: int) -> _Chunk:
+        if chunk in self.kept:
+            self.kept.move_to_end(chunk)
+        else:
+            if len(self.kept) == self.keep:
+                self.kept.popitem(last=False)
+            self.kept[chunk] = self.make(chunk)
+        return self.kept[chunk]
+
+    def get(self, indices: list[int]) -> tuple[list[np.ndarray], torch.Tensor, list[np.ndarray]]:
+        """Frames, UNet latents (stacked) and blend weights of source frames ``indices``."""
+        parts = [(self._chunk(k // PREPARE_BATCH), k % PREPARE_BATCH) for k in indices]
+        return (
+            [chunk[0][i] for chunk, i in parts],
+            torch.stack([chunk[1][i] for chunk, i in parts]),
+            [chunk[2][i] for chunk, i in parts],
+        )
 
 
 class _Meter:
-    """FaceSim and mouth opening of output frames, measured as they stream past."""
+    """FaceSim and mouth opening of output frames, measured as they stream past: each output frame's face is
+    found again (its mouth has changed) in a cut around its tracked box, not in the whole frame."""
 
-    def __init__(self, analyzer: FaceAnalyzer, source: _Source, facesim_every: int) -> None:
-        self.analyzer, self.source, self.every = analyzer, source, max(1, facesim_every)
+    def __init__(self, analyzer: FaceAnalyzer, frames: Frames, track: FaceTrackBoxes, facesim_every: int) -> None:
+        self.analyzer, self.track, self.every = analyzer, track, max(1, facesim_every)
         self.recognizer = analyzer.recognizer
-        first = source.first_found
-        face: Face = source.track.faces[first]
-        self.reference = None if self.recognizer is None else self.recognizer.embed(source.frames[first], face)
+        reference = None if self.recognizer is None else frames[track.first]
+        self.reference = None if reference is None else self.recognizer.embed(reference, track.face)
         self.scores: list[float] = []
         self._openings: list[float] = []
 
     def add(self, frames: np.ndarray) -> None:
         for frame in frames:
             index = len(self._openings)
-            box = self.source.boxes[pingpong(index, self.source.count)]
-            faces = self.analyzer.detect(frame)
-            near = [f for f in faces if _inside(f, box)]
+            x1, y1, x2, y2 = self.track.boxes[pingpong(index, len(self.track))]
+            width, height = x2 - x1, y2 - y1  # the cut: the box grown by its size each way (the whole head)
+            cx1, cy1 = max(x1 - width, 0), max(y1 - height, 0)
+            cut = frame[cy1 : y2 + height, cx1 : x2 + width]
+            box = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
+            near = [f for f in self.analyzer.detect(cut) if _inside(f, box)]
             face = near[0] if near else None
             self._openings.append(mouth_opening(face.landmarks) if face is not None else float("nan"))
             if self.reference is not None and index % self.every == 0:
-                score = float(self.recognizer.embed(frame, face) @ self.reference) if face is not None else np.nan
+                score = float(self.recognizer.embed(cut, face) @ self.reference) if face is not None else np.nan
                 self.scores.append(score)
 
     def facesim(self) -> FaceSimResult | None:

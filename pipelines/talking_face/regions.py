@@ -117,27 +117,40 @@ def _cut(frame: np.ndarray, square: tuple[int, int, int, int]) -> np.ndarray:
     return out
 
 
-def blend_mask(frame: np.ndarray, box: tuple[int, int, int, int], parser: FaceParser | None) -> BlendMask:
-    """The mask that blends a generated face crop for ``box`` back into ``frame``.
+def parsing_patch(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The 512x512 RGB patch the face parser sees for ``box``: the square 1.5 times the box, black where it
+    leaves the frame."""
+    return cv2.resize(_cut(frame, _square(box)), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
 
-    Without a face parser, the whole lower half of the box is used (feathered), which still leaves every
-    pixel outside the box untouched.
-    """
+
+def box_alpha(box: tuple[int, int, int, int], labels: np.ndarray | None) -> np.ndarray:
+    """Blend weights over ``box`` (uint8, 255 = the generated face; divide by 255 for the mask) from the parse
+    ``labels`` of its :func:`parsing_patch`. Without labels (no face parser), the whole lower half of the box
+    is used, feathered; pixels outside the box are never touched either way."""
     square = _square(box)
     side = square[2] - square[0]
     x1, y1, x2, y2 = box
+    inner = (slice(y1 - square[1], y2 - square[1]), slice(x1 - square[0], x2 - square[0]))
     mask = np.zeros((side, side), dtype=np.uint8)
-    if parser is not None:
-        patch = cv2.resize(_cut(frame, square), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
-        full = cv2.resize(jaw_mask(parser.parse(patch).labels), (side, side), interpolation=cv2.INTER_LINEAR)
-        inner = (slice(y1 - square[1], y2 - square[1]), slice(x1 - square[0], x2 - square[0]))
-        mask[inner] = full[inner]
+    if labels is not None:
+        mask[inner] = cv2.resize(jaw_mask(labels), (side, side), interpolation=cv2.INTER_LINEAR)[inner]
     else:
-        mask[y1 - square[1] : y2 - square[1], x1 - square[0] : x2 - square[0]] = 255
+        mask[inner] = 255
     mask[: int(side * UPPER_BOUNDARY)] = 0
     kernel = int(0.05 * side // 2 * 2) + 1
-    alpha = cv2.GaussianBlur(mask, (kernel, kernel), 0).astype(np.float32) / 255.0
-    return BlendMask(alpha, square)
+    return np.ascontiguousarray(cv2.GaussianBlur(mask, (kernel, kernel), 0)[inner])
+
+
+def blend_mask(frame: np.ndarray, box: tuple[int, int, int, int], parser: FaceParser | None) -> BlendMask:
+    """The mask that blends a generated face crop for ``box`` back into ``frame``, for one frame (the pipeline
+    parses a batch of :func:`parsing_patch` es at once and keeps :func:`box_alpha`)."""
+    labels = None if parser is None else parser.parse(parsing_patch(frame, box)).labels
+    return alpha_mask(box, box_alpha(box, labels))
+
+
+def alpha_mask(box: tuple[int, int, int, int], alpha: np.ndarray) -> BlendMask:
+    """The :class:`BlendMask` of :func:`box_alpha`'s weights over ``box``."""
+    return BlendMask(alpha.astype(np.float32) / 255.0, box)
 
 
 def blend(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], mask: BlendMask) -> np.ndarray:
