@@ -365,3 +365,175 @@ def test_jaw_mask_grows_skin_keeps_lips_and_drops_the_nose() -> None:
     assert mask[305, 256] == 255 and mask[306, 256] == 0  # grown 6 px below the skin (MuseTalk's cone element)
     assert mask[185, 200] == 255 and mask[183, 256] == 0  # and up to 16 px above
     assert mask[100, 256] == 0 and mask[260, 20] == 0
+
+
+# -- speed: detection once, batched parsing, overlap, prepared videos --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_clip(astronaut) -> np.ndarray:
+    """8 frames of the astronaut's face (256x256), moving sideways."""
+    face = astronaut[40:296, 100:356]
+    return np.stack([np.roll(face, i % 5, axis=1) for i in range(8)])
+
+
+def _counting(monkeypatch, owner, name: str) -> list:
+    """Record each call of ``owner.name`` (its first argument) and pass it on."""
+    calls, original = [], getattr(owner, name)
+
+    def counted(first, *args, **kwargs):
+        calls.append(first)
+        return original(first, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def _pre_change_dub(pipe: TalkingFacePipeline, clip: np.ndarray, audio: np.ndarray, batch_size: int) -> np.ndarray:
+    """The dub as the pipeline computed it before batching and overlap: track, then per output batch the crops'
+    latents, each frame parsed on its own into its blend mask, one render, each frame blended, in one thread."""
+    from genface.identity.track import track_boxes, track_face
+    from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures
+    from genface.pipelines.talking_face.regions import blend
+
+    track = track_face(clip, pipe.face_analyzer, progress=False)
+    boxes = [integer_box(b, clip.shape[1:]) for b in track_boxes(track, lambda f: crop_box(f, clip.shape[1:]))]
+    windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), audio, 25)
+    masks = [blend_mask(frame, box, pipe.face_parser) for frame, box in zip(clip, boxes, strict=True)]
+    out = []
+    for start in range(0, windows.num_frames, batch_size):
+        indices = [pingpong(i, len(clip)) for i in range(start, min(start + batch_size, windows.num_frames))]
+        latents = pipe.encode_crops(np.stack([pipe._crop(clip[k], boxes[k]) for k in indices]))
+        crops = pipe.render(latents, windows(start, len(indices)))
+        for k, crop in zip(indices, crops, strict=True):
+            out.append(blend(clip[k], crop, boxes[k], masks[k]))
+    return np.stack(out)
+
+
+def test_dub_detects_each_frame_once_and_equals_the_pre_change_path(pipe, face_clip, monkeypatch) -> None:
+    audio = _speech_like(12 / 25)  # 12 frames: the last 4 play the clip backwards
+    expected = _pre_change_dub(pipe, face_clip, audio, batch_size=8)
+    detected = _counting(monkeypatch, pipe.face_analyzer, "detect")
+    output = pipe(face_clip, audio, audio_rate=16000, fps=25, batch_size=8)
+    assert np.array_equal(output.frames, expected)  # bit for bit
+    sources, measured = detected[: len(face_clip)], detected[len(face_clip) :]
+    assert all(np.array_equal(a, b) for a, b in zip(sources, face_clip, strict=True))  # each source frame once
+    # and the metrics look once at each output frame (its mouth changed), in a cut around its face box
+    assert len(measured) == len(expected) and output.mouth_opening.shape == (12,)
+
+
+def test_batched_parsing_equals_parsing_frame_by_frame(pipe, face_clip) -> None:
+    from genface.pipelines.talking_face.regions import alpha_mask, box_alpha, parsing_patch
+
+    frames = face_clip[:3]
+    boxes = [integer_box(crop_box(pipe.face_analyzer.get(frame), frame.shape), frame.shape) for frame in frames]
+    patches = np.stack([parsing_patch(frame, box) for frame, box in zip(frames, boxes, strict=True)])
+    batched = pipe.face_parser.parse(patches)
+    for patch, parsing in zip(patches, batched, strict=True):
+        assert np.array_equal(parsing.labels, pipe.face_parser.parse(patch).labels)
+    # the one-frame path (parse + weights) gives the same blend mask
+    single = blend_mask(frames[0], boxes[0], pipe.face_parser)
+    assert np.array_equal(alpha_mask(boxes[0], box_alpha(boxes[0], batched[0].labels)).alpha, single.alpha)
+
+
+def test_a_prepared_video_round_trips_through_a_folder_with_the_same_frames(pipe, face_clip, tmp_path, monkeypatch):
+    from genface.pipelines.talking_face import PreparedVideo
+
+    video = write_video(tmp_path / "clip.mp4", face_clip, 25)
+    audio = _speech_like(10 / 25)
+    expected = pipe(video, audio, audio_rate=16000, batch_size=4, measure=False).frames
+    prepared = pipe.prepare(video, cache=tmp_path / "prepared")
+    assert isinstance(prepared, PreparedVideo) and prepared.latents.shape == (8, 8, 32, 32)
+    assert sorted(p.name for p in (tmp_path / "prepared").iterdir()) == ["prepared.json", "prepared.safetensors"]
+    assert np.array_equal(pipe(prepared, audio, audio_rate=16000, batch_size=4, measure=False).frames, expected)
+
+    # Read back: no detection, parsing or VAE encoding, and the same frames bit for bit
+    detected = _counting(monkeypatch, pipe.face_analyzer, "detect")
+    parsed = _counting(monkeypatch, pipe.face_parser, "parse")
+    encoded = _counting(monkeypatch, pipe.vae, "encode")
+    loaded = pipe.prepare(video, cache=tmp_path / "prepared")
+    assert torch.equal(loaded.latents, prepared.latents) and loaded.track.boxes == prepared.track.boxes
+    assert all(np.array_equal(a, b) for a, b in zip(loaded.alphas, prepared.alphas, strict=True))
+    output = pipe(loaded, audio, audio_rate=16000, batch_size=4, measure=False)
+    assert detected == parsed == encoded == [] and output.lost_frames == []
+    assert np.array_equal(output.frames, expected)
+
+    # Stale: another video, or a setting that changes what is stored, is refused in one line
+    with pytest.raises(InvalidArgumentError, match=r"prepared for another video or other settings \(video differ\)"):
+        pipe.prepare(face_clip[::-1].copy(), cache=tmp_path / "prepared")
+    with pytest.raises(InvalidArgumentError, match=r"\(smoothing differ\)"):
+        pipe.prepare(video, smoothing=0, cache=tmp_path / "prepared")
+    with pytest.raises(InvalidArgumentError, match="not empty"):
+        prepared.save(tmp_path / "prepared")
+
+
+def test_errors_in_the_reading_and_encoding_threads_stop_the_run_and_leave_no_file(
+    pipe, face_clip, tmp_path, monkeypatch
+):
+    import threading
+
+    from genface.pipelines.talking_face import pipeline as module
+
+    out = tmp_path / "dub.mp4"
+    calls = []
+
+    def failing_blend(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("blend failed")
+        return blend(*args)
+
+    def failing_get(self, indices):
+        calls.append(2)
+        if calls.count(2) == 2:
+            raise OSError("read failed")
+        return get(self, indices)
+
+    blend, get = module.blend, module._Chunks.get
+    monkeypatch.setattr(pipe, "face_parser", None)  # not what is tested here
+    kwargs = dict(audio_rate=16000, fps=25, batch_size=4, output_path=out, measure=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "blend", failing_blend)
+        with pytest.raises(RuntimeError, match="blend failed"):  # behind the model
+            pipe(face_clip, _speech_like(16 / 25), **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module._Chunks, "get", failing_get)
+        with pytest.raises(OSError, match="read failed"):  # ahead of it
+            pipe(face_clip, _speech_like(16 / 25), **kwargs)
+    assert not list(tmp_path.iterdir())
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("genface-")]  # all stopped
+
+
+def test_the_overlap_helpers_raise_the_threads_errors_and_stop_them() -> None:
+    import threading
+
+    from genface.pipelines.talking_face.overlap import Ahead, Behind
+
+    def broken():
+        yield 1
+        raise ValueError("in the reader")
+
+    with pytest.raises(ValueError, match="in the reader"), Ahead(broken(), 1) as items:
+        assert next(items) == 1
+        next(items)
+    endless = iter(range(10**9))
+    with Ahead(endless, 2) as items:  # left early: the thread stops, having read at most a few ahead
+        assert next(items) == 0
+    assert next(endless) < 10
+
+    seen = []
+
+    def consume(item: int) -> None:
+        if item == 3:
+            raise KeyError("in the writer")
+        seen.append(item)
+
+    with pytest.raises(KeyError, match="in the writer"), Behind(consume, 1) as behind:  # noqa: PT012
+        for item in range(100):
+            behind.put(item)
+    assert seen == [0, 1, 2]
+    with Behind(seen.append, 2) as behind:
+        for item in range(4, 8):
+            behind.put(item)
+    assert seen == [0, 1, 2, 4, 5, 6, 7]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("genface-")]
