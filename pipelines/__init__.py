@@ -14,6 +14,8 @@ _EXPORTS = {
     "MakeupPipelineOutput": "genface.pipelines.makeup",
     "TalkingFacePipeline": "genface.pipelines.talking_face",
     "TalkingFacePipelineOutput": "genface.pipelines.talking_face",
+    "TalkingPortraitPipeline": "genface.pipelines.talking_portrait",
+    "TalkingPortraitPipelineOutput": "genface.pipelines.talking_portrait",
     "load_pipeline": "genface.pipelines._load",
     "default_size": "genface.pipelines._load",
 }

@@ -17,6 +17,7 @@ TASKS: dict[str, tuple[str, str, torch.dtype]] = {
     "video": ("identity_video", "IdentityVideoPipeline", torch.bfloat16),
     "makeup": ("makeup", "MakeupPipeline", torch.bfloat16),
     "talk": ("talking_face", "TalkingFacePipeline", torch.float16),
+    "portrait": ("talking_portrait", "TalkingPortraitPipeline", torch.float16),
 }
 _SIZE_ARGUMENTS = ("height", "width", "num_frames", "size")
 
@@ -36,11 +37,11 @@ def _tiny_module(folder: str) -> Any:
 
 
 def load_pipeline(task: str, model: str | None = None, *, dtype: torch.dtype | None = None, **kwargs: Any) -> Any:
-    """The pipeline for ``task`` ("video", "makeup" or "talk").
+    """The pipeline for ``task`` ("video", "makeup", "talk" or "portrait").
 
     ``model``: a Hub id or folder for ``from_pretrained`` (``None``: the published weights), or ``"tiny"`` for
     tiny random weights built here. ``dtype`` defaults to the task's usual one (bf16 for video and makeup, fp16
-    for talk) and to float32 for the tiny model. Other keyword arguments go to ``from_pretrained``; the tiny
+    for talk and portrait) and to float32 for the tiny model. Other keyword arguments go to ``from_pretrained``; the tiny
     model takes none.
     """
     folder, name, default_dtype = _task(task)

@@ -8,6 +8,7 @@ routing and decoding code run, and lets tests check the exact result.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -103,3 +104,22 @@ def save_tiny_insightface_pack(folder: Path) -> Path:
     onnx.save(_scrfd(), folder / "scrfd_10g_bnkps.onnx")
     onnx.save(_arcface(), folder / "glintr100.onnx")
     return folder
+
+
+def save_ditto_layout(pipe: Any, root: Path) -> Path:
+    """The tiny model in Ditto's Hub layout: .pth pickles of state dicts, the stitching and LMDM nested as
+    Ditto saves them."""
+    import torch
+
+    from genface.pipelines.talking_portrait.pipeline import COMPONENTS, DITTO_FOLDER
+
+    folder = root / DITTO_FOLDER
+    folder.mkdir(parents=True)
+    for name, (_, file) in COMPONENTS.items():
+        state = getattr(pipe, name).state_dict()
+        if name == "stitching_network":
+            state = {"retarget_shoulder": {f"module.{k}": v for k, v in state.items()}}
+        elif name == "lmdm":
+            state = {"model_state_dict": {k.removeprefix("model."): v for k, v in state.items()}}
+        torch.save(state, folder / file)
+    return root

@@ -33,7 +33,7 @@ def test_default_sizes_are_the_tiny_models_or_the_pipeline_calls() -> None:  # t
 
 
 def test_an_unknown_task_is_named_with_the_choices() -> None:
-    with pytest.raises(InvalidArgumentError, match="Unknown task 'dance'; choose one of video, makeup, talk"):
+    with pytest.raises(InvalidArgumentError, match="Unknown task 'dance'; choose one of video, makeup, talk, portrait"):
         load_pipeline("dance", "tiny")
     with pytest.raises(InvalidArgumentError, match="Unknown task"):
         default_size("dance")

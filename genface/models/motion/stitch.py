@@ -365,8 +365,11 @@ class MotionStitcher:
         self, driving: Motion, controls: FrameControls | None = None, source: Motion | None = None
     ) -> tuple[Tensor, Tensor]:
         """Keypoints of the next ``len(driving)`` frames: kp_source (1 or N, 21, 3), kp_driving (N, 21, 3)."""
+        return self.keypoints(self.motion(driving, controls, source), source)
+
+    def keypoints(self, motion: Motion, source: Motion | None = None) -> tuple[Tensor, Tensor]:
+        """kp_source and the (stitched) kp_driving of final motion from :meth:`motion`."""
         source = self.source if source is None else source
-        motion = self.motion(driving, controls, source)
         kp_source, kp_driving = source.keypoints(), motion.keypoints()
         if self.config.stitching:
             kp_driving = self.stitching(kp_source.expand(len(kp_driving), -1, -1), kp_driving)
