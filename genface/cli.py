@@ -517,6 +517,87 @@ def cmd_talk(args: argparse.Namespace) -> int:
     return 0
 
 
+EPILOG_PORTRAIT = """examples:
+  genface portrait --photo me.jpg --audio speech.wav --out talking.mp4
+  genface portrait --photo me.jpg --audio speech.m4a --out happy.mp4 --emotion happy --head-motion 0.5 --yaw 10
+  genface portrait --model tiny --photo me.jpg --audio speech.wav --out tiny.mp4
+                        offline demo: tiny random weights (the face is noise) run every stage on CPU
+"""
+
+
+def _emotion(text: str) -> list[str]:
+    """``--emotion``: one of Ditto's emotions or several, comma-separated (mixed)."""
+    from genface.models.motion.lmdm import EMOTIONS
+
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in EMOTIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(EMOTIONS)} (comma-separated to mix)")
+    return names
+
+
+def cmd_portrait(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from genface.pipelines import load_pipeline
+    from genface.resources import check_fits, explain_out_of_memory
+
+    _check_output(args.out, "--out", (".mp4",), [args.photo, args.audio])
+    device = _device(args.device)
+    started = time.perf_counter()
+    pipe = load_pipeline("portrait", args.model, dtype=_dtype(args.dtype), audio_encoder=args.hubert)
+    check_fits(pipe, device)
+    pipe.to(device)
+    offsets = {key: getattr(args, key) for key in ("pitch", "yaw", "roll") if getattr(args, key)}
+    with explain_out_of_memory():
+        output = pipe(
+            args.photo,
+            args.audio,
+            emotion=args.emotion,
+            head_motion=args.head_motion,
+            blink_rate=args.blink_rate,
+            pose_offsets=offsets,
+            num_inference_steps=args.steps,
+            generator=torch.Generator().manual_seed(args.seed),
+            face_index=args.face_index,
+            batch_size=args.batch_size,
+            output_path=args.out,
+            measure=not args.no_metrics,
+        )
+    frames = len(output.head_pose)
+    spread = output.head_pose.std(axis=0)
+    result: dict[str, Any] = {
+        "video": str(output.path),
+        "frames": frames,
+        "fps": output.fps,
+        "seconds_of_audio": round(len(output.audio) / 16000, 3),
+        "seed": args.seed,
+        "head_pose_std_degrees": dict(zip(("pitch", "yaw", "roll"), (round(float(v), 3) for v in spread), strict=True)),
+        "blinks": output.blinks,
+        "facesim": output.facesim.to_dict() if output.facesim is not None else None,
+        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
+        "first_frame_seconds": round(output.first_frame_seconds, 3),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"video written: {output.path} ({frames} frames, {output.fps:g} fps, {result['seconds']} s)")
+    pose = result["head_pose_std_degrees"]
+    print(f"head motion (std, degrees): pitch {pose['pitch']}, yaw {pose['yaw']}, roll {pose['roll']}")
+    if output.blinks is not None:
+        print(f"blinks seen: {output.blinks}")
+    if output.facesim is not None and output.facesim.found.any():
+        print(f"FaceSim vs photo ({output.facesim.model}): mean {output.facesim.mean:.4f}")
+    if result["lip_sync"] is not None:
+        print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")
+    if args.model == "tiny":
+        print("note: the tiny model has random weights; its faces are noise. Use the default --model.")
+    return 0
+
+
 EPILOG_EVAL = """examples:
   genface eval video generated/ --out scores.jsonl --inception inception_v3_google-0cc3c7bd.pth
                         ConsisID's table: NAME.mp4 with NAME.png (the face) and NAME.txt (the prompt)
@@ -770,6 +851,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
         print(f"converted {args.source} -> {args.out} (FSFM {model.config.head_type} head, safetensors), usable as "
               "`verify --detector-weights`")  # fmt: skip
         return 0
+    if args.ditto or (Path(args.source).expanduser() / "ditto_pytorch").is_dir():
+        from genface.pipelines import TalkingPortraitPipeline
+
+        portrait = TalkingPortraitPipeline.from_pretrained(args.source, audio_encoder=args.hubert)
+        with atomic_folder(args.out) as folder:
+            portrait.save_pretrained(folder)
+        print(f"converted {args.source} -> {args.out} (safetensors), usable as `portrait --model`")
+        return 0
     if Path(args.source).suffix not in (".pt", ".pth", ".bin", ".safetensors"):  # a MuseTalk folder or Hub id
         from genface.pipelines import TalkingFacePipeline
 
@@ -936,6 +1025,51 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--json", action="store_true", help="machine-readable result")
     talk.set_defaults(func=cmd_talk)
 
+    portrait = sub.add_parser(
+        "portrait",
+        help="photo + speech -> talking head that moves, blinks and shows expression (Ditto)",
+        epilog=EPILOG_PORTRAIT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    portrait.add_argument("--photo", required=True, help="photo of the face to animate")
+    portrait.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, or a video's audio track)")
+    portrait.add_argument(
+        "--out", required=True, help="output .mp4 with the speech, not an input (written whole or not at all)"
+    )
+    portrait.add_argument("--model", default="digital-avatar/ditto-talkinghead", help="Hub id, local folder, or 'tiny'")
+    portrait.add_argument(
+        "--hubert", default="facebook/hubert-large-ls960-ft", help="HuBERT Hub id or folder (Ditto's layout only)"
+    )
+    portrait.add_argument(
+        "--emotion", type=_emotion, default=["neutral"],
+        help="neutral (default), happy, sad, angry, surprise, fear, disgust or contempt; comma-separated to mix",
+    )  # fmt: skip
+    portrait.add_argument(
+        "--head-motion", type=_number(float, 0, 3), default=1.0, help="head movement, 0 (still) to 3 (default 1)"
+    )
+    portrait.add_argument(
+        "--blink-rate", type=_number(float, 0, 120), default=None,
+        help="blinks a minute, 0-120 (0: none; default: one every 2.4-4 s at random)",
+    )  # fmt: skip
+    for axis, meaning in (("pitch", "nod"), ("yaw", "turn"), ("roll", "tilt")):
+        portrait.add_argument(
+            f"--{axis}", type=_number(float, -45, 45), default=0.0, help=f"degrees added to the head's {axis} "
+            f"({meaning}), -45 to 45",
+        )  # fmt: skip
+    portrait.add_argument("--steps", type=STEPS, default=50, help="motion model's DDIM steps, 1-1000 (default 50)")
+    portrait.add_argument("--seed", type=SEED, default=42, help="random seed, 0 to 2^63-1 (default 42)")
+    portrait.add_argument(
+        "--batch-size", type=_number(int, 1, 256), default=8, help="frames per render call, 1-256 (default 8)"
+    )
+    portrait.add_argument(
+        "--face-index", type=FACE_INDEX, default=None, help="which face in --photo (0 = largest; up to 999)"
+    )
+    portrait.add_argument("--device", default=None)
+    _add_dtype(portrait, "fp16")
+    portrait.add_argument("--no-metrics", action="store_true", help="skip FaceSim, blinks and the lip-sync proxy")
+    portrait.add_argument("--json", action="store_true", help="machine-readable result")
+    portrait.set_defaults(func=cmd_portrait)
+
     evaluation = sub.add_parser(
         "eval",
         help="score generated videos, talking faces or makeup with the papers' metrics, over a folder or manifest",
@@ -1026,15 +1160,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_verify)
 
     convert = sub.add_parser("convert", help="convert published .pt/.pth weights to safetensors folders, once")
-    convert.add_argument("source", help="FLUX-Makeup's checkpoint.pt, or MuseTalk (Hub id or folder with musetalkV15/)")
     convert.add_argument(
-        "out", help="new (or empty) output folder, usable as makeup --injector or talk --model; written whole or not"
-    )
+        "source", help="FLUX-Makeup's checkpoint.pt, MuseTalk (Hub id or folder with musetalkV15/), or Ditto (a folder "
+        "with ditto_pytorch/, or a Hub id with --ditto)",
+    )  # fmt: skip
+    convert.add_argument(
+        "out", help="new (or empty) output folder, usable as makeup --injector, talk --model or portrait --model; "
+        "written whole or not",
+    )  # fmt: skip
     convert.add_argument(
         "--attention-head-dim", type=_number(int, 1, 1024), default=128, help="makeup: FLUX's head size (128)"
     )
     convert.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
     convert.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
+    convert.add_argument("--ditto", action="store_true", help="SOURCE is Ditto (digital-avatar/ditto-talkinghead)")
+    convert.add_argument(
+        "--hubert", default="facebook/hubert-large-ls960-ft", help="ditto: the HuBERT Hub id or folder to include"
+    )
     convert.add_argument(
         "--fsfm", action="store_true", help="SOURCE is an FSFM checkpoint (.pth, a folder holding one, or a Hub id)"
     )

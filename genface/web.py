@@ -39,7 +39,8 @@ MAX_STRENGTH = 2.0
 TALK_BATCH = 8
 MAX_QUEUE = 16  # jobs that may wait; beyond that a user is told the app is busy
 #: What each pipeline's progress bar counts, as the page shows it.
-PROGRESS = {"video": "Denoising", "makeup": "Denoising", "talk": "Lip-syncing frames"}
+PROGRESS = {"video": "Denoising", "makeup": "Denoising", "talk": "Lip-syncing frames", "portrait": "Animating frames"}
+MAX_HEAD_MOTION = 3.0
 #: Heights in pixels of the result players and images (whatever the size of the result), and of paired inputs.
 RESULT_HEIGHT, INPUT_HEIGHT = 360, 240
 
@@ -239,6 +240,27 @@ class Jobs:
         )
         return str(output.path), f"{len(output.pitch)} frames at {output.fps:g} fps"
 
+    def portrait(
+        self, photo: str | None, audio: str | None, emotion: str, head_motion: Any, seed: Any, *, session: str = LOCAL
+    ) -> tuple[str, str]:
+        """The face in ``photo`` speaking ``audio``, with head motion, blinks and the chosen emotion."""
+        import torch
+
+        from genface.models.motion.lmdm import EMOTIONS
+
+        if not photo or not audio:
+            raise GenfaceError("Give a face photo and a speech recording.")
+        if emotion not in EMOTIONS:
+            raise GenfaceError(f"Emotion must be one of {', '.join(EMOTIONS)}.")
+        head_motion = bounded(head_motion, "Head motion", 0, MAX_HEAD_MOTION, whole=False)
+        seed = bounded(seed, "Seed", 0, MAX_SEED)
+        output = self._pipe("portrait")(
+            photo, audio, emotion=emotion, head_motion=head_motion, generator=torch.Generator().manual_seed(seed),
+            output_path=self._out(session, "portrait.mp4"),
+        )  # fmt: skip
+        blinks = "" if output.blinks is None else f", {output.blinks} blinks"
+        return str(output.path), f"{len(output.head_pose)} frames at {output.fps:g} fps{blinks}; seed {seed}"
+
 
 def _release_memory() -> None:
     """Hand the freed heap back to the system (glibc's malloc_trim), so that a server's resident memory returns
@@ -283,6 +305,8 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
     """The Gradio Blocks app: one tab per job, errors shown in each tab's status line, progress bars, a queue
     with a concurrency limit, and each session's files deleted when it ends."""
     import gradio as gr
+
+    from genface.models.motion.lmdm import EMOTIONS
 
     tiny = jobs.model == TINY
     note = " (tiny random models: outputs are noise)" if tiny else ""
@@ -371,6 +395,29 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                 [photo, clip, speech],
                 [talked, talk_info],
                 show_progress_on=talked,
+                concurrency_id=WORKER,
+            )
+        with gr.Tab("Talking portrait"), gr.Row():
+            with gr.Column():
+                portrait_photo = gr.Image(
+                    type="filepath", label="Face photo", height=INPUT_HEIGHT, elem_id="portrait-photo"
+                )
+                portrait_speech = gr.Audio(type="filepath", label="Speech", elem_id="portrait-speech")
+                with gr.Row():
+                    emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
+                    head_motion = gr.Slider(0, MAX_HEAD_MOTION, value=1, step=0.1, label="Head motion")
+                    portrait_seed = gr.Number(value=0, precision=0, label="Seed")
+                animate = gr.Button("Animate", variant="primary", elem_id="portrait-run")
+            with gr.Column():
+                animated = gr.Video(
+                    label="Talking portrait", height=RESULT_HEIGHT, interactive=False, elem_id="portrait-result"
+                )
+                portrait_info = gr.Markdown(elem_id="portrait-info")
+            animate.click(
+                _web_job(jobs, jobs.portrait, 2),
+                [portrait_photo, portrait_speech, emotion, head_motion, portrait_seed],
+                [animated, portrait_info],
+                show_progress_on=animated,
                 concurrency_id=WORKER,
             )
 

@@ -228,6 +228,33 @@ def test_web_jobs_give_the_pipelines_own_output(tmp_path: Path, astronaut, portr
     assert read_mark(talked)["pipeline"] == "talking_face" and info == f"{len(output.pitch)} frames at 25 fps"
 
 
+def test_portrait_tab_gives_the_pipelines_own_video_and_refuses_bad_input(tmp_path: Path, astronaut) -> None:
+    """The talking-portrait tab writes what the pipeline writes for the same photo, speech, emotion, head motion
+    and seed, and refuses a missing input, an unknown emotion and an out-of-range head motion."""
+    import torch
+
+    from genface.errors import GenfaceError
+    from genface.media import read_video
+    from genface.pipelines import load_pipeline
+    from genface.provenance import read_mark
+    from genface.web import Jobs
+
+    jobs = Jobs("tiny", "cpu", tmp_path / "out")
+    me = str(save_image(astronaut, tmp_path / "me.png"))
+    subprocess.run(["espeak-ng", "-w", str(tmp_path / "hi.wav"), "Hi."], check=True)  # noqa: S603, S607
+    animated, info = jobs.portrait(me, str(tmp_path / "hi.wav"), "happy", 0.5, 4)
+    output = load_pipeline("portrait", "tiny")(
+        me, str(tmp_path / "hi.wav"), emotion="happy", head_motion=0.5, generator=torch.Generator().manual_seed(4),
+        output_path=tmp_path / "portrait.mp4",
+    )  # fmt: skip
+    assert (read_video(animated)[0] == read_video(output.path)[0]).all()
+    assert read_mark(animated)["pipeline"] == "talking_portrait" and info.startswith(f"{len(output.head_pose)} frames")
+    for args, refusal in [((me, None, "happy", 1, 0), "speech recording"), ((me, me, "bored", 1, 0), "Emotion must"),
+                          ((me, me, "happy", 4, 0), "Head motion must be a number from 0 to 3")]:  # fmt: skip
+        with pytest.raises(GenfaceError, match=refusal):
+            jobs.portrait(*args)
+
+
 def test_identity_tab_without_forgery_weights_says_so_in_one_line(tmp_path: Path, astronaut, monkeypatch) -> None:
     """Offline with no cached checkpoint, the published model's identity tab still gives FaceSim, and one line
     saying there is no forgery detector."""
