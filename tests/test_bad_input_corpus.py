@@ -713,10 +713,58 @@ def test_any_channel_count_is_mixed_down(tmp_path: Path) -> None:
 
 # --- command line -------------------------------------------------------------------------------------
 
+
+@pytest.fixture(scope="module")
+def portrait_pipe(dlib_analyzer):
+    from genface.pipelines.talking_portrait.tiny import tiny_pipeline
+
+    pipe = tiny_pipeline(dlib_analyzer)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+# name: (photo, audio, options) built in a temporary folder, the error, and what its message says
+PORTRAIT_ERRORS = {
+    "silent audio": (lambda t: (_photo(t), np.zeros(8000, np.float32), {}), errors.InvalidMediaError, "silent"),
+    "NaN audio": (lambda t: (_photo(t), np.full(8000, np.nan, np.float32), {}), errors.InvalidMediaError, "NaN"),
+    "missing audio file": (lambda t: (_photo(t), t / "none.wav", {}), errors.InvalidMediaError, "not found"),
+    "text as audio": (lambda t: (_photo(t), _write(t / "s.wav", b"hi " * 99), {}), errors.InvalidMediaError, "decoded"),
+    "a video as the photo": (
+        lambda t: (_write(t / "c.mp4", _BROKEN_MP4), _speech(0.2), {}), errors.InvalidImageError, ""
+    ),
+    "no face in the photo": (lambda t: (np.full((256, 256, 3), 9, np.uint8), _speech(0.2), {}), errors.NoFaceError, ""),
+    "face index past the faces": (lambda t: (_photo(t), _speech(0.2), {"face_index": 3}), errors.NoFaceError, "index"),
+    "NaN head motion": (
+        lambda t: (_photo(t), _speech(0.2), {"head_motion": np.nan}), errors.InvalidArgumentError, "head_motion"
+    ),
+    "negative blink rate": (
+        lambda t: (_photo(t), _speech(0.2), {"blink_rate": -1}), errors.InvalidArgumentError, "blink_rate"
+    ),
+    "NaN pose offset": (
+        lambda t: (_photo(t), _speech(0.2), {"pose_offsets": {"yaw": [0, np.nan]}}), errors.InvalidArgumentError,
+        "finite",
+    ),
+    "emotion probabilities of 7": (
+        lambda t: (_photo(t), _speech(0.2), {"emotion": [0.1] * 7}), errors.InvalidArgumentError, "emotion"
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "case"), PORTRAIT_ERRORS.items(), ids=list(PORTRAIT_ERRORS))
+def test_talking_portrait_errors(portrait_pipe, tmp_path: Path, name: str, case) -> None:
+    build, error, message = case
+    photo, audio, options = build(tmp_path)
+    rate = None if isinstance(audio, Path) else 16000
+    with pytest.raises(error, match=message or None):
+        portrait_pipe(photo, audio, audio_rate=rate, output_path=tmp_path / "o.mp4", num_inference_steps=1, **options)
+    assert not (tmp_path / "o.mp4").exists()  # nothing that looks like a result is left
+
+
 _VIDEO = "video --model tiny --prompt p --face {t}/face.png --out {t}/out.mp4"
 _IDENTITY_VIDEO = "video --model tiny --prompt p --out {t}/out.mp4 --identity"
 _MAKEUP = "makeup --model tiny --face {t}/face.png --reference {t}/face.png --out {t}/out.png"
 _TALK = "talk --model tiny --face {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
+_PORTRAIT = "portrait --model tiny --photo {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
 # name: (command line, {t} the folder of inputs, {locked} an unwritable one), exit code, what the one line says
 CLI_ERRORS = {
     "huge --steps": (f"{_VIDEO} --steps 100001", 1, "--steps: must be from 1 to 1000, got 100001"),
@@ -736,6 +784,13 @@ CLI_ERRORS = {
     "NaN video --fps": (f"{_VIDEO} --fps nan", 1, "--fps: must be"),
     "huge talk --fps": (f"{_TALK} --fps 1000", 1, "--fps: must be"),
     "0 talk --fps": (f"{_TALK} --fps 0", 1, "--fps: must be"),
+    "NaN --head-motion": (f"{_PORTRAIT} --head-motion nan", 1, "--head-motion: must be from 0.0 to 3.0"),
+    "negative --blink-rate": (f"{_PORTRAIT} --blink-rate -1", 1, "--blink-rate: must be from 0.0 to 120.0"),
+    "huge --yaw": (f"{_PORTRAIT} --yaw 46", 1, "--yaw: must be from -45.0 to 45.0"),
+    "unknown --emotion": (f"{_PORTRAIT} --emotion calm", 1, "--emotion: 'calm': choose from"),
+    "empty --emotion": (f"{_PORTRAIT} --emotion ,", 1, "--emotion: ',': choose from"),
+    "portrait --out is --photo": (f"{_PORTRAIT} --out {{t}}/face.png", 1, r"end in \.mp4"),
+    "portrait --out is --audio": (f"{_PORTRAIT} --audio {{t}}/clip.mp4 --out {{t}}/./clip.mp4", 1, "is also an input"),
     "negative --seed": (f"{_VIDEO} --seed -1", 1, "--seed: must be from 0"),
     "--seed over 64 bits": (f"{_MAKEUP} --seed {2**64}", 1, "--seed: must be"),
     "0 --size": (f"{_MAKEUP} --size 0", 1, "--size: must be from 16 to 2048"),
