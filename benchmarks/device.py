@@ -21,7 +21,8 @@ section by section, each within what is left of ``--budget-s``:
 - ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (25 steps,
   FLUX-Makeup's and genface's default), with its "genface exact" and approximate rows too.
 - ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
-  diffusers loop (256x256 crops).
+  diffusers loop (256x256 crops); a dub of a 512x512 video file into a marked mp4 (as it comes, preparing it,
+  and from the prepared video) with milliseconds per frame of each stage, in its rows and a Markdown table.
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
 
 After every section it writes ``<out>/<date>-<device>.json`` (``{"device", "date", "versions", "rows": [...]}``,
@@ -42,6 +43,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -277,6 +279,8 @@ class FixedFace:
 
     min_face_size = 0
     recognizer = None
+    backend = SimpleNamespace(name="fixed")  # what a prepared video's key records of the face engine
+    det_thresh = 0.0
 
     def detect(self, image: Any) -> list[Any]:
         import numpy as np
@@ -293,19 +297,22 @@ ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)
 
 def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
     """Talking faces: frames per second, end to end (face detection left out, see :class:`FixedFace`) and of
-    the model path against the diffusers loop."""
+    the model path against the diffusers loop; then a dub of a video file into a marked mp4, as it comes, its
+    preparation and from the prepared video, each with milliseconds per frame of every stage
+    (``stages_ms_per_frame``, :func:`benchmarks.talking_face.dub_stages`)."""
     from benchmarks.harness import time_alternating
-    from benchmarks.talking_face import contenders
+    from benchmarks.talking_face import contenders, dub_stages
 
-    runs, frames, _, dtype = contenders(scale, device, frames, face_analyzer=FixedFace())
-    timings = time_alternating(runs, 1, device)
+    bench = contenders(scale, device, frames, face_analyzer=FixedFace())
+    frames, dtype = bench.frames, str(bench.dtype).removeprefix("torch.")
+    timings = time_alternating(bench.runs, 1, device)
     base = timings.median("diffusers loop")
     modes = {
         "diffusers loop": "model path",
         "genface model path": "model path",
         "genface end to end": "end to end without face detection",
     }
-    return [
+    rows = [
         {
             "pipeline": "talking_face",
             "contender": name,
@@ -316,10 +323,25 @@ def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
             "time_vs_reference": round(timings.median(name) / base, 3),
             "measures": modes[name],
             "frames": frames,
-            "dtype": str(dtype).removeprefix("torch."),
+            "dtype": dtype,
         }  # fmt: skip
-        for name in runs
+        for name in bench.runs
     ]
+    dubs = {  # contender, mode (a prepared video gives the same frames: an exact lever), what it measures
+        "dub": ("genface dub", "default", "video file to marked mp4, without face detection"),
+        "prepare": ("genface prepare", "default", "preparing the video once (per source frame)"),
+        "dub prepared": ("genface dub, prepared video", "exact", "the same dub from the prepared video"),
+    }
+    for name, stages in dub_stages(bench.pipe, bench.clip, bench.speech).items():
+        contender, mode, measures = dubs[name]
+        seconds = frames / stages.pop("end-to-end fps")
+        rows.append({
+            "pipeline": "talking_face", "contender": contender, "mode": mode, "seconds": round(seconds, 3),
+            "fps": round(frames / seconds, 2), "peak_gib": None,
+            "time_vs_reference": round(seconds / base, 3), "measures": measures, "frames": frames, "dtype": dtype,
+            "stages_ms_per_frame": stages,
+        })  # fmt: skip
+    return rows
 
 
 def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
@@ -363,6 +385,12 @@ def tables(record: dict[str, Any]) -> str:
         "denoising figures extrapolated to 50 / 25 steps from the timed steps)",
         markdown_table(columns, [[show(row.get(c)) for c in columns] for row in record["rows"]]),
     ]
+    staged = {row["contender"]: row["stages_ms_per_frame"] | {"end-to-end fps": row["fps"]}
+              for row in record["rows"] if "stages_ms_per_frame" in row}  # fmt: skip
+    if staged:
+        from benchmarks.talking_face import stage_table
+
+        parts.append(stage_table(staged))
     if record["attention"]:
         header = ["model", "shape", "kernel", "ms", "tflops", "chosen", "unavailable"]
         parts.append(markdown_table(header, [[show(row.get(c)) for c in header] for row in record["attention"]]))

@@ -19,7 +19,16 @@ genface's vectorised one (identical pixels), at 256x256 and 512x512.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import functools
+import inspect
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,12 +111,25 @@ def model_flops_per_frame(pipe: Any, crops: np.ndarray, windows: torch.Tensor) -
     return float(counter.get_total_flops())
 
 
+@dataclass
+class Contenders:
+    """The timed runs, the frame count, the model FLOPs per frame and the dtype; the pipeline, the video
+    frames and the speech they share (for :func:`dub_stages`)."""
+
+    runs: dict[str, Callable[[], object]]
+    frames: int
+    flops: float
+    dtype: torch.dtype
+    pipe: Any
+    clip: np.ndarray
+    speech: np.ndarray
+
+
 def contenders(
     scale: str, device: str, frames: int | None = None, batch_size: int = 8, face_analyzer: Any = None
-) -> tuple[dict[str, Callable[[], object]], int, float, torch.dtype]:
+) -> Contenders:
     """The timed runs (diffusers loop, genface's model path, genface end to end) on the same weights, crops and
-    speech; the frame count, the model FLOPs per frame and the dtype. ``face_analyzer`` defaults to
-    ``FaceAnalyzer("auto")``."""
+    speech. ``face_analyzer`` defaults to ``FaceAnalyzer("auto")``."""
     from genface.identity import BiSeNet, FaceAnalyzer, FaceParser
     from genface.media import load_image
     from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures
@@ -149,7 +171,150 @@ def contenders(
             clip, speech, audio_rate=16000, fps=25, batch_size=batch_size, measure=False
         ),
     }
-    return runs, frames, model_flops_per_frame(pipe, crops, features), dtype
+    return Contenders(runs, frames, model_flops_per_frame(pipe, crops, features), dtype, pipe, clip, speech)
+
+
+#: Stages timed by :func:`stage_times`, in the order of the table.
+STAGES = ("decode", "detect", "parse", "VAE encode", "audio features", "UNet", "VAE decode", "blend", "mark",
+          "encode")  # fmt: skip
+
+
+class StageClock:
+    """Seconds spent inside each stage, summed over calls and threads; a stage called inside another is taken
+    out of the outer one's time (each thread keeps its own stack), so the stages never count a second twice."""
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _enter(self) -> None:
+        stack = self._local.__dict__.setdefault("stack", [])
+        stack.append([time.perf_counter(), 0.0])
+
+    def _exit(self, stage: str) -> None:
+        stack = self._local.stack
+        started, inner = stack.pop()
+        spent = time.perf_counter() - started
+        if stack:
+            stack[-1][1] += spent
+        with self._lock:
+            self.seconds[stage] += spent - inner
+
+    def wrap(self, stage: str, call: Callable[..., Any], sync: Callable[[], None] | None = None) -> Callable[..., Any]:
+        """``call``, timed as ``stage``; a generator function's time is counted item by item (decoding).
+        ``sync`` (a device synchronisation) runs before the clock stops, so a stage owns its device time."""
+
+        @functools.wraps(call)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._enter()
+            try:
+                result = call(*args, **kwargs)
+                if sync is not None:
+                    sync()
+            finally:
+                self._exit(stage)
+            return self._items(stage, result) if inspect.isgenerator(result) else result
+
+        return timed
+
+    def _items(self, stage: str, items: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            self._enter()
+            try:
+                item = next(items, _END)
+            finally:
+                self._exit(stage)
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
+
+
+@contextlib.contextmanager
+def timed_stages(pipe: Any) -> Iterator[StageClock]:
+    """Time the pipeline's stages while the block runs (the functions each stage calls are wrapped, then put
+    back): decoding frames, face detection, parsing, the VAE's encoder and decoder, Whisper features and
+    pitch, the UNet, blending, the watermark and the H.264 encoder (with the container's finish). On CUDA the
+    model stages synchronise before their clock stops (their GPU time is theirs; overlap suffers a little)."""
+    from genface import provenance
+    from genface.media import video
+    from genface.models.talking import audio
+    from genface.pipelines.talking_face import pipeline as module
+
+    clock = StageClock()
+    patches = [
+        (video.VideoReader, "_decoded", "decode"),
+        (pipe.face_analyzer, "detect", "detect"),
+        (pipe.vae, "encode", "VAE encode"),
+        (audio.WhisperFrameFeatures, "segment", "audio features"),
+        (module, "pitch_contour", "audio features"),
+        (pipe.unet, "forward", "UNet"),
+        (pipe.vae, "decode", "VAE decode"),
+        (module, "blend", "blend"),
+        (provenance, "watermark", "mark"),
+        (video.VideoWriter, "write", "encode"),
+        (video.VideoWriter, "_finish", "encode"),
+    ]
+    if pipe.face_parser is not None:
+        patches.append((pipe.face_parser, "parse", "parse"))
+    device = pipe._execution_device
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    models = {"parse", "VAE encode", "audio features", "UNet", "VAE decode"}
+    saved = []
+    for owner, name, stage in patches:
+        saved.append((owner, name, vars(owner).get(name, _END)))
+        setattr(owner, name, clock.wrap(stage, getattr(owner, name), sync if stage in models else None))
+    try:
+        yield clock
+    finally:
+        for owner, name, original in reversed(saved):
+            if original is _END:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+
+
+def dub_stages(pipe: Any, clip: np.ndarray, speech: np.ndarray, batch_size: int = 8) -> dict[str, dict[str, float]]:
+    """Milliseconds per frame of each stage (:func:`timed_stages`) and end-to-end frames per second of dubbing
+    ``clip`` (written to an mp4 first, so decoding counts) with ``speech`` (16 kHz, as long as the clip) into a
+    marked mp4, without FaceSim and lip-sync metrics: ``dub`` (the video as it comes), ``prepare``
+    (``pipe.prepare`` into a cache folder, per source frame) and ``dub prepared`` (the same dub again, the
+    prepared video read back from that folder: hashing the video and decoding its frames included). A short
+    dub first warms up. Stages overlap in time (threads), so their sum may exceed the end-to-end time."""
+    from genface.media import write_video
+
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        video = write_video(Path(folder) / "clip.mp4", clip, 25)
+        out = Path(folder) / "dub.mp4"
+        dub = dict(audio_rate=16000, batch_size=batch_size, output_path=out, measure=False)
+        pipe(video, speech[: 16000 * batch_size // 25], **dub)
+        cache = Path(folder) / "prepared"
+        runs = {
+            "dub": lambda: pipe(video, speech, **dub),
+            "prepare": lambda: pipe.prepare(video, cache=cache),
+            "dub prepared": lambda: pipe(pipe.prepare(video, cache=cache), speech, **dub),
+        }
+        for name, run in runs.items():
+            with timed_stages(pipe) as clock:
+                started = time.perf_counter()
+                run()
+                seconds = time.perf_counter() - started
+            per_frame = {stage: round(spent * 1000 / len(clip), 2) for stage, spent in clock.seconds.items()}
+            results[name] = per_frame | {"end-to-end fps": round(len(clip) / seconds, 2)}
+    return results
+
+
+def stage_table(stages: dict[str, dict[str, float]], before: dict[str, dict[str, float]] | None = None) -> str:
+    """:func:`dub_stages` as Markdown, a stage a row; ``before``: an earlier record's ``dub`` column beside it."""
+    columns = {f"{name} (ms/frame)": figures for name, figures in stages.items()}
+    if before is not None:
+        columns = {"before: dub (ms/frame)": before["dub"], **columns}
+    rows = [[stage, *(f"{figures[stage]:g}" for figures in columns.values())] for stage in (*STAGES, "end-to-end fps")]
+    return markdown_table(["stage", *columns], rows)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,11 +325,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    parser.add_argument("--stages-json", type=Path, help="also write the per-stage figures to this JSON file")
+    parser.add_argument("--before", type=Path, help="a --stages-json file of an earlier run, shown beside")
     args = parser.parse_args(argv)
     from genface.media import load_image
     from genface.samples import sample_path
 
-    runs, frames, flops, dtype = contenders(args.scale, args.device, args.frames, args.batch_size)
+    bench = contenders(args.scale, args.device, args.frames, args.batch_size)
+    runs, frames, flops, dtype = bench.runs, bench.frames, bench.flops, bench.dtype
     timings = time_alternating(runs, args.repeats, args.device)
     base = timings.median("diffusers loop")
     rows = []
@@ -180,6 +348,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     body = f"Model FLOPs per frame: {flops:.3e}\n\n" + markdown_table(header, rows)
     report(title, body, args.record)
+    stages = dub_stages(bench.pipe, bench.clip, bench.speech, args.batch_size)
+    if args.stages_json is not None:
+        args.stages_json.write_text(json.dumps(stages, indent=2) + "\n")
+    before = json.loads(args.before.read_text()) if args.before is not None else None
+    title = f"talking_face stages, {args.scale}, {frames} frames of 512x512 video, batch {args.batch_size}, {dtype}"
+    report(title, stage_table(stages, before), args.record)
     photo = load_image(sample_path("astronaut"))
     report("watermark per frame (invisible-watermark's encoder vs genface's)", watermark_table(photo), args.record)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks.device import ASTRONAUT_BOX, FixedFace, StepClock, main
+from benchmarks.talking_face import STAGES
 from genface.models.attention import KERNELS
 
 ROW_KEYS = {"pipeline", "contender", "mode", "seconds", "fps", "peak_gib", "time_vs_reference"}
@@ -41,7 +42,7 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
         row for row in rows if row["contender"] in ("diffusers", "diffusers + processor swap", "diffusers loop")
     ]
     assert len(references) == 3 and all(row["time_vs_reference"] == 1.0 for row in references)
-    exact = {row["pipeline"]: row for row in rows if row["mode"] == "exact"}
+    exact = {row["pipeline"]: row for row in rows if row["mode"] == "exact" and row["pipeline"] != "talking_face"}
     assert exact.keys() == {"identity_video", "makeup"}
     for row in exact.values():  # fast mode on, fused projections only (no compile on the CPU), said in the row
         assert row["contender"] == "genface exact" and row["compile_seconds"] > 0
@@ -55,6 +56,15 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
         assert row["psnr_db"] == "inf" or row["psnr_db"] > 0
         assert row["quality_skipped"] == "facesim: no --face-encoder weights given; clipscore: no --clip weights given"
     assert not any("psnr_db" in row for row in rows if not row["mode"].startswith("approximate:"))
+    # talking faces: a dub, its preparation and the dub from the prepared video, each stage in ms per frame
+    talk = {row["contender"]: row for row in rows if "stages_ms_per_frame" in row}
+    assert talk.keys() == {"genface dub", "genface prepare", "genface dub, prepared video"}
+    assert talk["genface dub, prepared video"]["mode"] == "exact" and talk["genface dub"]["fps"] > 0
+    assert all(set(row["stages_ms_per_frame"]) == set(STAGES) for row in talk.values())
+    dub, prepare, prepared = (talk[name]["stages_ms_per_frame"] for name in talk)
+    assert dub["parse"] > 0 and dub["UNet"] > 0 and dub["encode"] > 0
+    assert prepare["parse"] > 0 and prepare["VAE encode"] > 0 and prepare["UNet"] == prepare["encode"] == 0
+    assert prepared["decode"] > 0 and prepared["UNet"] > 0 and prepared["parse"] == prepared["VAE encode"] == 0
     steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
     assert steps == {"identity_video": 50, "makeup": 25}
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
@@ -65,3 +75,4 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
     (written,) = tmp_path.glob("*-cpu.json")
     assert json.loads(written.read_text()) == record
     assert "| identity_video | genface | default |" in written.with_suffix(".md").read_text()
+    assert "| UNet |" in written.with_suffix(".md").read_text()  # the talking-face stage table
