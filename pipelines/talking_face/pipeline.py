@@ -78,7 +78,8 @@ DEFAULT_FACE_PARSER = "qihoo360/FLUX-Makeup"
 FACE_PARSER_FOLDER = "face_parser"
 CROP_SIZE = 256
 DEFAULT_FPS = 25.0
-#: Decoded frames of a video being dubbed that are held at once (the rest are decoded again when needed).
+#: Decoded frames of a video being dubbed that are held at once, with their model inputs (the rest are decoded
+#: and prepared again when needed; the reader keeps an eighth of it besides).
 FRAME_BUFFER_BYTES = 256 * 2**20
 #: Source frames prepared together (crops, parsing, VAE latents): fixed, so a frame's model inputs never depend
 #: on how the output is batched, and a prepared video gives the same output bit for bit.
@@ -280,7 +281,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
     def _load_face(face: Any, fps: float | None) -> tuple[Frames, float, bool]:
         """(frames, fps, is_photo) from a video file (streamed), a TxHxWx3 array, or an image."""
         if is_video_path(face):
-            reader = VideoReader(face, buffer_bytes=FRAME_BUFFER_BYTES)
+            reader = VideoReader(face, buffer_bytes=FRAME_BUFFER_BYTES // 8)  # the run keeps the frames it needs
             return reader, reader.fps if fps is None else fps, False
         if isinstance(face, np.ndarray) and face.ndim == 4:
             if face.dtype != np.uint8 or face.shape[-1] != 3 or not len(face):
@@ -460,13 +461,13 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
     def _chunks(
         self, frames: Frames, track: FaceTrackBoxes, prepared: PreparedVideo | None, batch_size: int
     ) -> _Chunks:
-        """Source frames with their model inputs: a prepared video's, or made a chunk at a time when first needed
-        (as many kept as one output batch can span)."""
+        """Source frames with their model inputs: a prepared video's, or made a chunk at a time when first needed;
+        :data:`FRAME_BUFFER_BYTES` of frames kept, and at least as many chunks as one output batch can span."""
         if prepared is None:
             make = functools.partial(self._prepare_chunk, frames, track)
         else:
             make = functools.partial(_stored_chunk, prepared)
-        return _Chunks(make, math.ceil(batch_size / PREPARE_BATCH) + 1)
+        return _Chunks(make, math.ceil(batch_size / PREPARE_BATCH) + 1, FRAME_BUFFER_BYTES)
 
     def _inputs(
         self, count: int, chunks: _Chunks, windows: SpeechWindows, batch_size: int
@@ -642,21 +643,23 @@ def _stored_chunk(prepared: PreparedVideo, chunk: int) -> _Chunk:
 
 
 class _Chunks:
-    """Source frames with their model inputs, made :data:`PREPARE_BATCH` frames at a time by ``make(chunk)``,
-    the last ``keep`` chunks kept."""
+    """Source frames with their model inputs, made :data:`PREPARE_BATCH` frames at a time by ``make(chunk)``;
+    the chunks last used are kept, as many as hold ``budget`` bytes of frames and at least ``least``, so a video
+    played back and forth (audio longer than it) is prepared once when it fits."""
 
-    def __init__(self, make: Callable[[int], _Chunk], keep: int) -> None:
-        self.make, self.keep = make, keep
+    def __init__(self, make: Callable[[int], _Chunk], least: int, budget: int) -> None:
+        self.make, self.keep, self.budget = make, least, budget
         self.kept: OrderedDict[int, _Chunk] = OrderedDict()
 
     def _chunk(self, chunk: int) -> _Chunk:
         if chunk in self.kept:
             self.kept.move_to_end(chunk)
-        else:
-            if len(self.kept) == self.keep:
-                self.kept.popitem(last=False)
-            self.kept[chunk] = self.make(chunk)
-        return self.kept[chunk]
+            return self.kept[chunk]
+        if len(self.kept) >= self.keep:
+            self.kept.popitem(last=False)
+        made = self.kept[chunk] = self.make(chunk)
+        self.keep = max(self.keep, self.budget // max(sum(frame.nbytes for frame in made[0]), 1))
+        return made
 
     def get(self, indices: list[int]) -> tuple[list[np.ndarray], torch.Tensor, list[np.ndarray]]:
         """Frames, UNet latents (stacked) and blend weights of source frames ``indices``."""

@@ -414,8 +414,10 @@ def test_dub_detects_each_frame_once_and_equals_the_pre_change_path(pipe, face_c
     audio = _speech_like(12 / 25)  # 12 frames: the last 4 play the clip backwards
     expected = _pre_change_dub(pipe, face_clip, audio, batch_size=8)
     detected = _counting(monkeypatch, pipe.face_analyzer, "detect")
+    parsed = _counting(monkeypatch, pipe.face_parser, "parse")
     output = pipe(face_clip, audio, audio_rate=16000, fps=25, batch_size=8)
     assert np.array_equal(output.frames, expected)  # bit for bit
+    assert [len(patches) for patches in parsed] == [8]  # all frames in one batch, once (not again when replayed)
     sources, measured = detected[: len(face_clip)], detected[len(face_clip) :]
     assert all(np.array_equal(a, b) for a, b in zip(sources, face_clip, strict=True))  # each source frame once
     # and the metrics look once at each output frame (its mouth changed), in a cut around its face box
