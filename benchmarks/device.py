@@ -1,7 +1,8 @@
 """The device run: the GPU figures genface records, in one command sized for one call on a lent H100/H200.
 
     python -m benchmarks.device [--scale full|tiny] [--device cuda|cpu] [--out DIR] [--budget-s S]
-                                [--sections attention,video,makeup,talk,memory] [--face-encoder DIR] [--clip DIR]
+                                [--sections attention,video,makeup,talk,portrait,memory] [--face-encoder DIR]
+                                [--clip DIR]
 
 With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
 section by section, each within what is left of ``--budget-s``:
@@ -23,6 +24,9 @@ section by section, each within what is left of ``--budget-s``:
 - ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
   diffusers loop (256x256 crops); a dub of a 512x512 video file into a marked mp4 (as it comes, preparing it,
   and from the prepared video) with milliseconds per frame of each stage, in its rows and a Markdown table.
+- ``portrait``: talking portraits (Ditto at its published sizes, fp16): frames per second of the offline call
+  (50 DDIM steps) and of streaming (Ditto's online preset, speech arriving in 200 ms chunks), and streaming's
+  first-frame latency, face detection left out as for ``talk``.
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
 
 After every section it writes ``<out>/<date>-<device>.json`` (``{"device", "date", "versions", "rows": [...]}``,
@@ -50,7 +54,7 @@ import torch
 
 from benchmarks.harness import ApproximateMode, QualityJudge, device_line, markdown_table
 
-SECTIONS = ("attention", "video", "makeup", "talk", "memory")
+SECTIONS = ("attention", "video", "makeup", "talk", "portrait", "memory")
 RESULTS_DIR = Path(__file__).with_name("results")
 #: (batch, heads, tokens, head size): ConsisID at 49x480x720 with CFG; FLUX.1 Kontext at 1024x1024.
 ATTENTION_SHAPES = {
@@ -290,6 +294,10 @@ class FixedFace:
         kps = [[203.2, 101.5], [246.5, 104.2], [225.0, 127.0], [201.0, 139.0], [246.0, 141.0]]
         return [Face(np.array(ASTRONAUT_BOX, np.float32), 1.0, np.array(kps, np.float32))]
 
+    def get(self, image: Any, face_index: int | None = None, **_: Any) -> Any:
+        """The one face (the talking-portrait pipeline asks for one)."""
+        return self.detect(image)[0]
+
 
 #: dlib's box of the face in genface.samples' "astronaut" photo (512x512).
 ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)
@@ -341,6 +349,85 @@ def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
             "time_vs_reference": round(seconds / base, 3), "measures": measures, "frames": frames, "dtype": dtype,
             "stages_ms_per_frame": stages,
         })  # fmt: skip
+    return rows
+
+
+def _portrait_pipeline(scale: str, device: str, dtype: torch.dtype) -> Any:
+    """Ditto at its published sizes with random weights built on ``device`` (or the tiny model), FixedFace."""
+    from genface.pipelines.talking_portrait import TalkingPortraitPipeline
+    from genface.pipelines.talking_portrait.tiny import tiny_pipeline
+
+    if scale == "tiny":
+        return tiny_pipeline(FixedFace()).to(device)
+    from transformers import HubertConfig, HubertModel
+
+    from genface.pipelines.talking_portrait.pipeline import COMPONENTS
+
+    hubert = HubertConfig(  # facebook/hubert-large-ls960-ft
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+        feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True,
+    )  # fmt: skip
+    with torch.device(device):
+        modules = {name: module_class() for name, (module_class, _) in COMPONENTS.items()}
+        modules["audio_encoder"] = HubertModel(hubert)
+    pipe = TalkingPortraitPipeline(**{k: m.eval() for k, m in modules.items()}, face_analyzer=FixedFace())
+    return pipe.to(dtype=dtype)
+
+
+def _speech(seconds: float) -> Any:
+    """A voiced 150 Hz tone whose loudness rises and falls three times a second (16 kHz)."""
+    import numpy as np
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def portrait(scale: str, device: str, seconds: float) -> list[dict[str, Any]]:
+    """Talking portraits: frames per second of the offline call and of streaming, and streaming's first-frame
+    latency (seconds from the first audio chunk to the first frame out)."""
+    from genface.media import load_image
+    from genface.samples import sample_path
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    pipe = _portrait_pipeline(scale, device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    photo, speech = load_image(sample_path("astronaut")), _speech(seconds)
+    steps = 50 if scale == "full" else 2
+    pipe(photo, speech[:16000], audio_rate=16000, num_inference_steps=steps, measure=False)  # warm-up
+    rows = []
+    for mode in ("offline", "stream"):
+        _sync(device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        first = None
+        if mode == "offline":
+            output = pipe(photo, speech, audio_rate=16000, num_inference_steps=steps, measure=False)
+            frames = len(output.frames)
+        else:
+            chunks = [speech[i : i + 3200] for i in range(0, len(speech), 3200)]  # 200 ms each
+            frames = 0
+            for chunk in pipe.stream(photo, chunks):
+                first = first or time.perf_counter() - start
+                frames += len(chunk)
+        _sync(device)
+        elapsed = time.perf_counter() - start
+        rows.append(
+            {
+                "pipeline": "talking_portrait",
+                "contender": "genface",
+                "mode": "default",
+                "seconds": round(elapsed, 3),
+                "fps": round(frames / elapsed, 2),
+                "peak_gib": _peak_gib(device),
+                "time_vs_reference": None,
+                "measures": f"{mode}, end to end without face detection"
+                + (f", {steps} DDIM steps" if mode == "offline" else ", online preset (10 steps), 200 ms chunks"),
+                "first_frame_seconds": None if first is None else round(first, 3),
+                "frames": frames,
+                "dtype": str(dtype).removeprefix("torch."),
+            }  # fmt: skip
+        )
     return rows
 
 
@@ -433,6 +520,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "video": lambda: record["rows"].extend(video(args.scale, args.device, *steps, judge)),
         "makeup": lambda: record["rows"].extend(makeup(args.scale, args.device, *steps, judge)),
         "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2)),
+        "portrait": lambda: record["rows"].extend(
+            portrait(args.scale, args.device, 8.0 if args.scale == "full" else 1.0)
+        ),
         "memory": lambda: record["rows"].extend(memory(args.scale, args.device, *steps)),
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,11 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
                    "--timed-steps", "2"])  # fmt: skip
     assert record["skipped"] == {"memory": "offloading needs a GPU"}  # no section failed
     rows = record["rows"]
-    assert {row["pipeline"] for row in rows} == {"identity_video", "makeup", "talking_face"}
+    assert {row["pipeline"] for row in rows} == {"identity_video", "makeup", "talking_face", "talking_portrait"}
     assert all(ROW_KEYS <= row.keys() and row["seconds"] > 0 for row in rows)
+    portrait = {row["measures"].split(",")[0]: row for row in rows if row["pipeline"] == "talking_portrait"}
+    assert portrait.keys() == {"offline", "stream"} and all(row["frames"] == 25 for row in portrait.values())
+    assert portrait["stream"]["first_frame_seconds"] > 0 and portrait["offline"]["first_frame_seconds"] is None
     references = [
         row for row in rows if row["contender"] in ("diffusers", "diffusers + processor swap", "diffusers loop")
     ]
