@@ -21,10 +21,11 @@ _DONE = object()
 
 class Ahead(Generic[T]):
     """Iterate ``items`` in a thread, at most ``depth`` items ahead of the consumer: ``with Ahead(it, 2) as
-    items: for item in items: ...``. Its errors are raised in the consumer; leaving the block stops it."""
+    items: for item in items: ...``. Its errors are raised in the consumer; leaving the block stops it.
+    ``threaded=False`` iterates in the caller's thread instead (same items, same errors)."""
 
-    def __init__(self, items: Iterator[T], depth: int) -> None:
-        self._items = items
+    def __init__(self, items: Iterator[T], depth: int, threaded: bool = True) -> None:
+        self._items, self._threaded = items, threaded
         self._queue: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="genface-ahead", daemon=True)
@@ -48,6 +49,8 @@ class Ahead(Generic[T]):
             self._put((False, exc))
 
     def __enter__(self) -> Iterator[T]:
+        if not self._threaded:
+            return self._items
         self._thread.start()
         return self._consume()
 
@@ -63,7 +66,8 @@ class Ahead(Generic[T]):
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._threaded:
+            self._thread.join()
         close = getattr(self._items, "close", None)
         if close is not None:
             close()
@@ -72,10 +76,11 @@ class Ahead(Generic[T]):
 class Behind:
     """Call ``consume(item)`` in a thread for each item ``put``, at most ``depth`` waiting: ``with
     Behind(f, 2) as behind: behind.put(x)``. Its errors are raised at the next ``put`` or on leaving the block,
-    which waits for the items put to be consumed (or, when leaving on an error, drops them)."""
+    which waits for the items put to be consumed (or, when leaving on an error, drops them). ``threaded=False``
+    consumes each item in ``put`` instead."""
 
-    def __init__(self, consume: Callable[[Any], None], depth: int) -> None:
-        self._consume = consume
+    def __init__(self, consume: Callable[[Any], None], depth: int, threaded: bool = True) -> None:
+        self._consume, self._threaded = consume, threaded
         self._queue: queue.Queue[Any] = queue.Queue(depth)
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -101,6 +106,9 @@ class Behind:
             raise self._error
 
     def put(self, item: Any) -> None:
+        if not self._threaded:
+            self._consume(item)
+            return
         while True:
             self._raise()
             try:
@@ -110,10 +118,13 @@ class Behind:
                 continue
 
     def __enter__(self) -> Behind:
-        self._thread.start()
+        if self._threaded:
+            self._thread.start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if not self._threaded:
+            return
         if exc_type is None:
             self.put(_DONE)
             self._thread.join()

@@ -469,7 +469,7 @@ def test_a_prepared_video_round_trips_through_a_folder_with_the_same_frames(pipe
         prepared.save(tmp_path / "prepared")
 
 
-def test_errors_in_the_reading_and_encoding_threads_stop_the_run_and_leave_no_file(
+def test_the_threads_give_the_same_frames_and_their_errors_stop_the_run_with_no_file(
     pipe, face_clip, tmp_path, monkeypatch
 ):
     import threading
@@ -493,7 +493,13 @@ def test_errors_in_the_reading_and_encoding_threads_stop_the_run_and_leave_no_fi
 
     blend, get = module.blend, module._Chunks.get
     monkeypatch.setattr(pipe, "face_parser", None)  # not what is tested here
+    monkeypatch.setattr(module, "OVERLAP_ON_CPU", True)  # the threads a GPU run uses
     kwargs = dict(audio_rate=16000, fps=25, batch_size=4, output_path=out, measure=False)
+    threaded = pipe(face_clip, _speech_like(12 / 25), **(kwargs | {"output_path": None})).frames
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(module, "OVERLAP_ON_CPU", False)
+        inline = pipe(face_clip, _speech_like(12 / 25), **(kwargs | {"output_path": None})).frames
+    assert np.array_equal(threaded, inline)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module, "blend", failing_blend)
         with pytest.raises(RuntimeError, match="blend failed"):  # behind the model
