@@ -152,3 +152,4 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -
     assert (tmp_path / "tiny.png").is_file() and not (tmp_path / "me_made_up.png").exists()
     assert (tmp_path / "flux-makeup-injector" / "config.json").is_file()
     assert (tmp_path / "tiny_talk.mp4").is_file() and not (tmp_path / "dubbed.mp4").exists()
+    assert (tmp_path / "tiny_portrait.mp4").is_file() and not (tmp_path / "portrait.mp4").exists()
