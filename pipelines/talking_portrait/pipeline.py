@@ -446,8 +446,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         batch_size: int = 5,
     ) -> Iterator[np.ndarray]:
         """Frames as speech arrives: ``audio_chunks`` are 16 kHz mono float arrays of any length (a microphone, a
-        text-to-speech stream); frame chunks come out as soon as their audio and 80 ms of look-ahead are in.
-        Ditto's online preset (10 DDIM steps, overlap 70). Memory stays bounded however long the speech."""
+        text-to-speech stream). Ditto's online preset (10 DDIM steps, windows of 80 frames every 10): a frame is
+        final once the next window has been blended over it, so the first frames come out when 0.8 s of speech
+        (and 80 ms of look-ahead) are in, then 10 frames for every 0.4 s. Memory stays bounded however long the
+        speech."""
         self._check_call(head_motion, blink_rate, 10, 2.0, batch_size, 1)
         check_pose_offsets(pose_offsets)
         emotion_probabilities(emotion)
