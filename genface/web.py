@@ -1,5 +1,5 @@
 """`genface serve`: a Gradio app with one tab per job (identity check with forgery scores, video, makeup,
-talking face).
+talking face, talking portrait).
 
 Pipelines load on first use and stay loaded; the queue runs one job at a time (``concurrency``) and holds at
 most ``max_queue`` waiting (more are told the app is busy). It binds to 127.0.0.1 unless told otherwise.
@@ -251,7 +251,7 @@ class Jobs:
         if not photo or not audio:
             raise GenfaceError("Give a face photo and a speech recording.")
         if emotion not in EMOTIONS:
-            raise GenfaceError(f"Emotion must be one of {', '.join(EMOTIONS)}.")
+            raise InvalidArgumentError(f"Emotion must be one of {', '.join(EMOTIONS)}, got {emotion!r}.")
         head_motion = bounded(head_motion, "Head motion", 0, MAX_HEAD_MOTION, whole=False)
         seed = bounded(seed, "Seed", 0, MAX_SEED)
         output = self._pipe("portrait")(
