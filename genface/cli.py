@@ -382,7 +382,7 @@ def cmd_video(args: argparse.Namespace) -> int:
         return 0
     print(
         f"video written: {path} ({result['frames']} frames, {result['size'][1]}x{result['size'][0]}, "
-        f"{args.fps} fps, {result['seconds']} s)"
+        f"{args.fps} fps; made in {result['seconds']} s)"
     )
     if "facesim" in result:
         sim = result["facesim"]
@@ -452,7 +452,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"image written: {path} ({result['seconds']} s)")
+    print(f"image written: {path} (made in {result['seconds']} s)")
     if output.facesim is not None:
         print(f"FaceSim source vs result: {output.facesim:.4f}")
     for region, score in output.makeup_similarity.items():
@@ -505,7 +505,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"video written: {output.path} ({frames} frames, {output.fps:g} fps, {result['seconds']} s)")
+    print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     if output.lost_frames:
         print(f"face not found in {len(output.lost_frames)} source frame(s); the nearest box was held there")
     if output.facesim is not None and output.facesim.found.any():
@@ -584,7 +584,7 @@ def cmd_portrait(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"video written: {output.path} ({frames} frames, {output.fps:g} fps, {result['seconds']} s)")
+    print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     pose = result["head_pose_std_degrees"]
     print(f"head motion (std, degrees): pitch {pose['pitch']}, yaw {pose['yaw']}, roll {pose['roll']}")
     if output.blinks is not None:
@@ -601,7 +601,7 @@ def cmd_portrait(args: argparse.Namespace) -> int:
 EPILOG_EVAL = """examples:
   genface eval video generated/ --out scores.jsonl --inception inception_v3_google-0cc3c7bd.pth
                         ConsisID's table: NAME.mp4 with NAME.png (the face) and NAME.txt (the prompt)
-  genface eval video items.jsonl --out scores.jsonl --protocol standard \
+  genface eval video items.jsonl --out scores.jsonl --protocol standard \\
       --fid-inception pt_inception-2015-12-05-6726825d.pth [--fid-real real_faces/]
   genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model --latentsync-syncnet latentsync_syncnet.pt
   genface eval makeup pairs.csv --out makeup.jsonl --detector diffusion
