@@ -443,8 +443,10 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         content = content_hash(face, None if isinstance(frames, VideoReader) else frames)
         key = self._prepared_key(content, face_index, smoothing)
         folder = None if cache is None else Path(cache).expanduser()
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise InvalidArgumentError(f"cache must be a folder; {folder} is a file.")
         if folder is not None and folder.is_dir() and any(folder.iterdir()):
-            return PreparedVideo.load(folder, frames, key)
+            return PreparedVideo.load(folder, frames, fps, key)
         track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
         latents, alphas = [], []
         for chunk in range(math.ceil(len(track) / PREPARE_BATCH)):

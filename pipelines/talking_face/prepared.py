@@ -88,7 +88,6 @@ class PreparedVideo:
         face = self.track.face
         document = {
             "key": self.key,
-            "fps": self.fps,
             "is_photo": self.is_photo,
             "boxes": [list(box) for box in self.track.boxes],
             "found": self.track.found.tolist(),
@@ -107,8 +106,9 @@ class PreparedVideo:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, frames: Frames, key: dict[str, Any]) -> PreparedVideo:
-        """Read a folder written by :meth:`save` for ``frames``, refusing it unless it was made under ``key``."""
+    def load(cls, folder: str | os.PathLike, frames: Frames, fps: float, key: dict[str, Any]) -> PreparedVideo:
+        """Read a folder written by :meth:`save` for ``frames`` at ``fps``, refusing it unless it was made under
+        ``key``."""
         from safetensors.torch import load_file
 
         folder = Path(folder).expanduser()
@@ -138,7 +138,7 @@ class PreparedVideo:
             int(document["first"]),
             Face(np.asarray(face["bbox"]), face["score"], np.asarray(face["kps"]), face["landmarks"]),
         )
-        return cls(frames, float(document["fps"]), track, tensors["latents"], alphas, key, document["is_photo"])
+        return cls(frames, fps, track, tensors["latents"], alphas, key, document["is_photo"])
 
 
 def content_hash(face: Any, frames: Sequence[np.ndarray] | np.ndarray | None) -> str:

@@ -467,6 +467,8 @@ def test_a_prepared_video_round_trips_through_a_folder_with_the_same_frames(pipe
         pipe.prepare(video, smoothing=0, cache=tmp_path / "prepared")
     with pytest.raises(InvalidArgumentError, match="not empty"):
         prepared.save(tmp_path / "prepared")
+    with pytest.raises(InvalidArgumentError, match="is a file"):
+        pipe.prepare(video, cache=video)
 
 
 def test_the_threads_give_the_same_frames_and_their_errors_stop_the_run_with_no_file(
