@@ -65,6 +65,19 @@ def _number(kind: type[int] | type[float], low: float, high: float) -> Callable[
     return parse
 
 
+def _print_json(value: Any) -> None:
+    """Print ``value`` as strict JSON: NaN and infinities (a FaceSim with no face found, say) become null."""
+
+    def finite(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: finite(v) for key, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(v) for v in item]
+        return None if isinstance(item, float) and not math.isfinite(item) else item
+
+    print(json.dumps(finite(value), indent=2, allow_nan=False))
+
+
 STEPS = _number(int, 1, 1000)  # the schedulers' training timesteps
 GUIDANCE = _number(float, 0, 50)
 SEED = _number(int, 0, 2**63 - 1)  # torch.Generator.manual_seed's range
@@ -193,7 +206,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "face_backends": _backend_status(),
     }
     if args.json:
-        print(json.dumps(info, indent=2))
+        _print_json(info)
         return 0
     print(f"genface {info['genface']} (Python {info['python']}, {info['platform']})")
     print("packages:")
@@ -241,7 +254,7 @@ def cmd_identity(args: argparse.Namespace) -> int:
         output["target"] = args.target
         output["facesim"] = result.to_dict()
     if args.json:
-        print(json.dumps(output, indent=2))
+        _print_json(output)
         return 0
     if "saved" in output:
         print(f"identity saved: {output['saved']}")
@@ -272,7 +285,7 @@ def _identity_demo(args: argparse.Namespace) -> int:
     ]
     faces = analyzer.detect(sample_path("group"))
     if args.json:
-        print(json.dumps({"group_faces": len(faces), **{k: v.to_dict() for k, v in rows}}, indent=2))
+        _print_json({"group_faces": len(faces), **{k: v.to_dict() for k, v in rows}})
         return 0
     print(f"faces found in the group photo: {len(faces)}")
     threshold = rows[0][1].match_threshold
@@ -378,7 +391,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     if recognizer is not None and output.identity.recognition_model == recognizer.name:
         result["facesim"] = face_similarity(output.identity, video, analyzer=encoder.analyzer).to_dict()
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result)
         return 0
     print(
         f"video written: {path} ({result['frames']} frames, {result['size'][1]}x{result['size'][0]}, "
@@ -450,7 +463,7 @@ def cmd_makeup(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - started, 2),
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result)
         return 0
     print(f"image written: {path} (made in {result['seconds']} s)")
     if output.facesim is not None:
@@ -503,7 +516,7 @@ def cmd_talk(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - started, 2),
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result)
         return 0
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     if output.lost_frames:
@@ -582,7 +595,7 @@ def cmd_portrait(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - started, 2),
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result)
         return 0
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     pose = result["head_pose_std_degrees"]
@@ -687,7 +700,7 @@ def _consisid_testset(args: argparse.Namespace) -> int:
     cases, found = write_consisid_files(args.input, args.videos, args.jobs, args.out, args.seed)
     result = {"cases": cases, "jobs": args.jobs, "videos": args.videos, "videos_found": found, "manifest": args.out}
     if args.json:
-        print(json.dumps(result, indent=2))
+        _print_json(result)
         return 0
     print(f"{cases} test cases" + (f"; generation jobs: {args.jobs} (seed {args.seed})" if args.jobs else ""))
     if args.videos:
@@ -737,7 +750,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     summary = summarize(records, **about)
     json_path, md_path = write_summary(summary, args.out)
     if args.json:
-        print(json.dumps(summary, indent=2))
+        _print_json(summary)
         return 0
     print(summary_markdown(summary), end="")
     print(f"records: {args.out}; summary: {json_path}, {md_path}")
@@ -834,7 +847,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             _print_verify(result)
     if args.json:
         single = len(args.files) == 1 and len(files) == 1 and not Path(args.files[0]).is_dir()
-        print(json.dumps(results[0] if single else results, indent=2))
+        _print_json(results[0] if single else results)
     return 1 if failed else 0
 
 

@@ -22,16 +22,21 @@ def inputs(tmp_path_factory: pytest.TempPathFactory, astronaut) -> tuple[Path, P
     return folder / "me.png", folder / "s.wav"
 
 
+def _refuse(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
+
+
 def test_portrait_tiny_writes_a_marked_video_with_its_statistics(inputs, tmp_path, capsys) -> None:
     photo, speech = inputs
     out = tmp_path / "out.mp4"
     args = ["portrait", "--model", "tiny", "--photo", str(photo), "--audio", str(speech), "--out", str(out)]
     assert main([*args, "--json", "--steps", "2", "--emotion", "happy,surprise", "--yaw", "5", "--seed", "3"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    result = json.loads(capsys.readouterr().out, parse_constant=_refuse)  # strict JSON: no NaN
     assert out.is_file() and result["video"] == str(out) and result["fps"] == 25 and result["seed"] == 3
     assert result["frames"] == -(-round(result["seconds_of_audio"] * 16000) // 640)  # HuBERT's 25 fps frames
     assert set(result["head_pose_std_degrees"]) == {"pitch", "yaw", "roll"} and result["blinks"] is not None
     assert result["facesim"]["model"] == "dlib_resnet_v1" and result["first_frame_seconds"] > 0
+    assert result["facesim"]["mean"] is None or 0 <= result["facesim"]["mean"] <= 1  # null when no face was seen
     mark = verify(out)
     assert mark["synthetic"] and mark["metadata"]["pipeline"] == "talking_portrait"
 
