@@ -45,7 +45,7 @@ from genface.models.talking.audio import (
     is_silent,
     pitch_contour,
 )
-from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
+from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
 from genface.pipelines.talking_face.overlap import Ahead, Behind
@@ -682,40 +682,23 @@ class _Chunks:
         )
 
 
-class _Meter:
-    """FaceSim and mouth opening of output frames, measured as they stream past: each output frame's face is
-    found again (its mouth has changed) in a cut around its tracked box, not in the whole frame."""
+class _Meter(FrameMeter):
+    """FaceSim and mouth opening of output frames: each output frame's face is found again in a cut around its
+    tracked box, not in the whole frame."""
 
     def __init__(self, analyzer: FaceAnalyzer, frames: Frames, track: FaceTrackBoxes, facesim_every: int) -> None:
-        self.analyzer, self.track, self.every = analyzer, track, max(1, facesim_every)
-        self.recognizer = analyzer.recognizer
-        reference = None if self.recognizer is None else frames[track.first]
-        self.reference = None if reference is None else self.recognizer.embed(reference, track.face)
-        self.scores: list[float] = []
-        self._openings: list[float] = []
+        super().__init__(analyzer.recognizer, frames[track.first], track.face, facesim_every)
+        self.analyzer, self.track = analyzer, track
 
     def add(self, frames: np.ndarray) -> None:
         for frame in frames:
-            index = len(self._openings)
-            x1, y1, x2, y2 = self.track.boxes[pingpong(index, len(self.track))]
+            x1, y1, x2, y2 = self.track.boxes[pingpong(len(self.mouth), len(self.track))]
             width, height = x2 - x1, y2 - y1  # the cut: the box grown by its size each way (the whole head)
             cx1, cy1 = max(x1 - width, 0), max(y1 - height, 0)
             cut = frame[cy1 : y2 + height, cx1 : x2 + width]
             box = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
             near = [f for f in self.analyzer.detect(cut) if _inside(f, box)]
-            face = near[0] if near else None
-            self._openings.append(mouth_opening(face.landmarks) if face is not None else float("nan"))
-            if self.reference is not None and index % self.every == 0:
-                score = float(self.recognizer.embed(cut, face) @ self.reference) if face is not None else np.nan
-                self.scores.append(score)
-
-    def facesim(self) -> FaceSimResult | None:
-        if self.reference is None:
-            return None
-        return FaceSimResult(np.asarray(self.scores), self.recognizer.name, self.recognizer.match_threshold)
-
-    def openings(self) -> np.ndarray:
-        return np.asarray(self._openings)
+            self.measure(cut, near[0] if near else None)
 
 
 def _inside(face: Face, box: tuple[int, int, int, int]) -> bool:

@@ -41,7 +41,7 @@ from genface.models.motion.lmdm import LMDM, Emotion, MotionConditions, MotionGe
 from genface.models.motion.renderer import AppearanceFeatureExtractor, SPADEDecoder, WarpingNetwork
 from genface.models.motion.stitch import FrameControls, Motion, MotionStitcher, StitchConfig, blink_schedule
 from genface.models.talking.audio import SAMPLE_RATE, is_silent
-from genface.models.talking.metrics import frame_loudness, lip_sync_correlation, mouth_opening
+from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
 
 DEFAULT_MODEL = "digital-avatar/ditto-talkinghead"
 #: Where Ditto's Hub repository keeps the PyTorch weights.
@@ -531,10 +531,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             first_frame_seconds=first[0] if first else None,
         )
         if meter is not None:
-            output.facesim, output.mouth_opening = meter.facesim(), np.asarray(meter.openings)
+            output.facesim, output.mouth_opening = meter.facesim(), meter.openings()
             output.eye_openness = np.asarray(meter.eyes)
             output.blinks = count_blinks(output.eye_openness.mean(axis=1))
-            loudness = frame_loudness(speech, FPS, len(meter.openings))
+            loudness = frame_loudness(speech, FPS, len(meter.mouth))
             output.lip_sync = lip_sync_correlation(output.mouth_opening, loudness)
         return output
 
@@ -623,36 +623,24 @@ class _LiveFeatures:
             frame += present
 
 
-class _Meter:
+class _Meter(FrameMeter):
     """FaceSim to the photo, mouth and eye openness of output frames, as they stream past (the face is found
     again in each frame, around the photo's face box)."""
 
     def __init__(self, analyzer: FaceAnalyzer, source: PortraitSource, facesim_every: int) -> None:
-        self.analyzer, self.every = analyzer, facesim_every
-        self.recognizer = analyzer.recognizer
-        self.reference = None if self.recognizer is None else self.recognizer.embed(source.photo, source.face)
+        super().__init__(analyzer.recognizer, source.photo, source.face, facesim_every)
+        self.analyzer = analyzer
         x1, y1, x2, y2 = source.face.bbox
         w, h = x2 - x1, y2 - y1
         height, width = source.photo.shape[:2]
         self.cut = (int(max(x1 - w, 0)), int(max(y1 - h, 0)), int(min(x2 + w, width)), int(min(y2 + h, height)))
-        self.scores: list[float] = []
-        self.openings: list[float] = []
         self.eyes: list[np.ndarray] = []
 
     def add(self, frames: np.ndarray) -> None:
         cx1, cy1, cx2, cy2 = self.cut
         for frame in frames:
-            index = len(self.openings)
             cut = frame[cy1:cy2, cx1:cx2]
             faces = self.analyzer.detect(cut)
             face = faces[0] if faces else None
-            self.openings.append(mouth_opening(face.landmarks) if face is not None else float("nan"))
             self.eyes.append(eye_openness(face) if face is not None else np.full(2, np.nan, np.float32))
-            if self.reference is not None and index % self.every == 0:
-                score = float(self.recognizer.embed(cut, face) @ self.reference) if face is not None else np.nan
-                self.scores.append(score)
-
-    def facesim(self) -> FaceSimResult | None:
-        if self.reference is None:
-            return None
-        return FaceSimResult(np.asarray(self.scores), self.recognizer.name, self.recognizer.match_threshold)
+            self.measure(cut, face)

@@ -9,9 +9,14 @@ unrelated to the audio scores about 0; a still one has no variation and gives Na
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from genface.models.talking.audio import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from genface.identity import Face, FaceSimResult, Recognizer
 
 #: iBUG-68 inner-lip points: top (61-63) and bottom (65-67), and the chin / nose-bridge points for scale.
 _INNER_TOP, _INNER_BOTTOM = (61, 62, 63), (67, 66, 65)
@@ -45,3 +50,34 @@ def lip_sync_correlation(openings: np.ndarray, loudness: np.ndarray) -> float:
     if known.sum() < 3 or np.std(openings[known]) == 0 or np.std(loudness[known]) == 0:
         return float("nan")
     return float(np.corrcoef(openings[known], loudness[known])[0, 1])
+
+
+class FrameMeter:
+    """FaceSim to a reference face and the mouth opening of generated frames, measured as they stream past. Each
+    frame's face is found again by the caller (its mouth has changed), where the caller knows to look."""
+
+    def __init__(self, recognizer: Recognizer | None, reference: np.ndarray, face: Face, every: int) -> None:
+        self.recognizer, self.every = recognizer, max(1, every)
+        self.reference = None if recognizer is None else recognizer.embed(reference, face)
+        self.scores: list[float] = []
+        self.mouth: list[float] = []
+
+    def measure(self, image: np.ndarray, face: Face | None) -> None:
+        """Record the next frame: ``face`` found in ``image`` (a frame or a cut of it), or None where none was."""
+        index = len(self.mouth)
+        self.mouth.append(mouth_opening(face.landmarks) if face is not None else float("nan"))
+        if self.reference is not None and index % self.every == 0:
+            self.scores.append(
+                float(self.recognizer.embed(image, face) @ self.reference) if face is not None else np.nan
+            )
+
+    def facesim(self) -> FaceSimResult | None:
+        """FaceSim of every ``every``-th frame to the reference (None without a recognizer)."""
+        from genface.identity import FaceSimResult
+
+        if self.reference is None:
+            return None
+        return FaceSimResult(np.asarray(self.scores), self.recognizer.name, self.recognizer.match_threshold)
+
+    def openings(self) -> np.ndarray:
+        return np.asarray(self.mouth)
