@@ -79,9 +79,10 @@ def track_face(
         faces.append(face)
         last = face or last
     if last is None:
+        where = "the photo" if len(faces) == 1 else f"any of the {len(faces)} frames"
         raise NoFaceError(
-            f"No face found in any of the {len(faces)} frame(s). Use a video where one face is clearly visible, "
-            "roughly frontal, and at least 80 pixels wide."
+            f"No face found in {where}. Use one where a face is clearly visible, roughly frontal, and at least 80 "
+            "pixels wide."
         )
     track = FaceTrack(faces)
     if track.lost:

@@ -123,8 +123,8 @@ class PreparedVideo:
             stored = document.get("key") or {}
             changed = sorted(name for name in key.keys() | stored.keys() if key.get(name) != stored.get(name))
             raise InvalidArgumentError(
-                f"{folder} was prepared for another video or other settings ({', '.join(changed)} differ); prepare "
-                "again into a new folder, or delete it."
+                f"{folder} was prepared for another video or other settings (changed: {', '.join(changed)}); "
+                "prepare again into a new folder, or delete it."
             )
         boxes = [tuple(int(v) for v in box) for box in document["boxes"]]
         sizes = [(y2 - y1, x2 - x1) for x1, y1, x2, y2 in boxes]

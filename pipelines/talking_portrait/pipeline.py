@@ -414,6 +414,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 "The audio is silent (below -50 dBFS): there is no speech to animate. Check that the right file or "
                 "track was given and that it is not muted."
             )
+        if speech.size < SAMPLES_PER_FRAME:
+            raise InvalidMediaError(
+                f"The audio lasts {speech.size / SAMPLE_RATE * 1000:.0f} ms, shorter than one frame at {FPS:g} fps."
+            )
         num_frames = HubertFeatures.frame_count(speech.size)
         source = self.prepare_source(image, face_index)
         conditions = self._conditions(source, emotion, num_frames, blink_rate, generator)
@@ -448,8 +452,8 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         """Frames as speech arrives: ``audio_chunks`` are 16 kHz mono float arrays of any length (a microphone, a
         text-to-speech stream). Ditto's online preset (10 DDIM steps, windows of 80 frames every 10): a frame is
         final once the next window has been blended over it, so the first frames come out when 0.8 s of speech
-        (and 80 ms of look-ahead) are in, then 10 frames for every 0.4 s. Memory stays bounded however long the
-        speech."""
+        (and 80 ms of look-ahead) are in, then 10 frames for every 0.4 s. Silence is animated like speech (a live
+        stream pauses); pieces must be 1-D float arrays. Memory stays bounded however long the speech."""
         self._check_call(head_motion, blink_rate, 10, 2.0, batch_size, 1)
         check_pose_offsets(pose_offsets)
         emotion_probabilities(emotion)
@@ -602,7 +606,13 @@ class _LiveFeatures:
         heard = 0
         frame = 0  # the next feature frame
         for piece in self.audio_chunks:
-            piece = np.asarray(piece, dtype=np.float32).reshape(-1)
+            piece = np.asarray(piece)
+            if piece.ndim != 1 or not np.issubdtype(piece.dtype, np.floating):
+                raise InvalidMediaError(
+                    f"Streamed audio must come as 1-D float pieces (16 kHz mono, -1 to 1); got {piece.dtype} "
+                    f"{piece.shape}. Mix channels down and scale integer samples first."
+                )
+            piece = piece.astype(np.float32)
             if not np.isfinite(piece).all():
                 raise InvalidMediaError("The audio stream holds NaN or infinite samples.")
             buffer = np.concatenate([buffer, piece])

@@ -204,5 +204,10 @@ def test_bad_arguments_are_refused_before_any_model_work(pipe, astronaut, option
 def test_bad_media_is_refused_clearly(pipe, astronaut) -> None:
     with pytest.raises(InvalidMediaError, match="silent"):
         pipe(astronaut, np.zeros(16000, np.float32), audio_rate=16000)
+    with pytest.raises(InvalidMediaError, match="shorter than one frame"):
+        pipe(astronaut, SPEECH[:600], audio_rate=16000)
+    for piece in (np.zeros((3200, 2), np.float32), np.zeros(3200, np.int16)):
+        with pytest.raises(InvalidMediaError, match="1-D float pieces"):
+            next(pipe.stream(astronaut, [piece]))
     with pytest.raises(NoFaceError, match="No face"):
         pipe(np.full((256, 256, 3), 128, np.uint8), SPEECH, **FAST)
