@@ -478,6 +478,8 @@ def cmd_makeup(args: argparse.Namespace) -> int:
 EPILOG_TALK = """examples:
   genface talk --face clip.mp4 --audio speech.wav --out dubbed.mp4
   genface talk --face photo.jpg --audio speech.m4a --out talking.mp4 --fps 25
+  genface talk --face clip.mp4 --audio other.wav --out again.mp4 --prepared clip_prepared/
+                        the first run prepares the video into the folder; later dubs of it skip that work
   genface talk --model tiny --face photo.jpg --audio speech.wav --out tiny.mp4
                         offline demo: tiny random weights (the mouth is noise) run every stage on CPU
 """
@@ -490,13 +492,18 @@ def cmd_talk(args: argparse.Namespace) -> int:
     from genface.resources import explain_out_of_memory
 
     _check_output(args.out, "--out", (".mp4",), [args.face, args.audio])
+    if args.prepared is not None and Path(args.prepared).expanduser().is_file():
+        raise InvalidArgumentError(f"--prepared {args.prepared} is a file; give a folder (new, empty or prepared).")
     device = _device(args.device)
     started = time.perf_counter()
     pipe = load_pipeline("talk", args.model, dtype=_dtype(args.dtype), vae=args.vae, audio_encoder=args.whisper)
     _place(pipe, args, device)
     with explain_out_of_memory():
+        face = args.face
+        if args.prepared is not None:  # read back when it holds this video's preparation, else made and saved
+            face = pipe.prepare(args.face, fps=args.fps, face_index=args.face_index, cache=args.prepared)
         output = pipe(
-            args.face,
+            face,
             args.audio,
             fps=args.fps,
             face_index=args.face_index,
@@ -1031,6 +1038,12 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument(
         "--face-index", type=FACE_INDEX, default=None, help="which face to follow (0 = largest; up to 999)"
     )
+    talk.add_argument(
+        "--prepared", metavar="DIR", default=None,
+        help="folder for the video's preparation (face track, blend masks, crop latents): read back when it holds "
+        "one made for this video and these settings, else made and saved there, so dubbing the same video again "
+        "skips face detection, parsing and VAE encoding",
+    )  # fmt: skip
     talk.add_argument("--device", default=None)
     _add_dtype(talk, "fp16")
     _add_low_memory(talk)

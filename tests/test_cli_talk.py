@@ -29,6 +29,24 @@ def test_talk_tiny_writes_a_marked_video_with_metrics(tmp_path, astronaut, capsy
     assert result["facesim"]["model"] == "dlib_resnet_v1"
 
 
+def test_talk_prepared_folder_is_made_then_read_back_with_the_same_video(tmp_path, astronaut, capsys) -> None:
+    from genface.media import read_video, write_video
+
+    write_video(tmp_path / "clip.mp4", np.stack([astronaut] * 4), fps=25)
+    speech = str(_speech(tmp_path / "s.wav"))
+    base = ["talk", "--model", "tiny", "--face", str(tmp_path / "clip.mp4"), "--audio", speech, "--no-metrics"]
+    prepared = tmp_path / "prepared"
+    assert main([*base, "--out", str(tmp_path / "a.mp4"), "--prepared", str(prepared)]) == 0
+    assert (prepared / "prepared.json").is_file()
+    stamp = (prepared / "prepared.json").stat().st_mtime_ns
+    assert main([*base, "--out", str(tmp_path / "b.mp4"), "--prepared", str(prepared)]) == 0
+    assert (prepared / "prepared.json").stat().st_mtime_ns == stamp  # read back, not made again
+    assert (read_video(tmp_path / "a.mp4")[0] == read_video(tmp_path / "b.mp4")[0]).all()
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "c.mp4"), "--prepared", speech]) == 1
+    assert "is a file" in capsys.readouterr().err and not (tmp_path / "c.mp4").exists()
+
+
 def test_talk_refuses_a_photo_without_a_face(tmp_path, capsys) -> None:
     save_image(np.full((200, 200, 3), 90, np.uint8), tmp_path / "wall.png")
     out = tmp_path / "out.mp4"
