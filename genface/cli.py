@@ -567,7 +567,8 @@ def cmd_portrait(args: argparse.Namespace) -> int:
     _check_output(args.out, "--out", (".mp4",), [args.photo, args.audio])
     device = _device(args.device)
     started = time.perf_counter()
-    pipe = load_pipeline("portrait", args.model, dtype=_dtype(args.dtype), audio_encoder=args.hubert)
+    dtype = _dtype(args.dtype) or (torch.float32 if device == "cpu" else None)  # fp16 3-D pooling is GPU-only
+    pipe = load_pipeline("portrait", args.model, dtype=dtype, audio_encoder=args.hubert)
     check_fits(pipe, device)
     pipe.to(device)
     offsets = {key: getattr(args, key) for key in ("pitch", "yaw", "roll") if getattr(args, key)}
@@ -1091,7 +1092,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--face-index", type=FACE_INDEX, default=None, help="which face in --photo (0 = largest; up to 999)"
     )
     portrait.add_argument("--device", default=None)
-    _add_dtype(portrait, "fp16")
+    _add_dtype(portrait, "fp16 on a GPU, fp32 on the CPU")
     portrait.add_argument("--no-metrics", action="store_true", help="skip FaceSim, blinks and the lip-sync proxy")
     portrait.add_argument("--json", action="store_true", help="machine-readable result")
     portrait.set_defaults(func=cmd_portrait)

@@ -474,6 +474,12 @@ class TalkingPortraitPipeline(DiffusionPipeline):
     def _check_call(
         self, head_motion: float, blink_rate: float | None, steps: int, guidance: float, batch: int, every: int
     ) -> None:
+        param = next(self.warping_network.parameters())
+        if param.device.type == "cpu" and param.dtype == torch.float16:
+            raise InvalidArgumentError(
+                "The renderer's 3-D layers do not run in float16 on the CPU; load the pipeline with "
+                "dtype=torch.float32 there, or move it to a GPU."
+            )
         if not (isinstance(head_motion, (int, float)) and 0 <= head_motion <= 3):
             raise InvalidArgumentError(f"head_motion must be between 0 (still) and 3, got {head_motion}.")
         if blink_rate is not None and not (isinstance(blink_rate, (int, float)) and 0 <= blink_rate <= MAX_BLINK_RATE):

@@ -201,6 +201,12 @@ def test_bad_arguments_are_refused_before_any_model_work(pipe, astronaut, option
         pipe(astronaut, SPEECH, audio_rate=16000, **options)
 
 
+def test_float16_on_the_cpu_is_refused_in_one_line(astronaut) -> None:
+    half = tiny_pipeline().to(dtype=torch.float16)
+    with pytest.raises(InvalidArgumentError, match="float16 on the CPU"):
+        half(astronaut, SPEECH, **FAST)
+
+
 def test_bad_media_is_refused_clearly(pipe, astronaut) -> None:
     with pytest.raises(InvalidMediaError, match="silent"):
         pipe(astronaut, np.zeros(16000, np.float32), audio_rate=16000)
