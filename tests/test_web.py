@@ -32,7 +32,8 @@ def server():
         pytest.fail(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium (apt-get install chromium).")
     port = free_port()
     readme = (ROOT / "README.md").read_text().splitlines()
-    (line,) = [line for line in readme if line.startswith("genface serve")]  # the README's command, as written
+    # the README's command, as written (the command-line summary's synopsis has brackets)
+    (line,) = [line for line in readme if line.startswith("genface serve") and "[" not in line]
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "genface", *shlex.split(line)[1:], "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -461,9 +461,9 @@ def test_a_prepared_video_round_trips_through_a_folder_with_the_same_frames(pipe
     assert np.array_equal(output.frames, expected)
 
     # Stale: another video, or a setting that changes what is stored, is refused in one line
-    with pytest.raises(InvalidArgumentError, match=r"prepared for another video or other settings \(video differ\)"):
+    with pytest.raises(InvalidArgumentError, match=r"prepared for another video or other settings \(changed: video\)"):
         pipe.prepare(face_clip[::-1].copy(), cache=tmp_path / "prepared")
-    with pytest.raises(InvalidArgumentError, match=r"\(smoothing differ\)"):
+    with pytest.raises(InvalidArgumentError, match=r"\(changed: smoothing\)"):
         pipe.prepare(video, smoothing=0, cache=tmp_path / "prepared")
     with pytest.raises(InvalidArgumentError, match="not empty"):
         prepared.save(tmp_path / "prepared")
