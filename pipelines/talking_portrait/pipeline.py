@@ -16,6 +16,7 @@ genface does not read); HuBERT is transformers' ``HubertModel`` (Ditto runs an O
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -458,7 +459,8 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         check_pose_offsets(pose_offsets)
         emotion_probabilities(emotion)
         source = self.prepare_source(image, face_index)
-        features = HubertFeatures(self.audio_encoder)
+        # One chunk a call, so the frames do not depend on how the speech arrives (batches round differently).
+        features = HubertFeatures(self.audio_encoder, batch_size=1)
         motion = MotionGenerator(
             self.lmdm, source.motion.replace(kp=None).pack(), online=True, generator=generator, **ONLINE
         )
@@ -466,8 +468,8 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         # The blink schedule is drawn for an hour and cycled; the lead-in frames come first (Ditto's silence).
         conditions = self._conditions(source, emotion, int(FPS * 3600), blink_rate, generator)
         silence = features(np.zeros(lead_in * SAMPLES_PER_FRAME, np.float32))
-        live = _LiveFeatures(features, audio_chunks)
-        chunks = _motion_chunks(_chain([silence], live), conditions, motion, start=-lead_in)
+        heard = itertools.chain([silence], features.live(audio_chunks))
+        chunks = _motion_chunks(heard, conditions, motion, start=-lead_in)
         stitcher = self._stitcher(source, head_motion, None)
         yield from self._frames(source, chunks, stitcher, pose_offsets, batch_size, [])
 
@@ -576,11 +578,6 @@ def _parts_for_width(parts: dict[str, int], width: int) -> dict[str, bool]:
     )
 
 
-def _chain(*parts: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-    for part in parts:
-        yield from part
-
-
 def _motion_chunks(
     features: Iterable[torch.Tensor], conditions: MotionConditions, motion: MotionGenerator, start: int = 0
 ) -> Iterator[torch.Tensor]:
@@ -594,49 +591,6 @@ def _motion_chunks(
     out = motion.flush()
     if out.shape[0]:
         yield out
-
-
-class _LiveFeatures:
-    """HuBERT features of speech arriving in chunks of any size: Ditto's chunks (past, present, future frames)
-    are encoded as soon as their samples are in; the end is padded with silence as for a whole speech."""
-
-    def __init__(self, features: HubertFeatures, audio_chunks: Iterable[np.ndarray]) -> None:
-        self.features, self.audio_chunks = features, audio_chunks
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        past, present, _ = self.features.chunk
-        size = self.features.chunk_samples
-        lead = past * SAMPLES_PER_FRAME + 80
-        buffer = np.zeros(lead, np.float32)  # the silence in front of the speech
-        offset = -lead  # sample index of buffer[0]
-        heard = 0
-        frame = 0  # the next feature frame
-        for piece in self.audio_chunks:
-            piece = np.asarray(piece)
-            if piece.ndim != 1 or not np.issubdtype(piece.dtype, np.floating):
-                raise InvalidMediaError(
-                    f"Streamed audio must come as 1-D float pieces (16 kHz mono, -1 to 1); got {piece.dtype} "
-                    f"{piece.shape}. Mix channels down and scale integer samples first."
-                )
-            piece = piece.astype(np.float32)
-            if not np.isfinite(piece).all():
-                raise InvalidMediaError("The audio stream holds NaN or infinite samples.")
-            buffer = np.concatenate([buffer, piece])
-            heard += piece.size
-            while frame * SAMPLES_PER_FRAME - lead + size <= heard:
-                begin = frame * SAMPLES_PER_FRAME - lead - offset
-                yield self.features.encode_chunks(buffer[None, begin : begin + size])
-                frame += present
-                drop = frame * SAMPLES_PER_FRAME - lead - offset
-                buffer, offset = buffer[drop:], offset + drop
-        total = HubertFeatures.frame_count(heard)
-        while frame < total:
-            begin = frame * SAMPLES_PER_FRAME - lead - offset
-            chunk = np.zeros(size, np.float32)
-            part = buffer[begin : begin + size]
-            chunk[: part.size] = part
-            yield self.features.encode_chunks(chunk[None])[: total - frame]
-            frame += present
 
 
 class _Meter(FrameMeter):

@@ -17,7 +17,6 @@ from genface.pipelines.talking_portrait.pipeline import (
     BLINK_PROFILE,
     DITTO_FOLDER,
     TalkingPortraitPipeline,
-    _LiveFeatures,
     blink_conditions,
     count_blinks,
     eye_openness,
@@ -119,7 +118,7 @@ def test_live_features_equal_the_whole_speech_features(pipe) -> None:
     speech = _speech_like(1.3)
     whole = features(speech)
     pieces = np.split(speech, [333, 4000, 4100, 15000])
-    live = torch.cat(list(_LiveFeatures(features, pieces)))
+    live = torch.cat(list(features.live(pieces)))
     assert live.shape == whole.shape
     torch.testing.assert_close(live, whole, atol=1e-5, rtol=1e-5)
 

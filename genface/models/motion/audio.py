@@ -13,12 +13,12 @@ its export) and takes its last hidden state.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from genface.errors import InvalidArgumentError
+from genface.errors import InvalidArgumentError, InvalidMediaError
 from genface.models.talking.audio import SAMPLE_RATE, _checked
 
 #: Audio samples per 25 fps video frame.
@@ -81,24 +81,47 @@ class HubertFeatures:
 
     def stream(self, audio: np.ndarray) -> Iterator[torch.Tensor]:
         """The features of a whole speech in order, ``batch_size * present`` frames at a time (memory bounded)."""
-        audio = _checked(audio)
-        total = self.frame_count(audio.size)
+        yield from self.live([_checked(audio)])
+
+    def live(self, pieces: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+        """The features of speech arriving in pieces of any length (1-D float, 16 kHz mono), in order: each chunk
+        is encoded (up to ``batch_size`` at once) as soon as its samples, look-ahead included, are in; the end is
+        padded with silence. The features do not depend on how the speech is cut, within float rounding (exactly
+        with ``batch_size=1``, which runs a chunk a call)."""
         past, present, _ = self.chunk
         lead = past * SAMPLES_PER_FRAME + 80
-        starts = range(0, total, present)
+        buffer = np.zeros(lead, np.float32)  # the silence in front of the speech
+        offset = -lead  # the sample index of buffer[0]
+        heard = frame = 0  # samples in; the next feature frame to encode
+        for piece in pieces:
+            piece = np.asarray(piece)
+            if piece.ndim != 1 or not np.issubdtype(piece.dtype, np.floating):
+                raise InvalidMediaError(
+                    f"Streamed audio must come as 1-D float pieces (16 kHz mono, -1 to 1); got {piece.dtype} "
+                    f"{piece.shape}. Mix channels down and scale integer samples first."
+                )
+            if not np.isfinite(piece).all():
+                raise InvalidMediaError("The audio stream holds NaN or infinite samples.")
+            buffer, heard = np.concatenate([buffer, piece.astype(np.float32)]), heard + piece.size
+            starts = range(frame, (heard + lead - self.chunk_samples) // SAMPLES_PER_FRAME + 1, present)
+            yield from self._encode(buffer, offset, starts, None)
+            frame += len(starts) * present
+            drop = frame * SAMPLES_PER_FRAME - lead - offset
+            buffer, offset = buffer[drop:], offset + drop
+        total = self.frame_count(heard)
+        yield from self._encode(buffer, offset, range(frame, total, present), total)
+
+    def _encode(self, buffer: np.ndarray, offset: int, starts: range, total: int | None) -> Iterator[torch.Tensor]:
+        """Features of the chunks starting at feature frames ``starts`` (``buffer[0]`` is sample ``offset``;
+        zeros past its end), ``batch_size`` chunks per call, cut at frame ``total``."""
+        lead = self.chunk[0] * SAMPLES_PER_FRAME + 80
         for first in range(0, len(starts), self.batch_size):
             batch = starts[first : first + self.batch_size]
-            chunks = np.stack([self._chunk_at(audio, i * SAMPLES_PER_FRAME - lead) for i in batch])
-            features = self.encode_chunks(chunks)
-            yield features[: total - batch[0]]
-
-    def _chunk_at(self, audio: np.ndarray, start: int) -> np.ndarray:
-        """``chunk_samples`` of ``audio`` from ``start`` (may be negative), zeros outside it."""
-        chunk = np.zeros(self.chunk_samples, dtype=np.float32)
-        lo, hi = max(start, 0), min(start + self.chunk_samples, audio.size)
-        if hi > lo:
-            chunk[lo - start : hi - start] = audio[lo:hi]
-        return chunk
+            chunks = np.zeros((len(batch), self.chunk_samples), np.float32)
+            for row, start in zip(chunks, batch, strict=True):
+                part = buffer[start * SAMPLES_PER_FRAME - lead - offset :][: self.chunk_samples]
+                row[: part.size] = part
+            yield self.encode_chunks(chunks)[: None if total is None else total - batch[0]]
 
     def __call__(self, audio: np.ndarray) -> torch.Tensor:
         """Features (ceil(samples / 640), width) of a whole speech (16 kHz mono float)."""
