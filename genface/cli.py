@@ -485,6 +485,29 @@ EPILOG_TALK = """examples:
 """
 
 
+def _spoken_result(output: Any, frames: int, started: float) -> dict[str, Any]:
+    """The result fields a talking-face and a talking-portrait run share (``seconds`` last)."""
+    import time
+
+    return {
+        "video": str(output.path),
+        "frames": frames,
+        "fps": output.fps,
+        "seconds_of_audio": round(len(output.audio) / 16000, 3),
+        "facesim": output.facesim.to_dict() if output.facesim is not None else None,
+        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _print_spoken_scores(output: Any, result: dict[str, Any], reference: str) -> None:
+    """FaceSim to the ``reference`` and the lip-sync proxy, where measured."""
+    if output.facesim is not None and output.facesim.found.any():
+        print(f"FaceSim vs {reference} ({output.facesim.model}): mean {output.facesim.mean:.4f}")
+    if result["lip_sync"] is not None:
+        print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")
+
+
 def cmd_talk(args: argparse.Namespace) -> int:
     import time
 
@@ -512,26 +535,14 @@ def cmd_talk(args: argparse.Namespace) -> int:
             measure=not args.no_metrics,
         )
     frames = len(output.pitch)
-    result: dict[str, Any] = {
-        "video": str(output.path),
-        "frames": frames,
-        "fps": output.fps,
-        "seconds_of_audio": round(len(output.audio) / 16000, 3),
-        "lost_frames": output.lost_frames,
-        "facesim": output.facesim.to_dict() if output.facesim is not None else None,
-        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+    result = {**_spoken_result(output, frames, started), "lost_frames": output.lost_frames}
     if args.json:
         _print_json(result)
         return 0
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     if output.lost_frames:
         print(f"face not found in {len(output.lost_frames)} source frame(s); the nearest box was held there")
-    if output.facesim is not None and output.facesim.found.any():
-        print(f"FaceSim vs source ({output.facesim.model}): mean {output.facesim.mean:.4f}")
-    if result["lip_sync"] is not None:
-        print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")
+    _print_spoken_scores(output, result, "source")
     if args.model == "tiny":
         print("note: the tiny model has random weights; its mouths are noise. Use the default --model.")
     return 0
@@ -562,15 +573,14 @@ def cmd_portrait(args: argparse.Namespace) -> int:
     import torch
 
     from genface.pipelines import load_pipeline
-    from genface.resources import check_fits, explain_out_of_memory
+    from genface.resources import explain_out_of_memory
 
     _check_output(args.out, "--out", (".mp4",), [args.photo, args.audio])
     device = _device(args.device)
     started = time.perf_counter()
     dtype = _dtype(args.dtype) or (torch.float32 if device == "cpu" else None)  # fp16 3-D pooling is GPU-only
     pipe = load_pipeline("portrait", args.model, dtype=dtype, audio_encoder=args.hubert)
-    check_fits(pipe, device)
-    pipe.to(device)
+    _place(pipe, args, device)
     offsets = {key: getattr(args, key) for key in ("pitch", "yaw", "roll") if getattr(args, key)}
     with explain_out_of_memory():
         output = pipe(
@@ -589,18 +599,12 @@ def cmd_portrait(args: argparse.Namespace) -> int:
         )
     frames = len(output.head_pose)
     spread = output.head_pose.std(axis=0)
-    result: dict[str, Any] = {
-        "video": str(output.path),
-        "frames": frames,
-        "fps": output.fps,
-        "seconds_of_audio": round(len(output.audio) / 16000, 3),
+    result = {
+        **_spoken_result(output, frames, started),
         "seed": args.seed,
         "head_pose_std_degrees": dict(zip(("pitch", "yaw", "roll"), (round(float(v), 3) for v in spread), strict=True)),
         "blinks": output.blinks,
-        "facesim": output.facesim.to_dict() if output.facesim is not None else None,
-        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
         "first_frame_seconds": round(output.first_frame_seconds, 3),
-        "seconds": round(time.perf_counter() - started, 2),
     }
     if args.json:
         _print_json(result)
@@ -610,10 +614,7 @@ def cmd_portrait(args: argparse.Namespace) -> int:
     print(f"head motion (std, degrees): pitch {pose['pitch']}, yaw {pose['yaw']}, roll {pose['roll']}")
     if output.blinks is not None:
         print(f"blinks seen: {output.blinks}")
-    if output.facesim is not None and output.facesim.found.any():
-        print(f"FaceSim vs photo ({output.facesim.model}): mean {output.facesim.mean:.4f}")
-    if result["lip_sync"] is not None:
-        print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")
+    _print_spoken_scores(output, result, "photo")
     if args.model == "tiny":
         print("note: the tiny model has random weights; its faces are noise. Use the default --model.")
     return 0
@@ -1095,7 +1096,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dtype(portrait, "fp16 on a GPU, fp32 on the CPU")
     portrait.add_argument("--no-metrics", action="store_true", help="skip FaceSim, blinks and the lip-sync proxy")
     portrait.add_argument("--json", action="store_true", help="machine-readable result")
-    portrait.set_defaults(func=cmd_portrait)
+    portrait.set_defaults(func=cmd_portrait, low_memory=None)  # small enough for any GPU: no offloading
 
     evaluation = sub.add_parser(
         "eval",
