@@ -99,14 +99,14 @@ def eye_openness(face: Face) -> np.ndarray:
     if points is None or len(points) not in (68, 106):
         return np.full(2, OPEN_EYE, dtype=np.float32)
     if len(points) == 68:  # iBUG: eye 36-41 and 42-47, corners 0 and 3, upper 1, 2 over lower 5, 4
-        eyes = [points[36:42], points[42:48]]
+        eyes, corners = [points[36:42], points[42:48]], (0, 3)
         pairs, scale = ((1, 5), (2, 4)), 1.5
     else:  # insightface 106: eyes 33-42 and 87-96, corners 0/4 (local 33,37 / 87,91)
-        eyes = [points[33:43], points[87:97]]
+        eyes, corners = [points[33:43], points[87:97]], (0, 4)
         pairs, scale = ((1, 7), (2, 6), (3, 5)), 1.0
     values = []
     for eye in eyes:
-        width = np.linalg.norm(eye[0] - eye[3] if len(eye) == 6 else eye[0] - eye[4])
+        width = np.linalg.norm(eye[corners[0]] - eye[corners[1]])
         gaps = sum(np.linalg.norm(eye[a] - eye[b]) for a, b in pairs)
         values.append(scale * gaps / max(width, 1e-6))
     return np.asarray(values, dtype=np.float32)
@@ -120,7 +120,7 @@ def blink_conditions(
     0: never; else that many blinks a minute); short clips get a blink too."""
     profile = torch.tensor((1.0, *BLINK_PROFILE))
     if blink_rate == 0:
-        gaps: int | list[int] = -1
+        gaps = -1
     elif blink_rate is None:
         gaps = 0
     else:
@@ -144,15 +144,26 @@ def _pose_offsets(offsets: Mapping[str, Any] | None, start: int, count: int) -> 
     if not offsets:
         return FrameControls()
     values = {}
+    frames = np.arange(start, start + count)
     for key, value in offsets.items():
-        frames = np.arange(start, start + count)
         if callable(value):
-            series = np.asarray([value(int(i)) for i in frames], dtype=np.float32)
+            series = _degrees(key, [value(int(i)) for i in frames]).astype(np.float32)
         else:
             array = np.asarray(value, dtype=np.float32).reshape(-1)
             series = array[np.minimum(frames, len(array) - 1)] if array.size else np.zeros(count, np.float32)
         values[f"delta_{key}"] = torch.from_numpy(series).reshape(count, 1)
     return FrameControls(**values)
+
+
+def _degrees(key: str, value: Any) -> np.ndarray:
+    """A pose offset's values as finite degrees within +-45, or a one-line error."""
+    try:
+        array = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"The {key} offset must be degrees (a number or a sequence).") from None
+    if not np.isfinite(array).all() or (np.abs(array) > MAX_OFFSET_DEGREES).any():
+        raise InvalidArgumentError(f"The {key} offset must be finite degrees within +-{MAX_OFFSET_DEGREES:g}.")
+    return array
 
 
 def check_pose_offsets(offsets: Mapping[str, Any] | None) -> None:
@@ -161,14 +172,8 @@ def check_pose_offsets(offsets: Mapping[str, Any] | None) -> None:
     for key, value in (offsets or {}).items():
         if key not in ("pitch", "yaw", "roll"):
             raise InvalidArgumentError(f"Pose offsets are pitch, yaw and roll (degrees); got {key!r}.")
-        if callable(value):
-            continue
-        try:
-            array = np.asarray(value, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"The {key} offset must be degrees (a number or a sequence).") from None
-        if not np.isfinite(array).all() or (np.abs(array) > MAX_OFFSET_DEGREES).any():
-            raise InvalidArgumentError(f"The {key} offset must be finite degrees within +-{MAX_OFFSET_DEGREES:g}.")
+        if not callable(value):
+            _degrees(key, value)
 
 
 class TalkingPortraitPipeline(DiffusionPipeline):

@@ -84,6 +84,17 @@ def test_head_motion_zero_keeps_the_photos_pose_and_offsets_turn_it(pipe, astron
     assert np.ptp(moving.head_pose, axis=0).max() > 1e-3
 
 
+def test_pose_offsets_may_be_a_function_of_the_frame_checked_as_called(pipe, astronaut, tmp_path) -> None:
+    still = pipe(astronaut, SPEECH, head_motion=0, generator=_seed(), **FAST)
+    rocking = pipe(astronaut, SPEECH, head_motion=0, pose_offsets={"roll": lambda i: 2.0 * (i % 2)}, **FAST)
+    np.testing.assert_allclose(
+        (rocking.head_pose - still.head_pose)[:, 2], 2.0 * (np.arange(len(still.frames)) % 2), atol=1e-4
+    )
+    with pytest.raises(InvalidArgumentError, match="within"):
+        pipe(astronaut, SPEECH, pose_offsets={"yaw": lambda i: 90}, output_path=tmp_path / "o.mp4", **FAST)
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_emotion_changes_the_motion(pipe, astronaut) -> None:
     happy = pipe(astronaut, SPEECH, emotion="happy", generator=_seed(), **FAST)
     sad = pipe(astronaut, SPEECH, emotion="sad", generator=_seed(), **FAST)
