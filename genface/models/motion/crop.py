@@ -14,6 +14,8 @@ centre 0.69 of them below the eyes (0.6-0.8), so within about 15% of the dense c
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -95,13 +97,16 @@ def crop_face(image: np.ndarray, face: Face, dsize: int = CROP_SIZE, **kwargs: f
     return cv2.warpAffine(image, matrix, (dsize, dsize), flags=cv2.INTER_LINEAR), matrix
 
 
+@functools.lru_cache(maxsize=4)
 def paste_mask(size: int = CROP_SIZE, ratio: float = 0.9) -> np.ndarray:
     """Ditto's paste-back mask (``get_mask``), (size, size) float32: 1 in the central ``ratio`` of the crop,
     falling linearly to 0 towards the edges and radially in the corners (1 - distance outside the centre)."""
     inner = int(size * ratio)
     low = (size - inner) // 2
     outside = np.concatenate([np.linspace(1, 0, low), np.zeros(inner), np.linspace(0, 1, size - low - inner)])
-    return (1 - np.clip(np.hypot(outside[:, None], outside[None, :]), 0, 1)).astype(np.float32)
+    mask = (1 - np.clip(np.hypot(outside[:, None], outside[None, :]), 0, 1)).astype(np.float32)
+    mask.setflags(write=False)  # made once per size and shared by every frame pasted
+    return mask
 
 
 def paste_render(
