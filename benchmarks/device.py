@@ -374,24 +374,16 @@ def _portrait_pipeline(scale: str, device: str, dtype: torch.dtype) -> Any:
     return pipe.to(dtype=dtype)
 
 
-def _speech(seconds: float) -> Any:
-    """A voiced 150 Hz tone whose loudness rises and falls three times a second (16 kHz)."""
-    import numpy as np
-
-    t = np.arange(int(seconds * 16000)) / 16000
-    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-
-
 def portrait(scale: str, device: str, seconds: float) -> list[dict[str, Any]]:
     """Talking portraits: frames per second of the offline call and of streaming, and streaming's first-frame
     latency (seconds from the first audio chunk to the first frame out)."""
     from genface.media import load_image
-    from genface.samples import sample_path
+    from genface.samples import sample_path, speech_like
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     pipe = _portrait_pipeline(scale, device, dtype)
     pipe.set_progress_bar_config(disable=True)
-    photo, speech = load_image(sample_path("astronaut")), _speech(seconds)
+    photo, speech = load_image(sample_path("astronaut")), speech_like(seconds)
     steps = 50 if scale == "full" else 2
     pipe(photo, speech[:16000], audio_rate=16000, num_inference_steps=steps, measure=False)  # warm-up
     how = {

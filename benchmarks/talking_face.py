@@ -135,7 +135,7 @@ def contenders(
     from genface.models.talking.audio import SpeechWindows, WhisperFrameFeatures
     from genface.pipelines import TalkingFacePipeline
     from genface.pipelines.talking_face import tiny
-    from genface.samples import sample_path
+    from genface.samples import sample_path, speech_like
 
     cuda = device.startswith("cuda")
     dtype = torch.float16 if cuda and scale == "full" else torch.float32
@@ -150,9 +150,7 @@ def contenders(
 
     photo = load_image(sample_path("astronaut"))
     clip = np.stack([np.roll(photo, i % 5, axis=1) for i in range(frames)])
-    seconds = frames / 25
-    t = np.arange(int(seconds * 16000)) / 16000
-    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    speech = speech_like(frames / 25)
     windows = SpeechWindows(WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor), speech, 25.0)
     features = windows(0, frames).to(device, dtype)
     crops = np.stack([photo[40:296, 100:356]] * frames)  # any 256x256 face crops: the cost is the same

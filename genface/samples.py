@@ -1,9 +1,12 @@
-"""Real face photos that installed packages ship, for demos, notebooks and tests (no download)."""
+"""Real face photos that installed packages ship, and a speech-like tone, for demos, notebooks and tests (no
+download)."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+import numpy as np
 
 from genface.errors import MissingWeightsError
 
@@ -27,3 +30,10 @@ def sample_path(name: str) -> Path:
     if not path.is_file():
         raise MissingWeightsError(f"Sample {name!r} is missing from the installed {package} ({path}).")
     return path
+
+
+def speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
+    """A voiced 150 Hz tone whose loudness rises and falls three times a second (float32 mono at ``rate``): a
+    stand-in for speech where no recording is needed (tests, benchmarks)."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)

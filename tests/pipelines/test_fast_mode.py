@@ -27,6 +27,7 @@ from genface.pipelines.identity_video.tiny import tiny_pipeline as tiny_video
 from genface.pipelines.makeup.tiny import TINY_SIZE
 from genface.pipelines.makeup.tiny import tiny_pipeline as tiny_makeup
 from genface.pipelines.talking_face.tiny import tiny_pipeline as tiny_talk
+from genface.samples import speech_like
 
 NO_GPU = {"cuda_graphs": "skipped: no GPU", "attention": "skipped: no GPU"}
 
@@ -139,8 +140,7 @@ def makeup(dlib_analyzer, portrait, astronaut) -> dict:
 def talk(dlib_analyzer, astronaut, portrait) -> dict:
     pipe = tiny_talk(dlib_analyzer)
     pipe.set_progress_bar_config(disable=True)
-    t = np.arange(16000) / 16000
-    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    speech = speech_like(1.0)
 
     def run(face: np.ndarray = astronaut, seconds: float = 0.2) -> np.ndarray:
         audio = speech[: int(seconds * 16000)]

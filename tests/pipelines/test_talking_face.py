@@ -22,12 +22,7 @@ from genface.pipelines.talking_face.pipeline import TalkingFacePipeline, load_mu
 from genface.pipelines.talking_face.regions import blend_mask, crop_box, integer_box
 from genface.pipelines.talking_face.tiny import TINY_WIDTH, tiny_pipeline
 from genface.provenance import verify
-
-
-def _speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
-    """A voiced 150 Hz tone whose loudness rises and falls three times a second."""
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+from genface.samples import speech_like
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +83,7 @@ def test_render_is_musetalks_path_with_diffusers_modules(pipe, astronaut) -> Non
 
 
 def test_photo_mode_lasts_as_long_as_the_audio_and_touches_only_the_mask(pipe, astronaut) -> None:
-    audio = _speech_like(0.45)
+    audio = speech_like(0.45)
     output = pipe(astronaut, audio, audio_rate=16000, measure=False)
     assert output.frames.shape == (frame_count(len(audio), 25), *astronaut.shape) == (11, 512, 512, 3)
     outside = _outside_mask(pipe, astronaut)
@@ -103,7 +98,7 @@ def test_photo_mode_lasts_as_long_as_the_audio_and_touches_only_the_mask(pipe, a
 
 def test_dub_mode_plays_a_short_video_back_and_forth(pipe, astronaut) -> None:
     clip = np.stack([np.roll(astronaut, shift, axis=1) for shift in (0, 3, 6)])
-    output = pipe(clip, _speech_like(0.33), audio_rate=16000, fps=25, smoothing=0, measure=False)
+    output = pipe(clip, speech_like(0.33), audio_rate=16000, fps=25, smoothing=0, measure=False)
     assert len(output.frames) == 8
     outside = [_outside_mask(pipe, source) for source in clip]
     for i, frame in enumerate(output.frames):
@@ -116,22 +111,22 @@ def test_the_progress_bar_counts_frames(dlib_analyzer, astronaut) -> None:
     shown = io.StringIO()
     pipeline = tiny_pipeline(dlib_analyzer)
     pipeline.set_progress_bar_config(file=shown, mininterval=0)
-    output = pipeline(astronaut, _speech_like(0.33), audio_rate=16000, fps=25, batch_size=3, measure=False)
+    output = pipeline(astronaut, speech_like(0.33), audio_rate=16000, fps=25, batch_size=3, measure=False)
     assert len(output.frames) == 8 and "8/8" in shown.getvalue()  # 3 + 3 + 2 frames, not 3 steps
 
 
 def test_lost_frames_hold_the_last_box_and_no_face_at_all_is_an_error(pipe, astronaut) -> None:
     black = np.zeros_like(astronaut)
     clip = np.stack([astronaut, black, astronaut])
-    output = pipe(clip, _speech_like(0.12), audio_rate=16000, fps=25, measure=False)
+    output = pipe(clip, speech_like(0.12), audio_rate=16000, fps=25, measure=False)
     assert output.lost_frames == [1] and len(output.frames) == 3
     with pytest.raises(NoFaceError, match="No face found in any of the 2 frame"):
-        pipe(np.stack([black, black]), _speech_like(0.12), audio_rate=16000, fps=25)
+        pipe(np.stack([black, black]), speech_like(0.12), audio_rate=16000, fps=25)
 
 
 def test_face_index_follows_another_person(pipe, group) -> None:
     faces = pipe.face_analyzer.detect(group)
-    output = pipe(group, _speech_like(0.08), audio_rate=16000, face_index=1, measure=False)
+    output = pipe(group, speech_like(0.08), audio_rate=16000, face_index=1, measure=False)
     changed = np.argwhere((output.frames[0] != group).any(-1))
     x1, y1, x2, y2 = integer_box(crop_box(faces[1], group.shape), group.shape)
     assert changed.size and (changed[:, 1] >= x1).all() and (changed[:, 1] < x2).all()
@@ -142,7 +137,7 @@ def test_face_index_follows_another_person(pipe, group) -> None:
     ("audio", "error", "match"),
     [
         (np.zeros(16000, np.float32), InvalidMediaError, "silent"),
-        (_speech_like(0.02), InvalidMediaError, "shorter than one frame"),
+        (speech_like(0.02), InvalidMediaError, "shorter than one frame"),
         (np.full(16000, np.nan, np.float32), InvalidMediaError, "NaN"),
     ],
 )
@@ -154,13 +149,13 @@ def test_bad_audio_is_refused_clearly(pipe, astronaut, audio, error, match) -> N
 def test_bad_arguments_are_refused_clearly(pipe, astronaut, tmp_path) -> None:
     clip = np.stack([astronaut, astronaut])
     with pytest.raises(InvalidArgumentError, match="animates a photo"):
-        pipe(clip, _speech_like(0.1), audio_rate=16000, motion=lambda photo, i, f0: photo)
+        pipe(clip, speech_like(0.1), audio_rate=16000, motion=lambda photo, i, f0: photo)
     with pytest.raises(InvalidArgumentError, match="batch_size"):
-        pipe(astronaut, _speech_like(0.1), audio_rate=16000, batch_size=0)
+        pipe(astronaut, speech_like(0.1), audio_rate=16000, batch_size=0)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
     with pytest.raises(InvalidMediaError):
-        pipe(broken, _speech_like(0.1), audio_rate=16000)
+        pipe(broken, speech_like(0.1), audio_rate=16000)
 
 
 def test_motion_hook_moves_the_photo(pipe, astronaut) -> None:
@@ -170,7 +165,7 @@ def test_motion_hook_moves_the_photo(pipe, astronaut) -> None:
         seen.append((index, round(f0)))
         return np.roll(photo, 2 * index, axis=1)
 
-    output = pipe(astronaut, _speech_like(0.16), audio_rate=16000, motion=sway, measure=False)
+    output = pipe(astronaut, speech_like(0.16), audio_rate=16000, motion=sway, measure=False)
     # Frames are asked for as needed and not kept: once to track the face, once to render.
     calls = Counter(i for i, _ in seen)
     assert set(calls) == {0, 1, 2, 3} and [calls[i] for i in (1, 2, 3)] == [2, 2, 2]
@@ -210,14 +205,14 @@ def test_an_interrupted_run_leaves_no_file(pipe, astronaut, tmp_path, monkeypatc
     monkeypatch.setattr(TalkingFacePipeline, "render", failing)
     out = tmp_path / "talk.mp4"
     with pytest.raises(KeyboardInterrupt):
-        pipe(astronaut, _speech_like(0.4), audio_rate=16000, output_path=out, batch_size=4, measure=False)
+        pipe(astronaut, speech_like(0.4), audio_rate=16000, output_path=out, batch_size=4, measure=False)
     assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_video_file_input_keeps_its_frame_rate(pipe, astronaut, tmp_path) -> None:
     clip = tmp_path / "clip.mp4"
     write_video(clip, np.stack([astronaut] * 3), fps=30)
-    output = pipe(clip, _speech_like(0.2), audio_rate=16000, measure=False)
+    output = pipe(clip, speech_like(0.2), audio_rate=16000, measure=False)
     assert output.fps == pytest.approx(30) and len(output.frames) == 6
 
 
@@ -240,7 +235,7 @@ def test_a_dubbed_video_file_streams_with_bounded_memory(dlib_analyzer, astronau
         tracemalloc.start()
         try:  # speech for count + 10 frames: the last 10 play the video backwards
             out = pipe(
-                clip, _speech_like((count + 10) / 25), audio_rate=16000, output_path=tmp_path / "o.mp4", measure=False
+                clip, speech_like((count + 10) / 25), audio_rate=16000, output_path=tmp_path / "o.mp4", measure=False
             )
             return tracemalloc.get_traced_memory()[1], clip, out.path
         finally:
@@ -248,7 +243,7 @@ def test_a_dubbed_video_file_streams_with_bounded_memory(dlib_analyzer, astronau
 
     short_peak, clip, path = run(20)
     frames, _ = read_video(clip)
-    held = pipe(frames, _speech_like(30 / 25), audio_rate=16000, fps=25, measure=False).frames
+    held = pipe(frames, speech_like(30 / 25), audio_rate=16000, fps=25, measure=False).frames
     back, _ = read_video(path)
     assert len(back) == len(held) == 30
     assert np.abs(back.astype(int) - held).mean() < 3  # the same video, through H.264
@@ -277,7 +272,7 @@ def _save_parser_checkpoint(pipe: TalkingFacePipeline, folder: Path) -> None:
 
 
 def test_save_and_load_round_trip_and_musetalk_layout(pipe, astronaut, tmp_path) -> None:
-    audio = _speech_like(0.12)
+    audio = speech_like(0.12)
     expected = pipe(astronaut, audio, audio_rate=16000, measure=False).frames
     saved = tmp_path / "converted"
     pipe.save_pretrained(saved)
@@ -348,7 +343,7 @@ def test_published_weights_record_their_hub_id_in_the_mark(pipe, astronaut, tmp_
         face_analyzer=pipe.face_analyzer,
     )  # fmt: skip
     published.set_progress_bar_config(disable=True)
-    out = published(astronaut, _speech_like(0.12), audio_rate=16000, output_path=tmp_path / "t.mp4", measure=False)
+    out = published(astronaut, speech_like(0.12), audio_rate=16000, output_path=tmp_path / "t.mp4", measure=False)
     assert verify(out.path)["metadata"]["model"] == "TMElyralab/MuseTalk"
 
 
@@ -411,7 +406,7 @@ def _pre_change_dub(pipe: TalkingFacePipeline, clip: np.ndarray, audio: np.ndarr
 
 
 def test_dub_detects_each_frame_once_and_equals_the_pre_change_path(pipe, face_clip, monkeypatch) -> None:
-    audio = _speech_like(12 / 25)  # 12 frames: the last 4 play the clip backwards
+    audio = speech_like(12 / 25)  # 12 frames: the last 4 play the clip backwards
     expected = _pre_change_dub(pipe, face_clip, audio, batch_size=8)
     detected = _counting(monkeypatch, pipe.face_analyzer, "detect")
     parsed = _counting(monkeypatch, pipe.face_parser, "parse")
@@ -442,7 +437,7 @@ def test_a_prepared_video_round_trips_through_a_folder_with_the_same_frames(pipe
     from genface.pipelines.talking_face import PreparedVideo
 
     video = write_video(tmp_path / "clip.mp4", face_clip, 25)
-    audio = _speech_like(10 / 25)
+    audio = speech_like(10 / 25)
     expected = pipe(video, audio, audio_rate=16000, batch_size=4, measure=False).frames
     prepared = pipe.prepare(video, cache=tmp_path / "prepared")
     assert isinstance(prepared, PreparedVideo) and prepared.latents.shape == (8, 8, 32, 32)
@@ -497,19 +492,19 @@ def test_the_threads_give_the_same_frames_and_their_errors_stop_the_run_with_no_
     monkeypatch.setattr(pipe, "face_parser", None)  # not what is tested here
     monkeypatch.setattr(module, "OVERLAP_ON_CPU", True)  # the threads a GPU run uses
     kwargs = dict(audio_rate=16000, fps=25, batch_size=4, output_path=out, measure=False)
-    threaded = pipe(face_clip, _speech_like(12 / 25), **(kwargs | {"output_path": None})).frames
+    threaded = pipe(face_clip, speech_like(12 / 25), **(kwargs | {"output_path": None})).frames
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module, "OVERLAP_ON_CPU", False)
-        inline = pipe(face_clip, _speech_like(12 / 25), **(kwargs | {"output_path": None})).frames
+        inline = pipe(face_clip, speech_like(12 / 25), **(kwargs | {"output_path": None})).frames
     assert np.array_equal(threaded, inline)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module, "blend", failing_blend)
         with pytest.raises(RuntimeError, match="blend failed"):  # behind the model
-            pipe(face_clip, _speech_like(16 / 25), **kwargs)
+            pipe(face_clip, speech_like(16 / 25), **kwargs)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(module._Chunks, "get", failing_get)
         with pytest.raises(OSError, match="read failed"):  # ahead of it
-            pipe(face_clip, _speech_like(16 / 25), **kwargs)
+            pipe(face_clip, speech_like(16 / 25), **kwargs)
     assert not list(tmp_path.iterdir())
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("genface-")]  # all stopped
 

@@ -23,16 +23,10 @@ from genface.pipelines.talking_portrait.pipeline import (
 )
 from genface.pipelines.talking_portrait.tiny import tiny_pipeline
 from genface.provenance import verify
+from genface.samples import speech_like
 from tests.tiny_models import save_ditto_layout
 
-
-def _speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
-    """A voiced 150 Hz tone whose loudness rises and falls three times a second."""
-    t = np.arange(int(seconds * rate)) / rate
-    return (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
-
-
-SPEECH = _speech_like(0.9)  # 23 frames at 25 fps
+SPEECH = speech_like(0.9)  # 23 frames at 25 fps
 FAST = {"num_inference_steps": 2, "measure": False, "audio_rate": 16000}
 
 
@@ -126,7 +120,7 @@ def test_eye_openness_from_68_landmarks_closes_with_the_lids(dlib_analyzer, astr
 
 def test_live_features_equal_the_whole_speech_features(pipe) -> None:
     features = HubertFeatures(pipe.audio_encoder)
-    speech = _speech_like(1.3)
+    speech = speech_like(1.3)
     whole = features(speech)
     pieces = np.split(speech, [333, 4000, 4100, 15000])
     live = torch.cat(list(features.live(pieces)))
@@ -135,7 +129,7 @@ def test_live_features_equal_the_whole_speech_features(pipe) -> None:
 
 
 def test_streaming_gives_the_same_frames_however_the_speech_arrives(pipe, astronaut) -> None:
-    speech = _speech_like(1.0)
+    speech = speech_like(1.0)
     one = list(pipe.stream(astronaut, [speech], generator=_seed()))
     many = list(pipe.stream(astronaut, np.array_split(speech, 7), generator=_seed()))
     frames = np.concatenate(one)

@@ -11,14 +11,14 @@ import pytest
 
 from genface.media import write_video
 from genface.pipelines import load_pipeline
+from genface.samples import speech_like
 from tests.training.scripts import load_script, logged_losses, run_on_two_processes
 
 
 @pytest.fixture(scope="module")
 def person(tmp_path_factory, astronaut) -> Path:
     """16 frames (a face moving a little) with a speech-like track."""
-    t = np.arange(int(16000 * 16 / 25)) / 16000
-    speech = (0.3 * np.sin(2 * np.pi * 150 * t) * (0.55 + 0.45 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    speech = speech_like(16 / 25)
     frames = np.stack([np.roll(astronaut, i % 6, axis=1) for i in range(16)])
     return write_video(tmp_path_factory.mktemp("data") / "person.mp4", frames, 25, audio=speech, audio_rate=16000)
 
