@@ -570,7 +570,7 @@ class PortraitSource:
 
 
 def _parts_for_width(parts: dict[str, int], width: int) -> dict[str, bool]:
-    """Which condition parts (in Ditto's order) add up to ``width``: all, or all but a trailing or leading set."""
+    """Which condition parts (Ditto's use_* flags) add up to ``width``: the largest such set, all of them first."""
     names = list(parts)
     for mask in range(2 ** len(names) - 1, -1, -1):
         chosen = {n: bool(mask >> (len(names) - 1 - i) & 1) for i, n in enumerate(names)}
