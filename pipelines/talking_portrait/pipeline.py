@@ -570,7 +570,8 @@ class PortraitSource:
 
 
 def _parts_for_width(parts: dict[str, int], width: int) -> dict[str, bool]:
-    """Which condition parts (Ditto's use_* flags) add up to ``width``: the largest such set, all of them first."""
+    """Which condition parts (Ditto's use_* flags) add up to ``width``: all if they do, else the first
+    subset that does."""
     names = list(parts)
     for mask in range(2 ** len(names) - 1, -1, -1):
         chosen = {n: bool(mask >> (len(names) - 1 - i) & 1) for i, n in enumerate(names)}
