@@ -1,0 +1,119 @@
+"""The ``genface`` command line: one module per command, each declaring its options beside the function that
+runs it (the shape of diffusers' and transformers' ``commands/``); this module assembles them and maps errors
+to exit codes.
+
+Exit codes: 0 success; 1 an error the user can fix (wrong usage, a number out of range, bad input, missing
+weights, an unwritable output; the one-line message says what to do); 130 interrupted
+(Ctrl-C); 128 + N stopped by signal N (143 for SIGTERM). Arguments and the output path are checked before any
+model work, and an interrupted run leaves no partial output.
+
+Importing this module imports almost nothing: the commands, and what they need, are imported inside
+:func:`main`, so that a Ctrl-C at any moment of a run is answered in one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
+#: The commands, in the order ``genface --help`` lists them; each is the module genface.cli.NAME.
+COMMANDS = ("info", "identity", "video", "makeup", "talk", "portrait", "eval", "verify", "convert", "serve")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``genface`` parser, with each command's options as its module declares them."""
+    from genface import __version__
+    from genface.cli.options import Parser
+
+    parser = Parser(prog="genface", description="Generative face video and face editing.")
+    parser.add_argument("--version", action="version", version=f"genface {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and decisions")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        import_module(f"genface.cli.{name}").register(commands)
+    return parser
+
+
+class Stopped(BaseException):
+    """A termination signal (SIGTERM, SIGHUP) arrived: raised so that every cleanup runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGINT raises KeyboardInterrupt and SIGTERM / SIGHUP raise
+    :class:`Stopped`, so partial outputs are removed as on any error; signals after the first are ignored while
+    that cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    previous = {sig: signal.signal(sig, handler) for sig in (getattr(signal, n) for n in names if hasattr(signal, n))}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = None
+    try:
+        with _signals_raise():
+            import logging
+
+            args = build_parser().parse_args(argv)
+            logging.basicConfig(
+                level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
+            )
+            return args.func(args)
+    except KeyboardInterrupt:
+        print("genface: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except Stopped as exc:
+        print(f"genface: stopped by {exc}; no partial output was left", file=sys.stderr)
+        return 128 + exc.signum
+    except Exception as exc:
+        return _report(exc, verbose=args is None or args.verbose)
+
+
+def _report(exc: Exception, verbose: bool) -> int:
+    """Exit code 1 and one line for ``exc``: what to fix for an expected error, else a request to report it (with
+    ``-v``, the traceback instead)."""
+    import logging
+
+    from genface.cli.common import expected_errors, one_line
+    from genface.errors import GenfaceError
+
+    if isinstance(exc, expected_errors()):
+        logging.getLogger(__name__).info("the error below came from here:", exc_info=exc)  # shown with -v
+        message = str(exc) if isinstance(exc, GenfaceError) else f"{type(exc).__name__}: {exc}"
+        print(f"genface: error: {one_line(message)}", file=sys.stderr)
+        return 1
+    if verbose:
+        raise exc
+    print(
+        f"genface: unexpected error ({type(exc).__name__}: {one_line(str(exc))}); run again with -v for the "
+        "traceback, and please report it",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,0 +1,175 @@
+"""What several commands do while they run: check an output path, pick the device and dtype, place a pipeline,
+read a saved identity, build the face engine or the forgery detector, print JSON. Light to import: each heavy
+module is imported inside the function that needs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genface.errors import GenfaceError, InvalidArgumentError, InvalidIdentityFileError
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` as strict JSON: NaN and infinities (a FaceSim with no face found, say) become null."""
+
+    def finite(item: Any) -> Any:
+        if isinstance(item, dict):
+            return {key: finite(v) for key, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(v) for v in item]
+        return None if isinstance(item, float) and not math.isfinite(item) else item
+
+    print(json.dumps(finite(value), indent=2, allow_nan=False))
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Failures a user can cause or fix outside genface: files and permissions, full disks, memory, corrupt
+    safetensors or media."""
+    import av
+    from safetensors import SafetensorError
+
+    return (GenfaceError, OSError, MemoryError, SafetensorError, av.FFmpegError)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def check_output(path: str, option: str, suffixes: tuple[str, ...], inputs: Sequence[str | None] = ()) -> None:
+    """Refuse an output path that cannot take the result, before any work: a wrong extension (none given for a
+    folder), a folder where a file goes (or a file where a folder goes), one of the inputs, or a place that cannot
+    be written. Nothing is created."""
+    out = Path(path).expanduser()
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise InvalidArgumentError(f"{option} {path}: the name must end in {' or '.join(suffixes)}.")
+    if suffixes and out.is_dir():
+        raise InvalidArgumentError(f"{option} {path} is a folder; give a file name (for example {out / 'out'}"
+                                   f"{suffixes[0]}).")  # fmt: skip
+    if not suffixes and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidArgumentError(f"{option} {path} exists and is not an empty folder; give a new folder.")
+    for given in inputs:
+        if given and _same_file(out, Path(given).expanduser()):
+            raise InvalidArgumentError(f"{option} {path} is also an input; write the result to another file.")
+    folder = out.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InvalidArgumentError(f"{option} {path}: {folder} is a file, not a folder.")
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # the real test of permissions, quotas, read-only disks
+            pass
+    except OSError as exc:
+        raise InvalidArgumentError(f"{option} {path}: cannot write in {folder} ({exc.strerror}).") from exc
+
+
+def device(name: str | None) -> str:
+    """``name`` checked to be a device this machine has (default: cuda when available, else cpu)."""
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        found = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidArgumentError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps, ...).") from exc
+    if found.type == "cuda" and (found.index or 0) >= torch.cuda.device_count():
+        raise InvalidArgumentError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    if found.type == "mps" and not torch.backends.mps.is_available():
+        raise InvalidArgumentError("--device mps: MPS is not available here.")
+    return name
+
+
+def dtype(name: str | None) -> Any:
+    """The torch dtype named on the command line; ``None`` leaves the choice to the model."""
+    import torch
+
+    return None if name is None else {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def place(pipe: Any, args: argparse.Namespace, where: str) -> None:
+    """Put the pipeline on ``where``, or offload it (``--low-memory``) when asked; refuse what cannot fit."""
+    import torch
+
+    from genface.resources import check_fits
+
+    if args.low_memory:
+        if not torch.cuda.is_available():
+            raise GenfaceError("--low-memory offloads to a GPU, and none is available here.")
+        pipe.enable_low_memory(args.low_memory)
+    else:
+        check_fits(pipe, where)
+        pipe.to(where)
+
+
+def load_identity(path: str) -> Any:
+    """A saved FaceIdentity, with damaged metadata or arrays refused as InvalidIdentityFileError."""
+    import numpy as np
+
+    from genface.identity import FaceIdentity
+
+    try:
+        identity = FaceIdentity.load(path)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, GenfaceError):
+            raise
+        raise InvalidIdentityFileError(f"{path} is a damaged FaceIdentity file ({exc!r}); save it again.") from exc
+    crop = identity.crop
+    arrays = [getattr(identity, name) for name in ("crop_matrix", "recognition", "clip_embeds", "clip_hidden")]
+    if (
+        crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8 or identity.crop_matrix.shape != (2, 3)
+        or not all(np.isfinite(a).all() for a in arrays if a is not None)
+    ):  # fmt: skip
+        raise InvalidIdentityFileError(f"{path} is a damaged FaceIdentity file (bad crop or values); save it again.")
+    return identity
+
+
+def analyzer(args: argparse.Namespace) -> Any:
+    """The face engine ``--backend`` / ``--weights`` name."""
+    from genface.identity import FaceAnalyzer
+
+    return FaceAnalyzer(args.backend, model_root=args.weights)
+
+
+def forgery_detector(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The FSFM detector ``--detector`` asks for, or None and why: not asked for, or its weights unavailable."""
+    from genface.forensics import FSFM_REPO, load_detector
+
+    if args.detector == "none":
+        return None, None
+    args.detector_weights = args.detector_weights or FSFM_REPO
+    return load_detector(args.detector_weights, args.detector, device=args.device)
+
+
+def spoken_result(output: Any, frames: int, started: float) -> dict[str, Any]:
+    """The result fields a talking-face and a talking-portrait run share (``seconds`` last)."""
+    return {
+        "video": str(output.path),
+        "frames": frames,
+        "fps": output.fps,
+        "seconds_of_audio": round(len(output.audio) / 16000, 3),
+        "facesim": output.facesim.to_dict() if output.facesim is not None else None,
+        "lip_sync": None if output.lip_sync is None or math.isnan(output.lip_sync) else round(output.lip_sync, 4),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def print_spoken_scores(output: Any, result: dict[str, Any], reference: str) -> None:
+    """FaceSim to the ``reference`` and the lip-sync proxy, where measured."""
+    if output.facesim is not None and output.facesim.found.any():
+        print(f"FaceSim vs {reference} ({output.facesim.model}): mean {output.facesim.mean:.4f}")
+    if result["lip_sync"] is not None:
+        print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")

@@ -1,0 +1,127 @@
+"""``genface video``: face photo + prompt -> video of that person (ConsisID)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from genface.cli.common import check_output, device, dtype, load_identity, place, print_json
+from genface.cli.options import (
+    FRAMES,
+    SIDE,
+    add_face_index,
+    add_fps,
+    add_generation,
+    add_guidance,
+    add_json,
+    add_model,
+    add_out,
+    add_seed,
+    add_steps,
+    command,
+)
+from genface.errors import GenfaceError
+
+EPILOG = """examples:
+  genface video --face me.jpg --prompt "A woman walks along the beach at sunset" --out beach.mp4
+  genface video --identity me.safetensors --prompt "..." --out out.mp4 --low-memory model --seed 7
+  genface video --model tiny --face me.jpg --prompt "test" --out tiny.mp4
+                        offline demo: a tiny random model (its video is noise) runs every stage on CPU
+"""
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = command(commands, "video", "face photo + prompt -> video of that person (ConsisID)", EPILOG)
+    parser.add_argument("--face", help="photo of the person")
+    parser.add_argument("--identity", metavar="PATH", help="a FaceIdentity saved with `genface identity --save`")
+    parser.add_argument("--prompt", required=True, help="what the video shows")
+    parser.add_argument("--negative-prompt", default=None)
+    add_out(parser, "output .mp4, not an input (written whole or not at all)")
+    add_model(parser, "BestWishYsh/ConsisID-preview")
+    add_steps(parser, 50)
+    add_guidance(parser, 6.0)
+    add_seed(parser)
+    parser.add_argument("--frames", type=FRAMES, default=None, help="4k+1 frames, 1-257 (default 49)")
+    parser.add_argument("--height", type=SIDE, default=None, help="multiple of 16, 16-2048 (default 480)")
+    parser.add_argument("--width", type=SIDE, default=None, help="multiple of 16, 16-2048 (default 720)")
+    add_fps(parser, 8.0, "ConsisID: 8")
+    add_face_index(parser, "in the photo")
+    add_generation(parser, "bf16")
+    parser.add_argument(
+        "--attention", default="sdpa", choices=["sdpa", "flash", "cudnn", "efficient", "math"],
+        help="PyTorch attention kernel (default: sdpa, PyTorch chooses)",
+    )  # fmt: skip
+    add_json(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.face is None) == (args.identity is None):
+        raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
+    check_output(args.out, "--out", (".mp4",), [args.face, args.identity])
+    import torch
+
+    from genface.identity import face_similarity
+    from genface.media import to_uint8
+    from genface.pipelines import default_size, load_pipeline
+    from genface.provenance import write_marked_video
+    from genface.resources import explain_out_of_memory
+
+    identity = load_identity(args.identity) if args.identity else None
+    where = device(args.device)
+    started = time.perf_counter()
+    default = default_size("video", args.model)
+    given = {"height": args.height, "width": args.width, "num_frames": args.frames}
+    size = {key: default[key] if value is None else value for key, value in given.items()}
+    pipe = load_pipeline("video", args.model, dtype=dtype(args.dtype))
+    place(pipe, args, where)
+    pipe.set_attention_backend(args.attention)
+    generator = torch.Generator("cpu").manual_seed(args.seed)
+    with explain_out_of_memory():
+        output = pipe(
+            args.prompt,
+            face_image=args.face,
+            identity=identity,
+            negative_prompt=args.negative_prompt,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance,
+            generator=generator,
+            face_index=args.face_index,
+            output_type="np",
+            **size,
+        )
+    video = to_uint8(output.frames[0])
+    path = write_marked_video(args.out, video, args.fps, "identity_video", args.model, seed=args.seed)
+    result: dict[str, Any] = {
+        "video": str(path),
+        "model": args.model,
+        "seed": args.seed,
+        "frames": int(video.shape[0]),
+        "size": list(video.shape[1:3]),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    encoder = pipe.identity_encoder
+    recognizer = encoder.analyzer.recognizer if encoder is not None else None
+    if recognizer is not None and output.identity.recognition_model == recognizer.name:
+        result["facesim"] = face_similarity(output.identity, video, analyzer=encoder.analyzer).to_dict()
+    if args.json:
+        print_json(result)
+        return 0
+    print(
+        f"video written: {path} ({result['frames']} frames, {result['size'][1]}x{result['size'][0]}, "
+        f"{args.fps} fps; made in {result['seconds']} s)"
+    )
+    if "facesim" in result:
+        sim = result["facesim"]
+        found = sim["frames"] - len(sim["missing_frames"])
+        if found:
+            print(
+                f"FaceSim vs reference ({sim['model']}): mean {sim['mean']:.4f}, min {sim['min']:.4f} "
+                f"over {found} frame(s) with a face"
+            )
+        else:
+            print("FaceSim: no face found in the generated frames")
+    if args.model == "tiny":
+        print("note: the tiny model has random weights; its video is noise. Use --model BestWishYsh/ConsisID-preview.")
+    return 0

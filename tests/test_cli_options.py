@@ -1,0 +1,67 @@
+"""The command line's options, pinned: splitting genface/cli.py into a package (one module per command) kept
+every command's option names, and each command's --help lists its flags."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from genface.cli import build_parser
+
+# What `genface [COMMAND] --help` listed before the split (positionals by name), in order; -h/--help aside.
+OPTIONS = {
+    "genface": ["--version", "-v", "--verbose"],
+    "info": ["--json"],
+    "identity": ["reference", "target", "--save", "--face-index", "--backend", "--weights", "--demo", "--json"],
+    "video": ["--face", "--identity", "--prompt", "--negative-prompt", "--out", "--model", "--steps", "--guidance",
+              "--seed", "--frames", "--height", "--width", "--fps", "--face-index", "--device", "--dtype",
+              "--low-memory", "--attention", "--json"],
+    "makeup": ["--face", "--reference", "--out", "--strength", "--regions", "--model", "--injector", "--steps",
+               "--guidance", "--seed", "--size", "--face-index", "--device", "--dtype", "--low-memory", "--json"],
+    "talk": ["--face", "--audio", "--out", "--model", "--vae", "--whisper", "--fps", "--batch-size", "--face-index",
+             "--prepared", "--device", "--dtype", "--low-memory", "--no-metrics", "--json"],
+    "portrait": ["--photo", "--audio", "--out", "--model", "--hubert", "--emotion", "--head-motion", "--blink-rate",
+                 "--pitch", "--yaw", "--roll", "--steps", "--seed", "--batch-size", "--face-index", "--device",
+                 "--dtype", "--no-metrics", "--json"],
+    "eval": ["kind", "input", "--out", "--videos", "--jobs", "--seed", "--protocol", "--face-encoder", "--face-pack",
+             "--curricularface", "--inception", "--fid-inception", "--fid-real", "--clip", "--frames", "--syncnet",
+             "--latentsync-syncnet", "--parser", "--size", "--backend", "--weights", "--detector",
+             "--detector-weights", "--device", "--json"],
+    "verify": ["files", "--detector", "--detector-weights", "--device", "--json"],
+    "convert": ["source", "out", "--attention-head-dim", "--vae", "--whisper", "--ditto", "--hubert", "--fsfm",
+                "--subfolder"],
+    "serve": ["--model", "--host", "--port", "--device", "--concurrency", "--max-queue"],
+}  # fmt: skip
+
+
+def _names(parser: argparse.ArgumentParser) -> list[str]:
+    return [
+        name
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction | argparse._HelpAction)
+        for name in action.option_strings or [action.dest]
+    ]
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_command_keeps_its_options() -> None:
+    parser = build_parser()
+    found = {"genface": _names(parser)} | {name: _names(sub) for name, sub in _commands(parser).items()}
+    assert {name: found.get(name) for name in OPTIONS} == OPTIONS
+
+
+@pytest.mark.parametrize("command", [name for name in OPTIONS if name != "genface"])
+def test_each_help_lists_its_options(command: str) -> None:
+    text = _commands(build_parser())[command].format_help()
+    assert all(name in text for name in OPTIONS[command] if name.startswith("-"))
+
+
+def test_genface_help_lists_every_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "genface", "--help"], capture_output=True, text=True, check=True)
+    assert all(name in out.stdout for name in OPTIONS)
