@@ -577,8 +577,8 @@ VIDEO_ARGUMENTS = {
     "2 frames": ({"num_frames": 2}, errors.InvalidArgumentError, r"4k\+1 \(got 2\); try 1 or 5"),
     "8 frames": ({"num_frames": 8}, errors.InvalidArgumentError, r"try 5 or 9"),
     "50 frames": ({"num_frames": 50}, errors.InvalidArgumentError, r"try 49 or 53"),
-    "0 steps": ({"num_inference_steps": 0}, errors.InvalidArgumentError, "at least 1"),
-    "negative steps": ({"num_inference_steps": -3}, errors.InvalidArgumentError, "at least 1"),
+    "0 steps": ({"num_inference_steps": 0}, errors.InvalidArgumentError, "must be from 1 to 1000, got 0"),
+    "negative steps": ({"num_inference_steps": -3}, errors.InvalidArgumentError, "must be from 1 to"),
     "height not a multiple of 16": ({"height": 72}, errors.InvalidArgumentError, "multiples of 16"),
     "0 height": ({"height": 0}, errors.InvalidArgumentError, "positive multiples of 16"),
     "width not a multiple of 16": ({"width": 100}, errors.InvalidArgumentError, "multiples of 16"),
@@ -617,7 +617,7 @@ def test_makeup_arguments(dlib_analyzer) -> None:
     with pytest.raises(errors.InvalidArgumentError, match=r"\['freckles'\]"):
         pipe.check_regions(["lips", "freckles"])
     pipe.check_regions([])  # OK: no regions means the whole face
-    with pytest.raises(errors.InvalidArgumentError, match="0 or more"):
+    with pytest.raises(errors.InvalidArgumentError, match="strength must be from 0.0 to 2.0"):
         pipe(_astronaut(), _astronaut(), strength=-0.5, size=32, num_inference_steps=1)
 
 
@@ -649,7 +649,7 @@ TALK_ERRORS = {
     "NaN audio": (lambda t: (_photo(t), np.full(8000, np.nan, np.float32), {}), errors.InvalidMediaError, "NaN"),
     "missing audio file": (lambda t: (_photo(t), t / "none.wav", {}), errors.InvalidMediaError, "not found"),
     "text as audio": (lambda t: (_photo(t), _write(t / "s.wav", b"hi " * 99), {}), errors.InvalidMediaError, "decoded"),
-    "zero fps": (lambda t: (_photo(t), _speech(0.2), {"fps": 0}), errors.InvalidArgumentError, "fps must be positive"),
+    "zero fps": (lambda t: (_photo(t), _speech(0.2), {"fps": 0}), errors.InvalidArgumentError, "fps must be from 1.0"),
     "negative fps": (lambda t: (_photo(t), _speech(0.2), {"fps": -25}), errors.InvalidArgumentError, "fps must be"),
     "batch size 0": (lambda t: (_photo(t), _speech(0.2), {"batch_size": 0}), errors.InvalidArgumentError, "batch_size"),
     "motion on a video": (

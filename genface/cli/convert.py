@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from genface.arguments import ATTENTION_HEAD_DIM
 from genface.cli.common import check_output
-from genface.cli.options import number
+from genface.cli.options import add_number
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -19,9 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "out", help="new (or empty) output folder, usable as makeup --injector, talk --model or portrait --model; "
         "written whole or not",
     )  # fmt: skip
-    parser.add_argument(
-        "--attention-head-dim", type=number(int, 1, 1024), default=128, help="makeup: FLUX's head size (128)"
-    )
+    add_number(parser, "--attention-head-dim", ATTENTION_HEAD_DIM, 128, "makeup: FLUX's head size")
     parser.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
     parser.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
     parser.add_argument("--ditto", action="store_true", help="SOURCE is Ditto (digital-avatar/ditto-talkinghead)")

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from genface.arguments import CROP_SIZE, SAMPLED_FRAMES
 from genface.cli.common import analyzer, check_output, device, forgery_detector, print_json
-from genface.cli.options import SIDE, add_detector, add_device, add_face_engine, add_json, add_seed, command, number
+from genface.cli.options import add_detector, add_device, add_face_engine, add_json, add_number, add_seed, command
 from genface.errors import GenfaceError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
@@ -85,9 +86,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clip", default="openai/clip-vit-base-patch32", help="video: CLIP Hub id or folder ('none' skips CLIPScore)"
     )
-    parser.add_argument(
-        "--frames", type=number(int, 1, 1000), default=16, help="video: frames sampled per video, 1-1000 (default 16)"
-    )
+    add_number(parser, "--frames", SAMPLED_FRAMES, 16, "video: frames sampled per video")
     parser.add_argument("--syncnet", default=None, help="talk: syncnet_v2.model, or a folder / Hub id holding it")
     parser.add_argument(
         "--latentsync-syncnet", default=None,
@@ -96,7 +95,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--parser", default="qihoo360/FLUX-Makeup", help="makeup: face parser (.pth, folder, Hub id; 'none' skips)"
     )
-    parser.add_argument("--size", type=SIDE, default=512, help="makeup: face crop side, 16-2048 (default 512)")
+    add_number(parser, "--size", CROP_SIZE, 512, "makeup: face crop side")
     add_face_engine(parser, "talk, makeup: ")
     add_detector(parser, "none")
     add_device(parser)

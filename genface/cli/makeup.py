@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import time
 
+from genface.arguments import CROP_SIZE, STRENGTH
 from genface.cli.common import check_output, device, dtype, place, print_json
 from genface.cli.options import (
-    SIDE,
     add_face_index,
     add_generation,
     add_guidance,
     add_json,
     add_model,
+    add_number,
     add_out,
     add_seed,
     add_steps,
     command,
-    number,
 )
 
 EPILOG = """examples:
@@ -35,18 +35,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--face", required=True, help="photo of the person to make up")
     parser.add_argument("--reference", required=True, help="photo of a made-up face")
     add_out(parser, "output image (.png, .jpg, .webp), not an input")
-    parser.add_argument(
-        "--strength", type=number(float, 0, 2), default=1.0, help="reference strength, 0-2 (0: no reference)"
-    )
+    add_number(parser, "--strength", STRENGTH, 1.0, "reference strength", "0: no reference; default 1")
     parser.add_argument("--regions", default=None, help="comma-separated regions to change: lips,eyes,skin,brows,...")
     add_model(parser, "black-forest-labs/FLUX.1-Kontext-dev", "Kontext Hub id, folder, or 'tiny'")
     parser.add_argument("--injector", default="qihoo360/FLUX-Makeup", help="injector Hub id or folder")
     add_steps(parser, 25)
     add_guidance(parser, 2.5)
     add_seed(parser)
-    parser.add_argument(
-        "--size", type=SIDE, default=None, help="working resolution of the face crop, 16-2048 (default 1024)"
-    )
+    add_number(parser, "--size", CROP_SIZE, None, "working resolution of the face crop", "default 1024")
     add_face_index(parser, "in --face")
     add_generation(parser, "bf16")
     add_json(parser)

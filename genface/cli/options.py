@@ -1,10 +1,20 @@
-"""The option groups several commands share, each declared once, and the parser every command uses."""
+"""The option groups several commands share, each declared once, and the parser every command uses. Numbers are
+read and bounded by the rules of :mod:`genface.arguments`."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import NoReturn
+
+from genface.arguments import (
+    BATCH_SIZE,
+    FACE_INDEX,
+    FPS,
+    GUIDANCE,
+    SEED,
+    STEPS,
+    Rule,
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -14,37 +24,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def number(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:
-    """An argparse ``type`` that reads an int or a finite float from ``low`` to ``high`` (NaN is refused)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be from {kind(low)} to {kind(high)}, got {text}")
-        return value
-
-    return parse
-
-
-STEPS = number(int, 1, 1000)  # the schedulers' training timesteps
-GUIDANCE = number(float, 0, 50)
-SEED = number(int, 0, 2**63 - 1)  # torch.Generator.manual_seed's range
-FACE_INDEX = number(int, 0, 999)
-FPS = number(float, 1, 120)
-BATCH = number(int, 1, 256)
-SIDE = number(int, 16, 2048)
-FRAMES = number(int, 1, 257)
-
-
 def command(
     commands: argparse._SubParsersAction, name: str, help: str, epilog: str | None = None
 ) -> argparse.ArgumentParser:
     """A subcommand's parser; its ``epilog`` (examples) is printed as written."""
     formatter = argparse.RawDescriptionHelpFormatter if epilog else argparse.HelpFormatter
     return commands.add_parser(name, help=help, epilog=epilog, formatter_class=formatter)
+
+
+def add_number(
+    parser: argparse.ArgumentParser, flag: str, rule: Rule, default: float | None, what: str, note: str = ""
+) -> None:
+    """``flag``, read and bounded by ``rule``; its help says ``what`` it is, the range, and ``note`` (else the
+    default)."""
+    form = f", {rule.form}" if rule.form else ""
+    note = note or ("" if default is None else f"default {default:g}")
+    parser.add_argument(
+        flag, type=rule.parse, default=default, help=f"{what}, {rule.span}{form}" + (f" ({note})" if note else "")
+    )
 
 
 def add_json(parser: argparse.ArgumentParser, help: str = "machine-readable result") -> None:
@@ -60,31 +57,27 @@ def add_model(parser: argparse.ArgumentParser, default: str, help: str = "Hub id
 
 
 def add_steps(parser: argparse.ArgumentParser, default: int, what: str = "denoising steps") -> None:
-    parser.add_argument("--steps", type=STEPS, default=default, help=f"{what}, 1-1000 (default {default})")
+    add_number(parser, "--steps", STEPS, default, what)
 
 
 def add_guidance(parser: argparse.ArgumentParser, default: float) -> None:
-    parser.add_argument(
-        "--guidance", type=GUIDANCE, default=default, help=f"classifier-free guidance, 0-50 (default {default:g})"
-    )
+    add_number(parser, "--guidance", GUIDANCE, default, "classifier-free guidance")
 
 
 def add_seed(parser: argparse.ArgumentParser, what: str = "random seed") -> None:
-    parser.add_argument("--seed", type=SEED, default=42, help=f"{what}, 0 to 2^63-1 (default 42)")
+    add_number(parser, "--seed", SEED, 42, what)
 
 
 def add_face_index(parser: argparse.ArgumentParser, where: str) -> None:
-    parser.add_argument(
-        "--face-index", type=FACE_INDEX, default=None, help=f"which face {where} (0 = largest; up to 999)"
-    )
+    add_number(parser, "--face-index", FACE_INDEX, None, f"which face {where}", "0 = largest")
 
 
 def add_fps(parser: argparse.ArgumentParser, default: float | None, note: str) -> None:
-    parser.add_argument("--fps", type=FPS, default=default, help=f"frame rate, 1-120 ({note})")
+    add_number(parser, "--fps", FPS, default, "frame rate", note)
 
 
 def add_batch_size(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--batch-size", type=BATCH, default=8, help=f"frames per {what} call, 1-256 (default 8)")
+    add_number(parser, "--batch-size", BATCH_SIZE, 8, f"frames per {what} call")
 
 
 def add_device(parser: argparse.ArgumentParser, where: str = "") -> None:
@@ -106,7 +99,7 @@ def add_low_memory(parser: argparse.ArgumentParser) -> None:
 
 
 def add_generation(parser: argparse.ArgumentParser, usual_dtype: str, *, low_memory: bool = True) -> None:
-    """Where a generating job runs: --device, --dtype, --low-memory (where offloading helps) and --json."""
+    """Where a generating job runs: --device, --dtype and --low-memory (where offloading helps)."""
     add_device(parser)
     add_dtype(parser, usual_dtype)
     if low_memory:
@@ -121,9 +114,8 @@ def add_no_metrics(parser: argparse.ArgumentParser, what: str) -> None:
 
 def add_face_engine(parser: argparse.ArgumentParser, which: str = "") -> None:
     """--backend and --weights: the face engine (detection and recognition) and its weights folder."""
-    parser.add_argument(
-        "--backend", default="auto", choices=["auto", "insightface", "dlib"], help=f"{which}face engine"
-    )
+    engines = ["auto", "insightface", "dlib"]
+    parser.add_argument("--backend", default="auto", choices=engines, help=f"{which}face engine")
     parser.add_argument("--weights", metavar="DIR", default=None, help=f"{which}the face engine's weights folder")
 
 

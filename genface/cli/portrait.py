@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from genface.arguments import BLINK_RATE, HEAD_MOTION, POSE_OFFSET
 from genface.cli.common import (
     check_output,
     device,
@@ -21,11 +22,11 @@ from genface.cli.options import (
     add_json,
     add_model,
     add_no_metrics,
+    add_number,
     add_seed,
     add_speech_io,
     add_steps,
     command,
-    number,
 )
 
 EPILOG = """examples:
@@ -50,18 +51,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--emotion", type=_emotion, default=["neutral"],
         help="neutral (default), happy, sad, angry, surprise, fear, disgust or contempt; comma-separated to mix",
     )  # fmt: skip
-    parser.add_argument(
-        "--head-motion", type=number(float, 0, 3), default=1.0, help="head movement, 0 (still) to 3 (default 1)"
+    add_number(parser, "--head-motion", HEAD_MOTION, 1.0, "head movement", "0: still; default 1")
+    add_number(
+        parser, "--blink-rate", BLINK_RATE, None, "blinks a minute", "0: none; default: one every 2.4-4 s at random"
     )
-    parser.add_argument(
-        "--blink-rate", type=number(float, 0, 120), default=None,
-        help="blinks a minute, 0-120 (0: none; default: one every 2.4-4 s at random)",
-    )  # fmt: skip
     for axis, meaning in (("pitch", "nod"), ("yaw", "turn"), ("roll", "tilt")):
-        parser.add_argument(
-            f"--{axis}", type=number(float, -45, 45), default=0.0,
-            help=f"degrees added to the head's {axis} ({meaning}), -45 to 45",
-        )  # fmt: skip
+        add_number(parser, f"--{axis}", POSE_OFFSET, 0.0, f"degrees added to the head's {axis} ({meaning})")
     add_steps(parser, 50, "motion model's DDIM steps")
     add_seed(parser)
     add_batch_size(parser, "render")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from genface.arguments import CONCURRENCY, MAX_QUEUE, PORT
 from genface.cli.common import device
-from genface.cli.options import add_device, command, number
+from genface.cli.options import add_device, add_number, command
 
 EPILOG = """examples:
   genface serve                       the published models, on http://127.0.0.1:7860
@@ -22,15 +23,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default="hub", choices=["hub", "tiny"], help="published weights, or tiny offline")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to the network)")
-    parser.add_argument("--port", type=number(int, 1, 65535), default=7860, help="1-65535 (default 7860)")
+    add_number(parser, "--port", PORT, 7860, "port")
     add_device(parser)
-    parser.add_argument(
-        "--concurrency", type=number(int, 1, 64), default=1, help="jobs run at once, 1-64; the rest wait in the queue"
-    )
-    parser.add_argument(
-        "--max-queue", type=number(int, 1, 1000), default=16,
-        help="jobs that may wait, 1-1000 (default 16); beyond that a user is told the app is busy",
-    )  # fmt: skip
+    add_number(parser, "--concurrency", CONCURRENCY, 1, "jobs run at once (the rest wait in the queue)")
+    add_number(parser, "--max-queue", MAX_QUEUE, 16, "jobs that may wait (beyond that a user is told it is busy)")
     parser.set_defaults(func=run)
 
 

@@ -6,16 +6,16 @@ import argparse
 import time
 from typing import Any
 
+from genface.arguments import VIDEO_FRAMES, VIDEO_SIDE
 from genface.cli.common import check_output, device, dtype, load_identity, place, print_json
 from genface.cli.options import (
-    FRAMES,
-    SIDE,
     add_face_index,
     add_fps,
     add_generation,
     add_guidance,
     add_json,
     add_model,
+    add_number,
     add_out,
     add_seed,
     add_steps,
@@ -42,9 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_steps(parser, 50)
     add_guidance(parser, 6.0)
     add_seed(parser)
-    parser.add_argument("--frames", type=FRAMES, default=None, help="4k+1 frames, 1-257 (default 49)")
-    parser.add_argument("--height", type=SIDE, default=None, help="multiple of 16, 16-2048 (default 480)")
-    parser.add_argument("--width", type=SIDE, default=None, help="multiple of 16, 16-2048 (default 720)")
+    add_number(parser, "--frames", VIDEO_FRAMES, None, "frames", "default 49; the tiny model: 9")
+    add_number(parser, "--height", VIDEO_SIDE, None, "height in pixels", "default 480; the tiny model: 64")
+    add_number(parser, "--width", VIDEO_SIDE, None, "width in pixels", "default 720; the tiny model: 64")
     add_fps(parser, 8.0, "ConsisID: 8")
     add_face_index(parser, "in the photo")
     add_generation(parser, "bf16")

@@ -9,6 +9,7 @@ plus input checks, a NaN guard, memory modes and the face encoders' ``face_encod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.consisid.pipeline_output import ConsisIDPipelineOutput
 
+from genface.arguments import STEPS, VIDEO_FRAMES
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder, Parsing
@@ -292,13 +294,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
                 f"height and width must be positive multiples of {multiple} (got {height}x{width}); ConsisID was "
                 "trained at 480x720."
             )
-        if num_frames < 1 or (num_frames - 1) % self.vae_scale_factor_temporal:
-            k = max((num_frames - 1) // self.vae_scale_factor_temporal, 0)
-            raise InvalidArgumentError(
-                f"num_frames must be of the form {self.vae_scale_factor_temporal}k+1 (got {num_frames}); try "
-                f"{self.vae_scale_factor_temporal * k + 1} or {self.vae_scale_factor_temporal * (k + 1) + 1} "
-                "(ConsisID was trained with 49)."
-            )
+        dataclasses.replace(VIDEO_FRAMES, every=self.vae_scale_factor_temporal).check(num_frames, "num_frames")
         if config.use_learned_positional_embeddings:
             expected = (
                 config.sample_height * self.vae_scale_factor_spatial,
@@ -433,8 +429,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
                     "photo file as face_image=."
                 )
             image, prompt = None, image
-        if num_inference_steps < 1:
-            raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        STEPS.check(num_inference_steps, "num_inference_steps")
         if self._cfg_parallel_hooks and guidance_scale <= 1:
             raise InvalidArgumentError(
                 f"CFG-parallel splits the guidance passes, but guidance_scale={guidance_scale} turns guidance off; "

@@ -22,6 +22,7 @@ from diffusers import DiffusionPipeline, FluxKontextPipeline
 from diffusers.loaders import FluxLoraLoaderMixin
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 
+from genface.arguments import STRENGTH
 from genface.errors import InvalidArgumentError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceParser, face_similarity
 from genface.identity.align import paste_back
@@ -422,8 +423,7 @@ class MakeupPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline, FluxLoraL
         ``kontext_kwargs``: Kontext's arguments of :data:`KONTEXT_FORWARDED`, for the edit's Kontext call (the others
         are refused, see :data:`KONTEXT_SET_HERE`). ``return_dict=False`` gives diffusers' ``(images,)``.
         """
-        if strength < 0:
-            raise InvalidArgumentError(f"strength must be 0 or more, got {strength}.")
+        STRENGTH.check(strength, "strength")
         if output_type not in ("pil", "np"):
             raise InvalidArgumentError(f"output_type must be 'pil' or 'np' (images pasted back), got {output_type!r}.")
         self.check_kontext_arguments(kontext_kwargs)

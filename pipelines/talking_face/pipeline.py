@@ -30,6 +30,7 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 
+from genface.arguments import BATCH_SIZE, FPS
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import track_boxes, track_face
@@ -568,8 +569,9 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         once; reading and preparing frames runs in a thread ahead of the model, blending, measuring and encoding
         in one behind it (models on a GPU).
         """
-        if batch_size < 1:
-            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
+        BATCH_SIZE.check(batch_size, "batch_size")
+        if fps is not None:
+            FPS.check(fps, "fps")
         prepared = face if isinstance(face, PreparedVideo) else None
         if prepared is not None:
             if motion is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -32,6 +31,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from genface.arguments import BATCH_SIZE, BLINK_RATE, GUIDANCE, HEAD_MOTION, POSE_OFFSET, STEPS
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
 from genface.media import load_audio, load_image
@@ -66,8 +66,8 @@ BLINK_PROFILE = (0.55, 0.15, 0.0, 0.1, 0.45, 0.8)
 OPEN_EYE = 0.9
 #: Ditto's online preset (stream_pipeline_online): overlap, DDIM steps, reset, kept dimensions.
 ONLINE = {"overlap": 70, "num_steps": 10, "reset_every": 1, "keep_dims": (0, 202)}
-MAX_BLINK_RATE = 120.0
-MAX_OFFSET_DEGREES = 45.0
+MAX_BLINK_RATE = BLINK_RATE.high
+MAX_OFFSET_DEGREES = POSE_OFFSET.high
 
 
 @dataclass
@@ -487,18 +487,14 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 "The renderer's 3-D layers do not run in float16 on the CPU; load the pipeline with "
                 "dtype=torch.float32 there, or move it to a GPU."
             )
-        if not (isinstance(head_motion, (int, float)) and 0 <= head_motion <= 3):
-            raise InvalidArgumentError(f"head_motion must be between 0 (still) and 3, got {head_motion}.")
-        if blink_rate is not None and not (isinstance(blink_rate, (int, float)) and 0 <= blink_rate <= MAX_BLINK_RATE):
-            raise InvalidArgumentError(
-                f"blink_rate must be between 0 and {MAX_BLINK_RATE:g} a minute, got {blink_rate}."
-            )
-        if not (isinstance(steps, int) and 1 <= steps <= self.lmdm.config.num_train_timesteps):
-            raise InvalidArgumentError(f"num_inference_steps must be between 1 and 1000, got {steps}.")
-        if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and 0 <= guidance <= 20):
-            raise InvalidArgumentError(f"guidance_scale must be between 0 and 20, got {guidance}.")
-        if not (isinstance(batch, int) and batch >= 1) or not (isinstance(every, int) and every >= 1):
-            raise InvalidArgumentError("batch_size and facesim_every must be whole numbers of at least 1.")
+        HEAD_MOTION.check(head_motion, "head_motion")
+        if blink_rate is not None:
+            BLINK_RATE.check(blink_rate, "blink_rate")
+        STEPS.check(steps, "num_inference_steps")
+        GUIDANCE.check(guidance, "guidance_scale")
+        BATCH_SIZE.check(batch, "batch_size")
+        if not (isinstance(every, int) and every >= 1):
+            raise InvalidArgumentError(f"facesim_every must be a whole number of at least 1, got {every!r}.")
 
     def _finish(
         self,

@@ -285,7 +285,7 @@ def test_regions_confine_the_change(pipe, astronaut, portrait) -> None:
     ("kwargs", "error", "message"),
     [
         (dict(regions=["lips", "tattoo"]), InvalidArgumentError, r"Unknown face regions \['tattoo'\]; choose from"),
-        (dict(strength=-1.0), InvalidArgumentError, "0 or more"),
+        (dict(strength=-1.0), InvalidArgumentError, "strength must be from 0.0 to 2.0, got -1.0"),
     ],
 )
 def test_bad_arguments(pipe, astronaut, portrait, kwargs, error, message) -> None:
