@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from genface.identity.align import align_face
+from genface.identity.onnx_models import load_onnx_model
 from genface.identity.types import Face
 
 
@@ -54,8 +55,6 @@ class ArcFaceRecognizer(Recognizer):
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, providers: list[str] | None = None) -> ArcFaceRecognizer:
         """Load a recognition ONNX file (e.g. ``glintr100.onnx``) directly."""
-        from genface.identity.backends.insightface import load_onnx_model
-
         model = load_onnx_model(Path(path), providers)
         if model.taskname != "recognition":
             raise ValueError(f"{path} is an insightface {model.taskname!r} model, not a recognition model.")

@@ -8,26 +8,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from genface.errors import BackendUnavailableError, MissingWeightsError
+from genface.errors import MissingWeightsError
 from genface.identity.backends import FaceBackend
 from genface.identity.embed import ArcFaceRecognizer, Recognizer
+from genface.identity.onnx_models import import_insightface, onnx_errors, onnx_providers
 from genface.identity.types import Face
 
 DEFAULT_MODEL_NAME = "antelopev2"
 _TASKS = ("detection", "recognition", "landmark_2d_106")
 _DET_SIZE = (640, 640)
-
-
-def _import_insightface() -> Any:
-    try:
-        import insightface
-    except ImportError as exc:
-        raise BackendUnavailableError("The insightface engine needs `pip install insightface onnxruntime`.") from exc
-    return insightface
 
 
 def default_root() -> Path:
@@ -53,40 +45,6 @@ def find_model_dir(root: str | os.PathLike | None = None, name: str = DEFAULT_MO
     )
 
 
-def _onnx_errors() -> tuple[type[BaseException], ...]:
-    """onnxruntime's exceptions for files it cannot read (they derive from Exception directly)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
-
-    return tuple(
-        getattr(ort_state, name)
-        for name in ("Fail", "InvalidProtobuf", "InvalidGraph", "NoSuchFile")
-        if hasattr(ort_state, name)
-    )
-
-
-def _providers(providers: list[str] | None) -> list[str]:
-    if providers:
-        return providers
-    import onnxruntime
-
-    available = onnxruntime.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-
-
-def load_onnx_model(path: Path, providers: list[str] | None = None) -> Any:
-    """Load one insightface ONNX model through insightface's own routing (by input/output signature)."""
-    insightface = _import_insightface()
-    if not path.is_file():
-        raise MissingWeightsError(f"ONNX model not found: {path}")
-    try:
-        model = insightface.model_zoo.get_model(str(path), providers=_providers(providers))
-    except _onnx_errors() as exc:
-        raise MissingWeightsError(f"{path} is not a valid ONNX model ({str(exc).splitlines()[0]}).") from exc
-    if model is None:
-        raise MissingWeightsError(f"{path} is not a model insightface recognises.")
-    return model
-
-
 class InsightFaceBackend(FaceBackend):
     """insightface model pack: detection + keypoints, ArcFace embeddings, 106 landmarks when present."""
 
@@ -99,15 +57,15 @@ class InsightFaceBackend(FaceBackend):
         model_name: str = DEFAULT_MODEL_NAME,
         providers: list[str] | None = None,
     ) -> None:
-        insightface = _import_insightface()
+        insightface = import_insightface()
         self.model_dir = find_model_dir(model_root, model_name)
         self.model_name = model_name
-        providers = _providers(providers)
+        providers = onnx_providers(providers)
         try:
             app = insightface.app.FaceAnalysis(
                 name=str(self.model_dir), allowed_modules=list(_TASKS), providers=providers
             )
-        except _onnx_errors() as exc:
+        except onnx_errors() as exc:
             raise MissingWeightsError(
                 f"An ONNX file in {self.model_dir} is not a valid model ({str(exc).splitlines()[0]}); replace it."
             ) from exc
