@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 from genface.arguments import ATTENTION_HEAD_DIM
-from genface.cli.common import check_output
-from genface.cli.options import add_number
+from genface.cli import common, options
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -20,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "out", help="new (or empty) output folder, usable as makeup --injector, talk --model or portrait --model; "
         "written whole or not",
     )  # fmt: skip
-    add_number(parser, "--attention-head-dim", ATTENTION_HEAD_DIM, 128, "makeup: FLUX's head size")
+    options.add_number(parser, "--attention-head-dim", ATTENTION_HEAD_DIM, 128, "makeup: FLUX's head size")
     parser.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="talking: VAE Hub id or folder")
     parser.add_argument("--whisper", default="openai/whisper-tiny", help="talking: Whisper Hub id or folder")
     parser.add_argument("--ditto", action="store_true", help="SOURCE is Ditto (digital-avatar/ditto-talkinghead)")
@@ -35,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.out, "OUT", (), [args.source])
+    common.check_output(args.out, "OUT", (), [args.source])
     from genface.media._files import atomic_folder
 
     if args.fsfm:

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from genface.arguments import CROP_SIZE, SAMPLED_FRAMES
-from genface.cli.common import analyzer, check_output, device, forgery_detector, print_json
-from genface.cli.options import add_detector, add_device, add_face_engine, add_json, add_number, add_seed, command
+from genface.cli import common, options
 from genface.errors import GenfaceError, InvalidArgumentError
 
 logger = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ scored in --out are skipped. The summary goes beside --out (NAME.summary.json, N
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = command(
+    parser = options.command(
         commands,
         "eval",
         "score generated videos, talking faces or makeup with the papers' metrics, over a folder or manifest",
@@ -55,7 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs", default=None, help="consisid-testset: write generation jobs (.jsonl) for examples/batch_generate.py"
     )
-    add_seed(parser, "consisid-testset: the jobs' seed (ConsisID's: 42)")
+    options.add_seed(parser, "consisid-testset: the jobs' seed (ConsisID's: 42)")
     parser.add_argument(
         "--protocol", default="consisid", choices=["consisid", "standard"],
         help="video: ConsisID's scripts (BGR CLIPScore, per-frame FID) or standard (RGB CLIPScore, no per-frame FID)",
@@ -86,7 +85,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clip", default="openai/clip-vit-base-patch32", help="video: CLIP Hub id or folder ('none' skips CLIPScore)"
     )
-    add_number(parser, "--frames", SAMPLED_FRAMES, 16, "video: frames sampled per video")
+    options.add_number(parser, "--frames", SAMPLED_FRAMES, 16, "video: frames sampled per video")
     parser.add_argument("--syncnet", default=None, help="talk: syncnet_v2.model, or a folder / Hub id holding it")
     parser.add_argument(
         "--latentsync-syncnet", default=None,
@@ -95,11 +94,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--parser", default="qihoo360/FLUX-Makeup", help="makeup: face parser (.pth, folder, Hub id; 'none' skips)"
     )
-    add_number(parser, "--size", CROP_SIZE, 512, "makeup: face crop side")
-    add_face_engine(parser, "talk, makeup: ")
-    add_detector(parser, "none")
-    add_device(parser)
-    add_json(parser, "print the summary as JSON (no progress bar)")
+    options.add_number(parser, "--size", CROP_SIZE, 512, "makeup: face crop side")
+    options.add_face_engine(parser, "talk, makeup: ")
+    options.add_detector(parser, "none")
+    options.add_device(parser)
+    options.add_json(parser, "print the summary as JSON (no progress bar)")
     parser.set_defaults(func=run)
 
 
@@ -108,7 +107,7 @@ def _judges(args: argparse.Namespace, items: Sequence[Any], where: str) -> tuple
     from genface.eval.runner import forgery_judge
 
     weights: dict[str, Any] = {}
-    detector, unavailable = forgery_detector(args)  # first, so that missing weights stop the run before the rest
+    detector, unavailable = common.forgery_detector(args)  # first, so that missing weights stop the run before the rest
     if unavailable:
         raise GenfaceError(unavailable.replace("no forgery score: ", "--detector: ", 1))
     if args.kind == "video":
@@ -140,14 +139,14 @@ def _judges(args: argparse.Namespace, items: Sequence[Any], where: str) -> tuple
 
         syncnet = load_syncnet(args.syncnet).to(where) if args.syncnet else None
         latentsync = load_latentsync_syncnet(args.latentsync_syncnet).to(where) if args.latentsync_syncnet else None
-        judge = TalkJudge(analyzer(args), syncnet, latentsync=latentsync)
+        judge = TalkJudge(common.analyzer(args), syncnet, latentsync=latentsync)
         weights |= {"syncnet": args.syncnet, "latentsync_syncnet": args.latentsync_syncnet, "face_engine": args.backend}
     else:
         from genface.identity import FaceParser
         from genface.pipelines.makeup.evaluate import MakeupJudge
 
         parser = None if args.parser == "none" else FaceParser.from_pretrained(args.parser, device=where)
-        judge = MakeupJudge(analyzer(args), parser, args.size)
+        judge = MakeupJudge(common.analyzer(args), parser, args.size)
         weights |= {"parser": args.parser, "face_engine": args.backend}
     if detector is None:
         return [judge], weights
@@ -168,7 +167,7 @@ def _consisid_testset(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--videos {args.videos} is not a folder.")
     outputs = [(path, option) for path, option in ((args.jobs, "--jobs"), (args.out, "--out")) if path]
     for path, option in outputs:
-        check_output(path, option, (".jsonl",), [args.input])
+        common.check_output(path, option, (".jsonl",), [args.input])
     if len(outputs) == 2 and Path(args.jobs).expanduser().absolute() == Path(args.out).expanduser().absolute():
         raise InvalidArgumentError(f"--jobs and --out are both {args.out}; give two files.")
     from genface.eval.consisid_testset import write_consisid_files
@@ -176,7 +175,7 @@ def _consisid_testset(args: argparse.Namespace) -> int:
     cases, found = write_consisid_files(args.input, args.videos, args.jobs, args.out, args.seed)
     result = {"cases": cases, "jobs": args.jobs, "videos": args.videos, "videos_found": found, "manifest": args.out}
     if args.json:
-        print_json(result)
+        common.print_json(result)
         return 0
     print(f"{cases} test cases" + (f"; generation jobs: {args.jobs} (seed {args.seed})" if args.jobs else ""))
     if args.videos:
@@ -199,9 +198,9 @@ def run(args: argparse.Namespace) -> int:
         write_summary,
     )
 
-    check_output(args.out, "--out", (".jsonl",), [args.input])
+    common.check_output(args.out, "--out", (".jsonl",), [args.input])
     for path, suffix in zip(summary_paths(args.out), (".json", ".md"), strict=True):
-        check_output(str(path), "--out's summary", (suffix,), [args.input])
+        common.check_output(str(path), "--out's summary", (suffix,), [args.input])
     if args.kind == "talk" and not (args.syncnet or args.latentsync_syncnet):
         raise InvalidArgumentError(
             "genface eval talk needs --syncnet (syncnet_v2.model of joonson/syncnet_python, or a folder or Hub id "
@@ -211,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--fid-real {args.fid_real}: give a folder of face photos, with --fid-inception.")
     items = read_items(args.input, args.kind)
     done = read_records(args.out)
-    where = args.device = device(args.device)
+    where = args.device = common.device(args.device)
     todo = sum("metrics" not in done.get(item.id, {}) for item in items)
     logger.info("%d of %d item(s) to score; the rest are in %s already", todo, len(items), args.out)
     fid = args.kind == "video" and args.fid_inception
@@ -226,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(records, **about)
     json_path, md_path = write_summary(summary, args.out)
     if args.json:
-        print_json(summary)
+        common.print_json(summary)
         return 0
     print(summary_markdown(summary), end="")
     print(f"records: {args.out}; summary: {json_path}, {md_path}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from genface.cli.common import analyzer, check_output, print_json
-from genface.cli.options import add_face_engine, add_face_index, add_json, command
+from genface.cli import common, options
 from genface.errors import GenfaceError
 
 EPILOG = """examples:
@@ -19,14 +18,16 @@ EPILOG = """examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = command(commands, "identity", "encode a face, or measure FaceSim against images or a video", EPILOG)
+    parser = options.command(
+        commands, "identity", "encode a face, or measure FaceSim against images or a video", EPILOG
+    )
     parser.add_argument("reference", nargs="?", help="reference face image")
     parser.add_argument("target", nargs="?", help="image or video to compare with the reference")
     parser.add_argument("--save", metavar="PATH", help="save the reference's FaceIdentity (.safetensors)")
-    add_face_index(parser, "in the reference")
-    add_face_engine(parser)
+    options.add_face_index(parser, "in the reference")
+    options.add_face_engine(parser)
     parser.add_argument("--demo", action="store_true", help="run on the sample photos of installed packages")
-    add_json(parser, "machine-readable output")
+    options.add_json(parser, "machine-readable output")
     parser.set_defaults(func=run)
 
 
@@ -38,10 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.save and not args.target:
         raise GenfaceError("Nothing to do: give a TARGET image/video to compare, or --save PATH.")
     if args.save:
-        check_output(args.save, "--save", (".safetensors",), [args.reference, args.target])
+        common.check_output(args.save, "--save", (".safetensors",), [args.reference, args.target])
     from genface.identity import IdentityEncoder, face_similarity
 
-    engine = analyzer(args)
+    engine = common.analyzer(args)
     output: dict[str, Any] = {"reference": args.reference}
     if args.save:
         identity = IdentityEncoder(engine).encode(args.reference, args.face_index)
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         output["target"] = args.target
         output["facesim"] = result.to_dict()
     if args.json:
-        print_json(output)
+        common.print_json(output)
         return 0
     if "saved" in output:
         print(f"identity saved: {output['saved']}")
@@ -73,7 +74,7 @@ def _demo(args: argparse.Namespace) -> int:
     from genface.media import load_image
     from genface.samples import sample_path
 
-    engine = analyzer(args)
+    engine = common.analyzer(args)
     portrait, astronaut = sample_path("portrait"), sample_path("astronaut")
     mirrored = load_image(portrait)[:, ::-1]
     rows = [
@@ -82,7 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
     ]
     faces = engine.detect(sample_path("group"))
     if args.json:
-        print_json({"group_faces": len(faces), **{k: v.to_dict() for k, v in rows}})
+        common.print_json({"group_faces": len(faces), **{k: v.to_dict() for k, v in rows}})
         return 0
     print(f"faces found in the group photo: {len(faces)}")
     threshold = rows[0][1].match_threshold

@@ -8,8 +8,7 @@ from importlib import metadata
 from typing import Any
 
 from genface import __version__
-from genface.cli.common import print_json
-from genface.cli.options import add_json
+from genface.cli import common, options
 from genface.errors import GenfaceError
 
 _PACKAGES = (
@@ -20,7 +19,7 @@ _PACKAGES = (
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("info", help="versions, devices and usable face backends")
-    add_json(parser, "machine-readable output")
+    options.add_json(parser, "machine-readable output")
     parser.set_defaults(func=run)
 
 
@@ -71,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         "face_backends": _backend_status(),
     }
     if args.json:
-        print_json(info)
+        common.print_json(info)
         return 0
     print(f"genface {info['genface']} (Python {info['python']}, {info['platform']})")
     print("packages:")

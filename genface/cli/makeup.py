@@ -6,19 +6,7 @@ import argparse
 import time
 
 from genface.arguments import CROP_SIZE, STRENGTH
-from genface.cli.common import check_output, device, dtype, place, print_json
-from genface.cli.options import (
-    add_face_index,
-    add_generation,
-    add_guidance,
-    add_json,
-    add_model,
-    add_number,
-    add_out,
-    add_seed,
-    add_steps,
-    command,
-)
+from genface.cli import common, options
 
 EPILOG = """examples:
   genface makeup --face me.jpg --reference look.jpg --out me_made_up.png
@@ -29,30 +17,30 @@ EPILOG = """examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = command(
+    parser = options.command(
         commands, "makeup", "source face + makeup reference -> the source wearing that makeup (FLUX-Makeup)", EPILOG
     )
     parser.add_argument("--face", required=True, help="photo of the person to make up")
     parser.add_argument("--reference", required=True, help="photo of a made-up face")
-    add_out(parser, "output image (.png, .jpg, .webp), not an input")
-    add_number(parser, "--strength", STRENGTH, 1.0, "reference strength", "0: no reference; default 1")
+    options.add_out(parser, "output image (.png, .jpg, .webp), not an input")
+    options.add_number(parser, "--strength", STRENGTH, 1.0, "reference strength", "0: no reference; default 1")
     parser.add_argument("--regions", default=None, help="comma-separated regions to change: lips,eyes,skin,brows,...")
-    add_model(parser, "black-forest-labs/FLUX.1-Kontext-dev", "Kontext Hub id, folder, or 'tiny'")
+    options.add_model(parser, "black-forest-labs/FLUX.1-Kontext-dev", "Kontext Hub id, folder, or 'tiny'")
     parser.add_argument("--injector", default="qihoo360/FLUX-Makeup", help="injector Hub id or folder")
-    add_steps(parser, 25)
-    add_guidance(parser, 2.5)
-    add_seed(parser)
-    add_number(parser, "--size", CROP_SIZE, None, "working resolution of the face crop", "default 1024")
-    add_face_index(parser, "in --face")
-    add_generation(parser, "bf16")
-    add_json(parser)
+    options.add_steps(parser, 25)
+    options.add_guidance(parser, 2.5)
+    options.add_seed(parser)
+    options.add_number(parser, "--size", CROP_SIZE, None, "working resolution of the face crop", "default 1024")
+    options.add_face_index(parser, "in --face")
+    options.add_generation(parser, "bf16")
+    options.add_json(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from genface.media.image import IMAGE_SUFFIXES
 
-    check_output(args.out, "--out", IMAGE_SUFFIXES, [args.face, args.reference])
+    common.check_output(args.out, "--out", IMAGE_SUFFIXES, [args.face, args.reference])
     import torch
 
     from genface.pipelines import MakeupPipeline, default_size, load_pipeline
@@ -61,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
 
     regions = [r.strip() for r in args.regions.split(",") if r.strip()] if args.regions else None
     MakeupPipeline.check_regions(regions)
-    where = device(args.device)
+    where = common.device(args.device)
     started = time.perf_counter()
     size = default_size("makeup", args.model)["size"] if args.size is None else args.size
-    pipe = load_pipeline("makeup", args.model, dtype=dtype(args.dtype), injector=args.injector)
-    place(pipe, args, where)
+    pipe = load_pipeline("makeup", args.model, dtype=common.dtype(args.dtype), injector=args.injector)
+    common.place(pipe, args, where)
     with explain_out_of_memory():
         output = pipe(
             args.face,
@@ -91,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(time.perf_counter() - started, 2),
     }
     if args.json:
-        print_json(result)
+        common.print_json(result)
         return 0
     print(f"image written: {path} (made in {result['seconds']} s)")
     if output.facesim is not None:

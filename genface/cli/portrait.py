@@ -6,28 +6,7 @@ import argparse
 import time
 
 from genface.arguments import BLINK_RATE, HEAD_MOTION, POSE_OFFSET
-from genface.cli.common import (
-    check_output,
-    device,
-    dtype,
-    place,
-    print_json,
-    print_spoken_scores,
-    spoken_result,
-)
-from genface.cli.options import (
-    add_batch_size,
-    add_face_index,
-    add_generation,
-    add_json,
-    add_model,
-    add_no_metrics,
-    add_number,
-    add_seed,
-    add_speech_io,
-    add_steps,
-    command,
-)
+from genface.cli import common, options
 
 EPILOG = """examples:
   genface portrait --photo me.jpg --audio speech.wav --out talking.mp4
@@ -38,12 +17,12 @@ EPILOG = """examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = command(
+    parser = options.command(
         commands, "portrait", "photo + speech -> talking head that moves, blinks and shows expression (Ditto)", EPILOG
     )
     parser.add_argument("--photo", required=True, help="photo of the face to animate")
-    add_speech_io(parser)
-    add_model(parser, "digital-avatar/ditto-talkinghead")
+    options.add_speech_io(parser)
+    options.add_model(parser, "digital-avatar/ditto-talkinghead")
     parser.add_argument(
         "--hubert", default="facebook/hubert-large-ls960-ft", help="HuBERT Hub id or folder (Ditto's layout only)"
     )
@@ -51,19 +30,19 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--emotion", type=_emotion, default=["neutral"],
         help="neutral (default), happy, sad, angry, surprise, fear, disgust or contempt; comma-separated to mix",
     )  # fmt: skip
-    add_number(parser, "--head-motion", HEAD_MOTION, 1.0, "head movement", "0: still; default 1")
-    add_number(
+    options.add_number(parser, "--head-motion", HEAD_MOTION, 1.0, "head movement", "0: still; default 1")
+    options.add_number(
         parser, "--blink-rate", BLINK_RATE, None, "blinks a minute", "0: none; default: one every 2.4-4 s at random"
     )
     for axis, meaning in (("pitch", "nod"), ("yaw", "turn"), ("roll", "tilt")):
-        add_number(parser, f"--{axis}", POSE_OFFSET, 0.0, f"degrees added to the head's {axis} ({meaning})")
-    add_steps(parser, 50, "motion model's DDIM steps")
-    add_seed(parser)
-    add_batch_size(parser, "render")
-    add_face_index(parser, "in --photo")
-    add_generation(parser, "fp16 on a GPU, fp32 on the CPU", low_memory=False)  # small enough for any GPU
-    add_no_metrics(parser, "FaceSim, blinks and the lip-sync proxy")
-    add_json(parser)
+        options.add_number(parser, f"--{axis}", POSE_OFFSET, 0.0, f"degrees added to the head's {axis} ({meaning})")
+    options.add_steps(parser, 50, "motion model's DDIM steps")
+    options.add_seed(parser)
+    options.add_batch_size(parser, "render")
+    options.add_face_index(parser, "in --photo")
+    options.add_generation(parser, "fp16 on a GPU, fp32 on the CPU", low_memory=False)  # small enough for any GPU
+    options.add_no_metrics(parser, "FaceSim, blinks and the lip-sync proxy")
+    options.add_json(parser)
     parser.set_defaults(func=run)
 
 
@@ -79,17 +58,17 @@ def _emotion(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.out, "--out", (".mp4",), [args.photo, args.audio])
+    common.check_output(args.out, "--out", (".mp4",), [args.photo, args.audio])
     import torch
 
     from genface.pipelines import load_pipeline
     from genface.resources import explain_out_of_memory
 
-    where = device(args.device)
+    where = common.device(args.device)
     started = time.perf_counter()
-    weights = dtype(args.dtype) or (torch.float32 if where == "cpu" else None)  # fp16 3-D pooling is GPU-only
+    weights = common.dtype(args.dtype) or (torch.float32 if where == "cpu" else None)  # fp16 3-D pooling is GPU-only
     pipe = load_pipeline("portrait", args.model, dtype=weights, audio_encoder=args.hubert)
-    place(pipe, args, where)
+    common.place(pipe, args, where)
     offsets = {key: getattr(args, key) for key in ("pitch", "yaw", "roll") if getattr(args, key)}
     with explain_out_of_memory():
         output = pipe(
@@ -109,21 +88,21 @@ def run(args: argparse.Namespace) -> int:
     frames = len(output.head_pose)
     spread = output.head_pose.std(axis=0)
     result = {
-        **spoken_result(output, frames, started),
+        **common.spoken_result(output, frames, started),
         "seed": args.seed,
         "head_pose_std_degrees": dict(zip(("pitch", "yaw", "roll"), (round(float(v), 3) for v in spread), strict=True)),
         "blinks": output.blinks,
         "first_frame_seconds": round(output.first_frame_seconds, 3),
     }
     if args.json:
-        print_json(result)
+        common.print_json(result)
         return 0
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     pose = result["head_pose_std_degrees"]
     print(f"head motion (std, degrees): pitch {pose['pitch']}, yaw {pose['yaw']}, roll {pose['roll']}")
     if output.blinks is not None:
         print(f"blinks seen: {output.blinks}")
-    print_spoken_scores(output, result, "photo")
+    common.print_spoken_scores(output, result, "photo")
     if args.model == "tiny":
         print("note: the tiny model has random weights; its faces are noise. Use the default --model.")
     return 0

@@ -6,26 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from genface.cli.common import (
-    check_output,
-    device,
-    dtype,
-    place,
-    print_json,
-    print_spoken_scores,
-    spoken_result,
-)
-from genface.cli.options import (
-    add_batch_size,
-    add_face_index,
-    add_fps,
-    add_generation,
-    add_json,
-    add_model,
-    add_no_metrics,
-    add_speech_io,
-    command,
-)
+from genface.cli import common, options
 from genface.errors import InvalidArgumentError
 
 EPILOG = """examples:
@@ -39,38 +20,40 @@ EPILOG = """examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = command(commands, "talk", "face video or photo + speech -> lip-synced video (MuseTalk v1.5)", EPILOG)
+    parser = options.command(
+        commands, "talk", "face video or photo + speech -> lip-synced video (MuseTalk v1.5)", EPILOG
+    )
     parser.add_argument("--face", required=True, help="video to dub, or a photo")
-    add_speech_io(parser)
-    add_model(parser, "TMElyralab/MuseTalk")
+    options.add_speech_io(parser)
+    options.add_model(parser, "TMElyralab/MuseTalk")
     parser.add_argument("--vae", default="stabilityai/sd-vae-ft-mse", help="VAE Hub id or folder")
     parser.add_argument("--whisper", default="openai/whisper-tiny", help="Whisper Hub id or folder")
-    add_fps(parser, None, "default: the video's, or 25 for a photo")
-    add_batch_size(parser, "UNet")
-    add_face_index(parser, "to follow")
+    options.add_fps(parser, None, "default: the video's, or 25 for a photo")
+    options.add_batch_size(parser, "UNet")
+    options.add_face_index(parser, "to follow")
     parser.add_argument(
         "--prepared", metavar="DIR", default=None,
         help="folder for the video's preparation (face track, blend masks, crop latents): read back when it holds "
         "one made for this video and these settings, else made and saved there, so dubbing the same video again "
         "skips face detection, parsing and VAE encoding",
     )  # fmt: skip
-    add_generation(parser, "fp16")
-    add_no_metrics(parser, "FaceSim and the lip-sync proxy")
-    add_json(parser)
+    options.add_generation(parser, "fp16")
+    options.add_no_metrics(parser, "FaceSim and the lip-sync proxy")
+    options.add_json(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_output(args.out, "--out", (".mp4",), [args.face, args.audio])
+    common.check_output(args.out, "--out", (".mp4",), [args.face, args.audio])
     if args.prepared is not None and Path(args.prepared).expanduser().is_file():
         raise InvalidArgumentError(f"--prepared {args.prepared} is a file; give a folder (new, empty or prepared).")
     from genface.pipelines import load_pipeline
     from genface.resources import explain_out_of_memory
 
-    where = device(args.device)
+    where = common.device(args.device)
     started = time.perf_counter()
-    pipe = load_pipeline("talk", args.model, dtype=dtype(args.dtype), vae=args.vae, audio_encoder=args.whisper)
-    place(pipe, args, where)
+    pipe = load_pipeline("talk", args.model, dtype=common.dtype(args.dtype), vae=args.vae, audio_encoder=args.whisper)
+    common.place(pipe, args, where)
     with explain_out_of_memory():
         face = args.face
         if args.prepared is not None:  # read back when it holds this video's preparation, else made and saved
@@ -85,14 +68,14 @@ def run(args: argparse.Namespace) -> int:
             measure=not args.no_metrics,
         )
     frames = len(output.pitch)
-    result = {**spoken_result(output, frames, started), "lost_frames": output.lost_frames}
+    result = {**common.spoken_result(output, frames, started), "lost_frames": output.lost_frames}
     if args.json:
-        print_json(result)
+        common.print_json(result)
         return 0
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     if output.lost_frames:
         print(f"face not found in {len(output.lost_frames)} source frame(s); the nearest box was held there")
-    print_spoken_scores(output, result, "source")
+    common.print_spoken_scores(output, result, "source")
     if args.model == "tiny":
         print("note: the tiny model has random weights; its mouths are noise. Use the default --model.")
     return 0

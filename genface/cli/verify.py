@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genface.cli.common import device, expected_errors, forgery_detector, one_line, print_json
-from genface.cli.options import add_detector, add_device, add_json
+from genface.cli import common, options
 from genface.errors import InvalidArgumentError
 
 
@@ -18,9 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "verify", help="read genface's marks (metadata, watermark) and ask a forgery detector, for files or folders"
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="images or videos, or folders of them")
-    add_detector(parser, "deepfake")
-    add_device(parser, "where the detector runs: ")
-    add_json(parser)
+    options.add_detector(parser, "deepfake")
+    options.add_device(parser, "where the detector runs: ")
+    options.add_json(parser)
     parser.set_defaults(func=run)
 
 
@@ -80,17 +79,17 @@ def run(args: argparse.Namespace) -> int:
 
     files = _files(args.files)
     if args.detector != "none":
-        args.device = device(args.device)
-    detector, unavailable = forgery_detector(args)
+        args.device = common.device(args.device)
+    detector, unavailable = common.forgery_detector(args)
     if unavailable:
         print(f"genface: note: {unavailable}; the marks are reported alone", file=sys.stderr)
     results, failed = [], 0
     for path in files:
         try:
             result = verify(path)
-        except expected_errors() as exc:
+        except common.expected_errors() as exc:
             failed += 1
-            message = one_line(str(exc))
+            message = common.one_line(str(exc))
             results.append({"file": str(path), "error": message})
             print(f"genface: error: {path}: {message}", file=sys.stderr)
             continue
@@ -104,5 +103,5 @@ def run(args: argparse.Namespace) -> int:
             _print(result)
     if args.json:
         single = len(args.files) == 1 and len(files) == 1 and not Path(args.files[0]).is_dir()
-        print_json(results[0] if single else results)
+        common.print_json(results[0] if single else results)
     return 1 if failed else 0

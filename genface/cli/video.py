@@ -7,20 +7,7 @@ import time
 from typing import Any
 
 from genface.arguments import VIDEO_FRAMES, VIDEO_SIDE
-from genface.cli.common import check_output, device, dtype, load_identity, place, print_json
-from genface.cli.options import (
-    add_face_index,
-    add_fps,
-    add_generation,
-    add_guidance,
-    add_json,
-    add_model,
-    add_number,
-    add_out,
-    add_seed,
-    add_steps,
-    command,
-)
+from genface.cli import common, options
 from genface.errors import GenfaceError
 
 EPILOG = """examples:
@@ -32,34 +19,34 @@ EPILOG = """examples:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    parser = command(commands, "video", "face photo + prompt -> video of that person (ConsisID)", EPILOG)
+    parser = options.command(commands, "video", "face photo + prompt -> video of that person (ConsisID)", EPILOG)
     parser.add_argument("--face", help="photo of the person")
     parser.add_argument("--identity", metavar="PATH", help="a FaceIdentity saved with `genface identity --save`")
     parser.add_argument("--prompt", required=True, help="what the video shows")
     parser.add_argument("--negative-prompt", default=None)
-    add_out(parser, "output .mp4, not an input (written whole or not at all)")
-    add_model(parser, "BestWishYsh/ConsisID-preview")
-    add_steps(parser, 50)
-    add_guidance(parser, 6.0)
-    add_seed(parser)
-    add_number(parser, "--frames", VIDEO_FRAMES, None, "frames", "default 49; the tiny model: 9")
-    add_number(parser, "--height", VIDEO_SIDE, None, "height in pixels", "default 480; the tiny model: 64")
-    add_number(parser, "--width", VIDEO_SIDE, None, "width in pixels", "default 720; the tiny model: 64")
-    add_fps(parser, 8.0, "ConsisID: 8")
-    add_face_index(parser, "in the photo")
-    add_generation(parser, "bf16")
+    options.add_out(parser, "output .mp4, not an input (written whole or not at all)")
+    options.add_model(parser, "BestWishYsh/ConsisID-preview")
+    options.add_steps(parser, 50)
+    options.add_guidance(parser, 6.0)
+    options.add_seed(parser)
+    options.add_number(parser, "--frames", VIDEO_FRAMES, None, "frames", "default 49; the tiny model: 9")
+    options.add_number(parser, "--height", VIDEO_SIDE, None, "height in pixels", "default 480; the tiny model: 64")
+    options.add_number(parser, "--width", VIDEO_SIDE, None, "width in pixels", "default 720; the tiny model: 64")
+    options.add_fps(parser, 8.0, "ConsisID: 8")
+    options.add_face_index(parser, "in the photo")
+    options.add_generation(parser, "bf16")
     parser.add_argument(
         "--attention", default="sdpa", choices=["sdpa", "flash", "cudnn", "efficient", "math"],
         help="PyTorch attention kernel (default: sdpa, PyTorch chooses)",
     )  # fmt: skip
-    add_json(parser)
+    options.add_json(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
-    check_output(args.out, "--out", (".mp4",), [args.face, args.identity])
+    common.check_output(args.out, "--out", (".mp4",), [args.face, args.identity])
     import torch
 
     from genface.identity import face_similarity
@@ -68,14 +55,14 @@ def run(args: argparse.Namespace) -> int:
     from genface.provenance import write_marked_video
     from genface.resources import explain_out_of_memory
 
-    identity = load_identity(args.identity) if args.identity else None
-    where = device(args.device)
+    identity = common.load_identity(args.identity) if args.identity else None
+    where = common.device(args.device)
     started = time.perf_counter()
     default = default_size("video", args.model)
     given = {"height": args.height, "width": args.width, "num_frames": args.frames}
     size = {key: default[key] if value is None else value for key, value in given.items()}
-    pipe = load_pipeline("video", args.model, dtype=dtype(args.dtype))
-    place(pipe, args, where)
+    pipe = load_pipeline("video", args.model, dtype=common.dtype(args.dtype))
+    common.place(pipe, args, where)
     pipe.set_attention_backend(args.attention)
     generator = torch.Generator("cpu").manual_seed(args.seed)
     with explain_out_of_memory():
@@ -106,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     if recognizer is not None and output.identity.recognition_model == recognizer.name:
         result["facesim"] = face_similarity(output.identity, video, analyzer=encoder.analyzer).to_dict()
     if args.json:
-        print_json(result)
+        common.print_json(result)
         return 0
     print(
         f"video written: {path} ({result['frames']} frames, {result['size'][1]}x{result['size'][0]}, "
