@@ -21,10 +21,25 @@ def load_or_explain(load: Callable[..., T], path_or_repo: str | os.PathLike, **k
         if Path(path_or_repo).expanduser().is_dir():
             raise
         raise OfflineError(
-            f"Could not load {os.fspath(path_or_repo)!r} from the Hub or the local cache "
-            f"({str(exc).splitlines()[0]}). Download it on a machine with access (`hf download "
-            f"{os.fspath(path_or_repo)} --local-dir DIR`) and pass DIR instead."
+            f"Could not load {os.fspath(path_or_repo)!r}: {_why_not_loaded(exc)}. Download it on a machine with "
+            f"access (`hf download {os.fspath(path_or_repo)} --local-dir DIR`) and pass DIR instead."
         ) from exc
+
+
+def _why_not_loaded(exc: BaseException) -> str:
+    """Why diffusers / transformers could not load a Hub id, in words (their own message points to a stack trace
+    that a one-line error does not show)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    chain = [exc]
+    while chain[-1].__cause__ or chain[-1].__context__:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    if any(isinstance(e, OfflineModeIsEnabled) for e in chain):
+        return "it is not in the local Hugging Face cache, and offline mode is on (HF_HUB_OFFLINE)"
+    if any(isinstance(e, ConnectionError) or type(e).__name__ == "ConnectError" for e in chain):
+        return f"it is not in the local Hugging Face cache, and the Hub cannot be reached ({chain[-1]})"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.replace(" Please check out the root cause in the stacktrace above.", "").rstrip(".")
 
 
 def resolve_folder(
@@ -41,6 +56,8 @@ def resolve_folder(
     offline mode only the cache is consulted.
     """
     local = Path(path_or_repo).expanduser()
+    if local.is_file():
+        raise MissingWeightsError(f"{local} is a file; weights are read from a folder or a Hub repository here.")
     if local.exists():
         folder = local / subfolder if subfolder else local
         if not folder.is_dir():
@@ -104,13 +121,18 @@ def load_state_dict(path: str | os.PathLike) -> dict:
 
         return load_file(str(path))
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnsafeWeightsError(
             f"{path} holds Python objects besides tensors, and genface loads .pt/.pth/.bin files only with "
             "torch.load(weights_only=True) so that no code inside them can run. Use the publisher's original "
             f"file, or convert a file you trust to .safetensors. ({str(exc).splitlines()[0]})"
         ) from exc
+    if not isinstance(state, dict):
+        raise MissingWeightsError(
+            f"{path} holds a {type(state).__name__}, not a state dict (tensors by name); give the published weights."
+        )
+    return state
 
 
 def load_checked(build: Callable[[], Any], state: dict, what: str) -> Any:

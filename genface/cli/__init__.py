@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import argparse
 
 #: The commands, in the order ``genface --help`` lists them; each is the module genface.cli.NAME.
-COMMANDS = ("info", "identity", "video", "makeup", "talk", "portrait", "eval", "verify", "convert", "serve")
+COMMANDS = ("info", "samples", "identity", "video", "makeup", "talk", "portrait", "eval", "verify", "convert", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,12 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
         with _signals_raise():
-            import logging
-
             args = build_parser().parse_args(argv)
-            logging.basicConfig(
-                level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s"
-            )
+            _log_to_stderr(args)
             return args.func(args)
     except KeyboardInterrupt:
         print("genface: interrupted; no partial output was left", file=sys.stderr)
@@ -93,23 +89,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"genface: stopped by {exc}; no partial output was left", file=sys.stderr)
         return 128 + exc.signum
     except Exception as exc:
-        return _report(exc, verbose=args is None or args.verbose)
+        if args is None:
+            raise
+        return _report(exc, args)
 
 
-def _report(exc: Exception, verbose: bool) -> int:
-    """Exit code 1 and one line for ``exc``: what to fix for an expected error, else a request to report it (with
-    ``-v``, the traceback instead)."""
+def _log_to_stderr(args: argparse.Namespace) -> None:
+    """Log lines (warnings; progress with ``-v``) on stderr, naming the Python API's arguments by this command's
+    flags."""
     import logging
 
-    from genface.cli.common import expected_errors, one_line
-    from genface.errors import GenfaceError
+    from genface.cli.common import in_flags
+
+    def flags(record: logging.LogRecord) -> bool:
+        record.msg, record.args = in_flags(record.getMessage(), args), None
+        return True
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(flags)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+
+
+def _report(exc: Exception, args: argparse.Namespace) -> int:
+    """Exit code 1 and one line for ``exc``: what to fix for an expected error (in this command's flags; for
+    weights that cannot be had, that ``--model tiny`` runs offline), else a request to report it (with ``-v``, the
+    traceback instead)."""
+    import logging
+
+    from genface.cli.common import expected_errors, in_flags, one_line
+    from genface.errors import GenfaceError, MissingWeightsError, OfflineError
 
     if isinstance(exc, expected_errors()):
         logging.getLogger(__name__).info("the error below came from here:", exc_info=exc)  # shown with -v
         message = str(exc) if isinstance(exc, GenfaceError) else f"{type(exc).__name__}: {exc}"
-        print(f"genface: error: {one_line(message)}", file=sys.stderr)
+        model = getattr(args, "model", "tiny")
+        if isinstance(exc, OfflineError) or (isinstance(exc, MissingWeightsError) and str(model) in message):
+            message += "" if model == "tiny" else " Or try every stage offline on tiny random weights: --model tiny."
+        print(f"genface: error: {one_line(in_flags(message, args))}", file=sys.stderr)
         return 1
-    if verbose:
+    if args.verbose:
         raise exc
     print(
         f"genface: unexpected error ({type(exc).__name__}: {one_line(str(exc))}); run again with -v for the "

@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -145,11 +146,15 @@ def analyzer(args: argparse.Namespace) -> Any:
 
 
 def forgery_detector(args: argparse.Namespace) -> tuple[Any, str | None]:
-    """The FSFM detector ``--detector`` asks for, or None and why: not asked for, or its weights unavailable."""
-    from genface.forensics import FSFM_REPO, load_detector
+    """The FSFM detector ``--detector`` asks for (a tiny random one with ``--judges tiny``), or None and why: not
+    asked for, or its weights unavailable."""
+    from genface.forensics import FSFM_REPO, ForgeryDetector, load_detector, tiny_fsfm
 
     if args.detector == "none":
         return None, None
+    if getattr(args, "judges", None) == "tiny":
+        args.detector_weights = "tiny"
+        return ForgeryDetector(tiny_fsfm(), device=args.device), None
     args.detector_weights = args.detector_weights or FSFM_REPO
     return load_detector(args.detector_weights, args.detector, device=args.device)
 
@@ -167,9 +172,36 @@ def spoken_result(output: Any, frames: int, started: float) -> dict[str, Any]:
     }
 
 
-def print_spoken_scores(output: Any, result: dict[str, Any], reference: str) -> None:
-    """FaceSim to the ``reference`` and the lip-sync proxy, where measured."""
-    if output.facesim is not None and output.facesim.found.any():
+def print_spoken_scores(output: Any, result: dict[str, Any], reference: str, measured: bool) -> None:
+    """FaceSim to the ``reference`` and the lip-sync proxy when ``measured`` (not ``--no-metrics``); where one
+    could not be measured, why."""
+    if not measured:
+        return
+    if output.facesim is None:
+        print("FaceSim: not measured (the face engine has no recognizer)")
+    elif not output.facesim.found.any():
+        print("FaceSim: no face found in the generated frames")
+    else:
         print(f"FaceSim vs {reference} ({output.facesim.model}): mean {output.facesim.mean:.4f}")
-    if result["lip_sync"] is not None:
+    if result["lip_sync"] is None:
+        print("lip-sync proxy: not measured (it needs 3 frames with a face, and a mouth and a voice that vary)")
+    else:
         print(f"lip-sync proxy (mouth opening vs loudness, Pearson r): {result['lip_sync']:.3f}")
+
+
+#: The Python API's argument names and the command line's flags for them: a library message that names one is
+#: shown with the flag, by the commands that have it.
+FLAGS = {
+    "face_index": "--face-index", "num_inference_steps": "--steps", "guidance_scale": "--guidance",
+    "num_frames": "--frames", "batch_size": "--batch-size", "head_motion": "--head-motion",
+    "blink_rate": "--blink-rate",
+}  # fmt: skip
+
+
+def in_flags(text: str, args: argparse.Namespace) -> str:
+    """``text`` with the argument names of :data:`FLAGS` that the command has as flags written as those flags
+    (``face_index=3`` -> ``--face-index 3``)."""
+    for name, flag in FLAGS.items():
+        if hasattr(args, flag[2:].replace("-", "_")):
+            text = re.sub(rf"\b{name}(=|\b)", lambda match, flag=flag: flag + (" " if match.group(1) else ""), text)
+    return text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from genface.arguments import ATTENTION_HEAD_DIM
 from genface.cli import common, options
+from genface.errors import InvalidArgumentError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,8 +34,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+#: The files a published checkpoint comes as (anything else is a folder or a Hub id).
+CHECKPOINTS = (".pt", ".pth", ".bin", ".safetensors")
+
+
 def run(args: argparse.Namespace) -> int:
     common.check_output(args.out, "OUT", (), [args.source])
+    source = Path(args.source).expanduser()
+    if source.is_file() and source.suffix.lower() not in CHECKPOINTS and not args.fsfm:
+        raise InvalidArgumentError(
+            f"{args.source} is a file but not a checkpoint ({', '.join(CHECKPOINTS)}): convert takes FLUX-Makeup's "
+            "checkpoint.pt, MuseTalk or Ditto as a folder or Hub id, or FSFM's checkpoint with --fsfm."
+        )
     from genface.media._files import atomic_folder
 
     if args.fsfm:
@@ -54,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             portrait.save_pretrained(folder)
         print(f"converted {args.source} -> {args.out} (safetensors), usable as `portrait --model`")
         return 0
-    if Path(args.source).suffix not in (".pt", ".pth", ".bin", ".safetensors"):  # a MuseTalk folder or Hub id
+    if source.suffix.lower() not in CHECKPOINTS:  # a MuseTalk folder or Hub id
         from genface.pipelines import TalkingFacePipeline
 
         pipe = TalkingFacePipeline.from_pretrained(args.source, vae=args.vae, audio_encoder=args.whisper)

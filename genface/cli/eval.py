@@ -95,7 +95,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--parser", default="qihoo360/FLUX-Makeup", help="makeup: face parser (.pth, folder, Hub id; 'none' skips)"
     )
     options.add_number(parser, "--size", CROP_SIZE, 512, "makeup: face crop side")
-    options.add_face_engine(parser, "talk, makeup: ")
+    parser.add_argument(
+        "--judges", default="published", choices=["published", "tiny"],
+        help="published: the judges' weights as the options above name them; tiny: tiny random judges built offline "
+        "(the face engine of --backend, a random CurricularFace, SyncNet, parser and forgery detector; no CLIPScore "
+        "or FID unless their files are given): the scores are noise, the run and its records are real",
+    )  # fmt: skip
+    options.add_face_engine(parser, "talk, makeup, and video with --judges tiny: ")
     options.add_detector(parser, "none")
     options.add_device(parser)
     options.add_json(parser, "print the summary as JSON (no progress bar)")
@@ -104,26 +110,37 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _judges(args: argparse.Namespace, items: Sequence[Any], where: str) -> tuple[list[Any], dict[str, Any]]:
     """The judges of ``args.kind`` (and the forgery detector), with the weights each was loaded from."""
+    from genface.eval import tiny
     from genface.eval.runner import forgery_judge
 
     weights: dict[str, Any] = {}
     detector, unavailable = common.forgery_detector(args)  # first, so that missing weights stop the run before the rest
     if unavailable:
         raise GenfaceError(unavailable.replace("no forgery score: ", "--detector: ", 1))
+    small = args.judges == "tiny"
+    if small:
+        weights["judges"] = "tiny random (their scores are noise)"
     if args.kind == "video":
         from genface.eval import VideoJudge, consisid_analyzer, load_clip, load_curricularface, load_inception
         from genface.eval.weights import judge_source
 
-        engine = consisid_analyzer(*judge_source(args.face_encoder, "face_encoder"), model_name=args.face_pack)
-        weights["face_encoder"] = f"{args.face_encoder} ({args.face_pack})"
+        if small:
+            engine, weights["face_engine"] = common.analyzer(args), args.backend
+        else:
+            engine = consisid_analyzer(*judge_source(args.face_encoder, "face_encoder"), model_name=args.face_pack)
+            weights["face_encoder"] = f"{args.face_encoder} ({args.face_pack})"
         curricular = None
         if args.curricularface != "none":
-            weights["curricularface"] = args.curricularface or args.face_encoder
-            curricular = load_curricularface(*judge_source(weights["curricularface"], "face_encoder")).to(where)
+            weights["curricularface"] = "tiny" if small else args.curricularface or args.face_encoder
+            curricular = (
+                tiny.tiny_curricularface()
+                if small
+                else load_curricularface(*judge_source(weights["curricularface"], "face_encoder"))
+            ).to(where)
         inception = load_inception(args.inception).to(where) if args.inception else None
         weights["inception"] = args.inception
         clip = None
-        if args.clip != "none" and any(item.fields.get("prompt") for item in items):
+        if args.clip != "none" and not small and any(item.fields.get("prompt") for item in items):
             model, processor = load_clip(args.clip)
             clip, weights["clip"] = (model.to(where), processor), args.clip
         fid = None
@@ -137,15 +154,22 @@ def _judges(args: argparse.Namespace, items: Sequence[Any], where: str) -> tuple
     elif args.kind == "talk":
         from genface.eval import TalkJudge, load_latentsync_syncnet, load_syncnet
 
-        syncnet = load_syncnet(args.syncnet).to(where) if args.syncnet else None
-        latentsync = load_latentsync_syncnet(args.latentsync_syncnet).to(where) if args.latentsync_syncnet else None
+        if small:
+            syncnet, latentsync = tiny.tiny_syncnet().to(where), tiny.tiny_latentsync_syncnet().to(where)
+            args.syncnet = args.latentsync_syncnet = "tiny"
+        else:
+            syncnet = load_syncnet(args.syncnet).to(where) if args.syncnet else None
+            latentsync = load_latentsync_syncnet(args.latentsync_syncnet).to(where) if args.latentsync_syncnet else None
         judge = TalkJudge(common.analyzer(args), syncnet, latentsync=latentsync)
         weights |= {"syncnet": args.syncnet, "latentsync_syncnet": args.latentsync_syncnet, "face_engine": args.backend}
     else:
-        from genface.identity import FaceParser
+        from genface.identity import BiSeNet, FaceParser
         from genface.pipelines.makeup.evaluate import MakeupJudge
 
-        parser = None if args.parser == "none" else FaceParser.from_pretrained(args.parser, device=where)
+        if small and args.parser != "none":
+            parser, args.parser = FaceParser(BiSeNet(), device=where), "tiny"
+        else:
+            parser = None if args.parser == "none" else FaceParser.from_pretrained(args.parser, device=where)
         judge = MakeupJudge(common.analyzer(args), parser, args.size)
         weights |= {"parser": args.parser, "face_engine": args.backend}
     if detector is None:
@@ -201,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     common.check_output(args.out, "--out", (".jsonl",), [args.input])
     for path, suffix in zip(summary_paths(args.out), (".json", ".md"), strict=True):
         common.check_output(str(path), "--out's summary", (suffix,), [args.input])
-    if args.kind == "talk" and not (args.syncnet or args.latentsync_syncnet):
+    if args.kind == "talk" and not (args.syncnet or args.latentsync_syncnet or args.judges == "tiny"):
         raise InvalidArgumentError(
             "genface eval talk needs --syncnet (syncnet_v2.model of joonson/syncnet_python, or a folder or Hub id "
             "holding it), --latentsync-syncnet (latentsync_syncnet.pt), or both."

@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"head motion (std, degrees): pitch {pose['pitch']}, yaw {pose['yaw']}, roll {pose['roll']}")
     if output.blinks is not None:
         print(f"blinks seen: {output.blinks}")
-    common.print_spoken_scores(output, result, "photo")
+    common.print_spoken_scores(output, result, "photo", not args.no_metrics)
     if args.model == "tiny":
         print("note: the tiny model has random weights; its faces are noise. Use the default --model.")
     return 0

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     if output.lost_frames:
         print(f"face not found in {len(output.lost_frames)} source frame(s); the nearest box was held there")
-    common.print_spoken_scores(output, result, "source")
+    common.print_spoken_scores(output, result, "source", not args.no_metrics)
     if args.model == "tiny":
         print("note: the tiny model has random weights; its mouths are noise. Use the default --model.")
     return 0

@@ -16,7 +16,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "verify", help="read genface's marks (metadata, watermark) and ask a forgery detector, for files or folders"
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="images or videos, or folders of them")
+    parser.add_argument(
+        "files", nargs="+", metavar="FILE",
+        help="images or videos, or folders: every file in one is reported (one that is not an image or a video, or "
+        "cannot be read, says why, and the exit code is 1)",
+    )  # fmt: skip
     options.add_detector(parser, "deepfake")
     options.add_device(parser, "where the detector runs: ")
     options.add_json(parser)
@@ -24,26 +28,43 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _files(paths: Sequence[str]) -> list[Path]:
-    """The files named, a folder standing for its images and videos (not its subfolders); refused up front when
-    a path is missing or a folder holds none."""
-    from genface.media.image import IMAGE_SUFFIXES
-    from genface.media.video import VIDEO_SUFFIXES
-
+    """The files named, a folder standing for every file in it (not its hidden files: a note names its subfolders,
+    which are not read); refused up front when a path is missing or a folder holds no file."""
     files = []
     for given in paths:
         path = Path(given).expanduser()
-        if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)
-            )
-            if not found:
-                raise InvalidArgumentError(f"{given} holds no images or videos.")
-            files.extend(found)
-        elif path.exists():
+        if not path.is_dir():
+            if not path.exists():
+                raise InvalidArgumentError(f"{given} does not exist.")
             files.append(path)
-        else:
-            raise InvalidArgumentError(f"{given} does not exist.")
+            continue
+        inside = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        if folders := [p.name for p in inside if p.is_dir()]:
+            print(f"genface: note: {given}: subfolders not read (name them to verify them): {', '.join(folders)}",
+                  file=sys.stderr)  # fmt: skip
+        if not (found := [p for p in inside if not p.is_dir()]):
+            raise InvalidArgumentError(f"{given} holds no files.")
+        files.extend(found)
     return files
+
+
+def _check(path: Path) -> dict[str, Any]:
+    """What :func:`genface.provenance.verify` finds in the file at ``path``; a file that cannot be read and is
+    neither an image nor a video by its name is refused as such, in one line."""
+    from genface.errors import InvalidMediaError
+    from genface.media.image import IMAGE_SUFFIXES
+    from genface.media.video import VIDEO_SUFFIXES
+    from genface.provenance import verify
+
+    try:
+        return verify(path)
+    except InvalidMediaError as exc:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            raise
+        raise InvalidArgumentError(
+            f"{path} is not an image or a video ({path.suffix or 'no extension'}; verify reads "
+            f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})."
+        ) from exc
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -75,7 +96,6 @@ def _print(result: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genface.forensics import score_report
-    from genface.provenance import verify
 
     files = _files(args.files)
     if args.detector != "none":
@@ -86,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in files:
         try:
-            result = verify(path)
+            result = _check(path)
         except common.expected_errors() as exc:
             failed += 1
             message = common.one_line(str(exc))
             results.append({"file": str(path), "error": message})
-            print(f"genface: error: {path}: {message}", file=sys.stderr)
+            print(f"genface: error: {message if str(path) in message else f'{path}: {message}'}", file=sys.stderr)
             continue
         if detector is not None:
             name = f"FSFM {args.detector}"

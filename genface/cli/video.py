@@ -29,7 +29,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     options.add_steps(parser, 50)
     options.add_guidance(parser, 6.0)
     options.add_seed(parser)
-    options.add_number(parser, "--frames", VIDEO_FRAMES, None, "frames", "default 49; the tiny model: 9")
+    frames = "frames in the video (exactly)"
+    options.add_number(parser, "--frames", VIDEO_FRAMES, None, frames, "default 49; the tiny model: 9")
     options.add_number(parser, "--height", VIDEO_SIDE, None, "height in pixels", "default 480; the tiny model: 64")
     options.add_number(parser, "--width", VIDEO_SIDE, None, "width in pixels", "default 720; the tiny model: 64")
     options.add_fps(parser, 8.0, "ConsisID: 8")

@@ -259,6 +259,10 @@ class MakeupInjector(ModelMixin, ConfigMixin):
             blocks = {int(k.split(".")[2]) for k in ours if k.startswith(f"transformer.{group}.")}
             return max(blocks) + 1 if blocks else 0
 
+        sizes = ("transformer.transformer_blocks.0.attn.processor.ref_to_k_lora_down.weight",
+                 "ref_image_proj_model.proj.0.weight")  # fmt: skip
+        if absent := [key for key in sizes if key not in ours]:
+            raise MissingWeightsError(f"{path} is not FLUX-Makeup's checkpoint.pt (or is damaged): it lacks {absent}.")
         k_down = ours["transformer.transformer_blocks.0.attn.processor.ref_to_k_lora_down.weight"]
         config = {
             "num_layers": count("transformer_blocks"),

@@ -144,6 +144,16 @@ def test_every_consisid_argument_gives_diffusers_output(pipe, parent, conditions
     assert torch.equal(ours, expected)
 
 
+@pytest.mark.parametrize("frames", [5, 13])
+def test_a_video_has_the_frames_asked(pipe, parent, conditions, frames: int) -> None:
+    """diffusers' ConsisID decodes 8 frames for 5 and 16 for 13 (4k+4 when k is odd); the video is exactly the
+    first 5 or 13 of them."""
+    call = dict(conditions, prompt=PROMPT, output_type="pt", **MAX_TEXT, **{**SIZE, "num_frames": frames})
+    ours, theirs = pipe(**call, generator=_generator()).frames, parent(**call, generator=_generator()).frames
+    assert ours.shape[1] == frames and theirs.shape[1] == frames + 3
+    assert torch.equal(ours, theirs[:, :frames])
+
+
 CONSISID_README_CALL = """
 video = pipe(
     image=image,
