@@ -898,3 +898,179 @@ def test_cli_errors(cli_inputs: Path, monkeypatch, capsys, name: str, case) -> N
     assert exit_code == code and err.count("\n") == 1 and "Traceback" not in err, err
     assert re.search(message, err), err
     assert _snapshot(cli_inputs) == before
+
+
+# --- command line: a newcomer's first hour (issue 27, cli28) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def first_hour(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The inputs of this section's cases: a photo, speech, files that are not what their names say, damaged
+    checkpoints, and a folder of mixed files."""
+    from genface.models.makeup import MakeupInjector
+    from genface.provenance import save_marked_image
+
+    t = tmp_path_factory.mktemp("first_hour")
+    _write(t / "face.png", sample_path("astronaut").read_bytes())
+    _wav(t / "speech.wav", _tone(16000, 0.3), 16000)
+    _write(t / "text.png", b"hello world" * 50)
+    state = MakeupInjector(num_layers=1, num_single_layers=1, inner_dim=128, in_channels=4, rank=4).state_dict()
+    torch.save(list(state.values()), t / "list.pt")
+    torch.save({k: v for k, v in state.items() if k != "ref_image_proj_model.proj.0.weight"}, t / "missing.pt")
+    mixed = t / "mixed"
+    (mixed / "sub").mkdir(parents=True)
+    _write(mixed / "photo.png", sample_path("astronaut").read_bytes())
+    save_marked_image(mixed / "made.png", _astronaut(), "makeup", "tiny", seed=0)
+    _write(mixed / "notes.txt", b"not a picture")
+    _write(mixed / "empty.png", b"")
+    _write(mixed / "sub" / "inside.png", sample_path("astronaut").read_bytes())
+    return t
+
+
+_V = "video --model tiny --prompt p --face {t}/face.png --out {t}/out.mp4"
+# name: (command line, {t} the folder of inputs), exit code, what the one line says
+FIRST_HOUR_ERRORS = {
+    "--frames not 4k+1": (f"{_V} --frames 4", 1, r"--frames: must be of the form 4k\+1 \(got 4\); try 1 or 5"),
+    "--frames 0": (f"{_V} --frames 0", 1, r"--frames: must be from 1 to 257, got 0 \(and of the form 4k\+1\)"),
+    "--height not a multiple of 16": (f"{_V} --height 17", 1, r"--height: must be a multiple of 16 \(got 17\)"),
+    "--out .gif": ("video --model tiny --prompt p --face {t}/face.png --out {t}/o.gif", 1, r"end in \.mp4"),
+    "--seed past 2^32-1": (f"{_V} --seed 4294967296", 1, "--seed: must be from 0 to 4294967295, got 4294967296"),
+    "convert a text file named .png": ("convert {t}/text.png {t}/new", 1, "text.png is a file but not a checkpoint"),
+    "convert a list of tensors": ("convert {t}/list.pt {t}/new", 1, "list.pt holds a list, not a state dict"),
+    "convert a checkpoint missing a key": (
+        "convert {t}/missing.pt {t}/new", 1, r"not FLUX-Makeup's checkpoint.pt .*lacks \['ref_image_proj_model"
+    ),
+    "samples into a file": ("samples {t}/face.png", 1, "face.png is a file; give a folder"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "case"), FIRST_HOUR_ERRORS.items(), ids=list(FIRST_HOUR_ERRORS))
+def test_first_hour_cli_errors(first_hour: Path, monkeypatch, capsys, name: str, case) -> None:
+    """One line, exit code 1, before any model work, no input changed (the checks of :func:`test_cli_errors`)."""
+    test_cli_errors(first_hour, monkeypatch, capsys, name, case)
+
+
+def test_invalid_options_are_refused_before_torch_is_imported(first_hour: Path) -> None:
+    """`--out o.gif`, `--frames 4`, `--height 17` (once answered after 8-40 s of imports and model loading): the
+    refusal comes from a process that never imported torch or the pipelines."""
+    import json
+    import subprocess
+    import sys
+
+    lines = [
+        f"video --model tiny --prompt p --face {first_hour}/face.png --out {first_hour}/o.gif",
+        f"{_V.format(t=first_hour)} --frames 4",
+        f"{_V.format(t=first_hour)} --height 17",
+        f"makeup --model tiny --face {first_hour}/face.png --reference {first_hour}/face.png --out {first_hour}/o.gif",
+        f"talk --model tiny --face {first_hour}/face.png --audio {first_hour}/speech.wav --out {first_hour}/o.gif",
+        f"portrait --model tiny --photo {first_hour}/face.png --audio {first_hour}/speech.wav --out {first_hour}/o.avi",
+    ]
+    code = """
+import contextlib, io, json, shlex, sys
+from genface.cli import main
+results = []
+for line in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            status = main(shlex.split(line))
+        except SystemExit as exc:
+            status = exc.code
+    heavy = sorted(m for m in ("torch", "diffusers", "genface.pipelines") if m in sys.modules)
+    results.append([line, status, err.getvalue(), heavy])
+print(json.dumps(results))
+"""
+    before = _snapshot(first_hour)
+    run = subprocess.run([sys.executable, "-c", code, json.dumps(lines)], capture_output=True, text=True, check=True)
+    for line, status, err, heavy in json.loads(run.stdout):
+        assert status == 1 and err.count("\n") == 1 and err.startswith("genface"), (line, err)
+        assert heavy == [], (line, heavy)
+    assert _snapshot(first_hour) == before
+
+
+def test_ctrl_c_while_a_command_imports_is_one_line(tmp_path: Path) -> None:
+    """Ctrl-C in the first second (while modules load; once a KeyboardInterrupt traceback): one line, exit code
+    130. The interrupt is made to arrive at the import of the command line's options (building the parser) or of
+    torch (`info` starting), through the console script's own entry point."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import sys
+interrupted = sys.argv[1]
+class CtrlC:  # Ctrl-C pressed while this module is being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == interrupted:
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["genface", "info"]
+from genface.cli import main
+sys.exit(main())
+"""
+    for module in ("genface.cli.options", "torch"):
+        run = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, cwd=tmp_path)
+        assert run.returncode == 130 and run.stderr == "genface: interrupted; no partial output was left\n", run
+        assert list(tmp_path.iterdir()) == []
+    # Before main() runs, the console script imports genface.cli: it loads almost nothing, so that a Ctrl-C can
+    # land outside main() only during Python's own start.
+    code = "import json, sys; old = set(sys.modules); import genface.cli; print(json.dumps([*set(sys.modules) - old]))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(json.loads(run.stdout)) <= {"genface", "genface._lazy", "genface.cli", "signal", "threading"}
+
+
+def test_verify_reports_every_file_of_a_mixed_folder(first_hour: Path, capsys) -> None:
+    """Every file of the folder gets its line (once, files that are not images or videos were passed over in
+    silence): the marked image, the photo, and why the text and the empty file cannot be read; the subfolder is
+    named as not read; exit code 1; nothing changed."""
+    from genface.cli import main
+
+    mixed = first_hour / "mixed"
+    before = _snapshot(mixed)
+    assert main(["verify", str(mixed), "--detector", "none"]) == 1
+    out, err = capsys.readouterr()
+    assert f"{mixed / 'made.png'}: synthetic (made by genface)" in out and f"{mixed / 'photo.png'}: no mark" in out
+    assert err.splitlines() == [
+        f"genface: note: {mixed}: subfolders not read (name them to verify them): sub",
+        f"genface: error: {mixed / 'empty.png'}: Image file is empty: {mixed / 'empty.png'}",
+        f"genface: error: {mixed / 'notes.txt'}: not an image or a video (.txt; verify reads .png, .jpg, .jpeg, "
+        ".webp, .mp4, .mov, .mkv, .webm, .avi, .m4v, .gif).",
+    ]
+    assert main(["verify", str(mixed), "--detector", "none", "--json"]) == 1
+    import json
+
+    reported = json.loads(capsys.readouterr().out)
+    assert [Path(r["file"]).name for r in reported] == ["empty.png", "made.png", "notes.txt", "photo.png"]
+    assert _snapshot(mixed) == before
+
+
+def test_the_cli_names_its_flag_where_the_library_names_an_argument(first_hour: Path, capsys) -> None:
+    """A face index past the faces: the message says --face-index (the Python API's face_index is no flag)."""
+    from genface.cli import main
+
+    before = _snapshot(first_hour)
+    argv = ["identity", str(first_hour / "face.png"), str(first_hour / "face.png"), "--face-index", "3"]
+    assert main([*argv, "--backend", "dlib"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"genface: error: --face-index 3, but {first_hour / 'face.png'} has 1 face(s)"), err
+    assert "face_index" not in err
+    assert err.count("\n") == 1 and _snapshot(first_hour) == before
+
+
+def test_missing_weights_offline_say_which_and_how_to_get_them(first_hour: Path, monkeypatch, capsys) -> None:
+    """The published weights, not cached and offline: one line naming the Hub id, how to download it and pass a
+    folder, and --model tiny (once: diffusers' "check the stacktrace above", with no stack trace)."""
+    import huggingface_hub.constants
+
+    from genface.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    before = _snapshot(first_hour)
+    argv = ["video", "--face", str(first_hour / "face.png"), "--prompt", "p", "--out", str(first_hour / "o.mp4")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("genface: error: Could not load 'BestWishYsh/ConsisID-preview': it is not in the local")
+    assert "offline mode is on (HF_HUB_OFFLINE)" in err and "hf download BestWishYsh/ConsisID-preview" in err
+    assert err.endswith("--model tiny.") and "stacktrace" not in err
+    assert _snapshot(first_hour) == before

@@ -43,7 +43,7 @@ def _files(paths: Sequence[str]) -> list[Path]:
             print(f"genface: note: {given}: subfolders not read (name them to verify them): {', '.join(folders)}",
                   file=sys.stderr)  # fmt: skip
         if not (found := [p for p in inside if not p.is_dir()]):
-            raise InvalidArgumentError(f"{given} holds no files.")
+            raise InvalidArgumentError(f"{given} holds no images or videos (no files at all).")
         files.extend(found)
     return files
 
@@ -62,7 +62,7 @@ def _check(path: Path) -> dict[str, Any]:
         if path.suffix.lower() in VIDEO_SUFFIXES:
             raise
         raise InvalidArgumentError(
-            f"{path} is not an image or a video ({path.suffix or 'no extension'}; verify reads "
+            f"not an image or a video ({path.suffix or 'no extension'}; verify reads "
             f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})."
         ) from exc
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             message = common.one_line(str(exc))
             results.append({"file": str(path), "error": message})
-            print(f"genface: error: {message if str(path) in message else f'{path}: {message}'}", file=sys.stderr)
+            print(f"genface: error: {path}: {message}", file=sys.stderr)
             continue
         if detector is not None:
             name = f"FSFM {args.detector}"
