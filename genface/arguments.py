@@ -41,19 +41,19 @@ class Rule:
             return ""
         return f"of the form {self.every}k+{self.plus}" if self.plus else f"a multiple of {self.every}"
 
-    def problem(self, value: Any) -> str | None:
+    def problem(self, value: Any, form: bool = True) -> str | None:
         """Why ``value`` is refused (to follow the name it is given: ``"must be from 1 to 1000, got 0"``), or None
-        when it is fine."""
+        when it is fine; ``form=False`` leaves out the form (4k+1, multiples of 16)."""
         low, high = self.kind(self.low), self.kind(self.high)
         number = isinstance(value, Real) and not isinstance(value, bool)
         whole = isinstance(value, Integral) or (number and math.isfinite(value) and float(value).is_integer())
         if not number or (self.kind is int and not whole):
             what = "a whole number" if self.kind is int else "a number"
             return f"must be {what} from {low} to {high}, got {value!r}"
-        form = f" (and {self.form})" if self.form else ""
+        and_form = f" (and {self.form})" if self.form else ""
         if not (math.isfinite(value) and low <= value <= high):
-            return f"must be from {low} to {high}, got {value}{form}"
-        if self.every > 1 and (value - self.plus) % self.every:
+            return f"must be from {low} to {high}, got {value}{and_form}"
+        if form and self.every > 1 and (value - self.plus) % self.every:
             k = max(int(value - self.plus) // self.every, 0)
             below, above = self.every * k + self.plus, self.every * (k + 1) + self.plus
             return f"must be {self.form} (got {value}); try {below} or {above}"
@@ -68,14 +68,16 @@ class Rule:
         return self.kind(value)
 
     def parse(self, text: str) -> int | float:
-        """An argparse ``type``: ``text`` read as this rule's kind and checked (argparse names the option)."""
+        """An argparse ``type``: ``text`` read as this rule's kind and within its range (argparse names the option
+        and exits with a usage error). The form is for the command to :meth:`check`, before any model work: a
+        number of the wrong form is an error of the run (``main`` returns 1), as the pipelines would refuse it."""
         try:
             value = self.kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not {'an integer' if self.kind is int else 'a number'}"
             ) from None
-        problem = self.problem(value)
+        problem = self.problem(value, form=False)
         if problem is not None:
             raise argparse.ArgumentTypeError(problem.replace(f"got {value}", f"got {text}", 1))
         return value

@@ -54,10 +54,12 @@ def test_the_command_line_reads_text_with_the_same_words() -> None:
     for rule, text, message in [(STEPS, "ten", "'ten' is not an integer"), (GUIDANCE, "x", "'x' is not a number"),
                                 (GUIDANCE, "nan", "must be from 0.0 to 50.0, got nan"),
                                 (STEPS, "1e3", "'1e3' is not an integer"),
-                                (VIDEO_FRAMES, "4", "must be of the form 4k+1 (got 4); try 1 or 5")]:  # fmt: skip
+                                (VIDEO_FRAMES, "0", "must be from 1 to 257, got 0 (and of the form 4k+1)"),
+                                ]:  # fmt: skip
         with pytest.raises(argparse.ArgumentTypeError) as info:
             rule.parse(text)
         assert str(info.value) == message
+    assert VIDEO_FRAMES.parse("4") == 4  # the form is the command's check (an error of the run, exit code 1)
 
 
 def test_one_seed_range_everywhere() -> None:

@@ -11,10 +11,12 @@ import pytest
 
 from genface.cli import build_parser
 
-# What `genface [COMMAND] --help` listed before the split (positionals by name), in order; -h/--help aside.
+# What `genface [COMMAND] --help` listed before the split (positionals by name), in order, -h/--help aside; and
+# what issue 27 added since: `eval --judges`, `genface samples`.
 OPTIONS = {
     "genface": ["--version", "-v", "--verbose"],
     "info": ["--json"],
+    "samples": ["folder"],
     "identity": ["reference", "target", "--save", "--face-index", "--backend", "--weights", "--demo", "--json"],
     "video": ["--face", "--identity", "--prompt", "--negative-prompt", "--out", "--model", "--steps", "--guidance",
               "--seed", "--frames", "--height", "--width", "--fps", "--face-index", "--device", "--dtype",
@@ -28,7 +30,7 @@ OPTIONS = {
                  "--dtype", "--no-metrics", "--json"],
     "eval": ["kind", "input", "--out", "--videos", "--jobs", "--seed", "--protocol", "--face-encoder", "--face-pack",
              "--curricularface", "--inception", "--fid-inception", "--fid-real", "--clip", "--frames", "--syncnet",
-             "--latentsync-syncnet", "--parser", "--size", "--backend", "--weights", "--detector",
+             "--latentsync-syncnet", "--parser", "--size", "--judges", "--backend", "--weights", "--detector",
              "--detector-weights", "--device", "--json"],
     "verify": ["files", "--detector", "--detector-weights", "--device", "--json"],
     "convert": ["source", "out", "--attention-head-dim", "--vae", "--whisper", "--ditto", "--hubert", "--fsfm",

@@ -18,8 +18,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "files", nargs="+", metavar="FILE",
-        help="images or videos, or folders: every file in one is reported (one that is not an image or a video, or "
-        "cannot be read, says why, and the exit code is 1)",
+        help="images or videos, or folders of them: each file gets its line; one that cannot be read says why (exit "
+        "code 1), and a folder's other entries are named as not read",
     )  # fmt: skip
     options.add_detector(parser, "deepfake")
     options.add_device(parser, "where the detector runs: ")
@@ -28,8 +28,12 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _files(paths: Sequence[str]) -> list[Path]:
-    """The files named, a folder standing for every file in it (not its hidden files: a note names its subfolders,
-    which are not read); refused up front when a path is missing or a folder holds no file."""
+    """The files named, a folder standing for its images and videos. Every other entry of a folder is named on
+    stderr, once, as not read (files that are not images or videos by their names, and subfolders; hidden files
+    aside). Refused up front: a path that is missing, a folder that holds no image or video."""
+    from genface.media.image import IMAGE_SUFFIXES
+    from genface.media.video import VIDEO_SUFFIXES
+
     files = []
     for given in paths:
         path = Path(given).expanduser()
@@ -39,32 +43,14 @@ def _files(paths: Sequence[str]) -> list[Path]:
             files.append(path)
             continue
         inside = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-        if folders := [p.name for p in inside if p.is_dir()]:
-            print(f"genface: note: {given}: subfolders not read (name them to verify them): {', '.join(folders)}",
-                  file=sys.stderr)  # fmt: skip
-        if not (found := [p for p in inside if not p.is_dir()]):
-            raise InvalidArgumentError(f"{given} holds no images or videos (no files at all).")
-        files.extend(found)
+        media = [p for p in inside if p.is_file() and p.suffix.lower() in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES)]
+        for other in (p for p in inside if p not in media):
+            what = "a folder (name it to verify it)" if other.is_dir() else "not an image or a video by its name"
+            print(f"genface: note: {other}: not read: {what}", file=sys.stderr)
+        if not media:
+            raise InvalidArgumentError(f"{given} holds no images or videos.")
+        files.extend(media)
     return files
-
-
-def _check(path: Path) -> dict[str, Any]:
-    """What :func:`genface.provenance.verify` finds in the file at ``path``; a file that cannot be read and is
-    neither an image nor a video by its name is refused as such, in one line."""
-    from genface.errors import InvalidMediaError
-    from genface.media.image import IMAGE_SUFFIXES
-    from genface.media.video import VIDEO_SUFFIXES
-    from genface.provenance import verify
-
-    try:
-        return verify(path)
-    except InvalidMediaError as exc:
-        if path.suffix.lower() in VIDEO_SUFFIXES:
-            raise
-        raise InvalidArgumentError(
-            f"not an image or a video ({path.suffix or 'no extension'}; verify reads "
-            f"{', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})."
-        ) from exc
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -96,6 +82,7 @@ def _print(result: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genface.forensics import score_report
+    from genface.provenance import verify
 
     files = _files(args.files)
     if args.detector != "none":
@@ -106,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     results, failed = [], 0
     for path in files:
         try:
-            result = _check(path)
+            result = verify(path)
         except common.expected_errors() as exc:
             failed += 1
             message = common.one_line(str(exc))

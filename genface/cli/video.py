@@ -47,6 +47,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
+    for flag, value, rule in (("--frames", args.frames, VIDEO_FRAMES), ("--height", args.height, VIDEO_SIDE),
+                              ("--width", args.width, VIDEO_SIDE)):  # fmt: skip
+        if value is not None:
+            rule.check(value, flag)
     common.check_output(args.out, "--out", (".mp4",), [args.face, args.identity])
     import torch
 
