@@ -79,6 +79,7 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
     ) -> None:
         super().__init__(tokenizer, text_encoder, vae, transformer, scheduler)
         self.identity_encoder = identity_encoder
+        self._frames_asked: int | None = None  # set while __call__ runs (see decode_latents)
         self.attention_backend = "sdpa"
         self._attention_hooks: list[Any] = []
         self._cfg_parallel_hooks: list[Any] = []
@@ -380,6 +381,13 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
 
         return guarded
 
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """diffusers' decoding, cut to the frames the call asked for: CogVideoX's VAE decodes latent frames two at
+        a time (the first three when their count is odd), so an even count gives 4k+4 frames, not 4k+1 (5 frames
+        asked: 8 decoded; 13: 16). The first ``num_frames`` are kept, so a video has exactly the frames asked."""
+        frames = super().decode_latents(latents)
+        return frames if self._frames_asked is None else frames[:, :, : self._frames_asked]
+
     @torch.no_grad()
     def __call__(
         self,
@@ -418,9 +426,10 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
 
         A text first argument is the prompt (``pipe("a woman smiling", face_image="me.jpg")``): diffusers takes no
         text or path as ``image``. ``max_sequence_length=None`` is the transformer's text length (226 for ConsisID,
-        diffusers' default). The run stops with a :class:`GenfaceError` at the step whose latents go NaN or
-        infinite. Returns diffusers' output, with ``.identity`` added to the dataclass (None for precomputed
-        conditions); ``return_dict=False`` gives diffusers' ``(frames,)``.
+        diffusers' default). ``num_frames`` (4k+1) is what the video has, exactly: diffusers' ConsisID decodes 4k+4
+        frames when k is odd, and the first ``num_frames`` are kept. The run stops with a :class:`GenfaceError` at
+        the step whose latents go NaN or infinite. Returns diffusers' output, with ``.identity`` added to the
+        dataclass (None for precomputed conditions); ``return_dict=False`` gives diffusers' ``(frames,)``.
         """
         if isinstance(image, str) or (isinstance(image, list) and image and all(isinstance(i, str) for i in image)):
             if prompt is not None:
@@ -460,15 +469,20 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
             )
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs  # as diffusers does
-        output = super().__call__(
-            image, prompt, negative_prompt, height, width, num_frames, num_inference_steps, guidance_scale,
-            use_dynamic_cfg, num_videos_per_prompt, eta, generator, latents, prompt_embeds, negative_prompt_embeds,
-            output_type, return_dict, attention_kwargs,
-            callback_on_step_end=self._stop_on_nan(callback_on_step_end, callback_on_step_end_tensor_inputs),
-            callback_on_step_end_tensor_inputs=list(dict.fromkeys([*callback_on_step_end_tensor_inputs, "latents"])),
-            max_sequence_length=max_sequence_length or config.max_text_seq_length,
-            id_vit_hidden=id_vit_hidden, id_cond=id_cond, kps_cond=kps_cond,
-        )  # fmt: skip
+        self._frames_asked = num_frames
+        try:
+            output = super().__call__(
+                image, prompt, negative_prompt, height, width, num_frames, num_inference_steps, guidance_scale,
+                use_dynamic_cfg, num_videos_per_prompt, eta, generator, latents, prompt_embeds, negative_prompt_embeds,
+                output_type, return_dict, attention_kwargs,
+                callback_on_step_end=self._stop_on_nan(callback_on_step_end, callback_on_step_end_tensor_inputs),
+                callback_on_step_end_tensor_inputs=list(dict.fromkeys([*callback_on_step_end_tensor_inputs,
+                                                                       "latents"])),
+                max_sequence_length=max_sequence_length or config.max_text_seq_length,
+                id_vit_hidden=id_vit_hidden, id_cond=id_cond, kps_cond=kps_cond,
+            )  # fmt: skip
+        finally:
+            self._frames_asked = None
         if not return_dict:
             return output
         return IdentityVideoPipelineOutput(frames=output.frames, identity=identity)
