@@ -9,6 +9,8 @@ model work, and an interrupted run leaves no partial output.
 
 Importing this module imports almost nothing: the commands, and what they need, are imported inside
 :func:`main`, so that a Ctrl-C at any moment of a run is answered in one line.
+
+May import: all of genface.
 """
 
 from __future__ import annotations
