@@ -30,8 +30,10 @@ class Rule:
 
     @property
     def span(self) -> str:
-        """The range as help texts write it: ``1-1000``, ``0-2.5``, ``-45 to 45``."""
+        """The range as help texts write it: ``1-1000``, ``0-2.5``, ``-45 to 45``, ``0 to 2^63-1``."""
         low, high = (str(int(v)) if float(v).is_integer() else f"{v:g}" for v in (self.low, self.high))
+        if self.high >= 2**32 and (int(self.high) + 1).bit_count() == 1:
+            return f"{low} to 2^{int(self.high).bit_length()}-1"
         return f"{low}-{high}" if self.low >= 0 else f"{low} to {high}"
 
     @property
@@ -86,9 +88,10 @@ class Rule:
 # Generation
 STEPS = Rule("num_inference_steps", int, 1, 1000)  # the schedulers' training timesteps
 GUIDANCE = Rule("guidance_scale", float, 0, 50)
-# 2^32 - 1: numpy's seed range, and every seed in it is exact in a web page's number box (a JavaScript double,
-# exact to 2^53 only); torch.Generator.manual_seed takes all of them.
-SEED = Rule("seed", int, 0, 2**32 - 1)
+# A non-negative int64, as the command line always took: torch.Generator.manual_seed takes it, and so do numpy's
+# int64 and the JSON of records. A web page's number box (a JavaScript double) is exact only to 2^53, so the web
+# demo takes the seed as text.
+SEED = Rule("seed", int, 0, 2**63 - 1)
 FACE_INDEX = Rule("face_index", int, 0, 999)
 FPS = Rule("fps", float, 1, 120)
 BATCH_SIZE = Rule("batch_size", int, 1, 256)

@@ -25,7 +25,7 @@ from genface.errors import InvalidArgumentError
         (GUIDANCE, math.nan, "must be from 0.0 to 50.0, got nan"),
         (GUIDANCE, -1, "must be from 0.0 to 50.0, got -1"),
         (GUIDANCE, None, "must be a number from 0.0 to 50.0, got None"),
-        (SEED, 2**32, "must be from 0 to 4294967295, got 4294967296"),
+        (SEED, 2**63, "must be from 0 to 9223372036854775807, got 9223372036854775808"),
         (VIDEO_FRAMES, 2, "must be of the form 4k+1 (got 2); try 1 or 5"),
         (VIDEO_FRAMES, 0, "must be from 1 to 257, got 0 (and of the form 4k+1)"),
         (VIDEO_SIDE, 17, "must be a multiple of 16 (got 17); try 16 or 32"),
@@ -41,7 +41,7 @@ def test_refusals_say_the_rule(rule: Rule, value: object, problem: str) -> None:
 @pytest.mark.parametrize(
     ("rule", "value", "expected"),
     [(STEPS, 1, 1), (STEPS, np.int64(5), 5), (STEPS, 7.0, 7), (STEPS, np.float32(3), 3), (GUIDANCE, 6, 6.0),
-     (SEED, 2**32 - 1, 2**32 - 1), (VIDEO_FRAMES, 49, 49), (VIDEO_SIDE, 480, 480), (FPS, 1, 1.0)],
+     (SEED, 2**63 - 1, 2**63 - 1), (VIDEO_FRAMES, 49, 49), (VIDEO_SIDE, 480, 480), (FPS, 1, 1.0)],
 )  # fmt: skip
 def test_accepted_values_come_back_as_the_rules_kind(rule: Rule, value: object, expected: float) -> None:
     result = rule.check(value)
@@ -63,16 +63,16 @@ def test_the_command_line_reads_text_with_the_same_words() -> None:
 
 
 def test_one_seed_range_everywhere() -> None:
-    """0 to 2^32-1: every seed in it is exact in a web page's number box (a double) and accepted by torch."""
+    """0 to 2^63-1 (a non-negative int64): the largest seed seeds torch and is read exactly from text."""
     import torch
 
-    assert SEED.high == 2**32 - 1 and float(SEED.high) == SEED.high
-    torch.Generator().manual_seed(SEED.check(SEED.high))
+    assert torch.Generator().manual_seed(SEED.check(SEED.high)).initial_seed() == 2**63 - 1
+    assert SEED.parse(str(2**63 - 1)) == 2**63 - 1 and np.int64(SEED.high) == SEED.high
 
 
 def test_spans_as_help_writes_them() -> None:
     assert (STEPS.span, GUIDANCE.span, SEED.span, Rule("x", float, -45, 45).span) == (
-        "1-1000", "0-50", "0-4294967295", "-45 to 45"
+        "1-1000", "0-50", "0 to 2^63-1", "-45 to 45"
     )  # fmt: skip
 
 

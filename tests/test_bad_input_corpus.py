@@ -934,7 +934,7 @@ FIRST_HOUR_ERRORS = {
     "--frames 0": (f"{_V} --frames 0", 1, r"--frames: must be from 1 to 257, got 0 \(and of the form 4k\+1\)"),
     "--height not a multiple of 16": (f"{_V} --height 17", 1, r"--height must be a multiple of 16 \(got 17\)"),
     "--out .gif": ("video --model tiny --prompt p --face {t}/face.png --out {t}/o.gif", 1, r"end in \.mp4"),
-    "--seed past 2^32-1": (f"{_V} --seed 4294967296", 1, "--seed: must be from 0 to 4294967295, got 4294967296"),
+    "--seed past 2^63-1": (f"{_V} --seed {2**63}", 1, f"--seed: must be from 0 to {2**63 - 1}, got {2**63}"),
     "convert a text file named .png": ("convert {t}/text.png {t}/new", 1, "text.png is a file but not a checkpoint"),
     "convert a list of tensors": ("convert {t}/list.pt {t}/new", 1, "list.pt holds a list, not a state dict"),
     "convert a checkpoint missing a key": (
