@@ -379,7 +379,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         crop boxes; a video shows a progress bar (a photo is one detection)."""
         analyzer = self._analyzer()
         count = len(frames) if hasattr(frames, "__len__") else None
-        logger.info("Tracking the face in %s frames.", "the video's" if count is None else count)
+        logger.info("Tracking the face in %s.", "the video" if count is None else f"{count} frames")
         with Ahead(iter(frames), PREPARE_BATCH) as ahead, contextlib.ExitStack() as stack:
             seen: Any = ahead
             if not isinstance(frames, list):
