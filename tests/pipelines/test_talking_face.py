@@ -207,6 +207,7 @@ def test_streams_into_a_marked_mp4_with_the_speech(pipe, astronaut, speech_wav, 
     assert abs(frames / 25 - seconds) <= 1 / 25  # duration equals the audio's, within one frame
     mark = verify(out)
     assert mark["synthetic"] and mark["metadata"]["pipeline"] == "talking_face" and mark["metadata"]["model"] == "tiny"
+    assert mark["watermark"]["detected"]  # in the H.264 frames of a dub too
     voiced = output.pitch[output.pitch > 0]
     assert len(voiced) > 5 and 60 < np.median(voiced) < 300  # espeak's voice
     assert output.facesim is not None and output.facesim.per_frame.shape == (math.ceil(frames / 5),)
