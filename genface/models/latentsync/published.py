@@ -211,8 +211,11 @@ def load_unet(
     version = published_version(path)
     if resolution is None:
         resolution = RESOLUTIONS[version or "1.6"]
-    if resolution not in (256, 512):
-        raise InvalidArgumentError(f"LatentSync runs at 256 (v1.5) or 512 (v1.6) px; got resolution={resolution}.")
+    if not (isinstance(resolution, int) and resolution % 64 == 0 and 64 <= resolution <= 1024):
+        raise InvalidArgumentError(
+            f"resolution must be a multiple of 64 from 64 to 1024 (published: 512 for v1.6, 256 for v1.5); got "
+            f"{resolution}."
+        )
     check_resolution(path, resolution, what)
     state = unet_state_dict(path)
     with torch.device("meta"):
