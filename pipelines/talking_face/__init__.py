@@ -1,4 +1,4 @@
-"""Audio-driven talking faces: a face video or photo and speech -> a lip-synced video (MuseTalk v1.5, LatentSync 1.6)."""
+"""Audio-driven talking faces: a face video or photo and speech -> a lip-synced video (MuseTalk, LatentSync)."""
 
 from genface.pipelines.talking_face.latentsync import LatentSyncPipeline
 from genface.pipelines.talking_face.pipeline import TalkingFacePipeline, TalkingFacePipelineOutput
