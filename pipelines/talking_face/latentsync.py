@@ -22,7 +22,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,15 @@ from genface.errors import InvalidArgumentError, MissingWeightsError
 from genface.identity import FaceAnalyzer
 from genface.identity.affine_crop import affine_crops, affine_matrices, restore_face
 from genface.identity.track import track_boxes, track_face
-from genface.models.latentsync.audio import LatentSyncSpeech, LatentSyncWhisper
+from genface.models.latentsync.audio import (
+    HOP,
+    PIECE_FRAMES,
+    LatentSyncSpeech,
+    LatentSyncWhisper,
+    feature_total,
+    their_frame_count,
+    window_positions,
+)
 from genface.models.latentsync.mask import mask_image
 from genface.models.latentsync.published import (
     HUB_IDS,
@@ -48,13 +56,20 @@ from genface.models.latentsync.published import (
 )
 from genface.models.latentsync.unet import LatentSyncUNet
 from genface.models.talking.audio import frame_count
+from genface.models.talking.live import FEATURE_SAMPLES, Block, live_blocks
+from genface.models.talking.silence import SilenceGate
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
 from genface.pipelines.talking_face.dubbing import (
+    ClosedInSilence,
     DubSink,
     check_in_memory,
+    check_silence,
     checked_fps,
     frame_pitch,
+    keep_source,
+    mix_windows,
+    silence_weights,
 )
 from genface.pipelines.talking_face.pipeline import (
     DEFAULT_VAE,
@@ -73,6 +88,16 @@ DEFAULT_MODEL = HUB_IDS["1.6"]
 DEFAULT_SEED = 1247
 #: Subfolders of a folder written by :meth:`LatentSyncPipeline.save_pretrained`.
 COMPONENTS = ("unet", "vae", "audio_encoder", "feature_extractor", "scheduler")
+
+
+@dataclass
+class _Run:
+    """A call's sampling settings: the noise, DDIM steps, guidance scale and silence mode."""
+
+    generator: torch.Generator
+    steps: int
+    guidance: float
+    silence: str
 
 
 @dataclass
@@ -317,6 +342,30 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
 
         return randn_tensor(shape, generator=generator, device=self._execution_device, dtype=self.unet.dtype)
 
+    def _clip(
+        self,
+        frames: Frames,
+        faces: _Faces,
+        start: int,
+        count: int,
+        kept: int,
+        audio: torch.Tensor,
+        noise: torch.Tensor,
+        weights: np.ndarray | None,
+        run: _Run,
+    ) -> np.ndarray:
+        """Output frames ``start`` to ``start + kept - 1`` of a clip of ``count`` frames with audio windows ``audio``;
+        with the kept frames' ``weights`` (``silence="source"``) the source frame is kept in the silences."""
+        indices = [pingpong(i, len(faces.matrices)) for i in range(start, start + count)]
+        sources = [frames[k] for k in indices]
+        resolution = self.config.resolution
+        crops = np.concatenate([affine_crops(s[None], faces.matrices[k : k + 1], resolution)
+                                for s, k in zip(sources, indices, strict=True)])  # fmt: skip
+        faces_out = self.render_clip(crops, audio, noise, run.generator, run.steps, run.guidance)
+        out = np.stack([restore_face(sources[j], faces_out[j], faces.matrices[indices[j]], resolution)
+                        for j in range(kept)])  # fmt: skip
+        return out if weights is None else keep_source(out, sources[:kept], weights)
+
     def _frames(
         self,
         frames: Frames,
@@ -324,32 +373,81 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         windows: Callable[[int, int], torch.Tensor],
         num_frames: int,
         clip_end: int,
-        generator: torch.Generator,
-        steps: int,
-        guidance: float,
+        weights: np.ndarray | None,
+        run: _Run,
     ) -> Iterator[np.ndarray]:
         """The output frames in order, a clip at a time: clip ``c`` holds frames ``16 c`` up to ``clip_end`` (their
         frame count), of which those before ``num_frames`` are kept."""
-        noise = self._noise(generator)
-        count = len(faces.matrices)
+        noise = self._noise(run.generator)
         for start in range(0, num_frames, NUM_FRAMES):
-            indices = [pingpong(i, count) for i in range(start, min(start + NUM_FRAMES, clip_end))]
-            sources = [frames[k] for k in indices]
-            crops = np.concatenate([affine_crops(s[None], faces.matrices[k : k + 1], self.config.resolution)
-                                    for s, k in zip(sources, indices, strict=True)])  # fmt: skip
-            faces_out = self.render_clip(crops, windows(start, len(indices)), noise, generator, steps, guidance)
-            kept = min(len(indices), num_frames - start)
-            yield np.stack([restore_face(sources[j], faces_out[j], faces.matrices[indices[j]], self.config.resolution)
-                            for j in range(kept)])  # fmt: skip
+            count = min(NUM_FRAMES, clip_end - start)
+            kept = min(count, num_frames - start)
+            source = weights[start : start + kept] if run.silence == "source" else None
+            yield self._clip(frames, faces, start, count, kept, windows(start, count), noise, source, run)
 
-    def _check_call(self, steps: int, guidance: float, generator: torch.Generator | None) -> torch.Generator:
+    def _check_call(self, steps: int, guidance: float, generator: torch.Generator | None, silence: str) -> _Run:
         if not (isinstance(steps, int) and 1 <= steps <= self.scheduler.config.num_train_timesteps):
             raise InvalidArgumentError(f"num_inference_steps must be between 1 and 1000, got {steps}.")
         if not (isinstance(guidance, (int, float)) and math.isfinite(guidance) and 0 <= guidance <= 20):
             raise InvalidArgumentError(f"guidance_scale must be between 0 and 20, got {guidance}.")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise InvalidArgumentError("generator must be a torch.Generator (or None for their seed, 1247).")
-        return generator or torch.Generator().manual_seed(DEFAULT_SEED)
+        return _Run(generator or torch.Generator().manual_seed(DEFAULT_SEED), steps, guidance, check_silence(silence))
+
+    def _whisper(self) -> LatentSyncWhisper:
+        return LatentSyncWhisper(self.audio_encoder, self.feature_extractor)
+
+    def _live_windows(self, whisper: LatentSyncWhisper, block: Block, fps: float, silent: bool) -> torch.Tensor:
+        """A live block's audio windows from its own speech window (:mod:`genface.models.talking.live`): the mel of
+        that window, its features, LatentSync's positions clamped to the speech's features once it has ended;
+        ``silent``: those of digital silence in the same place."""
+        audio = np.zeros_like(block.audio) if silent else block.audio
+        features = whisper.encode(whisper.mel(audio)[:, :PIECE_FRAMES])
+        total = (
+            feature_total(block.total // HOP)
+            if block.total is not None
+            else block.offset // FEATURE_SAMPLES + len(features)
+        )
+        positions = window_positions(block.start, block.count, fps, total) - block.offset // FEATURE_SAMPLES
+        return features[positions].flatten(1, 2)
+
+    @torch.no_grad()
+    def stream(
+        self,
+        face: Any,
+        speech_chunks: Iterable[np.ndarray],
+        *,
+        fps: float | None = None,
+        face_index: int | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 1.5,
+        generator: torch.Generator | None = None,
+        silence: str = "animate",
+    ) -> Iterator[np.ndarray]:
+        """Frames as speech arrives: ``speech_chunks`` are 16 kHz mono float arrays of any length (a microphone, a
+        text-to-speech stream). Each 16-frame clip is made once its speech and 0.24 s after it are in, from the
+        30 s of speech ending there (:mod:`genface.models.talking.live`), so the first frames come out when
+        16 / fps s + 0.24 s of speech (0.88 s at 25 fps) are in, plus a clip's rendering; then 16 frames at a time.
+        The frames are the same however the speech is cut into chunks, and close to, not equal to, the whole
+        speech's (whose Whisper pieces are fixed 30 s). Faces are followed in ``face`` first; the rest as in
+        :meth:`__call__`. Memory stays bounded however long the speech."""
+        run = self._check_call(num_inference_steps, guidance_scale, generator, silence)
+        frames, fps, _ = TalkingFacePipeline._load_face(face, fps)
+        fps = checked_fps(fps)
+        faces = self._follow(frames, face_index)
+        whisper, noise = self._whisper(), self._noise(run.generator)
+        gate = None if run.silence == "animate" else SilenceGate(fps)
+
+        def last_frame(samples: int) -> int:
+            return their_frame_count(feature_total(samples // HOP), fps)
+
+        for block in live_blocks(speech_chunks, fps, NUM_FRAMES, gate, last_frame):
+            audio = self._live_windows(whisper, block, fps, False)
+            if run.silence == "closed":
+                weights = np.pad(block.weights, (0, block.count - block.kept), mode="edge")
+                audio = mix_windows(audio, self._live_windows(whisper, block, fps, True), weights)
+            source = block.weights if run.silence == "source" else None
+            yield self._clip(frames, faces, block.start, block.count, block.kept, audio, noise, source, run)
 
     @torch.no_grad()
     def __call__(
@@ -363,6 +461,7 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         num_inference_steps: int = 20,
         guidance_scale: float = 1.5,
         generator: torch.Generator | None = None,
+        silence: str = "animate",
         output_path: str | os.PathLike | None = None,
         measure: bool = True,
         facesim_every: int = 5,
@@ -377,22 +476,29 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             num_inference_steps, guidance_scale: DDIM steps and classifier-free guidance (theirs: 20, 1.5).
             generator: the noise (one frame for the whole video, then the VAE's posterior samples clip by clip);
                 None: a CPU generator seeded with their script's 1247.
+            silence: where the speech is silent, ``"source"`` keeps the source frame (a still mouth), ``"closed"``
+                draws the mouth the model gives silence, ``"animate"`` (theirs) follows the speech throughout
+                (:mod:`~genface.pipelines.talking_face.dubbing`).
             output_path: write the mp4 (with the speech, marked as synthetic) while rendering, keeping no frames in
                 memory; the file appears only when complete. Without it the frames are returned, which is refused
                 in one line when they would not fit :data:`~genface.pipelines.talking_face.dubbing.IN_MEMORY_BYTES`.
             measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
         """
-        generator = self._check_call(num_inference_steps, guidance_scale, generator)
+        run = self._check_call(num_inference_steps, guidance_scale, generator, silence)
         frames, fps, _ = TalkingFacePipeline._load_face(face, fps)
         fps = checked_fps(fps)
         speech = TalkingFacePipeline._load_speech(audio, audio_rate)
         num_frames = frame_count(len(speech), fps)
         check_in_memory(num_frames, frames[0].shape, output_path)
         faces = self._follow(frames, face_index)
-        windows = LatentSyncSpeech(LatentSyncWhisper(self.audio_encoder, self.feature_extractor), speech, fps)
+        windows = LatentSyncSpeech(self._whisper(), speech, fps)
         clip_end = max(windows.their_frames, num_frames)
-        rendered = self._frames(frames, faces, windows, num_frames, clip_end, generator, num_inference_steps,
-                                guidance_scale)  # fmt: skip
+        weights = silence_weights(speech, fps, num_frames, silence)
+        audio_windows: Callable[[int, int], torch.Tensor] = windows
+        if run.silence == "closed":
+            silent = LatentSyncSpeech(self._whisper(), np.zeros_like(speech), fps)
+            audio_windows = ClosedInSilence(windows, silent, np.pad(weights, (0, clip_end - num_frames), mode="edge"))
+        rendered = self._frames(frames, faces, audio_windows, num_frames, clip_end, weights, run)
         sink = DubSink(self, frames, faces.track, speech, fps, num_frames, measure, facesim_every)
         result = sink.run(rendered, audio, audio_rate, output_path)
         return TalkingFacePipelineOutput(
