@@ -125,7 +125,7 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         "tags": ["latentsync"],
     }
 
-    model_cpu_offload_seq = "audio_encoder->vae->unet->vae"
+    model_cpu_offload_seq = "audio_encoder->unet->vae"
 
     def __init__(
         self,

@@ -288,3 +288,18 @@ def test_load_pipeline_names_the_dubbing_models(monkeypatch) -> None:
     assert calls == [((), {"dtype": torch.float16}), (("ByteDance/LatentSync-1.5",), {"dtype": torch.float16})]
     with pytest.raises(InvalidArgumentError, match="tiny-latentsync"):
         load_pipeline("talk", "tiny-wav2lip")
+
+
+def test_fast_mode_is_exact_and_off_is_the_default_bit_for_bit(pipe, astronaut) -> None:
+    """Fused projections (the CPU's fast mode: no compilation here): the same frames within float rounding."""
+    audio = speech_like(0.3)
+    call = {"audio_rate": 16000, "num_inference_steps": 2, "measure": False}
+    default = pipe(astronaut, audio, **call).frames
+    report = pipe.enable_fast_mode(compile=False, attention=None)
+    try:
+        assert report["fuse_qkv"] == "applied"
+        fast = pipe(astronaut, audio, **call).frames
+    finally:
+        pipe.disable_fast_mode()
+    assert np.abs(fast.astype(int) - default).max() <= 1
+    assert np.array_equal(pipe(astronaut, audio, **call).frames, default)
