@@ -260,6 +260,8 @@ def test_published_layout_saved_folder_and_load_pipeline(pipe, astronaut, tmp_pa
     )
     loaded.save_pretrained(tmp_path / "saved")
     assert (tmp_path / "saved" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    card = (tmp_path / "saved" / "README.md").read_text()
+    assert "LatentSyncPipeline.from_pretrained" in card and "Open RAIL++-M" in card
     again = load_pipeline("talk", str(tmp_path / "saved"), dtype=torch.float32, face_analyzer=pipe.face_analyzer)
     assert isinstance(again, LatentSyncPipeline) and again.config.resolution == TINY_RESOLUTION
     again.set_progress_bar_config(disable=True)
