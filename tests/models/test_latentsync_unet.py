@@ -205,7 +205,7 @@ def test_published_checkpoint_loads_with_weights_only_and_wrong_files_are_refuse
     with pytest.raises(MissingWeightsError, match="does not fit the LatentSync UNet config"):
         load_unet(path, dict(TINY, cross_attention_dim=8))
     with pytest.raises(InvalidArgumentError, match="multiple of 64"):
-        load_unet(path, TINY, resolution=384)
+        load_unet(path, TINY, resolution=300)
 
 
 def test_a_published_checkpoint_with_the_other_versions_config_is_refused_before_reading(tmp_path) -> None:
