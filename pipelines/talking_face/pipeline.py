@@ -515,15 +515,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         frames."""
 
         def finish(item: tuple[list[int], list[np.ndarray], np.ndarray, list[np.ndarray]]) -> None:
-            indices, sources, crops, alphas = item
-            sink(
-                np.stack(
-                    [
-                        blend(frame, crop, track.boxes[k], alpha_mask(track.boxes[k], alpha))
-                        for k, frame, crop, alpha in zip(indices, sources, crops, alphas, strict=True)
-                    ]
-                )
-            )
+            sink(_blended(track.boxes, *item))
 
         inputs = self._inputs(len(track), chunks, windows, batch_size)
         threaded = self._execution_device.type != "cpu" or OVERLAP_ON_CPU
@@ -577,9 +569,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             if silence == "closed":
                 silent = whisper_windows(encoder, replace(block, audio=np.zeros_like(block.audio)), fps)
                 audio = mix_windows(audio, silent, block.weights)
-            crops = self.render(latents, audio)
-            out = np.stack([blend(frame, crop, boxes[k], alpha_mask(boxes[k], alpha))
-                            for k, frame, crop, alpha in zip(indices, frames, crops, alphas, strict=True)])  # fmt: skip
+            out = _blended(boxes, indices, frames, self.render(latents, audio), alphas)
             yield out if silence != "source" else keep_source(out, frames, block.weights)
 
     def __call__(
@@ -699,6 +689,14 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             output.facesim, output.mouth_opening = meter.facesim(), meter.openings()
             output.lip_sync = lip_sync_correlation(output.mouth_opening, frame_loudness(speech, fps, num_frames))
         return output
+
+
+def _blended(
+    boxes: list[Box], indices: list[int], sources: list[np.ndarray], crops: np.ndarray, alphas: list[np.ndarray]
+) -> np.ndarray:
+    """Source frames ``indices`` with their generated crops blended in through their weights."""
+    return np.stack([blend(frame, crop, boxes[k], alpha_mask(boxes[k], alpha))
+                     for k, frame, crop, alpha in zip(indices, sources, crops, alphas, strict=True)])  # fmt: skip
 
 
 #: Source frames, their UNet image latents and their blend weights.
