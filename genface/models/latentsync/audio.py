@@ -121,4 +121,3 @@ class LatentSyncSpeech:
         first, last = int(positions.min()) // per_piece, int(positions.max()) // per_piece
         features = torch.cat([self._piece(k) for k in range(first, last + 1)])
         return features[positions - first * per_piece].flatten(1, 2)
-
