@@ -209,7 +209,6 @@ class StandInAttnProcessor(WanAttnProcessor):
         if state.compute:
             if self.index == 0:
                 self._start(hidden_states.dtype)
-                state.reference_passes += 1
             ref_key, ref_value = self._reference_pass(attn)
             if state.cache:
                 state.kv[self.index] = (ref_key, ref_value)
@@ -241,6 +240,7 @@ def _enter(state: StandInState, patch: tuple[int, ...], num_layers: int) -> Any:
         state.compute = not (state.cache and state.kv_grid == state.grid and len(state.kv) == num_layers)
         if state.compute:
             state.kv, state.kv_grid = [None] * num_layers, state.grid
+            state.reference_passes += 1  # counted here, outside the (compilable) blocks
 
     return hook
 
@@ -257,6 +257,9 @@ def _leave(state: StandInState) -> Any:
 class StandInAdapter(ModelMixin, ConfigMixin):
     """Stand-In's weights (the LoRA on each block's self-attention), installable into (and removable from) a
     ``WanTransformer3DModel``."""
+
+    # Stand-In runs its LoRA in float32 beside a bf16 model: diffusers' from_pretrained(torch_dtype=...) keeps it so.
+    _keep_in_fp32_modules = ["blocks"]
 
     @register_to_config
     def __init__(

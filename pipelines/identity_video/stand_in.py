@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+from diffusers import FlowMatchEulerDiscreteScheduler, SchedulerMixin, WanPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.pipelines.wan.pipeline_wan_vace import retrieve_latents
 
@@ -41,6 +41,10 @@ FACE_ENCODERS = ("BestWishYsh/ConsisID-preview", "face_encoder")
 REFERENCE_SIZE, CROP_SCALE, BORDER = 512, 1.5, 10
 #: Stand-In normalises the parser's input to [-1, 1] (ImageNet statistics elsewhere).
 PARSER_MEAN = PARSER_STD = (0.5, 0.5, 0.5)
+
+
+# diffusers finds how to load a saved component by looking its base classes up in the component's module
+__all__ = ["SchedulerMixin", "StandInPipeline", "StandInScheduler", "stand_in_reference"]
 
 
 class StandInScheduler(FlowMatchEulerDiscreteScheduler):
@@ -91,15 +95,16 @@ def stand_in_reference(rgb: np.ndarray, bbox: np.ndarray, parser: FaceParser, si
     return resized
 
 
-def _wan_version(folder_or_repo: str | os.PathLike) -> str:
-    """Wan "2.2" when the base's ``model_index.json`` names a second (low-noise) transformer, else "2.1"; read before
-    any weights are."""
+def _model_index(folder_or_repo: str | os.PathLike) -> dict[str, Any]:
+    """The base's ``model_index.json``, read before any weights are."""
     from genface.hub import resolve_folder
 
-    index = json.loads(
-        (resolve_folder(folder_or_repo, allow_patterns=["model_index.json"]) / "model_index.json").read_text()
-    )
-    return "2.2" if (index.get("transformer_2") or [None])[0] is not None else "2.1"
+    folder = resolve_folder(folder_or_repo, allow_patterns=["model_index.json"])
+    return json.loads((folder / "model_index.json").read_text())
+
+
+def _named(index: dict[str, Any], component: str) -> bool:
+    return (index.get(component) or [None])[0] is not None
 
 
 def _adapter_files(stand_in: str | os.PathLike | Sequence[str | os.PathLike], version: str) -> list[Path]:
@@ -209,29 +214,30 @@ class StandInPipeline(WanIdentityMixin, WanPipeline):
         cls,
         pretrained_model_name_or_path: str | os.PathLike = DEFAULT_MODEL,
         *,
-        stand_in: str | os.PathLike | Sequence[str | os.PathLike] | None = HUB_REPO,
+        stand_in: str | os.PathLike | Sequence[str | os.PathLike] | None = "auto",
         identity_encoder: IdentityEncoder | str | None = "auto",
         face_parser: FaceParser | str | None = "auto",
         **kwargs: Any,
     ) -> StandInPipeline:
         """Wan from ``pretrained_model_name_or_path`` (2.1-T2V-14B by default, or 2.2-T2V-A14B), Stand-In from
-        ``stand_in`` (a Hub id or folder with the published checkpoints, or the file(s) themselves; high-noise
-        first for Wan 2.2). The checkpoints' names are checked against the base before any weights load.
-        ``"auto"`` face engines: antelopev2 and facexlib's BiSeNet from ConsisID's ``face_encoder`` folder."""
+        ``stand_in``: a Hub id or folder with the published checkpoints, or the file(s) themselves (high-noise first
+        for Wan 2.2); ``"auto"``: the adapters saved with the pipeline, else ``BowenXue/Stand-In``. The checkpoints'
+        names are checked against the base before any weights load. ``"auto"`` face engines: antelopev2 and
+        facexlib's BiSeNet from ConsisID's ``face_encoder`` folder."""
         from genface.hub import load_or_explain
 
-        adapters: list[StandInAdapter | None] = [None, None]
+        index = _model_index(pretrained_model_name_or_path)
+        if stand_in == "auto":
+            stand_in = None if _named(index, "stand_in") else HUB_REPO
         if stand_in is not None:
-            files = _adapter_files(stand_in, _wan_version(pretrained_model_name_or_path))
-            adapters[: len(files)] = [StandInAdapter.from_checkpoint(file) for file in files]
+            files = _adapter_files(stand_in, "2.2" if _named(index, "transformer_2") else "2.1")
+            adapters = [StandInAdapter.from_checkpoint(file) for file in files]
+            kwargs |= dict(zip(("stand_in", "stand_in_2"), adapters, strict=False))
         if identity_encoder == "auto":
             identity_encoder = IdentityEncoder(FaceAnalyzer.from_pretrained(*FACE_ENCODERS), max_side=None)
         if face_parser == "auto":
             face_parser = FaceParser.from_pretrained(*FACE_ENCODERS)
-        pipe = load_or_explain(
-            super().from_pretrained, pretrained_model_name_or_path, stand_in=adapters[0], stand_in_2=adapters[1],
-            **kwargs,
-        )  # fmt: skip
+        pipe = load_or_explain(super().from_pretrained, pretrained_model_name_or_path, **kwargs)
         pipe.identity_encoder, pipe.face_parser = identity_encoder, face_parser
         return pipe
 
