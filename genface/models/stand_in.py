@@ -95,7 +95,7 @@ class StandInState:
     latents: torch.Tensor | None = None
     cache: bool = True
     grid: tuple[int, int] | None = None
-    kv: list[tuple[torch.Tensor, torch.Tensor] | None] = field(default_factory=list)
+    processors: list[StandInAttnProcessor] = field(default_factory=list)
     kv_grid: tuple[int, int] | None = None
     compute: bool = False
     hidden: torch.Tensor | None = None
@@ -105,7 +105,9 @@ class StandInState:
 
     def clear(self) -> None:
         """Forget the cached keys and values (a new reference, or the end of a call)."""
-        self.kv, self.kv_grid, self.hidden, self.temb, self.rotary = [], None, None, None, None
+        self.kv_grid, self.hidden, self.temb, self.rotary = None, None, None, None
+        for processor in self.processors:
+            processor.kv = None
 
 
 def _rotate(hidden_states: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
@@ -153,9 +155,11 @@ class StandInAttnProcessor(WanAttnProcessor):
     reference it is ``WanAttnProcessor`` itself.
     """
 
-    def __init__(self, state: StandInState, index: int, lora: _SelfAttention, block: Any, transformer: Any) -> None:
+    def __init__(self, state: StandInState, first: bool, lora: _SelfAttention, block: Any, transformer: Any) -> None:
         super().__init__()
-        self.state, self.index, self.lora = state, index, lora
+        # a flag rather than the block's index: compiled blocks share one graph per value of what they read
+        self.state, self.first, self.lora = state, first, lora
+        self.kv: tuple[torch.Tensor, torch.Tensor] | None = None
         # plain references (not submodules): the transformer already owns the block
         self._block, self._transformer = block, transformer
 
@@ -207,13 +211,13 @@ class StandInAttnProcessor(WanAttnProcessor):
         if state.latents is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         if state.compute:
-            if self.index == 0:
+            if self.first:
                 self._start(hidden_states.dtype)
             ref_key, ref_value = self._reference_pass(attn)
             if state.cache:
-                state.kv[self.index] = (ref_key, ref_value)
+                self.kv = (ref_key, ref_value)
         else:
-            ref_key, ref_value = state.kv[self.index]
+            ref_key, ref_value = self.kv
         query, key, value = _get_qkv_projections(attn, hidden_states, None)
         query, key = attn.norm_q(query), attn.norm_k(key)
         query, key, value = (t.unflatten(2, (attn.heads, -1)) for t in (query, key, value))
@@ -228,7 +232,7 @@ class StandInAttnProcessor(WanAttnProcessor):
         return attn.to_out[1](attn.to_out[0](out.flatten(2, 3).type_as(query)))
 
 
-def _enter(state: StandInState, patch: tuple[int, ...], num_layers: int) -> Any:
+def _enter(state: StandInState, patch: tuple[int, ...]) -> Any:
     """The transformer's forward pre-hook: note the video's patch grid, and whether this call computes the
     reference keys and values (no cache, no cache yet, or another grid) or reuses them."""
 
@@ -237,9 +241,10 @@ def _enter(state: StandInState, patch: tuple[int, ...], num_layers: int) -> Any:
             return
         hidden_states = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         state.grid = (hidden_states.shape[-2] // patch[1], hidden_states.shape[-1] // patch[2])
-        state.compute = not (state.cache and state.kv_grid == state.grid and len(state.kv) == num_layers)
+        state.compute = not (state.cache and state.kv_grid == state.grid)
         if state.compute:
-            state.kv, state.kv_grid = [None] * num_layers, state.grid
+            state.clear()
+            state.kv_grid = state.grid if state.cache else None
             state.reference_passes += 1  # counted here, outside the (compilable) blocks
 
     return hook
@@ -248,8 +253,6 @@ def _enter(state: StandInState, patch: tuple[int, ...], num_layers: int) -> Any:
 def _leave(state: StandInState) -> Any:
     def hook(module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         state.hidden = state.temb = state.rotary = None  # the reference tokens' activations are not kept
-        if not state.cache:
-            state.kv, state.kv_grid = [], None
 
     return hook
 
@@ -324,10 +327,11 @@ class StandInAdapter(ModelMixin, ConfigMixin):
         self.remove(transformer)
         state = StandInState()
         for index, (block, weights) in enumerate(zip(transformer.blocks, self.blocks, strict=True)):
-            block.attn1.set_processor(StandInAttnProcessor(state, index, weights.self_attn, block, transformer))
+            state.processors.append(StandInAttnProcessor(state, index == 0, weights.self_attn, block, transformer))
+            block.attn1.set_processor(state.processors[-1])
         patch = tuple(transformer.config.patch_size)
         transformer._stand_in_hooks = [
-            transformer.register_forward_pre_hook(_enter(state, patch, len(transformer.blocks)), with_kwargs=True),
+            transformer.register_forward_pre_hook(_enter(state, patch), with_kwargs=True),
             transformer.register_forward_hook(_leave(state), with_kwargs=True, always_call=True),
         ]
         return state

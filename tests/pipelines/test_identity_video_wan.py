@@ -231,3 +231,18 @@ def test_a_wan22_checkpoint_given_to_wan21_is_refused_before_model_work(stand_in
     assert type(loaded.scheduler) is type(stand_in.scheduler)  # Stand-In's sampling schedule, saved and loaded
     assert all(torch.equal(a, b) for a, b in zip(loaded.stand_in.state_dict().values(),
                                                  stand_in.stand_in.state_dict().values(), strict=True))  # fmt: skip
+
+
+def test_group_offload_streams_both_wan22_experts_and_changes_no_frame(dlib_analyzer, portrait) -> None:
+    """The low-memory "group" mode (here onto the CPU itself) offloads both of Wan 2.2's experts block by block and
+    the adapters layer by layer; Stand-In's processors, which reach into the blocks, give the same frames."""
+    from diffusers.hooks.group_offloading import _is_group_offload_enabled
+
+    pipe = tiny_stand_in_pipeline(dlib_analyzer, wan22=True)
+    pipe.set_progress_bar_config(disable=True)
+    run = dict(prompt="a person", face_image=portrait, measure=False, **{**FAST, "num_inference_steps": 3})
+    default = pipe(**run, generator=_generator()).frames
+    pipe.enable_low_memory("group")
+    assert all(_is_group_offload_enabled(m) for m in (pipe.transformer, pipe.transformer_2, pipe.stand_in_2))
+    np.testing.assert_array_equal(pipe(**run, generator=_generator()).frames, default)
+    assert [state.reference_passes for state in pipe.states] == [2, 2]  # each expert, once per call
