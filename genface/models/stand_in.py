@@ -210,6 +210,10 @@ class StandInAttnProcessor(WanAttnProcessor):
         state = self.state
         if state.latents is None:
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        if self._parallel_config is not None:
+            raise InvalidArgumentError(
+                "Stand-In's reference tokens do not run under context parallelism; disable it on the transformer."
+            )
         if state.compute:
             if self.first:
                 self._start(hidden_states.dtype)

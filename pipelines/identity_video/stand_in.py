@@ -312,10 +312,9 @@ class StandInPipeline(WanIdentityMixin, WanPipeline):
 
         Stand-In's own preprocessor uses the whole photo when it finds no face; here no face is an error.
         """
-        batch = (len(prompt) if isinstance(prompt, list) else 1) * (num_videos_per_prompt or 1)
-        guidance = {"guidance_scale": guidance_scale, "guidance_scale_2": guidance_scale_2}
-        self.check_video_call(height, width, num_frames, num_inference_steps, guidance, output_path, fps, face_image,
-                              batch)  # fmt: skip
+        numbers = {"guidance_scale": guidance_scale, "guidance_scale_2": guidance_scale_2}
+        self.check_video_call(prompt, num_videos_per_prompt, (height, width, num_frames), num_inference_steps, numbers,
+                              (output_path, output_type, fps), face_image)  # fmt: skip
         found, reference = None, None
         if face_image is not None or identity is not None:
             if not self.states:
@@ -340,9 +339,5 @@ class StandInPipeline(WanIdentityMixin, WanPipeline):
             for state in self.states:
                 state.latents = None
                 state.clear()
-        if not return_dict:
-            return output
-        mark = {"model_kind": "stand-in"}
-        facesim, path = self.finish(output.frames, output_type, found, output_path, fps, measure, mark)
         image = None if reference is None else PIL.Image.fromarray(reference)
-        return WanIdentityVideoOutput(frames=output.frames, identity=found, reference=image, facesim=facesim, path=path)
+        return self.finish(output, return_dict, (found, image), (output_path, output_type, fps), measure, "stand-in")

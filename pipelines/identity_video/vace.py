@@ -132,14 +132,11 @@ class VacePipeline(WanIdentityMixin, WanVACEPipeline):
         the reference image. Without either, diffusers' own call. ``output_path`` writes the video as a marked mp4
         at ``fps``; ``measure`` reports FaceSim of the frames to the face. Returns diffusers' output with
         ``identity``, ``reference``, ``facesim`` and ``path`` added (``return_dict=False``: diffusers' tuple)."""
-        batch = (len(prompt) if isinstance(prompt, list) else 1) * (num_videos_per_prompt or 1)
-        guidance = {"guidance_scale": guidance_scale, "guidance_scale_2": guidance_scale_2}
-        if isinstance(conditioning_scale, (int, float)):
-            guidance["conditioning_scale"] = conditioning_scale
-        self.check_video_call(height, width, num_frames, num_inference_steps, guidance, output_path, fps, face_image,
-                              batch)  # fmt: skip
-        if isinstance(conditioning_scale, torch.Tensor) and not torch.isfinite(conditioning_scale).all():
-            raise InvalidArgumentError("conditioning_scale must be finite.")
+        numbers = {"guidance_scale": guidance_scale, "guidance_scale_2": guidance_scale_2}
+        if not isinstance(conditioning_scale, list):
+            numbers["conditioning_scale"] = conditioning_scale
+        self.check_video_call(prompt, num_videos_per_prompt, (height, width, num_frames), num_inference_steps, numbers,
+                              (output_path, output_type, fps), face_image)  # fmt: skip
         found, reference = None, None
         if face_image is not None or identity is not None:
             if reference_images is not None:
@@ -155,11 +152,4 @@ class VacePipeline(WanIdentityMixin, WanVACEPipeline):
             prompt_embeds, negative_prompt_embeds, output_type, return_dict, attention_kwargs, callback_on_step_end,
             callback_on_step_end_tensor_inputs, max_sequence_length,
         )  # fmt: skip
-        if not return_dict:
-            return output
-        facesim, path = self.finish(
-            output.frames, output_type, found, output_path, fps, measure, {"model_kind": "vace"}
-        )
-        return WanIdentityVideoOutput(
-            frames=output.frames, identity=found, reference=reference, facesim=facesim, path=path
-        )
+        return self.finish(output, return_dict, (found, reference), (output_path, output_type, fps), measure, "vace")

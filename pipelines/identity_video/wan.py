@@ -71,6 +71,7 @@ class WanIdentityMixin(LowMemoryMixin, FastModeMixin):
         return [m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks]
 
     def fast_denoisers(self) -> list[torch.nn.Module]:
+        """Both of Wan 2.2's experts run on the kernel fast mode pins."""
         return self.transformers()
 
     def fuse_projections(self, fuse: bool) -> None:
@@ -115,17 +116,18 @@ class WanIdentityMixin(LowMemoryMixin, FastModeMixin):
 
     def check_video_call(
         self,
-        height: int,
-        width: int,
-        num_frames: int,
+        prompt: str | list[str] | None,
+        num_videos_per_prompt: int | None,
+        size: tuple[int, int, int],
         num_inference_steps: int,
-        guidance: dict[str, float | None],
-        output_path: str | os.PathLike | None,
-        fps: float,
+        numbers: dict[str, float | None],
+        output: tuple[str | os.PathLike | None, str | None, float],
         face_image: ImageInput | None,
-        batch: int,
     ) -> None:
-        """Refuse what the call cannot make, before any model work, in one line each."""
+        """Refuse what the call cannot make, before any model work, in one line each: the ``size`` (height, width,
+        frames), the steps, the ``numbers`` (guidance, ...) and the ``output`` (path, output type, fps)."""
+        height, width, num_frames = size
+        output_path, output_type, fps = output
         multiple = self.vae_scale_factor_spatial * self.transformers()[0].config.patch_size[1]
         for name, side in (("height", height), ("width", width)):
             if not (isinstance(side, int) and multiple <= side <= MAX_SIDE and side % multiple == 0):
@@ -142,56 +144,59 @@ class WanIdentityMixin(LowMemoryMixin, FastModeMixin):
             )
         if not (isinstance(num_inference_steps, int) and 1 <= num_inference_steps <= MAX_STEPS):
             raise InvalidArgumentError(f"num_inference_steps must be from 1 to {MAX_STEPS}, got {num_inference_steps}.")
-        for name, value in guidance.items():
-            check_number(name, value, 0.0, MAX_GUIDANCE)
+        for name, value in numbers.items():
+            if not isinstance(value, torch.Tensor):
+                check_number(name, value, 0.0, MAX_GUIDANCE)
+            elif not torch.isfinite(value).all():
+                raise InvalidArgumentError(f"{name} must be finite.")
         check_number("fps", fps, 1.0, 120.0)
-        if output_path is not None:
-            out = Path(output_path).expanduser()
-            if out.suffix.lower() != ".mp4" or out.is_dir():
-                raise InvalidArgumentError(f"output_path {output_path}: give a file name ending in .mp4.")
-            if not out.absolute().parent.is_dir():
-                raise InvalidArgumentError(f"output_path {output_path}: the folder {out.absolute().parent} is missing.")
-            if (
-                isinstance(face_image, (str, os.PathLike))
-                and out.absolute() == Path(face_image).expanduser().absolute()
-            ):
-                raise InvalidArgumentError(f"output_path {output_path} is the face photo; write to another file.")
-            if batch != 1:
-                raise InvalidArgumentError(f"output_path writes one video, but this call makes {batch}.")
+        if output_path is None:
+            return
+        out = Path(output_path).expanduser()
+        if out.suffix.lower() != ".mp4" or out.is_dir():
+            raise InvalidArgumentError(f"output_path {output_path}: give a file name ending in .mp4.")
+        if not out.absolute().parent.is_dir():
+            raise InvalidArgumentError(f"output_path {output_path}: the folder {out.absolute().parent} is missing.")
+        if isinstance(face_image, (str, os.PathLike)) and out.absolute() == Path(face_image).expanduser().absolute():
+            raise InvalidArgumentError(f"output_path {output_path} is the face photo; write to another file.")
+        batch = (len(prompt) if isinstance(prompt, list) else 1) * (num_videos_per_prompt or 1)
+        if batch != 1:
+            raise InvalidArgumentError(f"output_path writes one video, but this call makes {batch}.")
+        if output_type == "latent":
+            raise InvalidArgumentError("output_path writes frames, but output_type='latent' makes latents.")
 
     def finish(
         self,
-        frames: Any,
-        output_type: str,
-        identity: FaceIdentity | None,
-        output_path: str | os.PathLike | None,
-        fps: float,
+        result: Any,
+        return_dict: bool,
+        face: tuple[FaceIdentity | None, PIL.Image.Image | None],
+        output: tuple[str | os.PathLike | None, str | None, float],
         measure: bool,
-        mark: dict[str, Any],
-    ) -> tuple[FaceSimResult | None, Path | None]:
-        """Write the first video as a marked mp4 (when asked) and measure its FaceSim to the face (when there is
-        one and the encoder's recognizer made the identity's embedding)."""
-        if output_type == "latent" or (output_path is None and (not measure or identity is None)):
-            return None, None
-        video = _uint8_frames(frames, output_type)
-        path = None
-        if output_path is not None:
-            from genface.provenance import write_marked_video
+        kind: str,
+    ) -> WanIdentityVideoOutput | tuple:
+        """diffusers' ``result`` with the ``face`` (identity, reference image) added, after writing the first video
+        as a marked mp4 (when ``output`` has a path) and measuring its FaceSim to the face (with ``measure``, when
+        the encoder's recognizer made the identity's embedding); ``return_dict=False``: diffusers' tuple."""
+        identity, reference = face
+        output_path, output_type, fps = output
+        frames = result.frames if return_dict else result[0]
+        recognizer = None if self.identity_encoder is None else self.identity_encoder.analyzer.recognizer
+        measure = measure and identity is not None and recognizer is not None
+        measure = measure and identity.recognition_model == recognizer.name and output_type != "latent"
+        facesim, path = None, None
+        if output_path is not None or measure:
+            video = _uint8_frames(frames, output_type)
+            if output_path is not None:
+                from genface.provenance import write_marked_video
 
-            path = write_marked_video(output_path, video, fps, "identity_video", self.name_or_path, **mark)
-        facesim = None
-        encoder = self.identity_encoder
-        recognizer = None if encoder is None else encoder.analyzer.recognizer
-        if (
-            measure
-            and identity is not None
-            and recognizer is not None
-            and identity.recognition_model == recognizer.name
-        ):
-            from genface.identity import face_similarity
+                path = write_marked_video(output_path, video, fps, "identity_video", self.name_or_path, model_kind=kind)
+            if measure:
+                from genface.identity import face_similarity
 
-            facesim = face_similarity(identity, video, analyzer=encoder.analyzer)
-        return facesim, path
+                facesim = face_similarity(identity, video, analyzer=self.identity_encoder.analyzer)
+        if not return_dict:
+            return result
+        return WanIdentityVideoOutput(frames=frames, identity=identity, reference=reference, facesim=facesim, path=path)
 
 
 def _uint8_frames(frames: Any, output_type: str) -> np.ndarray:

@@ -12,13 +12,7 @@ from insightface.utils import face_align
 from genface.errors import NoFaceError
 from genface.eval import FrameScores, OpenS2VFaceSim, OpenS2VJudge, even_indices, opens2v_analyzer, opens2v_facesim
 from genface.eval.runner import Item
-from genface.models.curricularface import CurricularFaceIR
-
-
-def _square(size: int, top: int, left: int, side: int) -> np.ndarray:
-    image = np.full((size, size, 3), 20, dtype=np.uint8)
-    image[top : top + side, left : left + side] = 255
-    return image
+from tests.eval.test_consisid_protocol import _square
 
 
 def _frames() -> np.ndarray:
@@ -33,26 +27,6 @@ def _frames() -> np.ndarray:
 @pytest.fixture(scope="module")
 def analyzer(tiny_pack):
     return opens2v_analyzer(tiny_pack, None, model_name="antelopev2", providers=["CPUExecutionProvider"])
-
-
-@pytest.fixture(scope="module")
-def curricularface() -> CurricularFaceIR:
-    torch.manual_seed(0)
-    model = CurricularFaceIR(units=(1, 2, 1, 1), channels=(8, 8, 16, 16), embedding_size=32).eval()
-    for module in model.modules():
-        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    return model
-
-
-@pytest.fixture(scope="module")
-def their_app(tiny_pack):
-    from insightface.app import FaceAnalysis
-
-    app = FaceAnalysis(name="antelopev2", root=str(tiny_pack), providers=["CPUExecutionProvider"])
-    app.prepare(ctx_id=-1, det_size=(320, 320))
-    return app
 
 
 # --- OpenS2V's computation, their way (eval/get_facesim.py: process_image, inference, process_video) -------------

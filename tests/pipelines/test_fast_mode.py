@@ -161,14 +161,21 @@ def talk(dlib_analyzer, astronaut, portrait) -> dict:
     return exercise(pipe, pipe.unet, run, variants)
 
 
-@pytest.fixture(scope="module")
-def stand_in(dlib_analyzer, portrait, astronaut) -> dict:
-    pipe = tiny_stand_in_pipeline(dlib_analyzer)
+def _wan(pipe: Any, portrait: np.ndarray, astronaut: np.ndarray, around: Callable = contextlib.nullcontext) -> dict:
+    """``exercise`` on a tiny Wan pipeline, with a face; new prompts, seeds and faces as the variants."""
     pipe.set_progress_bar_config(disable=True)
 
     def run(prompt: str = "a person smiling", seed: int = 0, face: np.ndarray = portrait) -> np.ndarray:
         return pipe(prompt, face_image=face, num_inference_steps=2, generator=torch.Generator().manual_seed(seed),
                     max_sequence_length=16, measure=False, **WAN_CALL).frames  # fmt: skip
+
+    variants = [dict(prompt="a man in the rain", seed=1), dict(face=astronaut, seed=2)]
+    return exercise(pipe, pipe.transformer, run, variants, around)
+
+
+@pytest.fixture(scope="module")
+def stand_in(dlib_analyzer, portrait, astronaut) -> dict:
+    pipe = tiny_stand_in_pipeline(dlib_analyzer)
 
     @contextlib.contextmanager
     def referenced() -> Iterator[None]:  # the face's reference tokens, as a call sets them
@@ -184,21 +191,12 @@ def stand_in(dlib_analyzer, portrait, astronaut) -> dict:
                 reference.latents = None
                 reference.clear()
 
-    variants = [dict(prompt="a man in the rain", seed=1), dict(face=astronaut, seed=2)]
-    return exercise(pipe, pipe.transformer, run, variants, referenced)
+    return _wan(pipe, portrait, astronaut, referenced)
 
 
 @pytest.fixture(scope="module")
 def vace(dlib_analyzer, portrait, astronaut) -> dict:
-    pipe = tiny_vace_pipeline(dlib_analyzer)
-    pipe.set_progress_bar_config(disable=True)
-
-    def run(prompt: str = "a person smiling", seed: int = 0, face: np.ndarray = portrait) -> np.ndarray:
-        return pipe(prompt, face_image=face, num_inference_steps=2, generator=torch.Generator().manual_seed(seed),
-                    max_sequence_length=16, measure=False, **WAN_CALL).frames  # fmt: skip
-
-    variants = [dict(prompt="a man in the rain", seed=1), dict(face=astronaut, seed=2)]
-    return exercise(pipe, pipe.transformer, run, variants)
+    return _wan(tiny_vace_pipeline(dlib_analyzer), portrait, astronaut)
 
 
 PIPELINES = ["video", "makeup", "talk", "stand_in", "vace"]

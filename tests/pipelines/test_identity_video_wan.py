@@ -166,6 +166,7 @@ BAD = {
     "output": (dict(output_path="out.avi"), InvalidArgumentError, "ending in .mp4"),
     "both": (dict(identity="saved"), InvalidArgumentError, "not both"),
     "fps": (dict(output_path="x.mp4", fps=0), InvalidArgumentError, "fps must be a finite number from 1"),
+    "latent file": (dict(output_path="x.mp4", output_type="latent"), InvalidArgumentError, "makes latents"),
 }
 
 
