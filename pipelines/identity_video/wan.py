@@ -66,6 +66,19 @@ class WanIdentityMixin(LowMemoryMixin, FastModeMixin):
 
     # -- speed and memory -------------------------------------------------------------------------------
 
+    def set_attention_backend(self, backend: str = "sdpa") -> None:
+        """Pin the transformers' attention to one PyTorch SDPA kernel (``flash``, ``cudnn``, ``efficient``,
+        ``math``) or let PyTorch choose (``sdpa``), as the ConsisID pipeline's method of the same name does."""
+        from genface.models.attention import pin_kernel
+        from genface.pipelines.identity_video.pipeline import ATTENTION_BACKENDS
+
+        if backend not in ATTENTION_BACKENDS:
+            raise InvalidArgumentError(f"Unknown attention backend {backend!r}; choose from {ATTENTION_BACKENDS}.")
+        for handle in getattr(self, "_attention_hooks", []):
+            handle.remove()
+        pinned = [] if backend == "sdpa" else [pin_kernel(t, backend) for t in self.transformers()]
+        self._attention_hooks = [handle for handles in pinned for handle in handles]
+
     def fast_blocks(self) -> list[torch.nn.Module]:
         """Wan's repeated blocks (``_repeated_blocks``, as diffusers' regional compile finds them)."""
         return [m for t in self.transformers() for m in t.modules() if type(m).__name__ in t._repeated_blocks]

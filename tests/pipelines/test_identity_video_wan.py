@@ -247,3 +247,21 @@ def test_group_offload_streams_both_wan22_experts_and_changes_no_frame(dlib_anal
     assert all(_is_group_offload_enabled(m) for m in (pipe.transformer, pipe.transformer_2, pipe.stand_in_2))
     np.testing.assert_array_equal(pipe(**run, generator=_generator()).frames, default)
     assert [state.reference_passes for state in pipe.states] == [2, 2]  # each expert, once per call
+
+
+@pytest.mark.parametrize("model", ["tiny-stand-in", "tiny-vace"])
+def test_genface_video_writes_a_marked_mp4_with_facesim(model, tmp_path: Path, capsys) -> None:
+    """`genface video --model tiny-stand-in` / `tiny-vace`: the command line reaches the Wan models by name."""
+    import json
+
+    from genface.cli import main
+    from genface.samples import sample_path
+
+    out = tmp_path / "v.mp4"
+    args = ["video", "--model", model, "--steps", "2", "--prompt", "a woman smiling", "--attention", "math"]
+    assert main([*args, "--face", str(sample_path("astronaut")), "--out", str(out), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 9 and result["size"] == [32, 32] and result["facesim"]["frames"] == 9
+    mark = verify(out)["metadata"]
+    assert mark["synthetic"] is True and mark["pipeline"] == "identity_video" and mark["model"] == model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
