@@ -60,7 +60,9 @@ def contenders(scale: str, device: str, analyzer: Any) -> WanBench:
     from genface.media import load_image
     from genface.models.stand_in import StandInAdapter
     from genface.pipelines.identity_video.stand_in import StandInPipeline, StandInScheduler
-    from genface.pipelines.identity_video.tiny_wan import TINY_CALL, tiny_stand_in_pipeline, tiny_vace_pipeline
+    from genface.pipelines.identity_video.tiny_stand_in import tiny_pipeline as tiny_stand_in_pipeline
+    from genface.pipelines.identity_video.tiny_vace import tiny_pipeline as tiny_vace_pipeline
+    from genface.pipelines.identity_video.tiny_wan import TINY_CALL
     from genface.pipelines.identity_video.vace import VacePipeline
     from genface.samples import sample_path
 

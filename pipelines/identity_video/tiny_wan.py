@@ -1,4 +1,4 @@
-"""Tiny random Wan models for Stand-In and VACE, built offline: for tests, the offline demo and CPU benchmarks.
+"""The parts of the tiny random Wan models (:mod:`.tiny_stand_in`, :mod:`.tiny_vace`), built offline.
 
 Their output is noise; their value is that every stage of the real pipelines runs end to end with no download.
 The face side uses the real offline engine (dlib: real detection and a real 128-d recognizer) and a random
@@ -11,12 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from diffusers import (
-    AutoencoderKLWan,
-    FlowMatchEulerDiscreteScheduler,
-    WanTransformer3DModel,
-    WanVACETransformer3DModel,
-)
+from diffusers import AutoencoderKLWan, WanTransformer3DModel
 from transformers import T5TokenizerFast, UMT5Config, UMT5EncoderModel
 
 from genface.identity import BiSeNet, FaceAnalyzer, FaceParser, IdentityEncoder
@@ -72,39 +67,3 @@ def tiny_identity_encoder(analyzer: FaceAnalyzer | None = None) -> IdentityEncod
 def tiny_parser(seed: int = 0) -> FaceParser:
     torch.manual_seed(seed)
     return FaceParser(BiSeNet())
-
-
-def tiny_stand_in_pipeline(analyzer: FaceAnalyzer | None = None, seed: int = 0, wan22: bool = False) -> Any:
-    """A whole tiny Stand-In pipeline (Wan 2.1 layout; ``wan22``: Wan 2.2's two experts, each with its adapter)."""
-    from genface.pipelines.identity_video.stand_in import StandInPipeline, StandInScheduler
-
-    transformer = tiny_transformer(seed)
-    experts = {}
-    if wan22:
-        second = tiny_transformer(seed + 1)
-        experts = dict(transformer_2=second, boundary_ratio=0.875,
-                       stand_in=tiny_adapter(transformer, seed, wan_version="2.2", expert="high"),
-                       stand_in_2=tiny_adapter(second, seed + 1, wan_version="2.2", expert="low"))  # fmt: skip
-    pipe = StandInPipeline(
-        **tiny_text_side(seed), vae=tiny_vae(seed), scheduler=StandInScheduler(shift=5.0), transformer=transformer,
-        **(experts or {"stand_in": tiny_adapter(transformer, seed, wan_version="2.1")}),
-        identity_encoder=tiny_identity_encoder(analyzer), face_parser=tiny_parser(seed),
-    )  # fmt: skip
-    pipe.register_to_config(_name_or_path="tiny-stand-in")  # what its marks record as the model
-    pipe.reference_size = TINY_REFERENCE
-    return pipe
-
-
-def tiny_vace_pipeline(analyzer: FaceAnalyzer | None = None, seed: int = 0) -> Any:
-    """A whole tiny VACE pipeline (three blocks, VACE blocks after the first and the third)."""
-    from genface.pipelines.identity_video.vace import VacePipeline
-
-    torch.manual_seed(seed)
-    transformer = WanVACETransformer3DModel(**(TRANSFORMER | {"num_layers": 3}), vace_layers=[0, 2],
-                                            vace_in_channels=96).eval()  # fmt: skip
-    pipe = VacePipeline(
-        **tiny_text_side(seed), vae=tiny_vae(seed), scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        transformer=transformer, identity_encoder=tiny_identity_encoder(analyzer),
-    )  # fmt: skip
-    pipe.register_to_config(_name_or_path="tiny-vace")
-    return pipe

@@ -18,7 +18,8 @@ from diffusers import WanPipeline
 from genface.errors import InvalidArgumentError, MissingWeightsError, UnsafeWeightsError
 from genface.models.stand_in import StandInAdapter, StandInAttnProcessor, checkpoint_version
 from genface.pipelines.identity_video.stand_in import StandInPipeline
-from genface.pipelines.identity_video.tiny_wan import TINY_CALL, tiny_adapter, tiny_stand_in_pipeline, tiny_transformer
+from genface.pipelines.identity_video.tiny_stand_in import tiny_pipeline as tiny_stand_in_pipeline
+from genface.pipelines.identity_video.tiny_wan import TINY_CALL, tiny_adapter, tiny_transformer
 
 # --------------------------------------------------------------------------------------------------------------
 # Stand-In's computation, restated from WeChatCV/Stand-In (their package cannot be installed): models/wan_video_dit.py

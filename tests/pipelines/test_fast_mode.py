@@ -24,8 +24,9 @@ from genface.pipelines import MakeupPipeline, _speed
 from genface.pipelines._speed import FastModeMixin
 from genface.pipelines.identity_video.tiny import TINY_CALL, tiny_identity_encoder
 from genface.pipelines.identity_video.tiny import tiny_pipeline as tiny_video
+from genface.pipelines.identity_video.tiny_stand_in import tiny_pipeline as tiny_stand_in_pipeline
+from genface.pipelines.identity_video.tiny_vace import tiny_pipeline as tiny_vace_pipeline
 from genface.pipelines.identity_video.tiny_wan import TINY_CALL as WAN_CALL
-from genface.pipelines.identity_video.tiny_wan import tiny_stand_in_pipeline, tiny_vace_pipeline
 from genface.pipelines.makeup.tiny import TINY_SIZE
 from genface.pipelines.makeup.tiny import tiny_pipeline as tiny_makeup
 from genface.pipelines.talking_face.tiny import tiny_pipeline as tiny_talk

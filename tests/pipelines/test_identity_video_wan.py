@@ -18,7 +18,9 @@ from genface.errors import InvalidArgumentError, MultipleFacesError, NoFaceError
 from genface.identity import FaceIdentity
 from genface.pipelines import StandInPipeline, VacePipeline, default_size, load_pipeline
 from genface.pipelines.identity_video.stand_in import stand_in_reference
-from genface.pipelines.identity_video.tiny_wan import TINY_CALL, tiny_stand_in_pipeline, tiny_vace_pipeline
+from genface.pipelines.identity_video.tiny_stand_in import tiny_pipeline as tiny_stand_in_pipeline
+from genface.pipelines.identity_video.tiny_vace import tiny_pipeline as tiny_vace_pipeline
+from genface.pipelines.identity_video.tiny_wan import TINY_CALL
 from genface.pipelines.identity_video.vace import vace_reference
 from genface.provenance import verify
 
@@ -202,13 +204,24 @@ def test_face_index_chooses_among_several_faces(stand_in, group) -> None:
     )
 
 
-def test_load_by_name_and_default_sizes() -> None:
+def test_load_by_name_and_default_sizes(tmp_path: Path) -> None:
+    """The names, and the Hub ids and folders that name Wan models (what ``from_pretrained`` would get)."""
+    from genface.pipelines._load import _model
+
     assert type(load_pipeline("video", "tiny-stand-in")) is StandInPipeline
     assert type(load_pipeline("video", "tiny-vace")) is VacePipeline
     assert default_size("video", "tiny-stand-in") == default_size("video", "tiny-vace") == TINY_CALL
-    for name in ("stand-in", "stand-in-wan2.2", "vace", "vace-1.3b"):
+    for name in ("stand-in", "vace", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", "Wan-AI/Wan2.1-VACE-1.3B-diffusers"):
         assert default_size("video", name) == {"height": 480, "width": 832, "num_frames": 81}
     assert default_size("video", "consisid") == {"height": 480, "width": 720, "num_frames": 49}
+    assert _model("video", "stand-in") == ("StandInPipeline", None, None)
+    assert _model("video", "Wan-AI/Wan2.2-T2V-A14B-Diffusers")[:2] == (
+        "StandInPipeline",
+        "Wan-AI/Wan2.2-T2V-A14B-Diffusers",
+    )
+    assert _model("video", "Wan-AI/Wan2.1-VACE-1.3B-diffusers")[0] == "VacePipeline"
+    (tmp_path / "model_index.json").write_text('{"_class_name": "WanPipeline"}')  # a downloaded Wan folder
+    assert _model("video", str(tmp_path))[0] == "StandInPipeline"
 
 
 def test_a_wan22_checkpoint_given_to_wan21_is_refused_before_model_work(stand_in, tmp_path, monkeypatch) -> None:
