@@ -63,8 +63,9 @@ PROGRESS = {"video": "Denoising", "makeup": "Denoising", "talk": "Lip-syncing fr
 MODELS = {"video": "video", "makeup": "makeup", "talk": "lip-sync", "portrait": "talking-portrait"}
 #: Heights in pixels of the result players and images (whatever the size of the result), and of paired inputs.
 RESULT_HEIGHT, INPUT_HEIGHT = 360, 240
-#: Side in pixels of a face in the galleries, and the crop around its box (in box sizes).
-FACE_THUMB, FACE_MARGIN = 96, 1.6
+#: A face in a gallery: its side in pixels, the crop around its box (in box sizes), the gap between faces in
+#: pixels, and how many faces make a row.
+FACE_THUMB, FACE_MARGIN, FACE_GAP, FACES_PER_ROW = 96, 1.6, 8, 6
 #: Colours of the boxes drawn on faces: the chosen one, the others, and the keypoints.
 CHOSEN, OTHER, KEYPOINT = (255, 200, 0), (0, 220, 0), (255, 60, 60)
 #: Seconds a file's time may lag time.time() (the kernel stamps files with a coarse clock).
@@ -109,6 +110,35 @@ def face_thumbnail(image: np.ndarray, face: Any) -> np.ndarray:
     return cv2.warpAffine(
         image, matrix, (FACE_THUMB, FACE_THUMB), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def face_gallery(thumbs: list[np.ndarray], chosen: int | None = None) -> np.ndarray:
+    """The faces' thumbnails in rows of :data:`FACES_PER_ROW` on white, each with its number, the ``chosen`` one
+    framed in its colour (see :func:`face_at`)."""
+    import cv2
+
+    cell = FACE_THUMB + FACE_GAP
+    rows, columns = -(-len(thumbs) // FACES_PER_ROW), min(len(thumbs), FACES_PER_ROW)
+    out = np.full((rows * cell + FACE_GAP, columns * cell + FACE_GAP, 3), 255, np.uint8)
+    for index, thumb in enumerate(thumbs):
+        y, x = FACE_GAP + index // FACES_PER_ROW * cell, FACE_GAP + index % FACES_PER_ROW * cell
+        out[y : y + FACE_THUMB, x : x + FACE_THUMB] = thumb
+        if index == chosen:
+            edge = FACE_GAP // 2
+            cv2.rectangle(
+                out, (x - edge, y - edge), (x + FACE_THUMB + edge - 1, y + FACE_THUMB + edge - 1), CHOSEN, edge
+            )
+        cv2.rectangle(out, (x, y + FACE_THUMB - 18), (x + 9 + 9 * len(str(index)), y + FACE_THUMB), (0, 0, 0), -1)
+        cv2.putText(out, str(index), (x + 4, y + FACE_THUMB - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+    return out
+
+
+def face_at(x: float, y: float, count: int) -> int | None:
+    """The face at pixel (``x``, ``y``) of the gallery of ``count`` faces (:func:`face_gallery`), or None."""
+    cell = FACE_THUMB + FACE_GAP
+    column, row = int((x - FACE_GAP / 2) // cell), int((y - FACE_GAP / 2) // cell)
+    index = row * FACES_PER_ROW + column
+    return index if 0 <= column < FACES_PER_ROW and 0 <= row and index < count else None
 
 
 def bounded(value: Any, name: str) -> Any:
@@ -388,35 +418,31 @@ class Jobs:
 
     # -- the tabs ----------------------------------------------------------------------------------------------
 
-    def faces(
-        self, photo: str | None, label: str, *, video: bool = False, session: str = LOCAL
-    ) -> tuple[list[tuple[str, str]], int, str]:
-        """The faces found in a dropped photo (or a video's first frame), largest first, as captioned thumbnails
-        for a gallery; the face chosen (0); and one line saying what was found."""
-        from genface.media import save_image
-
+    def faces(self, photo: str | None, label: str, *, video: bool = False) -> tuple[list[np.ndarray], str]:
+        """The faces found in a dropped photo (or a video's first frame), largest first, as thumbnails, and one
+        line saying what was found."""
         if not photo:
-            return [], 0, ""
+            return [], ""
         image = self._first_frame(photo, label) if video else self._photo(photo, label)
         faces = self._analyzer("previews").detect(image)
-        folder = self._out(session, "faces").parent
-        thumbs = [
-            (
-                str(save_image(face_thumbnail(image, face), folder / f"face_{i}.png")),
-                f"{i} (largest)" if i == 0 else str(i),
-            )
-            for i, face in enumerate(faces)
-        ]
         where = f"{'the first frame of ' if video else ''}{_name(photo)}"
         if not faces:
-            return thumbs, 0, f"No face found in {where}; use a photo where one face is clearly visible."
-        if len(faces) == 1:
-            return thumbs, 0, f"1 face found in {where}."
-        return (
-            thumbs,
-            0,
-            f"{len(faces)} faces found in {where}: face 0 (the largest) is used; click a face to choose another.",
-        )
+            return [], f"No face found in {where}; use a photo where one face is clearly visible."
+        found = f"{len(faces)} faces found in {where}: face 0 (the largest) is used; click a face to choose another."
+        return [face_thumbnail(image, face) for face in faces], found if len(faces) > 1 else f"1 face found in {where}."
+
+    def gallery(self, thumbs: list[np.ndarray], chosen: Any, session: str = LOCAL) -> str | None:
+        """The gallery of ``thumbs`` with face ``chosen`` framed (none when it is not one of them), as a PNG file
+        of the session; None for no face, or a session already closed."""
+        from genface.media import save_image
+
+        if not thumbs or session in self._ended:
+            return None
+        try:
+            index = bounded(chosen, "Face")
+        except InvalidArgumentError:
+            index = None
+        return str(save_image(face_gallery(thumbs, index), self._out(session, "faces.png")))
 
     def identity(
         self,
@@ -725,17 +751,16 @@ def _web_job(jobs: Jobs, function: Callable[..., tuple], outputs: int) -> Callab
 
 
 def _web_faces(jobs: Jobs, label: str, clears: int, *, video: bool = False) -> Callable[..., tuple]:
-    """The gallery of faces in a dropped photo (or video) as a Gradio event handler: the thumbnails, the chosen
-    face (0), the tab's status line, and ``clears`` results cleared; a file that is not what the box takes is
-    refused in the status line in one line."""
-    import gradio as gr
+    """The faces in a dropped photo (or video) as a Gradio event handler: the gallery (face 0 framed), its
+    thumbnails (kept in the page's state), the face chosen (0), the tab's status line, and ``clears`` results
+    cleared; a file that is not what the box takes is refused in the status line in one line."""
 
-    def faces(value: Any, request: gr.Request) -> tuple:
+    def faces(value: Any, request: Any) -> tuple:
         try:
-            thumbs, chosen, line = jobs.faces(_path(value), label, video=video, session=request.session_hash)
+            thumbs, line = jobs.faces(_path(value), label, video=video)
         except Exception as exc:  # noqa: BLE001 - said in one line in the tab, logged for the operator
-            thumbs, chosen, line = [], 0, _said(exc, "face preview")
-        return gr.Gallery(thumbs, visible=bool(thumbs)), chosen, line, *[None] * clears
+            thumbs, line = [], _said(exc, "face preview")
+        return jobs.gallery(thumbs, 0, request.session_hash), thumbs, 0, line, *[None] * clears
 
     return _with_request(faces)
 
@@ -749,9 +774,12 @@ def _with_request(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
-def _chosen(event: Any) -> int:
-    """The index of the face clicked in a gallery."""
-    return event.index
+def _clicked(thumbs: list[np.ndarray] | None, event: Any) -> Any:
+    """The number of the face clicked in a gallery (unchanged for a click between faces)."""
+    import gradio as gr
+
+    index = face_at(*event.index, len(thumbs or [])) if event.index else None
+    return gr.skip() if index is None else index
 
 
 def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> Any:
@@ -761,28 +789,34 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
 
     from genface.models.motion.lmdm import EMOTIONS
 
-    _chosen.__annotations__["event"] = gr.SelectData
+    _clicked.__annotations__["event"] = gr.SelectData
     tiny = jobs.model == TINY
     note = " (tiny random models: outputs are noise)" if tiny else ""
     private = {"queue": False, "api_visibility": "private"}
 
-    def face_gallery(elem: str) -> tuple[Any, Any]:
-        """The gallery of the faces in a photo box, and the number of the face chosen (a click in it sets it)."""
-        gallery = gr.Gallery(
-            label="Faces found: click one to use it", columns=6, height="auto", allow_preview=False,
-            interactive=False, visible=False, elem_id=f"{elem}-faces",
-        )  # fmt: skip
+    def face_choice(elem: str) -> tuple[Any, Any, Any]:
+        """The gallery of the faces in a photo box, its thumbnails, and the number of the face chosen (a click in
+        the gallery sets it, and the gallery frames it)."""
+        gallery = gr.Image(
+            label="Faces found: click one to use it", interactive=False, show_label=True, elem_id=f"{elem}-faces"
+        )
+        thumbs = gr.State([])
         number = gr.Number(value=0, label="Face (0 = largest; up to 999)", elem_id=f"{elem}-face")
-        gallery.select(_chosen, None, number, **private)
-        return gallery, number
+        gallery.select(_clicked, thumbs, number, **private)
 
-    def photo_box(label: str, elem: str, height: int = INPUT_HEIGHT) -> tuple[Any, Any, Any]:
-        return gr.Image(type="filepath", label=label, height=height, elem_id=elem), *face_gallery(elem)
+        def framed(thumbs: list[np.ndarray], chosen: Any, request: gr.Request) -> str | None:
+            return jobs.gallery(thumbs, chosen, request.session_hash)
 
-    def faces_on_drop(box: Any, gallery: Any, number: Any, label: str, status: Any, results: list[Any], **kw: Any):
+        number.change(_with_request(framed), [thumbs, number], gallery, preprocess=False, **private)
+        return gallery, thumbs, number
+
+    def photo_box(label: str, elem: str, height: int = INPUT_HEIGHT) -> tuple[Any, Any, Any, Any]:
+        return gr.Image(type="filepath", label=label, height=height, elem_id=elem), *face_choice(elem)
+
+    def faces_on_drop(box: Any, choice: tuple[Any, Any, Any], label: str, status: Any, results: list[Any], **kw: Any):
         for event in (box.upload, box.clear):
             event(
-                _web_faces(jobs, label, len(results), **kw), box, [gallery, number, status, *results],
+                _web_faces(jobs, label, len(results), **kw), box, [*choice, status, *results],
                 preprocess=False, concurrency_id=PREVIEWS, concurrency_limit=1, api_visibility="private",
                 show_progress_on=status,
             )  # fmt: skip
@@ -809,9 +843,9 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
         with gr.Tab("Identity check"):
             with gr.Row():
                 with gr.Column():
-                    reference, reference_faces, reference_face = photo_box("Reference face", "identity-reference")
+                    reference, *reference_choice = photo_box("Reference face", "identity-reference")
                 with gr.Column():
-                    target, target_faces, target_face = photo_box("Face to compare", "identity-target")
+                    target, *target_choice = photo_box("Face to compare", "identity-target")
             check, check_stop = run_buttons("identity", "Compare")
             verdict = gr.Markdown(elem_id="identity-result", min_height=40)
             with gr.Row():
@@ -822,13 +856,13 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     label="Faces found (compared)", height=RESULT_HEIGHT, interactive=False, elem_id="identity-faces-1"
                 )
             shown = [shown_reference, shown_target]
-            faces_on_drop(reference, reference_faces, reference_face, "Reference face", verdict, shown)
-            faces_on_drop(target, target_faces, target_face, "Face to compare", verdict, shown)
-            job(check, check_stop, jobs.identity, [reference, reference_face, target, target_face],
+            faces_on_drop(reference, reference_choice, "Reference face", verdict, shown)
+            faces_on_drop(target, target_choice, "Face to compare", verdict, shown)
+            job(check, check_stop, jobs.identity, [reference, reference_choice[-1], target, target_choice[-1]],
                 [*shown, verdict], verdict)  # fmt: skip
         with gr.Tab("Video"), gr.Row():
             with gr.Column():
-                face, faces, face_index = photo_box("Face photo", "video-face", RESULT_HEIGHT)
+                face, *video_choice = photo_box("Face photo", "video-face", RESULT_HEIGHT)
                 prompt = gr.Textbox(label="Prompt", value="A person smiling", elem_id="video-prompt")
                 with gr.Row():
                     steps = gr.Number(value=4 if tiny else 50, label="Steps (1-1000)", elem_id="video-steps")
@@ -838,14 +872,14 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
             with gr.Column():
                 video = gr.Video(label="Video", height=RESULT_HEIGHT, interactive=False, elem_id="video-result")
                 video_info = gr.Markdown(elem_id="video-info", min_height=40)
-            faces_on_drop(face, faces, face_index, "Face photo", video_info, [video])
-            job(make, make_stop, jobs.video, [face, face_index, prompt, steps, guidance, seed], [video, video_info],
-                video)  # fmt: skip
+            faces_on_drop(face, video_choice, "Face photo", video_info, [video])
+            job(make, make_stop, jobs.video, [face, video_choice[-1], prompt, steps, guidance, seed],
+                [video, video_info], video)  # fmt: skip
         with gr.Tab("Makeup"), gr.Row():
             with gr.Column():
                 with gr.Row():
                     with gr.Column():
-                        source, source_faces, source_face = photo_box("Face photo", "makeup-face")
+                        source, *source_choice = photo_box("Face photo", "makeup-face")
                     look = gr.Image(
                         type="filepath", label="Makeup reference", height=INPUT_HEIGHT, elem_id="makeup-reference"
                     )
@@ -858,9 +892,9 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
             with gr.Column():
                 result = gr.Image(label="Result", height=RESULT_HEIGHT, interactive=False, elem_id="makeup-result")
                 result_info = gr.Markdown(elem_id="makeup-info", min_height=40)
-            faces_on_drop(source, source_faces, source_face, "Face photo", result_info, [result])
+            faces_on_drop(source, source_choice, "Face photo", result_info, [result])
             job(apply, apply_stop, jobs.makeup,
-                [source, source_face, look, strength, makeup_steps, makeup_guidance, makeup_seed],
+                [source, source_choice[-1], look, strength, makeup_steps, makeup_guidance, makeup_seed],
                 [result, result_info], result)  # fmt: skip
         with gr.Tab("Talking face"), gr.Row():
             with gr.Column():
@@ -869,7 +903,7 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     clip = gr.Video(
                         label="or a face video to dub", sources=["upload"], height=INPUT_HEIGHT, elem_id="talk-video"
                     )
-                talk_faces, talk_face = face_gallery("talk")
+                talk_choice = face_choice("talk")
                 speech = gr.Audio(type="filepath", label="Speech", elem_id="talk-speech")
                 speak, speak_stop = run_buttons("talk", "Lip-sync")
             with gr.Column():
@@ -877,12 +911,12 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     label="Lip-synced video", height=RESULT_HEIGHT, interactive=False, elem_id="talk-result"
                 )
                 talk_info = gr.Markdown(elem_id="talk-info", min_height=40)
-            faces_on_drop(photo, talk_faces, talk_face, "Face photo", talk_info, [talked])
-            faces_on_drop(clip, talk_faces, talk_face, "Face video", talk_info, [talked], video=True)
-            job(speak, speak_stop, jobs.talk, [photo, clip, talk_face, speech], [talked, talk_info], talked)
+            faces_on_drop(photo, talk_choice, "Face photo", talk_info, [talked])
+            faces_on_drop(clip, talk_choice, "Face video", talk_info, [talked], video=True)
+            job(speak, speak_stop, jobs.talk, [photo, clip, talk_choice[-1], speech], [talked, talk_info], talked)
         with gr.Tab("Talking portrait"), gr.Row():
             with gr.Column():
-                portrait_photo, portrait_faces, portrait_face = photo_box("Face photo", "portrait-photo")
+                portrait_photo, *portrait_choice = photo_box("Face photo", "portrait-photo")
                 portrait_speech = gr.Audio(type="filepath", label="Speech", elem_id="portrait-speech")
                 with gr.Row():
                     emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
@@ -894,9 +928,9 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     label="Talking portrait", height=RESULT_HEIGHT, interactive=False, elem_id="portrait-result"
                 )
                 portrait_info = gr.Markdown(elem_id="portrait-info", min_height=40)
-            faces_on_drop(portrait_photo, portrait_faces, portrait_face, "Face photo", portrait_info, [animated])
+            faces_on_drop(portrait_photo, portrait_choice, "Face photo", portrait_info, [animated])
             job(animate, animate_stop, jobs.portrait,
-                [portrait_photo, portrait_face, portrait_speech, emotion, head_motion, portrait_seed],
+                [portrait_photo, portrait_choice[-1], portrait_speech, emotion, head_motion, portrait_seed],
                 [animated, portrait_info], animated)  # fmt: skip
 
         def open_session(request: gr.Request) -> None:

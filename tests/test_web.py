@@ -104,6 +104,26 @@ def _upload(page: Any, box: str, path: Path | str, said: str) -> None:
     )
 
 
+def _click_face(page: Any, gallery: str, index: int) -> None:
+    """Click the middle of face ``index`` in a face gallery (genface.web.face_gallery), shown scaled to fit."""
+    from genface.web import FACE_GAP, FACE_THUMB, FACES_PER_ROW
+
+    image = page.locator(gallery)
+    box = image.bounding_box()
+    width, height = image.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    scale = min(box["width"] / width, box["height"] / height)
+    cell = FACE_THUMB + FACE_GAP
+    x, y = FACE_GAP + index % FACES_PER_ROW * cell + FACE_THUMB / 2, FACE_GAP + index // FACES_PER_ROW * cell + 48
+    image.click(position={"x": (box["width"] - width * scale) / 2 + x * scale,
+                          "y": (box["height"] - height * scale) / 2 + y * scale})  # fmt: skip
+
+
+def _shown(page: Any, image: str) -> np.ndarray:
+    """The pixels of the image the page shows in ``image`` (fetched from the server as the browser does)."""
+    source = page.locator(image).get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(source).body())).convert("RGB"))
+
+
 def _files(folder: Path) -> list[Path]:
     return [path for path in folder.rglob("*") if path.is_file()]
 
@@ -129,7 +149,7 @@ def test_a_real_user_s_page_in_a_real_browser(server, astronaut, group, tmp_path
     from playwright.sync_api import sync_playwright
 
     from genface.identity import FaceAnalyzer
-    from genface.web import draw_faces
+    from genface.web import draw_faces, face_gallery, face_thumbnail
 
     photo, me = save_image(group, tmp_path / "group.jpg"), save_image(astronaut, tmp_path / "me.jpg")
     picture = load_image(photo)  # as stored (JPEG)
@@ -152,14 +172,17 @@ def test_a_real_user_s_page_in_a_real_browser(server, astronaut, group, tmp_path
         assert _settled(server.temp, keep=1) and (server.temp / "genface").is_dir()
 
         page = second
-        page.locator("#identity-target-faces button.thumbnail-item").nth(3).click()
+        _click_face(page, "#identity-target-faces img", 3)
         expect(page.locator("#identity-target-face input")).to_have_value("3")
+        framed = face_gallery([face_thumbnail(picture, face) for face in faces], 3)
+        deadline = time.monotonic() + 30  # the gallery is drawn again with face 3 framed
+        while not np.array_equal(_shown(page, "#identity-target-faces img"), framed) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert np.array_equal(_shown(page, "#identity-target-faces img"), framed)
         page.locator("#identity-run").click()
         expect(page.locator("#identity-result")).to_contain_text("same person", timeout=120_000)
         assert "upload it again" not in page.locator("#identity-result").inner_text()
-        drawn = page.locator("#identity-faces-1 img").get_attribute("src")
-        shown = np.asarray(Image.open(io.BytesIO(page.request.get(drawn).body())).convert("RGB"))
-        assert (shown == draw_faces(picture, faces, 3)).all()  # face 3 boxed in the chosen colour
+        assert (_shown(page, "#identity-faces-1 img") == draw_faces(picture, faces, 3)).all()  # face 3 boxed
 
         _upload(page, "identity-target", notes, "Error: Face to compare: notes.jpg is not an image file PIL can decode")
         said = page.locator("#identity-result").inner_text()
@@ -172,7 +195,8 @@ def test_a_real_user_s_page_in_a_real_browser(server, astronaut, group, tmp_path
         _upload(page, "video-face", me, "1 face found in me.jpg.")
         page.locator("#video-steps input").fill("1000")
         page.locator("#video-run").dblclick()
-        expect(page.locator("#video-result")).to_contain_text("Starting", timeout=10_000)  # before any model loads
+        # progress from the first second: the model loading (a first run), or the steps
+        expect(page.locator("#video-result")).to_contain_text(re.compile("Loading|Preparing|Denoising"), timeout=5_000)
         expect(page.locator("#video-result").get_by_text("Denoising")).to_be_visible(timeout=180_000)
         page.locator("#video-stop").click()
         expect(page.locator("#video-info")).to_have_text("Stopped. Nothing was written.", timeout=60_000)
@@ -445,7 +469,7 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
     from genface.forensics import FORGERY_CAUTION, ForgeryDetector, tiny_fsfm
     from genface.identity import FaceAnalyzer, face_similarity
     from genface.media import read_video, to_uint8
-    from genface.pipelines import default_size, load_pipeline
+    from genface.pipelines import default_size
     from genface.provenance import read_mark, watermark, write_marked_video
     from genface.web import draw_faces
 
@@ -468,7 +492,7 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
     assert verdict.endswith(f"*Each score is {FORGERY_CAUTION}.*") and "not proof" in FORGERY_CAUTION
 
     video, info = jobs.video(me, 0, "a person", 3, 6, "7")
-    pipe = load_pipeline("video", "tiny")
+    pipe = jobs._pipes["video"]  # the same tiny pipeline, called directly
     output = pipe(
         "a person", face_image=me, num_inference_steps=3, output_type="np",
         generator=torch.Generator().manual_seed(7), **default_size("video", "tiny"),
@@ -483,7 +507,7 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
     ]
 
     image, info = jobs.makeup(me, 0, look, 0.5, 2, 2.5, 3)
-    output = load_pipeline("makeup", "tiny")(
+    output = jobs._pipes["makeup"](
         me, look, strength=0.5, num_inference_steps=2, output_type="np",
         generator=torch.Generator().manual_seed(3), **default_size("makeup", "tiny"),
     )  # fmt: skip
@@ -498,7 +522,7 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
 
     speech = _wav(tmp_path / "hi.wav", 0.6, 48000)  # the happy path of a high sample rate
     talked, info = jobs.talk(me, None, 0, str(speech))
-    output = load_pipeline("talk", "tiny")(me, str(speech), output_path=tmp_path / "talk.mp4")
+    output = jobs._pipes["talk"](me, str(speech), output_path=tmp_path / "talk.mp4")
     assert (read_video(talked)[0] == read_video(output.path)[0]).all() and read_mark(talked)[
         "pipeline"
     ] == "talking_face"
@@ -513,13 +537,12 @@ def test_portrait_tab_gives_the_pipelines_own_video(jobs, tmp_path: Path, astron
     import torch
 
     from genface.media import read_video
-    from genface.pipelines import load_pipeline
     from genface.provenance import read_mark
 
     me = str(save_image(astronaut, tmp_path / "me.png"))
     speech = str(_wav(tmp_path / "hi.wav", 0.6, 16000))
     animated, info = jobs.portrait(me, 0, speech, "happy", 0.5, 4)
-    output = load_pipeline("portrait", "tiny")(
+    output = jobs._pipes["portrait"](
         me, speech, emotion="happy", head_motion=0.5, generator=torch.Generator().manual_seed(4),
         output_path=tmp_path / "portrait.mp4",
     )  # fmt: skip
@@ -531,27 +554,35 @@ def test_portrait_tab_gives_the_pipelines_own_video(jobs, tmp_path: Path, astron
 
 
 def test_a_face_is_chosen_in_a_group_photo(jobs, tmp_path: Path, group) -> None:
-    """The gallery of a dropped group photo: its six faces, largest first, captioned by their numbers; comparing a
-    man's own face cut from the group with the group photo says "same person" for his face there (the number
-    chosen) and "different people" for the largest one; the drawn faces mark the chosen one."""
+    """The gallery of a dropped group photo: its six faces, largest first, numbered, the chosen one framed, a click
+    mapped to its face; comparing a man's own face cut from the group with the group photo says "same person" for
+    his face there (the number chosen) and "different people" for the largest one; the drawn faces mark the chosen
+    one."""
     from genface.identity import FaceAnalyzer
-    from genface.web import draw_faces, face_thumbnail
+    from genface.web import draw_faces, face_at, face_gallery, face_thumbnail
 
     photo = str(save_image(group, tmp_path / "group.jpg"))
     picture = load_image(photo)  # as stored (JPEG)
     faces = FaceAnalyzer("auto").detect(picture)
-    shown, chosen, said = jobs.faces(photo, "Face to compare", session="group")
-    assert chosen == 0 and [caption for _, caption in shown] == ["0 (largest)", "1", "2", "3", "4", "5"]
+    thumbs, said = jobs.faces(photo, "Face to compare")
     assert said == "6 faces found in group.jpg: face 0 (the largest) is used; click a face to choose another."
-    assert (load_image(shown[3][0]) == face_thumbnail(picture, faces[3])).all()
+    assert len(thumbs) == 6 and all((t == face_thumbnail(picture, f)).all() for t, f in zip(thumbs, faces, strict=True))
+    gallery = load_image(jobs.gallery(thumbs, "3", session="group"))
+    assert (gallery == face_gallery(thumbs, 3)).all() and gallery.shape == (112, 632, 3)  # one row of six, 3 framed
+    assert (load_image(jobs.gallery(thumbs, "x", session="group")) == face_gallery(thumbs)).all()  # none framed
+    centres = [(8 + 104 * i + 48, 56) for i in range(6)]
+    assert [face_at(x, y, 6) for x, y in centres] == [0, 1, 2, 3, 4, 5] and face_at(630, 56, 6) is None
+    assert face_at(56, 160, 6) is None and face_at(56, 160, 7) == 6  # a second row for a seventh face
     x1, y1, x2, y2 = (int(v) for v in faces[3].bbox)
     side = x2 - x1
     him = str(save_image(picture[max(y1 - side, 0) : y2 + side, max(x1 - side, 0) : x2 + side], tmp_path / "him.png"))
     *_, drawn, verdict = jobs.identity(him, 0, photo, 3)
-    assert re.match(r"FaceSim (0\.9\d\d|1\.000) \(dlib_resnet_v1; same person by its threshold 0\.92\)", verdict), verdict
+    assert re.match(r"FaceSim (0\.9\d\d|1\.000) \(dlib_resnet_v1; same person by its threshold 0\.92\)", verdict), (
+        verdict
+    )
     assert (load_image(drawn) == draw_faces(picture, faces, 3)).all()
     assert "different people" in jobs.identity(him, 0, photo, 0)[2].split("\n\n")[0]
-    assert jobs.faces(None, "Face to compare") == ([], 0, "")
+    assert jobs.faces(None, "Face to compare") == ([], "") and jobs.gallery([], 0) is None
 
 
 def test_identity_tab_without_forgery_weights_says_so_in_one_line(tmp_path: Path, astronaut, monkeypatch) -> None:
