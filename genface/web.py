@@ -141,12 +141,17 @@ def face_at(x: float, y: float, count: int) -> int | None:
     return index if 0 <= column < FACES_PER_ROW and 0 <= row and index < count else None
 
 
+def _span(name: str) -> str:
+    """``BOUNDS[name]`` in words."""
+    whole, low, high = BOUNDS[name]
+    return f"from {low:,} to {high:,}" if whole else f"from {low:g} to {high:g}"
+
+
 def bounded(value: Any, name: str) -> Any:
     """``value`` (a number, or text from the page) as an int or a float within ``BOUNDS[name]``, or an
     InvalidArgumentError saying why not: nothing is clamped or rounded."""
     whole, low, high = BOUNDS[name]
-    kind = "a whole number" if whole else "a number"
-    span = f"from {low:,} to {high:,}" if whole else f"from {low:g} to {high:g}"
+    kind, span = "a whole number" if whole else "a number", _span(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidArgumentError(f"{name} is empty; give {kind} {span}.")
     refusal = InvalidArgumentError(f"{name} must be {kind} {span}, got {value!r}.")
@@ -794,6 +799,15 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
     note = " (tiny random models: outputs are noise)" if tiny else ""
     private = {"queue": False, "api_visibility": "private"}
 
+    def number_box(name: str, value: float, elem: str, note: str = "") -> Any:
+        """A box for the number ``BOUNDS[name]`` bounds, its range in its label: text where the range passes a
+        browser number's exact integers (2**53: the seed), else a number box without limits (the browser would
+        clamp out-of-range values silently; the job refuses them in words)."""
+        label = f"{name} ({note}{_span(name)})"
+        if BOUNDS[name][2] > 2**53:
+            return gr.Textbox(value=str(value), label=label, elem_id=elem)
+        return gr.Number(value=value, label=label, elem_id=elem)
+
     def face_choice(elem: str) -> tuple[Any, Any, Any]:
         """The gallery of the faces in a photo box, its thumbnails, and the number of the face chosen (a click in
         the gallery sets it, and the gallery frames it)."""
@@ -801,7 +815,7 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
             label="Faces found: click one to use it", interactive=False, show_label=True, elem_id=f"{elem}-faces"
         )
         thumbs = gr.State([])
-        number = gr.Number(value=0, label="Face (0 = largest; up to 999)", elem_id=f"{elem}-face")
+        number = number_box("Face", 0, f"{elem}-face", "0 is the largest; ")
         gallery.select(_clicked, thumbs, number, **private)
 
         def framed(thumbs: list[np.ndarray], chosen: Any, request: gr.Request) -> str | None:
@@ -865,9 +879,9 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                 face, *video_choice = photo_box("Face photo", "video-face", RESULT_HEIGHT)
                 prompt = gr.Textbox(label="Prompt", value="A person smiling", elem_id="video-prompt")
                 with gr.Row():
-                    steps = gr.Number(value=4 if tiny else 50, label="Steps (1-1000)", elem_id="video-steps")
-                    guidance = gr.Number(value=6, label="Guidance (0-50)", elem_id="video-guidance")
-                    seed = gr.Textbox(value="42", label="Seed (0 to 2^63-1)", elem_id="video-seed")
+                    steps = number_box("Steps", 4 if tiny else 50, "video-steps")
+                    guidance = number_box("Guidance", 6, "video-guidance")
+                    seed = number_box("Seed", 42, "video-seed")
                 make, make_stop = run_buttons("video", "Generate video")
             with gr.Column():
                 video = gr.Video(label="Video", height=RESULT_HEIGHT, interactive=False, elem_id="video-result")
@@ -884,10 +898,10 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                         type="filepath", label="Makeup reference", height=INPUT_HEIGHT, elem_id="makeup-reference"
                     )
                 with gr.Row():
-                    strength = gr.Number(value=1, label="Strength (0-2)", elem_id="makeup-strength")
-                    makeup_steps = gr.Number(value=4 if tiny else 25, label="Steps (1-1000)", elem_id="makeup-steps")
-                    makeup_guidance = gr.Number(value=2.5, label="Guidance (0-50)", elem_id="makeup-guidance")
-                    makeup_seed = gr.Textbox(value="42", label="Seed (0 to 2^63-1)", elem_id="makeup-seed")
+                    strength = number_box("Strength", 1, "makeup-strength")
+                    makeup_steps = number_box("Steps", 4 if tiny else 25, "makeup-steps")
+                    makeup_guidance = number_box("Guidance", 2.5, "makeup-guidance")
+                    makeup_seed = number_box("Seed", 42, "makeup-seed")
                 apply, apply_stop = run_buttons("makeup", "Apply makeup")
             with gr.Column():
                 result = gr.Image(label="Result", height=RESULT_HEIGHT, interactive=False, elem_id="makeup-result")
@@ -920,8 +934,8 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                 portrait_speech = gr.Audio(type="filepath", label="Speech", elem_id="portrait-speech")
                 with gr.Row():
                     emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
-                    head_motion = gr.Number(value=1, label="Head motion (0-3)", elem_id="portrait-head-motion")
-                    portrait_seed = gr.Textbox(value="42", label="Seed (0 to 2^63-1)", elem_id="portrait-seed")
+                    head_motion = number_box("Head motion", 1, "portrait-head-motion")
+                    portrait_seed = number_box("Seed", 42, "portrait-seed")
                 animate, animate_stop = run_buttons("portrait", "Animate")
             with gr.Column():
                 animated = gr.Video(

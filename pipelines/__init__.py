@@ -1,6 +1,9 @@
 """Diffusers-style pipelines, installed as ``genface.pipelines`` (one folder per pipeline).
 
 Names are imported lazily: ``import genface.pipelines`` does not import diffusers.
+
+May import: genface._lazy, genface.errors, genface.arguments, genface.resources, genface.hub, genface.media,
+genface.provenance, genface.identity, genface.models, genface.eval.
 """
 
 from __future__ import annotations

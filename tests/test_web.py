@@ -26,6 +26,7 @@ from playwright.sync_api import expect
 
 from genface.media import load_image, save_image
 from genface.samples import speech_like
+from tests import doc_pages
 from tests.distributed import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,14 +38,12 @@ LEAKS = ("/tmp", "/gradio", "Errno", "Traceback", "\n")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The README's serve command (with -v, so stops and ignored clicks are logged), its uploads and outputs in a
+    """The docs' serve command (with -v, so stops and ignored clicks are logged), its uploads and outputs in a
     folder of its own, sessions ending half a second after their page closes (Gradio's heartbeat)."""
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium (apt-get install chromium).")
     port, folder = free_port(), tmp_path_factory.mktemp("serve")
-    readme = (ROOT / "README.md").read_text().splitlines()
-    # the README's command, as written (the command-line summary's synopsis has brackets)
-    (line,) = [line for line in readme if line.startswith("genface serve") and "[" not in line]
+    (line,) = doc_pages.commands("genface serve ")  # the docs' command, as written (docs/web.md)
     env = dict(os.environ, GRADIO_TEMP_DIR=str(folder / "temp"), GRADIO_HEARTBEAT_INTERVAL="0.5")
     log = folder / "server.log"
     with log.open("w") as out:
