@@ -21,6 +21,7 @@ import ctypes
 import inspect
 import logging
 import math
+import os
 import re
 import shutil
 import sys
@@ -324,12 +325,14 @@ class Jobs:
         shutil.rmtree(self.output_dir / session, ignore_errors=True)
         if self.upload_dir is None:
             return
-        for path in [p for p in self.upload_dir.rglob("*") if p.is_file() and not p.is_relative_to(self.output_dir)]:
-            with contextlib.suppress(OSError):  # gone already
-                if path not in held and path.stat().st_mtime < oldest - CLOCK_SLACK:
-                    path.unlink()
-                    if path.parent != self.upload_dir:  # gradio keeps each upload in a folder of its own
-                        path.parent.rmdir()
+        for folder, subfolders, files in os.walk(self.upload_dir):  # folders that vanish meanwhile are skipped
+            subfolders[:] = [name for name in subfolders if Path(folder, name) != self.output_dir]
+            for path in (Path(folder, name) for name in files):
+                with contextlib.suppress(OSError):  # gone already, or its folder not empty
+                    if path not in held and path.stat().st_mtime < oldest - CLOCK_SLACK:
+                        path.unlink()
+                        if path.parent != self.upload_dir:  # gradio keeps each upload in a folder of its own
+                            path.parent.rmdir()
 
     # -- models ------------------------------------------------------------------------------------------------
 
