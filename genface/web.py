@@ -702,7 +702,8 @@ def _said(exc: Exception, what: str) -> str:
         return f"**Error:** {public(exc)}"
     if isinstance(exc, av.FFmpegError):
         logger.warning("%s failed in ffmpeg: %s", what, public(exc))
-        return f"**Error:** ffmpeg could not encode or decode the media ({exc.strerror or public(exc)})."
+        reason = exc.strerror or public(exc)
+        return f"**Error:** ffmpeg could not encode or decode the media ({reason}); nothing was written."
     logger.exception("%s failed", what)
     return (
         f"**Error:** Unexpected error on the server ({type(exc).__name__}); the job did not finish. Please report it."

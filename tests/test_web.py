@@ -399,7 +399,11 @@ def test_the_web_handler_says_every_failure_in_one_line(jobs, caplog) -> None:
     request = SimpleNamespace(session_hash="handler")
     for function, said, logged in [
         (jobs.video, "**Error:** Face photo x.jpg is no longer on the server; upload it again.", "video job refused"),
-        (ffmpeg, "**Error:** ffmpeg could not encode or decode the media (Invalid argument).", "ffmpeg job failed in"),
+        (
+            ffmpeg,
+            "**Error:** ffmpeg could not encode or decode the media (Invalid argument); nothing was written.",
+            "ffmpeg job failed in",
+        ),
         (stop, STOPPED, ""),
         (bug, "**Error:** Unexpected error on the server (KeyError); the job did not finish. Please report it.", "bug"),
     ]:
