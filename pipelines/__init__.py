@@ -15,6 +15,7 @@ _EXPORTS = {
     "IdentityVideoPipelineOutput": "genface.pipelines.identity_video",
     "MakeupPipeline": "genface.pipelines.makeup",
     "MakeupPipelineOutput": "genface.pipelines.makeup",
+    "LatentSyncPipeline": "genface.pipelines.talking_face",
     "TalkingFacePipeline": "genface.pipelines.talking_face",
     "TalkingFacePipelineOutput": "genface.pipelines.talking_face",
     "TalkingPortraitPipeline": "genface.pipelines.talking_portrait",

@@ -33,8 +33,6 @@ _EXPORTS = {
     "LatentSyncResult": "genface.eval.sync",
     "SyncResult": "genface.eval.sync",
     "latentsync_crops": "genface.eval.sync",
-    "latentsync_matrices": "genface.eval.sync",
-    "latentsync_warp": "genface.eval.sync",
     "latentsync_scores": "genface.eval.sync",
     "load_latentsync_syncnet": "genface.eval.sync",
     "load_syncnet": "genface.eval.sync",
