@@ -21,7 +21,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +34,28 @@ from diffusers.utils import BaseOutput
 
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
+from genface.identity.track import track_boxes, track_face
 from genface.media import load_audio, load_image
+from genface.media.video import VideoReader, is_video_path
 from genface.models.motion.audio import HUBERT_REPO, SAMPLES_PER_FRAME, HubertFeatures
-from genface.models.motion.crop import crop_face, paste_render
+from genface.models.motion.crop import crop_matrix, face_points, paste_render
 from genface.models.motion.extractor import MotionExtractor, StitchingNetwork
-from genface.models.motion.lmdm import LMDM, Emotion, MotionConditions, MotionGenerator, emotion_probabilities
+from genface.models.motion.lmdm import (
+    LMDM,
+    Emotion,
+    MotionConditions,
+    MotionGenerator,
+    emotion_probabilities,
+    motion_bounds,
+)
 from genface.models.motion.renderer import AppearanceFeatureExtractor, SPADEDecoder, WarpingNetwork
-from genface.models.motion.stitch import FrameControls, Motion, MotionStitcher, StitchConfig, blink_schedule
+from genface.models.motion.stitch import Motion, MotionStitcher, StitchConfig, blink_schedule, mean_filter
 from genface.models.talking.audio import SAMPLE_RATE, is_silent
 from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
+
+from .config import CONFIG_FILE, check_default_kwargs, check_max_size, check_smoothing, read_default_kwargs
+from .controls import PortraitControls, released
+from .source import MAX_SIZE, MAX_SOURCE_FRAMES, SMO_K_S, PortraitSource, SourceFrames, resize_frame
 
 DEFAULT_MODEL = "digital-avatar/ditto-talkinghead"
 #: Where Ditto's Hub repository keeps the PyTorch weights.
@@ -67,7 +80,8 @@ OPEN_EYE = 0.9
 #: Ditto's online preset (stream_pipeline_online): overlap, DDIM steps, reset, kept dimensions.
 ONLINE = {"overlap": 70, "num_steps": 10, "reset_every": 1, "keep_dims": (0, 202)}
 MAX_BLINK_RATE = 120.0
-MAX_OFFSET_DEGREES = 45.0
+#: Components Ditto runs in float32 whatever the renderer's precision.
+FLOAT32_COMPONENTS = ("lmdm", "audio_encoder", "stitching_network")
 
 
 @dataclass
@@ -138,50 +152,25 @@ def count_blinks(openness: np.ndarray, threshold: float = 0.6) -> int:
     return int(np.sum(closed[1:] & ~closed[:-1]) + closed[0])
 
 
-def _pose_offsets(offsets: Mapping[str, Any] | None, start: int, count: int) -> FrameControls:
-    """Per-frame pose offsets (degrees) of frames ``start`` .. ``start + count - 1``: each value a number, a
-    sequence over the whole clip (its last value held) or a callable of the frame index."""
-    if not offsets:
-        return FrameControls()
-    values = {}
-    frames = np.arange(start, start + count)
-    for key, value in offsets.items():
-        if callable(value):
-            series = _degrees(key, [value(int(i)) for i in frames]).astype(np.float32)
-        else:
-            array = np.asarray(value, dtype=np.float32).reshape(-1)
-            series = array[np.minimum(frames, len(array) - 1)] if array.size else np.zeros(count, np.float32)
-        values[f"delta_{key}"] = torch.from_numpy(series).reshape(count, 1)
-    return FrameControls(**values)
-
-
-def _degrees(key: str, value: Any) -> np.ndarray:
-    """A pose offset's values as finite degrees within +-45, or a one-line error."""
-    try:
-        array = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise InvalidArgumentError(f"The {key} offset must be degrees (a number or a sequence).") from None
-    if not np.isfinite(array).all() or (np.abs(array) > MAX_OFFSET_DEGREES).any():
-        raise InvalidArgumentError(f"The {key} offset must be finite degrees within +-{MAX_OFFSET_DEGREES:g}.")
-    return array
-
-
-def check_pose_offsets(offsets: Mapping[str, Any] | None) -> None:
-    """Pose offsets are pitch / yaw / roll in degrees, each within +-45 (numbers or sequences; callables are
-    checked per frame as they are called)."""
-    for key, value in (offsets or {}).items():
+def check_pose_offsets(offsets: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Pose offsets (``pitch``, ``yaw``, ``roll`` -> degrees) as Ditto's ``delta_*`` controls."""
+    for key in offsets or {}:
         if key not in ("pitch", "yaw", "roll"):
             raise InvalidArgumentError(f"Pose offsets are pitch, yaw and roll (degrees); got {key!r}.")
-        if not callable(value):
-            _degrees(key, value)
+    return {f"delta_{key}": value for key, value in (offsets or {}).items()}
 
 
 class TalkingPortraitPipeline(DiffusionPipeline):
-    """A photo + speech -> talking portrait (Ditto's audio-to-motion on LivePortrait's renderer).
+    """A photo (or a video) + speech -> talking portrait (Ditto's audio-to-motion on LivePortrait's renderer).
 
     Components: ``appearance_extractor``, ``motion_extractor``, ``warping_network``, ``decoder`` (SPADE),
     ``stitching_network``, ``lmdm`` (all :mod:`genface.models.motion`) and ``audio_encoder`` (transformers'
-    ``HubertModel``); the shared ``face_analyzer``.
+    ``HubertModel``); the shared ``face_analyzer``. ``default_kwargs``: Ditto's run defaults read from its
+    configuration (:mod:`.config`), kept in the pipeline's configuration.
+
+    Precision follows Ditto's: in half precision (``dtype=torch.float16`` or ``.to(dtype=...)``) only the renderer
+    and the extractors run in it (Ditto runs those under float16 autocast); the motion model, HuBERT and the
+    stitching network stay in float32.
     """
 
     model_card = {
@@ -204,9 +193,11 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         audio_encoder: Any,
         face_analyzer: FaceAnalyzer | None = None,
         input_size: int = INPUT_SIZE,
+        default_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        self.register_to_config(input_size=input_size)
+        defaults = check_default_kwargs(default_kwargs, lmdm.config.motion_feat_dim)
+        self.register_to_config(input_size=input_size, default_kwargs=defaults)
         self.register_modules(
             appearance_extractor=appearance_extractor,
             motion_extractor=motion_extractor,
@@ -230,9 +221,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         dtype: torch.dtype | None = None,
         **kwargs: Any,
     ) -> TalkingPortraitPipeline:
-        """Load Ditto from its Hub repository (``ditto_pytorch/models/*.pth``, read with ``weights_only``) or a
-        local copy, or a folder written by :meth:`save_pretrained` (one subfolder of safetensors per component,
-        the audio encoder included). The audio encoder of Ditto's layout comes from ``audio_encoder``."""
+        """Load Ditto from its Hub repository (``ditto_pytorch/models/*.pth``, read with ``weights_only``, and the
+        run defaults of ``ditto_cfg/v0.4_hubert_cfg_pytorch.pkl`` when present, read as data only) or a local
+        copy, or a folder written by :meth:`save_pretrained` (one subfolder of safetensors per component, the
+        audio encoder included). The audio encoder of Ditto's layout comes from ``audio_encoder``."""
         if kwargs:
             raise InvalidArgumentError(f"Unknown options for TalkingPortraitPipeline: {', '.join(kwargs)}.")
         from genface.hub import load_or_explain, load_state_dict, resolve_folder
@@ -240,6 +232,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         folder = resolve_folder(
             pretrained_model_name_or_path,
             allow_patterns=[f"{DITTO_FOLDER}/{file}" for _, file in COMPONENTS.values()]
+            + [CONFIG_FILE]
             + [f"{name}/*" for name in (*COMPONENTS, "audio_encoder")],
         )
         from transformers import HubertModel
@@ -249,7 +242,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             hubert = HubertModel.from_pretrained(folder / "audio_encoder")
             index = folder / "model_index.json"
             saved = json.loads(index.read_text()) if index.is_file() else {}
-            options = {"input_size": saved.get("input_size", INPUT_SIZE)}
+            options = {key: saved[key] for key in ("input_size", "default_kwargs") if key in saved}
         else:
             weights = folder / DITTO_FOLDER if (folder / DITTO_FOLDER).is_dir() else folder
             missing = [file for _, file in COMPONENTS.values() if not (weights / file).is_file()]
@@ -263,7 +256,9 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 for name, (load_class, file) in COMPONENTS.items()
             }
             hubert = load_or_explain(HubertModel.from_pretrained, audio_encoder)
-            options = {}
+            config = folder / CONFIG_FILE
+            dim = modules["lmdm"].config.motion_feat_dim
+            options = {"default_kwargs": read_default_kwargs(config, dim)} if config.is_file() else {}
         pipe = cls(**modules, audio_encoder=hubert.eval(), **options)
         if dtype is not None:
             pipe.to(dtype=dtype)
@@ -283,6 +278,16 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         names = (self.name_or_path, self.audio_encoder.config.name_or_path)
         finish_save(self, save_directory, hub_ids(*names), push_to_hub, repo_id, push)
 
+    def to(self, *args: Any, **kwargs: Any) -> TalkingPortraitPipeline:
+        """diffusers' ``to``, then Ditto's precision split: the motion model, HuBERT and the stitching network go
+        back to float32 when cast to half precision (the renderer and the extractors stay in it)."""
+        super().to(*args, **kwargs)
+        for name in FLOAT32_COMPONENTS:
+            module = getattr(self, name, None)
+            if module is not None and next(module.parameters()).dtype in (torch.float16, torch.bfloat16):
+                module.to(torch.float32)
+        return self
+
     # -- the source ----------------------------------------------------------------------------------------
 
     def _analyzer(self) -> FaceAnalyzer:
@@ -290,39 +295,95 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             self.face_analyzer = FaceAnalyzer("auto")
         return self.face_analyzer
 
-    def _model_input(self, crop: np.ndarray, module: torch.nn.Module) -> torch.Tensor:
+    def _model_input(self, crops: np.ndarray, module: torch.nn.Module) -> torch.Tensor:
+        """Crops (N, 512, 512, 3) uint8 -> the extractors' input (N, 3, size, size) in [0, 1] (INTER_AREA)."""
         size = self.config.input_size
-        small = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+        small = np.stack([cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA) for crop in crops])
         param = next(module.parameters())
-        return torch.from_numpy(small).permute(2, 0, 1)[None].to(param.device, param.dtype) / 255.0
+        return torch.from_numpy(small).permute(0, 3, 1, 2).to(param.device, param.dtype) / 255.0
+
+    def _default(self, name: str, value: Any, fallback: Any) -> Any:
+        """A call option: ``value`` when given, else Ditto's configuration's, else Ditto's code default."""
+        return value if value is not None else self.config.default_kwargs.get(name, fallback)
 
     @torch.no_grad()
-    def prepare_source(self, image: Any, face_index: int | None = None) -> PortraitSource:
-        """The photo's crop, appearance feature, motion and eye openness (done once per photo)."""
-        photo = load_image(image)
-        face = self._analyzer().get(photo, face_index)
-        crop, matrix = crop_face(photo, face, CROP_SIZE)
-        x = self._model_input(crop, self.motion_extractor)
-        out = self.motion_extractor(x)
-        motion = Motion(*(v.float() for v in (out.scale, out.pitch, out.yaw, out.roll, out.t, out.exp, out.kp)))
-        feature = self.appearance_extractor(self._model_input(crop, self.appearance_extractor))
-        return PortraitSource(photo, face, matrix, feature, motion, eye_openness(face))
+    def prepare_source(
+        self,
+        image: Any,
+        face_index: int | None = None,
+        *,
+        max_size: int | None = None,
+        smo_k_s: int | None = None,
+        max_frames: int = MAX_SOURCE_FRAMES,
+    ) -> PortraitSource:
+        """What the source gives once: a photo, or a video file (Ditto's video source: its first ``max_frames``
+        frames, a crop and motion per frame, the motion smoothed over ``smo_k_s`` frames); each frame resized as
+        Ditto's loader does (longest side at most ``max_size``, even sides)."""
+        max_size = check_max_size(self._default("max_size", max_size, MAX_SIZE))
+        smo_k_s = check_smoothing(self._default("smo_k_s", smo_k_s, SMO_K_S))
+        if is_video_path(image):
+            frames = SourceFrames(video=VideoReader(image), max_size=max_size)
+            track = track_face(frames.scan(max_frames), self._analyzer(), face_index, progress=False)
+            face = next(found for found in track.faces if found is not None)
+            # lost frames hold the nearest face found (a crop and eye openness for every frame)
+            held = track_boxes(track, lambda f: np.concatenate([face_points(f).ravel(), eye_openness(f)]), sigma=0)
+            points, eyes = held[:, :-2].reshape(len(held), -1, 2), held[:, -2:].astype(np.float32)
+        else:
+            frames = SourceFrames(photo=resize_frame(load_image(image), max_size), max_size=max_size)
+            face = self._analyzer().get(frames.photo, face_index)
+            points, eyes = face_points(face)[None], eye_openness(face)[None]
+        matrices = np.stack([crop_matrix(p, CROP_SIZE) for p in points])
+        parts = []
+        for first in range(0, len(matrices), 16):
+            crops = self._crops(frames, matrices, range(first, min(first + 16, len(matrices))))
+            out = self.motion_extractor(self._model_input(crops, self.motion_extractor))
+            parts.append([v.float().cpu() for v in (out.scale, out.pitch, out.yaw, out.roll, out.t, out.exp, out.kp)])
+        motion = Motion(*(mean_filter(torch.cat(values), smo_k_s) for values in zip(*parts, strict=True)))
+        is_image = frames.video is None
+        feature = self._features(frames, matrices, [0]) if is_image else None
+        return PortraitSource(frames, face, matrices, feature, motion, eyes, is_image)
+
+    @staticmethod
+    def _crops(frames: SourceFrames, matrices: np.ndarray, indices: Iterable[int]) -> np.ndarray:
+        """The 512 crops of source frames ``indices``."""
+        size = (CROP_SIZE, CROP_SIZE)
+        return np.stack([cv2.warpAffine(frames[i], matrices[i], size, flags=cv2.INTER_LINEAR) for i in indices])
+
+    def _features(self, frames: SourceFrames, matrices: np.ndarray, indices: Sequence[int]) -> torch.Tensor:
+        """Appearance features of source frames ``indices`` (each made once per call)."""
+        unique, inverse = np.unique(np.asarray(indices), return_inverse=True)
+        crops = self._crops(frames, matrices, unique)
+        return self.appearance_extractor(self._model_input(crops, self.appearance_extractor))[torch.from_numpy(inverse)]
 
     # -- motion ------------------------------------------------------------------------------------------
 
     def _conditions(
         self, source: PortraitSource, emotion: Emotion, num_frames: int, blink_rate: float | None, generator: Any
     ) -> MotionConditions:
-        """The condition maker for this run: which parts the model takes follows from its width."""
+        """The condition maker for this run: which parts the model takes follows from its width. A photo's eye
+        openness follows the blink schedule; a video's is its own, frame by frame."""
         width = self.lmdm.config.cond_feat_dim - self.audio_encoder.config.hidden_size
         parts = {"use_emotion": 8, "use_eye_open": 2, "use_eye_ball": 6, "use_source_keypoints": 63}
         chosen = _parts_for_width(parts, width)
-        eyes = blink_conditions(source.eye_open, num_frames, blink_rate, generator)
-        return MotionConditions(source.motion.kp, eyes, np.zeros(6, np.float32), emotion, **chosen)
+        if source.is_image:
+            eyes = blink_conditions(source.eye_open[0], num_frames, blink_rate, generator)
+        else:
+            eyes = torch.from_numpy(source.eye_open)
+        return MotionConditions(source.motion.kp[:1], eyes, np.zeros(6, np.float32), emotion, **chosen)
 
-    def _stitcher(self, source: PortraitSource, head_motion: float, num_frames: int | None) -> MotionStitcher:
-        config = StitchConfig(head_motion=head_motion)
-        return MotionStitcher(source.motion, config, stitching=self._stitch, num_frames=num_frames)
+    def _motion_generator(self, source: PortraitSource, generator: Any, **options: Any) -> MotionGenerator:
+        return MotionGenerator(
+            self.lmdm, source.motion.frames(slice(0, 1)).replace(kp=None).pack(), generator=generator, **options
+        )
+
+    def _stitcher(
+        self, source: PortraitSource, head_motion: float, num_frames: int | None, controls: PortraitControls
+    ) -> MotionStitcher:
+        fade_keys = tuple(self.config.default_kwargs.get("fade_out_keys", ("exp",)))
+        config = StitchConfig(head_motion=head_motion, fade_type=controls.fade_type, fade_keys=fade_keys)
+        return MotionStitcher(
+            source.motion, config, is_image=source.is_image, stitching=self._stitch, num_frames=num_frames
+        )
 
     @torch.no_grad()
     def _stitch(self, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
@@ -334,15 +395,16 @@ class TalkingPortraitPipeline(DiffusionPipeline):
     # -- rendering -----------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def render(self, source: PortraitSource, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> np.ndarray:
-        """Crops (N, 512, 512, 3) uint8 for posed keypoints (N, 21, 3): warp the photo's feature, decode."""
+    def render(self, feature: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> np.ndarray:
+        """Crops (N, 512, 512, 3), float32 in [0, 255] as Ditto's decoder gives them, for posed keypoints
+        (N, 21, 3): warp the source's appearance feature (1 or N), decode."""
         param = next(self.warping_network.parameters())
         n = kp_driving.shape[0]
-        feature = source.feature.expand(n, *source.feature.shape[1:])
+        feature = feature.expand(n, *feature.shape[1:]).to(param.device, param.dtype)
         kp_source = kp_source.expand(n, -1, -1).to(param.device, param.dtype)
-        warped = self.warping_network(feature.to(param.dtype), kp_source, kp_driving.to(param.device, param.dtype))
+        warped = self.warping_network(feature, kp_source, kp_driving.to(param.device, param.dtype))
         images = self.decoder(warped.to(next(self.decoder.parameters()).dtype)).float().clamp(0, 1)
-        crops = (images.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        crops = (images.permute(0, 2, 3, 1) * 255).cpu().numpy()
         if crops.shape[1] != CROP_SIZE:
             crops = np.stack([cv2.resize(c, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_CUBIC) for c in crops])
         return crops
@@ -352,23 +414,26 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         source: PortraitSource,
         motion_chunks: Iterable[torch.Tensor],
         stitcher: MotionStitcher,
-        pose_offsets: Mapping[str, Any] | None,
+        controls: PortraitControls,
         batch_size: int,
         poses: list[np.ndarray],
     ) -> Iterator[np.ndarray]:
         """Whole frames (n, H, W, 3) for chunks of motion vectors, ``batch_size`` frames per render."""
         done = 0
-        for chunk in motion_chunks:
+        for chunk, total in released(motion_chunks, controls.hold):
             for first in range(0, chunk.shape[0], batch_size):
-                vectors = chunk[first : first + batch_size].float().cpu()
-                driving = Motion.unpack(vectors)
-                controls = _pose_offsets(pose_offsets, done, len(driving))
-                final = stitcher.motion(driving, controls)
+                driving = Motion.unpack(chunk[first : first + batch_size].float().cpu())
+                count = len(driving)
+                index = source.index(done, count)
+                frame_motion = source.motion.frames(torch.from_numpy(index))
+                final = stitcher.motion(driving, controls.frames(done, count, total), frame_motion)
                 poses.append(torch.cat([final.pitch, final.yaw, final.roll], 1).numpy())
-                kp_source, kp_driving = stitcher.keypoints(final)
-                crops = self.render(source, kp_source, kp_driving)
-                yield np.stack([paste_render(source.photo, crop, source.matrix) for crop in crops])
-                done += len(driving)
+                kp_source, kp_driving = stitcher.keypoints(final, frame_motion)
+                feature = source.feature if source.is_image else self._features(source.frames, source.matrices, index)
+                crops = self.render(feature, kp_source, kp_driving)
+                pasted = zip(index, crops, strict=True)
+                yield np.stack([paste_render(source.frames[i], crop, source.matrices[i]) for i, crop in pasted])
+                done += count
 
     # -- the call ------------------------------------------------------------------------------------------
 
@@ -382,6 +447,17 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         head_motion: float = 1.0,
         blink_rate: float | None = None,
         pose_offsets: Mapping[str, Any] | None = None,
+        alpha_pitch: Any = None,
+        alpha_yaw: Any = None,
+        alpha_roll: Any = None,
+        delta_exp: Any = None,
+        vad_alpha: Any = None,
+        fade_in: int = -1,
+        fade_out: int = -1,
+        fade_type: str | None = None,
+        v_min_max_for_clip: Any = None,
+        max_size: int | None = None,
+        smo_k_s: int | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 2.0,
         generator: torch.Generator | None = None,
@@ -394,15 +470,34 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         """Animate the photo ``image`` with the speech ``audio`` (25 fps, as long as the speech).
 
         Args:
-            image: the photo (path, array, PIL image); the largest face (or ``face_index``) is animated.
+            image: the photo (path, array, PIL image), or a video file as Ditto's video source (the face moves
+                its lips to the speech, head and eyes as in the video, played forwards and backwards); the
+                largest face (or ``face_index``) is animated.
             audio: a speech file (wav, mp3, m4a, a video's track) or samples with ``audio_rate``.
             emotion: a name (angry, disgust, fear, happy, neutral, sad, surprise, contempt), several mixed, or
                 8 probabilities (per frame: a T x 8 array).
             head_motion: amplitude of the head's movement (0: the head stays as in the photo; 1: as generated;
-                up to 3).
-            blink_rate: blinks a minute (0: none; None: Ditto's rhythm, one every 2.4-4 s at random).
-            pose_offsets: degrees added to the head's ``pitch``, ``yaw`` and ``roll``: a number, a sequence over
-                the frames (its last value held), or a callable of the frame index; each within +-45.
+                up to 3). Photos only.
+            blink_rate: blinks a minute (0: none; None: Ditto's rhythm, one every 2.4-4 s at random). Photos only.
+            pose_offsets: degrees added to the head's ``pitch``, ``yaw`` and ``roll`` (Ditto's ``delta_*``): a
+                number, a sequence over the frames (its last value held), or a callable of the frame index; each
+                within +-45.
+            alpha_pitch, alpha_yaw, alpha_roll: Ditto's pose factors, 0 to 3, per frame as ``pose_offsets``: the
+                head's angle (relative motion on the photo's pose, plus the offset) times the factor when that
+                angle has an offset; without one Ditto multiplies the angle's bin logits (a softer or sharper
+                pose estimate) instead. Not the same as ``head_motion``, which scales the motion's change.
+            delta_exp: Ditto's expression offset added to the 21 x 3 expression keypoints (a number for all, 63
+                numbers, or per frame (frames, 63), or a callable), each within +-1.
+            vad_alpha: Ditto's voice-activity weight, 0 to 1 per frame: below 1 the expression goes that far back
+                to the photo's (0: the photo's expression; mouth closed as in the photo).
+            fade_in, fade_out: frames over which the motion fades in from, and out to, ``fade_type``'s target
+                (Ditto's ``setup_Nd``; -1: none). ``fade_type``: "d0" (the first frame's motion) or "s" (the
+                photo's); Ditto's configuration's, else "" (none, where fades are refused).
+            v_min_max_for_clip: Ditto's motion clamp, (2, 265) lower and upper bounds of every motion value;
+                None: the loaded configuration's (none without one); False: no clamp.
+            max_size: the source's longest side in pixels, resized as Ditto does (default 1920; -1: any); odd
+                sides lose a pixel. The output has that size.
+            smo_k_s: frames of Ditto's moving average over a video source's motion (default 13; 1: none).
             num_inference_steps, guidance_scale: the motion model's DDIM steps and classifier-free guidance.
             generator: seeds the motion (the same seed gives the same video).
             batch_size: frames per render call.
@@ -411,8 +506,11 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             measure: report FaceSim to the photo (every ``facesim_every`` frames), blinks and the lip-sync proxy.
         """
         started = time.perf_counter()
-        self._check_call(head_motion, blink_rate, num_inference_steps, guidance_scale, batch_size, facesim_every)
-        check_pose_offsets(pose_offsets)
+        self._check_call(image, head_motion, blink_rate, num_inference_steps, guidance_scale, batch_size, facesim_every)
+        controls = self._controls(
+            pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type
+        )
+        clip = self._clip(v_min_max_for_clip)
         emotion_probabilities(emotion)  # a bad emotion is refused before any model work
         speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate)
         if is_silent(speech):
@@ -425,17 +523,18 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 f"The audio lasts {speech.size / SAMPLE_RATE * 1000:.0f} ms, shorter than one frame at {FPS:g} fps."
             )
         num_frames = HubertFeatures.frame_count(speech.size)
-        source = self.prepare_source(image, face_index)
+        smoothing = check_smoothing(self._default("smo_k_s", smo_k_s, SMO_K_S))
+        source = self.prepare_source(
+            image, face_index, max_size=max_size, smo_k_s=smoothing, max_frames=num_frames + smoothing // 2
+        )
         conditions = self._conditions(source, emotion, num_frames, blink_rate, generator)
         features = HubertFeatures(self.audio_encoder)
-        generator_options = {"num_steps": num_inference_steps, "guidance_scale": guidance_scale}
-        motion = MotionGenerator(
-            self.lmdm, source.motion.replace(kp=None).pack(), generator=generator, **generator_options
-        )
-        stitcher = self._stitcher(source, head_motion, num_frames)
+        generator_options = {"num_steps": num_inference_steps, "guidance_scale": guidance_scale, "clip": clip}
+        motion = self._motion_generator(source, generator, **generator_options)
+        stitcher = self._stitcher(source, head_motion, num_frames, controls)
         poses: list[np.ndarray] = []
         chunks = _motion_chunks(features.stream(speech), conditions, motion)
-        frames = self._frames(source, chunks, stitcher, pose_offsets, batch_size, poses)
+        frames = self._frames(source, chunks, stitcher, controls, batch_size, poses)
         track = (
             audio if isinstance(audio, (str, os.PathLike)) else load_audio(audio, audio_rate, source_rate=audio_rate)
         )
@@ -451,47 +550,98 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         head_motion: float = 1.0,
         blink_rate: float | None = None,
         pose_offsets: Mapping[str, Any] | None = None,
+        alpha_pitch: Any = None,
+        alpha_yaw: Any = None,
+        alpha_roll: Any = None,
+        delta_exp: Any = None,
+        vad_alpha: Any = None,
+        fade_in: int = -1,
+        fade_out: int = -1,
+        fade_type: str | None = None,
+        v_min_max_for_clip: Any = None,
+        max_size: int | None = None,
+        smo_k_s: int | None = None,
         generator: torch.Generator | None = None,
         face_index: int | None = None,
         batch_size: int = 5,
     ) -> Iterator[np.ndarray]:
         """Frames as speech arrives: ``audio_chunks`` are 16 kHz mono float arrays of any length (a microphone, a
-        text-to-speech stream). Ditto's online preset (10 DDIM steps, windows of 80 frames every 10): a frame is
-        final once the next window has been blended over it, so the first frames come out when 0.8 s of speech
-        (and 80 ms of look-ahead) are in, then 10 frames for every 0.4 s. Silence is animated like speech (a live
-        stream pauses); pieces must be 1-D float arrays. Memory stays bounded however long the speech."""
-        self._check_call(head_motion, blink_rate, 10, 2.0, batch_size, 1)
-        check_pose_offsets(pose_offsets)
-        emotion_probabilities(emotion)
-        source = self.prepare_source(image, face_index)
-        # One chunk a call, so the frames do not depend on how the speech arrives (batches round differently).
-        features = HubertFeatures(self.audio_encoder, batch_size=1)
-        motion = MotionGenerator(
-            self.lmdm, source.motion.replace(kp=None).pack(), online=True, generator=generator, **ONLINE
+        text-to-speech stream). Ditto's online path: its preset (10 DDIM steps, windows of 80 frames every 10),
+        its HuBERT windows (1920 samples of silence in front) and its lead-in of 70 silent frames, whose first
+        frame the motion is relative to. A frame is final once the next window has been blended over it, so the
+        first frames come out when 0.8 s of speech (and 80 ms of look-ahead) are in, then 10 frames for every
+        0.4 s; a ``fade_out`` holds back its last ``fade_out + 1`` frames until the speech ends. The stream ends
+        with the speech's last frame (Ditto's online loop goes on for up to 17 frames). Silence is animated like
+        speech (a live stream pauses); pieces must be 1-D float arrays. Memory stays bounded however long the
+        speech; a video source uses at most its first 3000 frames. The options are :meth:`__call__`'s."""
+        self._check_call(image, head_motion, blink_rate, 10, 2.0, batch_size, 1)
+        controls = self._controls(
+            pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type
         )
+        clip = self._clip(v_min_max_for_clip)
+        emotion_probabilities(emotion)
+        source = self.prepare_source(image, face_index, max_size=max_size, smo_k_s=smo_k_s)
+        # One chunk a call, so the frames do not depend on how the speech arrives (batches round differently).
+        features = HubertFeatures(self.audio_encoder, batch_size=1, online=True)
+        motion = self._motion_generator(source, generator, online=True, clip=clip, **ONLINE)
         lead_in = ONLINE["overlap"]
         # The blink schedule is drawn for an hour and cycled; the lead-in frames come first (Ditto's silence).
         conditions = self._conditions(source, emotion, int(FPS * 3600), blink_rate, generator)
         silence = features(np.zeros(lead_in * SAMPLES_PER_FRAME, np.float32))
         heard = itertools.chain([silence], features.live(audio_chunks))
-        chunks = _motion_chunks(heard, conditions, motion, start=-lead_in)
-        stitcher = self._stitcher(source, head_motion, None)
-        yield from self._frames(source, chunks, stitcher, pose_offsets, batch_size, [])
+        stitcher = self._stitcher(source, head_motion, None, controls)
+        chunks = _relative_to_reference(_motion_chunks(heard, conditions, motion, start=-lead_in), motion, stitcher)
+        yield from self._frames(source, chunks, stitcher, controls, batch_size, [])
+
+    def _controls(
+        self,
+        pose_offsets: Mapping[str, Any] | None,
+        alpha_pitch: Any,
+        alpha_yaw: Any,
+        alpha_roll: Any,
+        delta_exp: Any,
+        vad_alpha: Any,
+        fade_in: int,
+        fade_out: int,
+        fade_type: str | None,
+    ) -> PortraitControls:
+        """The per-frame controls over the configuration's ``overall_ctrl_info``, checked."""
+        given = {
+            **check_pose_offsets(pose_offsets),
+            **{"alpha_pitch": alpha_pitch, "alpha_yaw": alpha_yaw, "alpha_roll": alpha_roll},
+            **{"delta_exp": delta_exp, "vad_alpha": vad_alpha},
+        }
+        defaults = self.config.default_kwargs.get("overall_ctrl_info", {})
+        fade_type = self._default("fade_type", fade_type, "")
+        return PortraitControls.build(given, defaults, fade_in=fade_in, fade_out=fade_out, fade_type=fade_type)
+
+    def _clip(self, value: Any) -> torch.Tensor | None:
+        """The motion clamp: ``value``, the configuration's (None) or none (False)."""
+        if value is False:
+            return None
+        value = self.config.default_kwargs.get("v_min_max_for_clip") if value is None else value
+        return None if value is None else motion_bounds(value, self.lmdm.config.motion_feat_dim)
 
     def _check_call(
-        self, head_motion: float, blink_rate: float | None, steps: int, guidance: float, batch: int, every: int
-    ) -> None:
+        self, image: Any, head_motion: float, blink_rate: float | None, steps: int, guidance: float, batch: int,
+        every: int,
+    ) -> None:  # fmt: skip
         param = next(self.warping_network.parameters())
         if param.device.type == "cpu" and param.dtype == torch.float16:
             raise InvalidArgumentError(
                 "The renderer's 3-D layers do not run in float16 on the CPU; load the pipeline with "
-                "dtype=torch.float32 there, or move it to a GPU."
+                "dtype=torch.float32 (or bfloat16) there, or move it to a GPU."
             )
         if not (isinstance(head_motion, (int, float)) and 0 <= head_motion <= 3):
             raise InvalidArgumentError(f"head_motion must be between 0 (still) and 3, got {head_motion}.")
         if blink_rate is not None and not (isinstance(blink_rate, (int, float)) and 0 <= blink_rate <= MAX_BLINK_RATE):
             raise InvalidArgumentError(
                 f"blink_rate must be between 0 and {MAX_BLINK_RATE:g} a minute, got {blink_rate}."
+            )
+        if is_video_path(image) and (head_motion != 1 or blink_rate is not None):
+            raise InvalidArgumentError(
+                "head_motion and blink_rate apply to a photo: from a video source the head and eyes move as in the "
+                "video (Ditto's video source)."
             )
         if not (isinstance(steps, int) and 1 <= steps <= self.lmdm.config.num_train_timesteps):
             raise InvalidArgumentError(f"num_inference_steps must be between 1 and 1000, got {steps}.")
@@ -556,19 +706,6 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         return output
 
 
-@dataclass
-class PortraitSource:
-    """What a photo gives once: the photo, its face, the crop matrix (image -> 512 crop), the appearance
-    feature, the motion (pose in bins, with the canonical keypoints) and the eye openness (2,)."""
-
-    photo: np.ndarray
-    face: Face
-    matrix: np.ndarray
-    feature: torch.Tensor
-    motion: Motion
-    eye_open: np.ndarray
-
-
 def _parts_for_width(parts: dict[str, int], width: int) -> dict[str, bool]:
     """Which condition parts (Ditto's use_* flags) add up to ``width``: all if they do, else the first
     subset that does."""
@@ -582,6 +719,17 @@ def _parts_for_width(parts: dict[str, int], width: int) -> dict[str, bool]:
         f"The motion model takes {width} condition values besides the audio features; no combination of Ditto's "
         f"parts ({described}) adds up to it."
     )
+
+
+def _relative_to_reference(
+    chunks: Iterable[torch.Tensor], motion: MotionGenerator, stitcher: MotionStitcher
+) -> Iterator[torch.Tensor]:
+    """The chunks as they come; before the first, the stitcher's reference (``d0``) becomes frame 0 of the first
+    window, the lead-in's (Ditto's online ``motion_stitch.d0``), not the first frame returned."""
+    for chunk in chunks:
+        if stitcher.d0 is None:
+            stitcher.d0 = Motion.unpack(motion.reference[None].float().cpu())
+        yield chunk
 
 
 def _motion_chunks(

@@ -112,6 +112,7 @@ def paste_mask(size: int = CROP_SIZE, ratio: float = 0.9) -> np.ndarray:
 def paste_render(
     image: np.ndarray, render: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """Paste a square rendered crop back into the photo (``matrix``: image -> crop) with the shared paste-back
-    and Ditto's mask by default."""
-    return paste_back(image, render, matrix, paste_mask(render.shape[0]) if mask is None else mask)
+    """Paste a square rendered crop (float in [0, 255], as the decoder gives it, or uint8) back into the photo
+    (``matrix``: image -> crop) with the shared paste-back, Ditto's mask by default and Ditto's arithmetic
+    (``putback.py``: the float render warped and blended, the blend truncated)."""
+    return paste_back(image, render, matrix, paste_mask(render.shape[0]) if mask is None else mask, truncate=True)

@@ -170,16 +170,23 @@ def blink_schedule(
     return index
 
 
-def fade_alphas(num_frames: int, fade_in: int = -1, fade_out: int = -1) -> Tensor:
-    """Ditto's fade weights (N,) (``setup_Nd``): 0 -> 1 over the first ``fade_in`` frames, 1 -> 0 over the last
-    ``fade_out + 1``; 1 elsewhere (no fade)."""
-    alpha = torch.ones(num_frames)
+def fade_alphas(
+    num_frames: int | None, fade_in: int = -1, fade_out: int = -1, *, start: int = 0, count: int | None = None
+) -> Tensor:
+    """Ditto's fade weights (``setup_Nd``) of frames ``start`` .. ``start + count - 1`` (default: all
+    ``num_frames``): 0 -> 1 over the first ``fade_in`` frames, 1 -> 0 over the last ``fade_out + 1`` (the fade-out
+    wins where they meet); 1 elsewhere. ``num_frames`` None: the end is not known yet (no fade-out)."""
+    if count is None:
+        if num_frames is None:
+            raise InvalidArgumentError("fade_alphas needs num_frames or count.")
+        count = num_frames - start
+    frames = torch.arange(start, start + count)
+    alpha = torch.ones(count)
     if fade_in > 0:
-        alpha[:fade_in] = torch.arange(min(fade_in, num_frames)) / fade_in
-    if fade_out > 0:
-        first, last = num_frames - fade_out - 1, num_frames - 1
-        frames = torch.arange(max(first, 0), num_frames)
-        alpha[frames] = ((last - frames) / (last - first)).clamp(min=0)
+        alpha = torch.where(frames < fade_in, frames / fade_in, alpha)
+    if fade_out > 0 and num_frames is not None:
+        last = num_frames - 1
+        alpha = torch.where(frames >= last - fade_out, ((last - frames) / fade_out).clamp(min=0), alpha)
     return alpha
 
 
@@ -218,12 +225,17 @@ class StitchConfig:
 
 @dataclass
 class FrameControls:
-    """Per-frame controls (Ditto's ``ctrl_info`` entries), each (N,...) or None: pose offsets in degrees,
-    translation offset (N, 3) (genface), expression offset (N, 63), fade weight and voice-activity weight (N,)."""
+    """Per-frame controls (Ditto's ``ctrl_info`` entries), each (N,...) or None: pose offsets in degrees, pose
+    factors (``alpha_*``: Ditto multiplies the offset pose in degrees, or the pose's bin logits when that angle
+    has no offset), translation offset (N, 3) (genface), expression offset (N, 63), fade weight and
+    voice-activity weight (N,)."""
 
     delta_pitch: Tensor | None = None
     delta_yaw: Tensor | None = None
     delta_roll: Tensor | None = None
+    alpha_pitch: Tensor | None = None
+    alpha_yaw: Tensor | None = None
+    alpha_roll: Tensor | None = None
     delta_t: Tensor | None = None
     delta_exp: Tensor | None = None
     fade_alpha: Tensor | None = None
@@ -252,6 +264,17 @@ def relative_motion(source: Motion, driving: Motion, weights: Mapping[str, float
         else:
             values[key] = driving.get(key) * weights[key]
     return Motion(**values)
+
+
+def _posed(bins: Tensor, controls: FrameControls, key: str) -> Tensor:
+    """One angle in degrees (N, 1) after Ditto's ``ctrl_motion``: bins -> degrees + ``delta_<key>``, then times
+    ``alpha_<key>``; with a factor but no offset, the factor scales the bin logits before the degrees."""
+    delta, alpha = getattr(controls, f"delta_{key}"), getattr(controls, f"alpha_{key}")
+    alpha = None if alpha is None else alpha.reshape(-1, 1)
+    if delta is None:
+        return bins_to_degrees(bins if alpha is None else bins * alpha)
+    degrees = bins_to_degrees(bins) + delta.reshape(-1, 1)
+    return degrees if alpha is None else degrees * alpha
 
 
 def _fix_gaze(exp: Tensor, yaw: Tensor, pitch: Tensor, pose_s: tuple[Tensor, Tensor]) -> Tensor:
@@ -341,9 +364,8 @@ class MotionStitcher:
         if c.vad_alpha is not None:
             vad = c.vad_alpha.reshape(-1, 1)
             exp = torch.where(vad < 1, exp * vad + source.exp * (1 - vad), exp)
-        motion = motion.replace(exp=exp).in_degrees()
-        offsets = {"pitch": c.delta_pitch, "yaw": c.delta_yaw, "roll": c.delta_roll, "t": c.delta_t, "exp": c.delta_exp}
-        for key, delta in offsets.items():
+        motion = motion.replace(exp=exp, **{key: _posed(motion.get(key), c, key) for key in ("pitch", "yaw", "roll")})
+        for key, delta in {"t": c.delta_t, "exp": c.delta_exp}.items():
             if delta is not None:
                 motion = motion.replace(**{key: motion.get(key) + delta.reshape(n, -1)})
 
