@@ -65,6 +65,8 @@ def load_data_pickle(path: str | os.PathLike) -> Any:
     try:
         with path.open("rb") as file:
             return _DataUnpickler(file).load()
+    except UnsafeWeightsError:
+        raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise InvalidArgumentError(f"{path} is not a readable Ditto configuration pickle ({exc}).") from exc
 

@@ -24,9 +24,9 @@ MAX_OFFSET_DEGREES = 45.0
 #: control -> (lowest, highest, what it is), with Ditto's names (``motion_stitch.ctrl_motion`` / ``ctrl_vad``).
 CONTROLS: dict[str, tuple[float, float, str]] = {
     **{f"delta_{k}": (-MAX_OFFSET_DEGREES, MAX_OFFSET_DEGREES, "degrees") for k in ("pitch", "yaw", "roll")},
-    **{f"alpha_{k}": (0.0, 3.0, "a factor") for k in ("pitch", "yaw", "roll")},
+    **{f"alpha_{k}": (0.0, 3.0, "factors") for k in ("pitch", "yaw", "roll")},
     "delta_exp": (-1.0, 1.0, "expression offsets (keypoint units)"),
-    "vad_alpha": (0.0, 1.0, "a weight"),
+    "vad_alpha": (0.0, 1.0, "weights"),
 }
 #: Longest fade in frames (an hour at 25 fps).
 MAX_FADE = 90_000
@@ -43,6 +43,8 @@ def _checked(name: str, value: Any) -> np.ndarray:
     """``value`` as finite rows (m, width) within the control's bounds, or a one-line error."""
     low, high, unit = CONTROLS[name]
     width = _width(name)
+    if name.removeprefix("delta_") in ("pitch", "yaw", "roll"):
+        name = f"pose_offsets[{name.removeprefix('delta_')!r}]"
     shape = "a number, 63 numbers or (frames, 63)" if width > 1 else "a number or a sequence over the frames"
     try:
         array = np.asarray(value, dtype=np.float64)
@@ -57,7 +59,7 @@ def _checked(name: str, value: Any) -> np.ndarray:
     if array.shape[0] == 0:
         raise InvalidArgumentError(f"{name} must be {shape} ({unit}).")
     if not np.isfinite(array).all() or (array < low).any() or (array > high).any():
-        raise InvalidArgumentError(f"{name} must be finite {unit}, within {low:g} to {high:g}.")
+        raise InvalidArgumentError(f"{name} must be finite {unit} within {low:g} to {high:g}.")
     return array.astype(np.float32)
 
 

@@ -279,13 +279,18 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         finish_save(self, save_directory, hub_ids(*names), push_to_hub, repo_id, push)
 
     def to(self, *args: Any, **kwargs: Any) -> TalkingPortraitPipeline:
-        """diffusers' ``to``, then Ditto's precision split: the motion model, HuBERT and the stitching network go
-        back to float32 when cast to half precision (the renderer and the extractors stay in it)."""
+        """diffusers' ``to`` for the device; a dtype with Ditto's precision split: in half precision (float16,
+        bfloat16) the motion model, HuBERT and the stitching network stay in float32 (never cast, so their weights
+        keep every bit), the renderer and the extractors take it."""
+        dtype = kwargs.pop("dtype", None)
+        if args and isinstance(args[-1], torch.dtype):
+            *args, dtype = args
         super().to(*args, **kwargs)
-        for name in FLOAT32_COMPONENTS:
-            module = getattr(self, name, None)
-            if module is not None and next(module.parameters()).dtype in (torch.float16, torch.bfloat16):
-                module.to(torch.float32)
+        if dtype is not None:
+            half = dtype in (torch.float16, torch.bfloat16)
+            for name, module in self.components.items():
+                if isinstance(module, torch.nn.Module):
+                    module.to(dtype=torch.float32 if half and name in FLOAT32_COMPONENTS else dtype)
         return self
 
     # -- the source ----------------------------------------------------------------------------------------
@@ -319,8 +324,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         """What the source gives once: a photo, or a video file (Ditto's video source: its first ``max_frames``
         frames, a crop and motion per frame, the motion smoothed over ``smo_k_s`` frames); each frame resized as
         Ditto's loader does (longest side at most ``max_size``, even sides)."""
-        max_size = check_max_size(self._default("max_size", max_size, MAX_SIZE))
-        smo_k_s = check_smoothing(self._default("smo_k_s", smo_k_s, SMO_K_S))
+        max_size, smo_k_s = self._source_options(max_size, smo_k_s)
         if is_video_path(image):
             frames = SourceFrames(video=VideoReader(image), max_size=max_size)
             track = track_face(frames.scan(max_frames), self._analyzer(), face_index, progress=False)
@@ -342,6 +346,11 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         is_image = frames.video is None
         feature = self._features(frames, matrices, [0]) if is_image else None
         return PortraitSource(frames, face, matrices, feature, motion, eyes, is_image)
+
+    def _source_options(self, max_size: int | None, smo_k_s: int | None) -> tuple[int, int]:
+        """``max_size`` and ``smo_k_s`` as given, else the configuration's, else Ditto's defaults; checked."""
+        max_size = check_max_size(self._default("max_size", max_size, MAX_SIZE))
+        return max_size, check_smoothing(self._default("smo_k_s", smo_k_s, SMO_K_S))
 
     @staticmethod
     def _crops(frames: SourceFrames, matrices: np.ndarray, indices: Iterable[int]) -> np.ndarray:
@@ -511,6 +520,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type
         )
         clip = self._clip(v_min_max_for_clip)
+        max_size, smo_k_s = self._source_options(max_size, smo_k_s)
         emotion_probabilities(emotion)  # a bad emotion is refused before any model work
         speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate)
         if is_silent(speech):
@@ -523,9 +533,9 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 f"The audio lasts {speech.size / SAMPLE_RATE * 1000:.0f} ms, shorter than one frame at {FPS:g} fps."
             )
         num_frames = HubertFeatures.frame_count(speech.size)
-        smoothing = check_smoothing(self._default("smo_k_s", smo_k_s, SMO_K_S))
+        # a video source's frames past the speech's, as far as the smoothing reads (Ditto reads them all)
         source = self.prepare_source(
-            image, face_index, max_size=max_size, smo_k_s=smoothing, max_frames=num_frames + smoothing // 2
+            image, face_index, max_size=max_size, smo_k_s=smo_k_s, max_frames=num_frames + smo_k_s // 2
         )
         conditions = self._conditions(source, emotion, num_frames, blink_rate, generator)
         features = HubertFeatures(self.audio_encoder)
@@ -579,19 +589,21 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type
         )
         clip = self._clip(v_min_max_for_clip)
+        max_size, smo_k_s = self._source_options(max_size, smo_k_s)
         emotion_probabilities(emotion)
         source = self.prepare_source(image, face_index, max_size=max_size, smo_k_s=smo_k_s)
         # One chunk a call, so the frames do not depend on how the speech arrives (batches round differently).
         features = HubertFeatures(self.audio_encoder, batch_size=1, online=True)
         motion = self._motion_generator(source, generator, online=True, clip=clip, **ONLINE)
         lead_in = ONLINE["overlap"]
-        # The blink schedule is drawn for an hour and cycled; the lead-in frames come first (Ditto's silence).
+        # The blink schedule is drawn for an hour and cycled; the lead-in frames come first (Ditto's silence,
+        # whose features its offline wav2feat makes).
         conditions = self._conditions(source, emotion, int(FPS * 3600), blink_rate, generator)
-        silence = features(np.zeros(lead_in * SAMPLES_PER_FRAME, np.float32))
+        silence = HubertFeatures(self.audio_encoder, batch_size=1)(np.zeros(lead_in * SAMPLES_PER_FRAME, np.float32))
         heard = itertools.chain([silence], features.live(audio_chunks))
         stitcher = self._stitcher(source, head_motion, None, controls)
         chunks = _relative_to_reference(_motion_chunks(heard, conditions, motion, start=-lead_in), motion, stitcher)
-        yield from self._frames(source, chunks, stitcher, controls, batch_size, [])
+        yield from self._frames(source, _speech_frames(chunks, features), stitcher, controls, batch_size, [])
 
     def _controls(
         self,
@@ -730,6 +742,18 @@ def _relative_to_reference(
         if stitcher.d0 is None:
             stitcher.d0 = Motion.unpack(motion.reference[None].float().cpu())
         yield chunk
+
+
+def _speech_frames(chunks: Iterable[torch.Tensor], features: HubertFeatures) -> Iterator[torch.Tensor]:
+    """Motion chunks up to the speech's last frame (the features go on past it, as Ditto's online path's do; the
+    frame count is known before any motion past it comes)."""
+    done = 0
+    for chunk in chunks:
+        end = features.speech_frames
+        chunk = chunk if end is None else chunk[: max(end - done, 0)]
+        if chunk.shape[0]:
+            done += chunk.shape[0]
+            yield chunk
 
 
 def _motion_chunks(

@@ -49,10 +49,10 @@ def _rotate(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 
 def _mha(sd: dict, prefix: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     w, b = sd[f"{prefix}.in_proj_weight"], sd[f"{prefix}.in_proj_bias"]
-    d = q.shape[-1]
+    d, heads = q.shape[-1], sd["num_heads"]
     qs, ks, vs = (F.linear(t, w[i * d : (i + 1) * d], b[i * d : (i + 1) * d]) for i, t in enumerate((q, k, v)))
-    split = lambda t: t.reshape(t.shape[0], t.shape[1], HEADS, d // HEADS).transpose(1, 2)  # noqa: E731
-    attn = torch.softmax(split(qs) @ split(ks).transpose(-1, -2) / math.sqrt(d // HEADS), dim=-1) @ split(vs)
+    split = lambda t: t.reshape(t.shape[0], t.shape[1], heads, d // heads).transpose(1, 2)  # noqa: E731
+    attn = torch.softmax(split(qs) @ split(ks).transpose(-1, -2) / math.sqrt(d // heads), dim=-1) @ split(vs)
     return F.linear(
         attn.transpose(1, 2).reshape(q.shape), sd[f"{prefix}.out_proj.weight"], sd[f"{prefix}.out_proj.bias"]
     )
@@ -251,7 +251,8 @@ def _inputs(lmdm: LMDM, batch: int = 1, seed: int = 1):
 
 
 def _their_state(lmdm: LMDM) -> dict:
-    return {k.removeprefix("model."): v for k, v in lmdm.state_dict().items()}
+    """The decoder's state dict, and its head count (which a state dict cannot tell)."""
+    return {k.removeprefix("model."): v for k, v in lmdm.state_dict().items()} | {"num_heads": lmdm.config.num_heads}
 
 
 @torch.no_grad()
@@ -542,8 +543,8 @@ def test_hubert_online_features_match_dittos_online_path(hubert: torch.nn.Module
     assert theirs.shape[0] == 30 > HubertFeatures.frame_count(audio.size) == 26  # Ditto's run on past the speech
     online = HubertFeatures(hubert, batch_size=1, online=True)
     ours = torch.cat(list(online.live(np.split(audio, [1000, 7000]))))
-    assert ours.shape == (26, 16)
-    torch.testing.assert_close(ours, theirs[:26], atol=1e-5, rtol=1e-5)
+    assert ours.shape == (30, 16) and online.speech_frames == 26
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
     offline_lead = torch.cat(list(HubertFeatures(hubert, batch_size=1).live([audio])))  # 80 samples earlier
     assert (offline_lead - theirs[:26]).abs().max() > 1e-3
 

@@ -49,6 +49,7 @@ class HubertFeatures:
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         self.model, self.chunk, self.batch_size, self.online = model.eval(), tuple(chunk), batch_size, online
+        self.speech_frames: int | None = None
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str = HUBERT_REPO, **kwargs: object) -> HubertFeatures:
@@ -101,8 +102,14 @@ class HubertFeatures:
         """The features of speech arriving in pieces of any length (1-D float, 16 kHz mono), in order: each chunk
         is encoded (up to ``batch_size`` at once) as soon as its samples, look-ahead included, are in; the end is
         padded with silence. The features do not depend on how the speech is cut, within float rounding (exactly
-        with ``batch_size=1``, which runs a chunk a call)."""
+        with ``batch_size=1``, which runs a chunk a call).
+
+        Offline they stop at the speech's last frame; online they go on, as Ditto's ``inference.py`` does, to the
+        end of the chunk that holds the last sample (``present * ceil((samples + lead) / (present * 640))``
+        frames, up to 7 past the speech). Once the pieces have ended, :attr:`speech_frames` holds the speech's own
+        frame count."""
         present, lead = self.chunk[1], self.lead
+        self.speech_frames = None
         buffer = np.zeros(lead, np.float32)  # the silence in front of the speech
         offset = -lead  # the sample index of buffer[0]
         heard = frame = 0  # samples in; the next feature frame to encode
@@ -121,7 +128,9 @@ class HubertFeatures:
             frame += len(starts) * present
             drop = frame * SAMPLES_PER_FRAME - lead - offset
             buffer, offset = buffer[drop:], offset + drop
-        total = self.frame_count(heard)
+        self.speech_frames = total = self.frame_count(heard)
+        if self.online:
+            total = present * math.ceil((heard + lead) / (present * SAMPLES_PER_FRAME))
         yield from self._encode(buffer, offset, range(frame, total, present), total)
 
     def _encode(self, buffer: np.ndarray, offset: int, starts: range, total: int | None) -> Iterator[torch.Tensor]:
