@@ -4,14 +4,21 @@ Ditto (antgroup/ditto-talkinghead) drives LivePortrait's renderer from audio: th
 gives its appearance feature and its motion (head pose, translation, expression, scale, canonical keypoints);
 HuBERT features of the speech plus the conditions (emotion, eye openness, gaze, the photo's keypoints) go
 through Ditto's audio-to-motion diffusion model (LMDM) in overlapping windows; each frame's motion is made
-relative to the photo's own pose, stitched, warped, decoded and pasted back into the whole photo.
+relative to the photo's own pose, stitched, warped, decoded and pasted back into the whole photo. A video
+source (Ditto's) gives a crop and motion per frame; its lips follow the speech, its head and eyes the video.
+
+The call follows Ditto's arithmetic: offline (``__call__``) its ``stream_pipeline_offline.py``, streaming
+(``stream``) its online path (``inference.py`` + ``stream_pipeline_online.py``); its controls (``ctrl_info``),
+fades, motion clamp, photo resize and video sources with its names, defaults and meanings; the paste-back of its
+``putback.py``; its precision split. Its configuration's defaults are read as data (:mod:`.config`).
 
 genface differs from Ditto's scripts where its own stack replaces theirs: faces come from the shared identity
 stack (dlib's 68 or insightface's 106 points instead of their 203-point and MediaPipe models), so the crop is
 close to theirs but not pixel-identical; the eye-openness condition is measured on those landmarks and the gaze
 condition is centred (no iris landmarks); blinks are asked of the motion model through the eye-openness
-condition on a blink schedule (Ditto's scripts splice a blink animation from their configuration pickle, which
-genface does not read); HuBERT is transformers' ``HubertModel`` (Ditto runs an ONNX export of the same model).
+condition on a blink schedule (Ditto's scripts splice a blink animation, ``delta_eye_arr``, from their
+configuration pickle, which genface leaves out); HuBERT is transformers' ``HubertModel`` (Ditto runs an ONNX
+export of the same model); the output has exactly one frame per 40 ms of speech, streamed or not.
 """
 
 from __future__ import annotations
@@ -639,10 +646,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         every: int,
     ) -> None:  # fmt: skip
         param = next(self.warping_network.parameters())
-        if param.device.type == "cpu" and param.dtype == torch.float16:
+        if param.device.type == "cpu" and param.dtype in (torch.float16, torch.bfloat16):
             raise InvalidArgumentError(
-                "The renderer's 3-D layers do not run in float16 on the CPU; load the pipeline with "
-                "dtype=torch.float32 (or bfloat16) there, or move it to a GPU."
+                "The renderer's 3-D layers do not run in float16 on the CPU (nor in bfloat16); load the pipeline "
+                "with dtype=torch.float32 there, or move it to a GPU."
             )
         if not (isinstance(head_motion, (int, float)) and 0 <= head_motion <= 3):
             raise InvalidArgumentError(f"head_motion must be between 0 (still) and 3, got {head_motion}.")

@@ -272,6 +272,9 @@ def test_a_video_source_is_dittos_registrar_and_mirror_loop(pipe, astronaut, ren
         grey = np.full((512, 512, 3), GREY, np.float32)
         np.testing.assert_array_equal(output.frames[i], their_putback(decoded[j], grey, M_c2o, paste_mask(512)))
     assert not torch.equal(features[0], features[1])
+    streamed = np.concatenate(list(pipe.stream(video, [speech], generator=_seed(2), smo_k_s=3)))
+    assert streamed.shape == output.frames.shape
+    np.testing.assert_array_equal(streamed[-1], output.frames[-1])  # a grey render on source frame 1, both ways
 
 
 def their_check_resize(h, w, max_dim=1920, division=2):
