@@ -10,7 +10,7 @@ source (Ditto's) gives a crop and motion per frame; its lips follow the speech, 
 The call follows Ditto's arithmetic: offline (``__call__``) its ``stream_pipeline_offline.py``, streaming
 (``stream``) its online path (``inference.py`` + ``stream_pipeline_online.py``); its controls (``ctrl_info``),
 fades, motion clamp, photo resize and video sources with its names, defaults and meanings; the paste-back of its
-``putback.py``; its precision split. Its configuration's defaults are read as data (:mod:`.config`).
+``putback.py``; its precision split. Its configuration's defaults are read as data (:func:`read_default_kwargs`).
 
 genface differs from Ditto's scripts where its own stack replaces theirs: faces come from the shared identity
 stack (dlib's 68 or insightface's 106 points instead of their 203-point and MediaPipe models), so the crop is
@@ -23,10 +23,13 @@ export of the same model); the output has exactly one frame per 40 ms of speech,
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
+import logging
 import math
 import os
+import pickle
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,14 +41,15 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
+from numpy._core import multiarray
 
-from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
+from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, UnsafeWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
 from genface.identity.track import track_boxes, track_face
 from genface.media import load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
 from genface.models.motion.audio import HUBERT_REPO, SAMPLES_PER_FRAME, HubertFeatures
-from genface.models.motion.crop import crop_matrix, face_points, paste_render
+from genface.models.motion.crop import MAX_SIZE, crop_matrix, face_points, paste_render, resize_frame
 from genface.models.motion.extractor import MotionExtractor, StitchingNetwork
 from genface.models.motion.lmdm import (
     LMDM,
@@ -53,16 +57,25 @@ from genface.models.motion.lmdm import (
     MotionConditions,
     MotionGenerator,
     emotion_probabilities,
+    mirror_index,
     motion_bounds,
 )
 from genface.models.motion.renderer import AppearanceFeatureExtractor, SPADEDecoder, WarpingNetwork
-from genface.models.motion.stitch import Motion, MotionStitcher, StitchConfig, blink_schedule, mean_filter
+from genface.models.motion.stitch import (
+    CONTROLS,
+    FADE_TYPES,
+    ControlSchedule,
+    Motion,
+    MotionStitcher,
+    StitchConfig,
+    blink_schedule,
+    mean_filter,
+    released,
+)
 from genface.models.talking.audio import SAMPLE_RATE, is_silent
 from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
 
-from .config import CONFIG_FILE, check_default_kwargs, check_max_size, check_smoothing, read_default_kwargs
-from .controls import PortraitControls, released
-from .source import MAX_SIZE, MAX_SOURCE_FRAMES, SMO_K_S, PortraitSource, SourceFrames, resize_frame
+logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "digital-avatar/ditto-talkinghead"
 #: Where Ditto's Hub repository keeps the PyTorch weights.
@@ -89,6 +102,10 @@ ONLINE = {"overlap": 70, "num_steps": 10, "reset_every": 1, "keep_dims": (0, 202
 MAX_BLINK_RATE = 120.0
 #: Components Ditto runs in float32 whatever the renderer's precision.
 FLOAT32_COMPONENTS = ("lmdm", "audio_encoder", "stitching_network")
+#: Ditto's ``smo_k_s``: the moving average over a video source's motion, in frames.
+SMO_K_S = 13
+#: A video source uses at most its first this many frames (two minutes at 25 fps), looped back and forth.
+MAX_SOURCE_FRAMES = 3000
 
 
 @dataclass
@@ -167,13 +184,174 @@ def check_pose_offsets(offsets: Mapping[str, Any] | None) -> dict[str, Any]:
     return {f"delta_{key}": value for key, value in (offsets or {}).items()}
 
 
+# -- Ditto's configuration ----------------------------------------------------------------------------
+
+#: Ditto's configuration for its PyTorch models, beside ``ditto_pytorch/`` in its Hub repository.
+CONFIG_FILE = "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl"
+#: ``default_kwargs`` entries genface takes (Ditto's names); the others keep Ditto's code defaults or are
+#: genface's own (see the pipeline's docs).
+DEFAULT_KEYS = ("v_min_max_for_clip", "max_size", "smo_k_s", "fade_type", "fade_out_keys", "overall_ctrl_info")
+#: Longest side genface resizes to (Ditto's ``max_size``; -1 or 0 keeps the size).
+MAX_SIZE_LIMIT = 16384
+#: Widest moving average over a video source's frames (Ditto's ``smo_k_s``).
+MAX_SMOOTHING = 101
+MOTION_KEYS = ("scale", "pitch", "yaw", "roll", "t", "exp")
+
+_PLAIN = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes", "bytearray")
+_NUMPY = {"ndarray": np.ndarray, "dtype": np.dtype}
+_MULTIARRAY = {"_reconstruct": multiarray._reconstruct, "scalar": multiarray.scalar}
+
+
+class _DataUnpickler(pickle.Unpickler):
+    """Builds Python's plain data types and NumPy arrays only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _PLAIN:
+            return getattr(builtins, name)
+        if module == "numpy" and name in _NUMPY:
+            return _NUMPY[name]
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in _MULTIARRAY:
+            return _MULTIARRAY[name]
+        raise UnsafeWeightsError(
+            f"The Ditto configuration refers to {module}.{name}; genface reads only NumPy arrays and plain data from "
+            "it, so that no code inside it can run. Use the publisher's original file."
+        )
+
+
+def load_data_pickle(path: str | os.PathLike) -> Any:
+    """A pickle of plain data and NumPy arrays (Ditto's configuration), refusing anything else."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            return _DataUnpickler(file).load()
+    except UnsafeWeightsError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise InvalidArgumentError(f"{path} is not a readable Ditto configuration pickle ({exc}).") from exc
+
+
+def read_default_kwargs(path: str | os.PathLike, motion_dim: int) -> dict[str, Any]:
+    """The ``default_kwargs`` of Ditto's configuration that genface takes, checked, as JSON data."""
+    config = load_data_pickle(path)
+    values = config.get("default_kwargs") if isinstance(config, Mapping) else None
+    if not isinstance(values, Mapping):
+        raise InvalidArgumentError(f"{path} has no default_kwargs: it is not one of Ditto's configurations.")
+    taken = {k: values[k] for k in DEFAULT_KEYS if k in values}
+    controls = dict(taken.get("overall_ctrl_info") or {})
+    taken["overall_ctrl_info"] = {k: v for k, v in controls.items() if k in CONTROLS}
+    left = [k for k in values if k not in DEFAULT_KEYS]
+    left += [f"overall_ctrl_info.{k}" for k in controls if k not in CONTROLS]
+    if left:
+        logger.info("Ditto's configuration also sets %s; genface keeps its own values there.", ", ".join(sorted(left)))
+    return check_default_kwargs(taken, motion_dim)
+
+
+def check_default_kwargs(values: Mapping[str, Any] | None, motion_dim: int) -> dict[str, Any]:
+    """Ditto's defaults (the keys of :data:`DEFAULT_KEYS`) checked and made JSON data, or a one-line error."""
+    values = dict(values or {})
+    unknown = sorted(set(values) - set(DEFAULT_KEYS))
+    if unknown:
+        raise InvalidArgumentError(f"Unknown Ditto defaults {', '.join(unknown)}; known: {', '.join(DEFAULT_KEYS)}.")
+    out: dict[str, Any] = {}
+    if values.get("v_min_max_for_clip") is not None:
+        out["v_min_max_for_clip"] = motion_bounds(values["v_min_max_for_clip"], motion_dim).tolist()
+    if "max_size" in values:
+        out["max_size"] = check_max_size(values["max_size"])
+    if "smo_k_s" in values:
+        out["smo_k_s"] = check_smoothing(values["smo_k_s"])
+    if "fade_type" in values:
+        if values["fade_type"] not in FADE_TYPES:
+            raise InvalidArgumentError(f"fade_type must be '', 'd0' or 's'; got {values['fade_type']!r}.")
+        out["fade_type"] = values["fade_type"]
+    if "fade_out_keys" in values:
+        keys = values["fade_out_keys"]
+        if isinstance(keys, str) or not all(k in MOTION_KEYS for k in keys):
+            raise InvalidArgumentError(f"fade_out_keys must name motion keys ({', '.join(MOTION_KEYS)}).")
+        out["fade_out_keys"] = list(keys)
+    controls = dict(values.get("overall_ctrl_info") or {})
+    if controls:
+        ControlSchedule.build(controls)  # checks names and values
+        out["overall_ctrl_info"] = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in controls.items()}
+    return out
+
+
+def check_max_size(value: Any) -> int:
+    """Ditto's ``max_size``: the longest side in pixels (-1 or 0: any)."""
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and -1 <= value <= MAX_SIZE_LIMIT):
+        raise InvalidArgumentError(f"max_size must be a whole number of pixels up to {MAX_SIZE_LIMIT} (-1: any size).")
+    return int(value)
+
+
+def check_smoothing(value: Any) -> int:
+    """Ditto's ``smo_k_s``: frames of the moving average over a video source's motion (1: none)."""
+    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 1 <= value <= MAX_SMOOTHING):
+        raise InvalidArgumentError(f"smo_k_s must be a whole number of frames from 1 (none) to {MAX_SMOOTHING}.")
+    return int(value)
+
+
+# -- the source ------------------------------------------------------------------------------------------
+
+
+class SourceFrames:
+    """The source's frames at Ditto's size by index: the photo, or a video's first ``count`` frames (decoded as
+    they are asked for)."""
+
+    def __init__(self, photo: np.ndarray | None = None, video: VideoReader | None = None, max_size: int = MAX_SIZE):
+        self.photo, self.video, self.max_size, self.count = photo, video, max_size, 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self.video is None:
+            return self.photo
+        return resize_frame(self.video[index], self.max_size)
+
+    def scan(self, limit: int) -> Iterator[np.ndarray]:
+        """A video's frames from the start (at most ``limit``), counted as they pass."""
+        self.count = 0
+        for frame in itertools.islice(self.video, limit):
+            self.count += 1
+            yield resize_frame(frame, self.max_size)
+
+
+@dataclass
+class PortraitSource:
+    """What a source gives once: its frames, the face (in the first frame), the crop matrices (image -> 512 crop,
+    one per frame), the appearance feature (a photo's; a video's are made per frame as it is rendered), the motion
+    (one frame per source frame: pose in bins, with the canonical keypoints), the eye openness (frames, 2) and
+    whether it is a photo."""
+
+    frames: SourceFrames
+    face: Face
+    matrices: np.ndarray
+    feature: torch.Tensor | None
+    motion: Motion
+    eye_open: np.ndarray
+    is_image: bool = True
+
+    @property
+    def photo(self) -> np.ndarray:
+        """The (first) frame."""
+        return self.frames[0]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The (first) frame's crop matrix."""
+        return self.matrices[0]
+
+    def index(self, first: int, count: int) -> np.ndarray:
+        """Source frame of output frames ``first`` .. ``first + count - 1`` (Ditto's ``_mirror_index``)."""
+        return mirror_index(torch.arange(first, first + count), len(self.frames)).numpy()
+
+
 class TalkingPortraitPipeline(DiffusionPipeline):
     """A photo (or a video) + speech -> talking portrait (Ditto's audio-to-motion on LivePortrait's renderer).
 
     Components: ``appearance_extractor``, ``motion_extractor``, ``warping_network``, ``decoder`` (SPADE),
     ``stitching_network``, ``lmdm`` (all :mod:`genface.models.motion`) and ``audio_encoder`` (transformers'
     ``HubertModel``); the shared ``face_analyzer``. ``default_kwargs``: Ditto's run defaults read from its
-    configuration (:mod:`.config`), kept in the pipeline's configuration.
+    configuration (:func:`read_default_kwargs`), kept in the pipeline's configuration.
 
     Precision follows Ditto's: in half precision (``dtype=torch.float16`` or ``.to(dtype=...)``) only the renderer
     and the extractors run in it (Ditto runs those under float16 autocast); the motion model, HuBERT and the
@@ -393,7 +571,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         )
 
     def _stitcher(
-        self, source: PortraitSource, head_motion: float, num_frames: int | None, controls: PortraitControls
+        self, source: PortraitSource, head_motion: float, num_frames: int | None, controls: ControlSchedule
     ) -> MotionStitcher:
         fade_keys = tuple(self.config.default_kwargs.get("fade_out_keys", ("exp",)))
         config = StitchConfig(head_motion=head_motion, fade_type=controls.fade_type, fade_keys=fade_keys)
@@ -430,7 +608,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         source: PortraitSource,
         motion_chunks: Iterable[torch.Tensor],
         stitcher: MotionStitcher,
-        controls: PortraitControls,
+        controls: ControlSchedule,
         batch_size: int,
         poses: list[np.ndarray],
     ) -> Iterator[np.ndarray]:
@@ -623,7 +801,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         fade_in: int,
         fade_out: int,
         fade_type: str | None,
-    ) -> PortraitControls:
+    ) -> ControlSchedule:
         """The per-frame controls over the configuration's ``overall_ctrl_info``, checked."""
         given = {
             **check_pose_offsets(pose_offsets),
@@ -632,7 +810,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         }
         defaults = self.config.default_kwargs.get("overall_ctrl_info", {})
         fade_type = self._default("fade_type", fade_type, "")
-        return PortraitControls.build(given, defaults, fade_in=fade_in, fade_out=fade_out, fade_type=fade_type)
+        return ControlSchedule.build(given, defaults, fade_in=fade_in, fade_out=fade_out, fade_type=fade_type)
 
     def _clip(self, value: Any) -> torch.Tensor | None:
         """The motion clamp: ``value``, the configuration's (None) or none (False)."""

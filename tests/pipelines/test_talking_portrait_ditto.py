@@ -16,10 +16,13 @@ import torch
 from genface.errors import InvalidArgumentError, UnsafeWeightsError
 from genface.media.video import VideoReader, write_video
 from genface.models.motion.audio import HubertFeatures
-from genface.models.motion.crop import paste_mask
-from genface.pipelines.talking_portrait.config import CONFIG_FILE, load_data_pickle
-from genface.pipelines.talking_portrait.pipeline import FLOAT32_COMPONENTS, TalkingPortraitPipeline
-from genface.pipelines.talking_portrait.source import ditto_size, resize_frame
+from genface.models.motion.crop import ditto_size, paste_mask, resize_frame
+from genface.pipelines.talking_portrait.pipeline import (
+    CONFIG_FILE,
+    FLOAT32_COMPONENTS,
+    TalkingPortraitPipeline,
+    load_data_pickle,
+)
 from genface.pipelines.talking_portrait.tiny import tiny_pipeline
 from genface.samples import speech_like
 from tests.models.test_motion_lmdm import (
