@@ -665,8 +665,8 @@ class TalkingPortraitPipeline(DiffusionPipeline):
 
         Args:
             image: the photo (path, array, PIL image), or a video file as Ditto's video source (the face moves
-                its lips to the speech, head and eyes as in the video, played forwards and backwards); the
-                largest face (or ``face_index``) is animated.
+                its lips to the speech, head and eyes as in the video, played forwards and backwards; at most its
+                first 3000 frames); the largest face (or ``face_index``) is animated.
             audio: a speech file (wav, mp3, m4a, a video's track) or samples with ``audio_rate``.
             emotion: a name (angry, disgust, fear, happy, neutral, sad, surprise, contempt), several mixed, or
                 8 probabilities (per frame: a T x 8 array).
@@ -718,10 +718,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 f"The audio lasts {speech.size / SAMPLE_RATE * 1000:.0f} ms, shorter than one frame at {FPS:g} fps."
             )
         num_frames = HubertFeatures.frame_count(speech.size)
-        # a video source's frames past the speech's, as far as the smoothing reads (Ditto reads them all)
-        source = self.prepare_source(
-            image, face_index, max_size=max_size, smo_k_s=smo_k_s, max_frames=num_frames + smo_k_s // 2
-        )
+        # a video source's frames up to the speech's last, and as far past it as the smoothing reads (Ditto reads
+        # them all; genface at most MAX_SOURCE_FRAMES)
+        used = min(num_frames + smo_k_s // 2, MAX_SOURCE_FRAMES)
+        source = self.prepare_source(image, face_index, max_size=max_size, smo_k_s=smo_k_s, max_frames=used)
         conditions = self._conditions(source, emotion, num_frames, blink_rate, generator)
         features = HubertFeatures(self.audio_encoder)
         generator_options = {"num_steps": num_inference_steps, "guidance_scale": guidance_scale, "clip": clip}
