@@ -31,7 +31,7 @@ import math
 import os
 import pickle
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -660,6 +660,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         output_path: str | os.PathLike | None = None,
         measure: bool = True,
         facesim_every: int = 5,
+        callback_on_step_end: Callable[..., Any] | None = None,
     ) -> TalkingPortraitPipelineOutput:
         """Animate the photo ``image`` with the speech ``audio`` (25 fps, as long as the speech).
 
@@ -698,6 +699,9 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             output_path: write the mp4 (with the speech, marked as synthetic) while rendering, keeping no frames
                 in memory; the file appears only when complete.
             measure: report FaceSim to the photo (every ``facesim_every`` frames), blinks and the lip-sync proxy.
+            callback_on_step_end: called after each batch of ``batch_size`` frames, as diffusers' callback of that
+                name, with ``(pipeline, batch index, None, {})``; an exception raised in it stops the call (no file
+                is written).
         """
         started = time.perf_counter()
         self._check_call(image, head_motion, blink_rate, num_inference_steps, guidance_scale, batch_size, facesim_every)
@@ -734,7 +738,9 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             audio if isinstance(audio, (str, os.PathLike)) else load_audio(audio, audio_rate, source_rate=audio_rate)
         )
         written = None if output_path is None else (output_path, track, audio_rate or SAMPLE_RATE)
-        return self._finish(frames, source, speech, num_frames, written, measure, facesim_every, poses, started)
+        return self._finish(
+            frames, source, speech, num_frames, written, measure, facesim_every, poses, started, callback_on_step_end
+        )
 
     def stream(
         self,
@@ -858,6 +864,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         facesim_every: int,
         poses: list[np.ndarray],
         started: float,
+        callback: Callable[..., Any] | None,
     ) -> TalkingPortraitPipelineOutput:
         meter = _Meter(self._analyzer(), source, facesim_every) if measure else None
         first: list[float] = []
@@ -865,12 +872,14 @@ class TalkingPortraitPipeline(DiffusionPipeline):
 
         def measured() -> Iterator[np.ndarray]:
             with self.progress_bar(total=total) as bar:
-                for chunk in frames:
+                for step, chunk in enumerate(frames):
                     if not first:
                         first.append(time.perf_counter() - started)
                     if meter is not None:
                         meter.add(chunk)
                     bar.update(len(chunk))
+                    if callback is not None:
+                        callback(self, step, None, {})
                     yield chunk
 
         path = None
