@@ -113,6 +113,8 @@ OVERLAP_ON_CPU = False
 _CPU_MODELS = threading.Lock()
 #: Motion hook for photo mode: (photo, frame index, f0 of that frame in Hz) -> the frame to lip-sync.
 MotionHook = Callable[[np.ndarray, int, float], np.ndarray]
+#: Called after each batch of frames as diffusers' ``callback_on_step_end``: ``(pipeline, batch index, None, {})``.
+StepCallback = Callable[[Any, int, None, dict[str, Any]], Any]
 
 
 @dataclass
@@ -546,11 +548,12 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         windows: SpeechWindows,
         batch_size: int,
         sink: Callable[[np.ndarray], None],
+        callback: StepCallback | None = None,
     ) -> None:
         """Render every output frame and hand them to ``sink`` in order, a batch at a time: frames are read and
         their inputs made in one thread ahead of the model, blended and handed on in another behind it (queues of
         :data:`QUEUE_DEPTH` batches; on a CPU in this thread, see :data:`OVERLAP_ON_CPU`); the progress bar counts
-        frames."""
+        frames, ``callback`` is called after each batch."""
 
         def finish(item: tuple[list[int], list[np.ndarray], np.ndarray, list[np.ndarray]]) -> None:
             sink(_blended(track.boxes, *item))
@@ -563,7 +566,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             Behind(finish, QUEUE_DEPTH, threaded) as behind,
             Ahead(inputs, QUEUE_DEPTH, threaded) as ahead,
         ):
-            for indices, sources, latents, alphas, audio in ahead:
+            for step, (indices, sources, latents, alphas, audio) in enumerate(ahead):
                 size = len(indices)
                 if self.fast_mode is not None and size < batch_size:  # one shape for every compiled call
                     latents, audio = (torch.cat([t, t[-1:].expand(batch_size - size, *t.shape[1:])])
@@ -572,6 +575,8 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
                     crops = self.render(latents, audio)[:size]
                 behind.put((indices, sources, crops, alphas))
                 bar.update(size)
+                if callback is not None:
+                    callback(self, step, None, {})
 
     @torch.no_grad()
     def stream(
@@ -630,6 +635,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         output_path: str | os.PathLike | None = None,
         measure: bool = True,
         facesim_every: int = 5,
+        callback_on_step_end: StepCallback | None = None,
     ) -> TalkingFacePipelineOutput:
         """Lip-sync ``face`` to ``audio``.
 
@@ -654,6 +660,9 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             output_path: write the mp4 (with the speech, marked as synthetic) while rendering, keeping no
                 frames in memory (long audio); the file appears only when complete.
             measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
+            callback_on_step_end: called after each batch of ``batch_size`` frames, as diffusers' callback of that
+                name, with ``(pipeline, batch index, None, {})``; an exception raised in it stops the call (no file
+                is written).
 
         The output lasts as long as the audio (to within one frame). A video shorter than the audio is played
         forwards and backwards (ping-pong); a longer one is cut at the audio's end. Each source frame is detected
@@ -722,11 +731,12 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             with marked_video_writer(
                 output_path, fps, "talking_face", name, audio=track_audio, audio_rate=rate
             ) as writer:
-                self._run(track, chunks, windows, batch_size, functools.partial(sink, write=writer.write))
+                written = functools.partial(sink, write=writer.write)
+                self._run(track, chunks, windows, batch_size, written, callback_on_step_end)
             path = writer.path
             logger.info("Wrote %s.", path)
         else:
-            self._run(track, chunks, windows, batch_size, sink)
+            self._run(track, chunks, windows, batch_size, sink, callback_on_step_end)
         output = TalkingFacePipelineOutput(
             frames=np.concatenate(collected) if collected else None,
             fps=fps,
