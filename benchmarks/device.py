@@ -1,8 +1,8 @@
 """The device run: the GPU figures genface records, in one command sized for one call on a lent H100/H200.
 
     python -m benchmarks.device [--scale full|tiny] [--device cuda|cpu] [--out DIR] [--budget-s S]
-                                [--sections attention,video,makeup,talk,portrait,memory] [--face-encoder DIR]
-                                [--clip DIR]
+                                [--sections attention,video,makeup,talk,latentsync,portrait,memory,wan]
+                                [--face-encoder DIR] [--clip DIR] [--syncnet FILE] [--latentsync-syncnet FILE]
 
 With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
 section by section, each within what is left of ``--budget-s``:
@@ -21,13 +21,22 @@ section by section, each within what is left of ``--budget-s``:
   weights (``quality_skipped`` says what was left out and why).
 - ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (25 steps,
   FLUX-Makeup's and genface's default), with its "genface exact" and approximate rows too.
-- ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
-  diffusers loop (256x256 crops); a dub of a 512x512 video file into a marked mp4 (as it comes, preparing it,
-  and from the prepared video) with milliseconds per frame of each stage, in its rows and a Markdown table.
+- ``talk``: talking faces (MuseTalk), frames per second of genface end to end and of the model path against the
+  plain diffusers loop (256x256 crops); live speech into a dub (``stream``, speech in 200 ms chunks) with its
+  first-frame latency; a dub of a 512x512 video file into a marked mp4 (as it comes, preparing it, and from the
+  prepared video) with milliseconds per frame of each stage, in its rows and a Markdown table.
+- ``latentsync``: LatentSync 1.6 at 512 px (1.27 B-parameter UNet, 20 DDIM steps with guidance): frames per
+  second and peak memory eagerly and in fast mode (compile time apart; the largest pixel difference from the eager
+  frames), and live (first-frame latency). Both dubbing sections report Sync-C / Sync-D (``--syncnet``) and
+  LatentSync's SyncNet confidence (``--latentsync-syncnet``) of their frames when given the judges' weights.
 - ``portrait``: talking portraits (Ditto at its published sizes, fp16): frames per second of the offline call
   (50 DDIM steps) and of streaming (Ditto's online preset, speech arriving in 200 ms chunks), and streaming's
   first-frame latency, face detection left out as for ``talk``.
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
+- ``wan``: identity video on Wan (81 frames at 480x832, 50 steps): Stand-In on Wan2.1-T2V-14B (default, exact fast
+  mode, and on CUDA the low-memory ``group`` mode), VACE 1.3B (genface and diffusers' WanVACEPipeline on the same
+  modules) and VACE 14B, each with ``time_vs_reference`` against diffusers' WanPipeline on the same 14B modules
+  without the adapter (the VACE rows also ``time_vs_diffusers_vace``: genface's VACE against diffusers' own call).
 
 After every section it writes ``<out>/<date>-<device>.json`` (``{"device", "date", "versions", "rows": [...]}``,
 each row ``{"pipeline", "contender", "mode", "seconds", "fps", "peak_gib", "time_vs_reference", ...}``, plus
@@ -54,7 +63,7 @@ import torch
 
 from benchmarks.harness import ApproximateMode, QualityJudge, device_line, markdown_table
 
-SECTIONS = ("attention", "video", "makeup", "talk", "portrait", "memory")
+SECTIONS = ("attention", "video", "makeup", "talk", "latentsync", "portrait", "memory", "wan")
 RESULTS_DIR = Path(__file__).with_name("results")
 #: (batch, heads, tokens, head size): ConsisID at 49x480x720 with CFG; FLUX.1 Kontext at 1024x1024.
 ATTENTION_SHAPES = {
@@ -286,30 +295,49 @@ class FixedFace:
     backend = SimpleNamespace(name="fixed")  # what a prepared video's key records of the face engine
     det_thresh = 0.0
 
+    @staticmethod
+    def load(image: Any) -> Any:
+        """The image as RGB (the identity encoder reads photos through its analyzer)."""
+        from genface.media import load_image
+
+        return load_image(image)
+
     def detect(self, image: Any) -> list[Any]:
         import numpy as np
 
         from genface.identity import Face
 
         kps = [[203.2, 101.5], [246.5, 104.2], [225.0, 127.0], [201.0, 139.0], [246.0, 141.0]]
-        return [Face(np.array(ASTRONAUT_BOX, np.float32), 1.0, np.array(kps, np.float32))]
+        landmarks = np.array(ASTRONAUT_LANDMARKS, np.float32)
+        return [Face(np.array(ASTRONAUT_BOX, np.float32), 1.0, np.array(kps, np.float32), landmarks)]
 
     def get(self, image: Any, face_index: int | None = None, **_: Any) -> Any:
         """The one face (the talking-portrait pipeline asks for one)."""
         return self.detect(image)[0]
 
 
-#: dlib's box of the face in genface.samples' "astronaut" photo (512x512).
+#: dlib's box and 68 landmarks of the face in genface.samples' "astronaut" photo (512x512).
 ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)
+ASTRONAUT_LANDMARKS = (
+    (179, 104), (180, 116), (181, 127), (182, 139), (185, 150), (191, 160), (200, 168), (209, 176), (220, 178),
+    (232, 177), (243, 171), (253, 163), (260, 154), (265, 143), (268, 131), (270, 120), (272, 108), (186, 94),
+    (192, 88), (200, 87), (208, 89), (216, 92), (236, 93), (244, 91), (252, 91), (260, 92), (265, 99), (226, 102),
+    (225, 111), (225, 119), (225, 127), (214, 131), (219, 133), (224, 134), (229, 133), (234, 132), (195, 101),
+    (200, 98), (207, 98), (212, 104), (206, 104), (199, 104), (237, 106), (243, 100), (250, 100), (255, 105),
+    (250, 107), (244, 107), (201, 139), (209, 139), (218, 139), (224, 141), (230, 140), (238, 140), (246, 141),
+    (238, 151), (229, 155), (222, 156), (216, 155), (208, 150), (204, 141), (218, 143), (223, 144), (230, 143),
+    (243, 142), (229, 150), (223, 151), (217, 150),
+)  # fmt: skip
 
 
-def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
-    """Talking faces: frames per second, end to end (face detection left out, see :class:`FixedFace`) and of
-    the model path against the diffusers loop; then a dub of a video file into a marked mp4, as it comes, its
-    preparation and from the prepared video, each with milliseconds per frame of every stage
-    (``stages_ms_per_frame``, :func:`benchmarks.talking_face.dub_stages`)."""
+def talk(scale: str, device: str, frames: int, judges: dict[str, Any]) -> list[dict[str, Any]]:
+    """Talking faces (MuseTalk): frames per second, end to end (face detection left out, see :class:`FixedFace`;
+    with Sync-C/D where ``judges`` are given) and of the model path against the diffusers loop; live speech into a
+    dub (``stream``, speech in 200 ms chunks: frames per second and first-frame latency); then a dub of a video file
+    into a marked mp4, as it comes, its preparation and from the prepared video, each with milliseconds per frame of
+    every stage (``stages_ms_per_frame``, :func:`benchmarks.talking_face.dub_stages`)."""
     from benchmarks.harness import time_alternating
-    from benchmarks.talking_face import contenders, dub_stages
+    from benchmarks.talking_face import contenders, dub_stages, stream_timing, sync_quality
 
     bench = contenders(scale, device, frames, face_analyzer=FixedFace())
     frames, dtype = bench.frames, str(bench.dtype).removeprefix("torch.")
@@ -335,6 +363,18 @@ def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
         }  # fmt: skip
         for name in bench.runs
     ]
+    if judges:
+        dubbed = bench.pipe(bench.clip, bench.speech, audio_rate=16000, fps=25, measure=False).frames
+        rows[-1] |= sync_quality(dubbed, bench.speech, 25, bench.pipe.face_analyzer, judges)
+    live = stream_timing(bench.pipe, bench.pipe.prepare(bench.clip, fps=25), bench.speech, batch_size=8)
+    rows.append({
+        "pipeline": "talking_face", "contender": "genface stream", "mode": "default",
+        "seconds": round(live["seconds"], 3), "fps": round(live["fps"], 2), "peak_gib": None,
+        "time_vs_reference": round(live["seconds"] / base, 3),
+        "first_frame_seconds": round(live["first_frame_seconds"], 3),
+        "measures": "stream: speech in 200 ms chunks, batches of 8 frames, the video prepared before", "frames": frames,
+        "dtype": dtype,
+    })  # fmt: skip
     dubs = {  # contender, mode (a prepared video gives the same frames: an exact lever), what it measures
         "dub": ("genface dub", "default", "video file to marked mp4, without face detection"),
         "prepare": ("genface prepare", "default", "preparing the video once (per source frame)"),
@@ -349,6 +389,70 @@ def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
             "time_vs_reference": round(seconds / base, 3), "measures": measures, "frames": frames, "dtype": dtype,
             "stages_ms_per_frame": stages,
         })  # fmt: skip
+    return rows
+
+
+def latentsync(scale: str, device: str, frames: int, judges: dict[str, Any]) -> list[dict[str, Any]]:
+    """LatentSync 1.6 at 512 px (random weights at the published sizes, fp16 on a GPU): frames per second and peak
+    memory of a dub (frames kept, face detection left out as for ``talk``; 20 DDIM steps with guidance, 16-frame
+    clips), eagerly and in fast mode (its first call apart as ``compile_seconds``; ``max_diff_vs_eager``: the
+    largest pixel difference from the eager frames, exact levers only); with Sync-C/D where ``judges`` are given;
+    and live speech into it (``stream``: first-frame latency)."""
+    import numpy as np
+
+    from benchmarks.talking_face import latentsync_pipeline, stream_timing, sync_quality
+    from genface.media import load_image
+    from genface.samples import sample_path, speech_like
+
+    cuda = device.startswith("cuda")
+    dtype = torch.float16 if cuda and scale == "full" else torch.float32
+    steps = 20 if scale == "full" else 2
+    pipe = latentsync_pipeline(scale, device, dtype, FixedFace())
+    photo = load_image(sample_path("astronaut"))
+    clip = np.stack([np.roll(photo, i % 5, axis=1) for i in range(frames)])
+    speech = speech_like(frames / 25)
+    dub = {"audio_rate": 16000, "fps": 25, "num_inference_steps": steps, "measure": False}
+
+    def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+        _free()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        _sync(device)
+        started = time.perf_counter()
+        result = call()
+        _sync(device)
+        return time.perf_counter() - started, result
+
+    pipe(clip[:16], speech[: 16 * 640], **dub)  # warm-up: one clip
+    eager_seconds, eager = timed(lambda: pipe(clip, speech, **dub))
+    eager_peak = _peak_gib(device)
+    report = pipe.enable_fast_mode(compile=cuda)
+    compile_seconds, _ = timed(lambda: pipe(clip[:16], speech[: 16 * 640], **dub))
+    fast_seconds, fast = timed(lambda: pipe(clip, speech, **dub))
+    fast_peak = _peak_gib(device)
+    pipe.disable_fast_mode()
+    live = stream_timing(pipe, clip, speech, num_inference_steps=steps)
+    common = {"pipeline": "talking_face", "frames": frames, "dtype": str(dtype).removeprefix("torch."),
+              "resolution": pipe.config.resolution, "steps": steps}  # fmt: skip
+    measures = f"LatentSync {pipe.config.resolution} px: video to frames, {steps} DDIM steps, without face detection"
+    rows = [
+        common | {"contender": "genface latentsync", "mode": "default", "seconds": round(eager_seconds, 3),
+                  "fps": round(frames / eager_seconds, 2), "peak_gib": eager_peak, "time_vs_reference": 1.0,
+                  "measures": measures} | sync_quality(eager.frames, speech, 25, pipe.face_analyzer, judges),
+        common | {"contender": "genface latentsync exact", "mode": "exact", "seconds": round(fast_seconds, 3),
+                  "fps": round(frames / fast_seconds, 2), "peak_gib": fast_peak,
+                  "time_vs_reference": round(fast_seconds / eager_seconds, 3),
+                  "compile_seconds": round(compile_seconds, 3), "fast_mode": report,
+                  "max_diff_vs_eager": int(np.abs(eager.frames.astype(int) - fast.frames).max()),
+                  "measures": measures + ", fast mode"},
+        common | {"contender": "genface latentsync stream", "mode": "default", "seconds": round(live["seconds"], 3),
+                  "fps": round(live["fps"], 2), "peak_gib": None,
+                  "time_vs_reference": round(live["seconds"] / eager_seconds, 3),
+                  "first_frame_seconds": round(live["first_frame_seconds"], 3),
+                  "measures": "stream: speech in 200 ms chunks, 16-frame clips"},
+    ]  # fmt: skip
+    if not cuda:
+        rows[1]["note"] = "compile skipped on the CPU: fast mode here fuses the projections only"
     return rows
 
 
@@ -458,10 +562,106 @@ def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
     return rows
 
 
+def wan(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+    """Identity video on Wan: Stand-In and VACE against diffusers' WanPipeline without the adapter (see the module
+    docstring); Stand-In's adapter is taken out of the transformer while the reference runs."""
+    import PIL.Image
+
+    from benchmarks.wan_video import contenders
+    from genface.models.stand_in import StandInAdapter
+    from genface.pipelines.identity_video.vace import vace_reference
+
+    bench = contenders(scale, device, FixedFace())
+    stand_in, face, call = bench.stand_in, bench.face, bench.call
+    seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    model = "Wan2.1-T2V-14B" if scale == "full" else "tiny"
+
+    def bare(clock: StepClock, steps: int) -> Any:
+        StandInAdapter.remove(stand_in.transformer)
+        try:
+            return bench.wan(num_inference_steps=steps, generator=seeded(), callback_on_step_end=clock, **call)
+        finally:
+            stand_in.states = stand_in.install_adapters()
+
+    def genface(clock: StepClock, steps: int, pipe: Any = stand_in) -> Any:
+        return pipe(face_image=face, num_inference_steps=steps, generator=seeded(), callback_on_step_end=clock,
+                    measure=False, **call)  # fmt: skip
+
+    runs = {"diffusers WanPipeline": bare, "genface Stand-In": genface, "genface Stand-In exact": genface}
+    rows = _denoising_rows("wan_video", runs, "diffusers WanPipeline", device, warmup, timed, 50,
+                           ("genface Stand-In exact", stand_in))  # fmt: skip
+    for row in rows:
+        row["model"] = model
+    reference = rows[0]["seconds"]
+    for size, build in bench.vace.items():
+        pipe = build().to(device)
+        pipe.set_progress_bar_config(disable=True)
+        vace_runs = {f"genface VACE {size}": lambda clock, steps, pipe=pipe: genface(clock, steps, pipe)}
+        if size == "1.3B":  # diffusers' own call on the same modules and the reference genface prepares
+            from diffusers import WanVACEPipeline
+
+            diffusers = WanVACEPipeline(**pipe.components)
+            diffusers.set_progress_bar_config(disable=True)
+            prepared = PIL.Image.fromarray(vace_reference(face, FixedFace().detect(face)[0].bbox))
+            vace_runs[f"diffusers WanVACEPipeline {size}"] = lambda clock, steps, diffusers=diffusers, ref=prepared: (
+                diffusers(reference_images=[ref], num_inference_steps=steps, generator=seeded(),
+                          callback_on_step_end=clock, **call)
+            )  # fmt: skip
+        found = _denoising_rows("wan_video", vace_runs, list(vace_runs)[-1], device, warmup, timed, 50)
+        for row in found:
+            row["model"] = f"Wan2.1-VACE-{size}" if scale == "full" else "tiny"
+            row["time_vs_diffusers_vace"] = row["time_vs_reference"] if len(vace_runs) > 1 else None
+            row["time_vs_reference"] = round(row["seconds"] / reference, 3)
+        rows += found
+        del pipe, vace_runs
+        _free()
+    if device.startswith("cuda"):
+        rows.append(_stand_in_low_memory(stand_in, face, call, device, warmup, timed, reference) | {"model": model})
+    return rows
+
+
+def _stand_in_low_memory(
+    stand_in: Any, face: Any, call: dict[str, Any], device: str, warmup: int, timed: int, reference: float
+) -> dict[str, Any]:
+    """Stand-In in the low-memory ``group`` mode (both models' blocks streamed from the CPU): the row's
+    ``peak_gib`` is what a smaller GPU needs."""
+    components = {k: v.to("cpu") if isinstance(v, torch.nn.Module) else v for k, v in stand_in.components.items()}
+    _free()
+    pipe = type(stand_in)(**components, identity_encoder=stand_in.identity_encoder, face_parser=stand_in.face_parser)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_low_memory("group")
+    seed = torch.Generator().manual_seed(0)
+    clock = StepClock(device).run(
+        lambda clock: pipe(face_image=face, num_inference_steps=warmup + timed, generator=seed,
+                           callback_on_step_end=clock, measure=False, **call)
+    )  # fmt: skip
+    split = clock.split(warmup)
+    seconds = split["before"] + 50 * split["per_step"] + split["after"]
+    return {
+        "pipeline": "wan_video", "contender": "genface Stand-In", "mode": "low-memory:group",
+        "seconds": round(seconds, 3), "fps": None, "peak_gib": round(_peak_gib(device), 2),
+        "time_vs_reference": round(seconds / reference, 3), "seconds_per_step": round(split["per_step"], 4),
+        "steps": 50, "extrapolated": True,
+    }  # fmt: skip
+
+
+def _sync_judges(args: argparse.Namespace) -> dict[str, Any]:
+    """The lip-sync judges whose weights are given (:mod:`genface.eval.sync`), on the run's device."""
+    from genface.eval.sync import load_latentsync_syncnet, load_syncnet
+
+    judges = {}
+    if args.syncnet:
+        judges["syncnet"] = load_syncnet(args.syncnet).to(args.device)
+    if args.latentsync_syncnet:
+        judges["latentsync"] = load_latentsync_syncnet(args.latentsync_syncnet).to(args.device)
+    return judges
+
+
 def tables(record: dict[str, Any]) -> str:
     """The record as Markdown: the device line, the pipeline rows, the attention kernels, what was skipped."""
     columns = ["pipeline", "contender", "mode", "seconds", "seconds_per_step", "compile_seconds", "fps", "peak_gib",
-               "time_vs_reference", "psnr_db", "facesim_delta", "clipscore_delta"]  # fmt: skip
+               "first_frame_seconds", "time_vs_reference", "psnr_db", "facesim_delta", "clipscore_delta", "sync_c",
+               "sync_d", "latentsync_conf"]  # fmt: skip
     show = lambda value: "" if value is None else str(value)  # noqa: E731
     parts = [
         f"Device run on {record['device']}, {record['date']} (random weights at the {record['scale']} sizes; "
@@ -492,6 +692,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--timed-steps", type=int, default=5)
     QualityJudge.add_arguments(parser)
+    parser.add_argument(
+        "--syncnet", default=None, help="Sync-C/D judge of the dubs: syncnet_v2.model, folder or Hub id"
+    )
+    parser.add_argument(
+        "--latentsync-syncnet", default=None, help="LatentSync's SyncNet judge of the dubs: latentsync_syncnet.pt"
+    )
     args = parser.parse_args(argv)
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     if unknown := set(sections) - set(SECTIONS):
@@ -511,15 +717,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }  # fmt: skip
     steps = (args.warmup_steps, args.timed_steps)
     judge = QualityJudge.from_args(args)
+    judges = _sync_judges(args)
     work = {
         "attention": lambda: record["attention"].extend(attention(args.scale, args.device)),
         "video": lambda: record["rows"].extend(video(args.scale, args.device, *steps, judge)),
         "makeup": lambda: record["rows"].extend(makeup(args.scale, args.device, *steps, judge)),
-        "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2)),
+        "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2, judges)),
+        "latentsync": lambda: record["rows"].extend(
+            latentsync(args.scale, args.device, 32 if args.scale == "full" else 17, judges)
+        ),
         "portrait": lambda: record["rows"].extend(
             portrait(args.scale, args.device, 8.0 if args.scale == "full" else 1.0)
         ),
         "memory": lambda: record["rows"].extend(memory(args.scale, args.device, *steps)),
+        "wan": lambda: record["rows"].extend(wan(args.scale, args.device, *steps)),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for name in sections:
