@@ -21,10 +21,10 @@ import torch
 
 from genface.arguments import FPS
 from genface.errors import InsufficientMemoryError, InvalidArgumentError
-from genface.identity import FaceSimResult
+from genface.identity import Face, FaceAnalyzer, FaceSimResult
 from genface.media import load_audio
 from genface.models.talking.audio import FEATURES_PER_SECOND, SAMPLE_RATE, pitch_contour
-from genface.models.talking.metrics import frame_loudness, lip_sync_correlation
+from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
 from genface.models.talking.silence import speech_weights
 from genface.pipelines.talking_face.prepared import FaceTrackBoxes, Frames
 
@@ -103,8 +103,6 @@ class SourceInSilence:
         self.frames, self.count, self.weights, self.done = frames, count, weights, 0
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        from genface.pipelines.talking_face.pipeline import pingpong
-
         span = range(self.done, self.done + len(batch))
         self.done += len(batch)
         if (self.weights[span.start : span.stop] == 1).all():
@@ -144,8 +142,6 @@ class DubSink:
         measure: bool,
         facesim_every: int,
     ) -> None:
-        from genface.pipelines.talking_face.pipeline import _Meter
-
         self.pipe, self.speech, self.fps, self.num_frames = pipe, speech, fps, num_frames
         self.meter = _Meter(pipe._analyzer(), frames, track, facesim_every) if measure else None
 
@@ -188,3 +184,35 @@ class DubSink:
                 if self.meter is not None:
                     self.meter.add(batch)
                 bar.update(len(batch))
+
+
+def pingpong(index: int, count: int) -> int:
+    """Source frame for output frame ``index`` when the audio outlasts ``count`` frames: forwards, then
+    backwards, and again (MuseTalk's cycle), so the video never jumps."""
+    position = index % (2 * count)
+    return position if position < count else 2 * count - 1 - position
+
+
+class _Meter(FrameMeter):
+    """FaceSim and mouth opening of output frames: each output frame's face is found again in a cut around its
+    tracked box, not in the whole frame."""
+
+    def __init__(self, analyzer: FaceAnalyzer, frames: Frames, track: FaceTrackBoxes, facesim_every: int) -> None:
+        super().__init__(analyzer.recognizer, frames[track.first], track.face, facesim_every)
+        self.analyzer, self.track = analyzer, track
+
+    def add(self, frames: np.ndarray) -> None:
+        for frame in frames:
+            x1, y1, x2, y2 = self.track.boxes[pingpong(len(self.mouth), len(self.track))]
+            width, height = x2 - x1, y2 - y1  # the cut: the box grown by its size each way (the whole head)
+            cx1, cy1 = max(x1 - width, 0), max(y1 - height, 0)
+            cut = frame[cy1 : y2 + height, cx1 : x2 + width]
+            box = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
+            near = [f for f in self.analyzer.detect(cut) if _inside(f, box)]
+            self.measure(cut, near[0] if near else None)
+
+
+def _inside(face: Face, box: tuple[int, int, int, int]) -> bool:
+    """Whether the face's centre falls within the tracked crop box (the same person)."""
+    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
+    return box[0] <= cx <= box[2] and box[1] - (box[3] - box[1]) <= cy <= box[3]

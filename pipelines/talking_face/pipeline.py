@@ -32,7 +32,7 @@ from diffusers.utils import BaseOutput
 
 from genface.arguments import BATCH_SIZE, FPS
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
-from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
+from genface.identity import FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import track_boxes, track_face
 from genface.media import load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
@@ -47,17 +47,19 @@ from genface.models.talking.audio import (
     pitch_contour,
 )
 from genface.models.talking.live import live_blocks, whisper_windows
-from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
+from genface.models.talking.metrics import frame_loudness, lip_sync_correlation
 from genface.models.talking.silence import SilenceGate
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
 from genface.pipelines.talking_face.dubbing import (
     ClosedInSilence,
     SourceInSilence,
+    _Meter,
     check_silence,
     checked_fps,
     keep_source,
     mix_windows,
+    pingpong,
     silence_weights,
 )
 from genface.pipelines.talking_face.overlap import Ahead, Behind
@@ -138,13 +140,6 @@ class TalkingFacePipelineOutput(BaseOutput):
     facesim: FaceSimResult | None = None
     mouth_opening: np.ndarray | None = None
     lip_sync: float | None = None
-
-
-def pingpong(index: int, count: int) -> int:
-    """Source frame for output frame ``index`` when the audio outlasts ``count`` frames: forwards, then
-    backwards, and again (MuseTalk's cycle), so the video never jumps."""
-    position = index % (2 * count)
-    return position if position < count else 2 * count - 1 - position
 
 
 @dataclass
@@ -813,31 +808,6 @@ class _Chunks:
             torch.stack([chunk[1][i] for chunk, i in parts]),
             [chunk[2][i] for chunk, i in parts],
         )
-
-
-class _Meter(FrameMeter):
-    """FaceSim and mouth opening of output frames: each output frame's face is found again in a cut around its
-    tracked box, not in the whole frame."""
-
-    def __init__(self, analyzer: FaceAnalyzer, frames: Frames, track: FaceTrackBoxes, facesim_every: int) -> None:
-        super().__init__(analyzer.recognizer, frames[track.first], track.face, facesim_every)
-        self.analyzer, self.track = analyzer, track
-
-    def add(self, frames: np.ndarray) -> None:
-        for frame in frames:
-            x1, y1, x2, y2 = self.track.boxes[pingpong(len(self.mouth), len(self.track))]
-            width, height = x2 - x1, y2 - y1  # the cut: the box grown by its size each way (the whole head)
-            cx1, cy1 = max(x1 - width, 0), max(y1 - height, 0)
-            cut = frame[cy1 : y2 + height, cx1 : x2 + width]
-            box = (x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1)
-            near = [f for f in self.analyzer.detect(cut) if _inside(f, box)]
-            self.measure(cut, near[0] if near else None)
-
-
-def _inside(face: Face, box: tuple[int, int, int, int]) -> bool:
-    """Whether the face's centre falls within the tracked crop box (the same person)."""
-    cx, cy = (face.bbox[0] + face.bbox[2]) / 2, (face.bbox[1] + face.bbox[3]) / 2
-    return box[0] <= cx <= box[2] and box[1] - (box[3] - box[1]) <= cy <= box[3]
 
 
 def load_musetalk_unet(folder: str | os.PathLike) -> UNet2DConditionModel:
