@@ -318,8 +318,10 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         return [load_image(face)], DEFAULT_FPS if fps is None else fps, True
 
     @staticmethod
-    def _load_speech(audio: Any, audio_rate: int | None) -> np.ndarray:
-        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate)
+    def _load_speech(audio: Any, audio_rate: int | None, resampler: str = "soxr") -> np.ndarray:
+        """The speech at 16 kHz, read as MuseTalk reads it (``librosa.load``: soxr) or, with
+        ``resampler="ffmpeg"``, as LatentSync does (openai-whisper's FFmpeg reader)."""
+        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate, resampler=resampler)
         if is_silent(speech):
             raise InvalidMediaError(
                 "The audio is silent (below -50 dBFS): there is no speech to lip-sync. Check that the right file "
