@@ -6,7 +6,7 @@ import contextlib
 import os
 import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +15,10 @@ from pathlib import Path
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    The temporary file is created empty with the permissions of any new file (0666 less the umask), so the
-    finished file is as readable as if it had been written in place.
+    The temporary file is created empty with the permissions of any new file (0666 less the umask), and given them
+    again before the rename (writers such as safetensors' replace it with a 0600 file), so the finished file is as
+    readable as if it had been written in place. Two writers of one path each write their own temporary file: the
+    last to finish wins, whole.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -27,8 +29,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             break
         except FileExistsError:
             continue
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)
     try:
         yield tmp_path
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, final)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -37,12 +41,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; rename it onto ``path`` (absent or empty) only if the block
-    succeeds."""
+    succeeds. The folder and what was written in it get the permissions of any new folder and file (0777 and 0666
+    less the umask)."""
     final = Path(path).expanduser()
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    while True:
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.partial")
+        try:
+            tmp.mkdir(0o777)
+            break
+        except FileExistsError:
+            continue
+    folder_mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         yield tmp
+        for inner in tmp.rglob("*"):
+            os.chmod(inner, folder_mode if inner.is_dir() else folder_mode & 0o666)
         os.replace(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -25,6 +25,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.consisid.pipeline_output import ConsisIDPipelineOutput
 
+from genface.checks import check_number
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder, Parsing
@@ -433,8 +434,8 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
                     "photo file as face_image=."
                 )
             image, prompt = None, image
-        if num_inference_steps < 1:
-            raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
+        check_number("num_inference_steps", num_inference_steps, 1, 1000, integer=True)  # the schedulers' timesteps
+        check_number("guidance_scale", guidance_scale, 0, 50)
         if self._cfg_parallel_hooks and guidance_scale <= 1:
             raise InvalidArgumentError(
                 f"CFG-parallel splits the guidance passes, but guidance_scale={guidance_scale} turns guidance off; "

@@ -30,6 +30,7 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 
+from genface.checks import check_number, check_output_path
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import track_boxes, track_face
@@ -443,10 +444,9 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         content = content_hash(face, None if isinstance(frames, VideoReader) else frames)
         key = self._prepared_key(content, face_index, smoothing)
         folder = None if cache is None else Path(cache).expanduser()
-        if folder is not None and folder.exists() and not folder.is_dir():
-            raise InvalidArgumentError(f"cache must be a folder; {folder} is a file.")
         if folder is not None and folder.is_dir() and any(folder.iterdir()):
             return PreparedVideo.load(folder, frames, fps, key)
+        folder = check_output_path(folder, (), [face], name="cache")
         track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
         latents, alphas = [], []
         for chunk in range(math.ceil(len(track) / PREPARE_BATCH)):
@@ -568,6 +568,9 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         once; reading and preparing frames runs in a thread ahead of the model, blending, measuring and encoding
         in one behind it (models on a GPU).
         """
+        output_path = check_output_path(output_path, (".mp4",), [face, audio])
+        if fps is not None:
+            check_number("fps", fps, 1, 120)
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         prepared = face if isinstance(face, PreparedVideo) else None

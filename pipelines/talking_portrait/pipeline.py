@@ -32,6 +32,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
+from genface.checks import check_output_path
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
 from genface.media import load_audio, load_image
@@ -411,6 +412,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
             measure: report FaceSim to the photo (every ``facesim_every`` frames), blinks and the lip-sync proxy.
         """
         started = time.perf_counter()
+        output_path = check_output_path(output_path, (".mp4",), [image, audio])
         self._check_call(head_motion, blink_rate, num_inference_steps, guidance_scale, batch_size, facesim_every)
         check_pose_offsets(pose_offsets)
         emotion_probabilities(emotion)  # a bad emotion is refused before any model work
