@@ -147,12 +147,13 @@ def read_items(source: str | os.PathLike, kind: str) -> list[Item]:
     return list(items.values())
 
 
-def _record(line: str) -> dict[str, Any] | None:
-    """The record a runner's line holds (an ``id`` with ``metrics`` or an ``error``), or None."""
+def _record(line: str) -> dict[str, Any] | None | bool:
+    """The record a runner's line holds (an ``id`` with ``metrics`` or an ``error``); None for other JSON, False
+    for a line that is not JSON."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
-        return None
+        return False
     if isinstance(record, dict) and isinstance(record.get("id"), str) and ("metrics" in record or "error" in record):
         return record
     return None
@@ -166,12 +167,12 @@ def read_records(output: str | os.PathLike) -> dict[str, dict[str, Any]]:
         return {}
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
-    # what evaluate() writes, cut short: the start of a record's line, with no newline after it
-    cut = bool(text) and not text.endswith("\n") and lines[-1].startswith('{"id": ') and _record(lines[-1]) is None
+    # what evaluate() writes, cut short: the start of a record's line, not JSON yet, with no newline after it
+    cut = bool(text) and not text.endswith("\n") and lines[-1].startswith('{"id": ') and _record(lines[-1]) is False
     records = {}
     for number, line in enumerate(lines[:-1] if cut else lines, 1):
         record = _record(line)
-        if record is None:
+        if not record:
             raise InvalidArgumentError(
                 f"{path}:{number} is not a record of genface eval; resume only with the file it wrote, or give a new "
                 "output file."
