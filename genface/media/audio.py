@@ -13,6 +13,8 @@ from genface.errors import InvalidMediaError
 
 #: Most channels FFmpeg's resampler takes; more are refused with advice to mix down first.
 MAX_CHANNELS = 64
+#: Slowest sample rate read (Hz): slower audio cannot hold speech (a 1 Hz file once became 30 s of noise).
+MIN_SAMPLE_RATE = 4000
 
 
 def _resample(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
@@ -24,6 +26,13 @@ def _resample(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
         return np.zeros((1, 0), dtype=np.float32)
     channels = len(outs[0].layout.channels)
     return np.concatenate([out.to_ndarray() for out in outs], axis=1).reshape(-1, channels).T
+
+
+def _too_slow(rate: float, what: str) -> InvalidMediaError:
+    return InvalidMediaError(
+        f"{what} is sampled at {rate:g} Hz, too slowly to hold speech; genface reads audio sampled at "
+        f"{MIN_SAMPLE_RATE} Hz or more."
+    )
 
 
 def _too_many(channels: int, what: str) -> InvalidMediaError:
@@ -53,6 +62,8 @@ def load_audio(
     if isinstance(source, np.ndarray):
         if source_rate is None or source_rate <= 0:
             raise InvalidMediaError("An audio array needs its source_rate (samples per second).")
+        if source_rate < MIN_SAMPLE_RATE:
+            raise _too_slow(source_rate, "The audio array")
         data = np.atleast_2d(np.asarray(source, dtype=np.float32))
         if data.ndim != 2:
             raise InvalidMediaError(f"An audio array is (samples,) or (channels, samples); got shape {data.shape}.")
@@ -81,6 +92,8 @@ def load_audio(
                 stream = container.streams.audio[0]
                 if stream.codec_context.channels > MAX_CHANNELS:
                     raise _too_many(stream.codec_context.channels, str(path))
+                if stream.rate and stream.rate < MIN_SAMPLE_RATE:
+                    raise _too_slow(stream.rate, str(path))
                 samples = _resample(container.decode(stream), sample_rate)
         except av.FFmpegError as exc:
             raise InvalidMediaError(f"{path} could not be decoded as audio: {exc}") from exc
