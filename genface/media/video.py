@@ -36,6 +36,11 @@ def frame_index(seconds: float, fps: float) -> int:
     return math.floor(seconds * fps + 0.75)
 
 
+def _reason(exc: av.FFmpegError) -> str:
+    """FFmpeg's reason for an error, without the error number and the file name it repeats."""
+    return exc.strerror or str(exc)
+
+
 class VideoReader:
     """Frames of a video file at a constant rate, decoded as they are needed (bounded memory).
 
@@ -72,7 +77,7 @@ class VideoReader:
         try:
             return av.open(str(self.path))
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"{self.path} could not be decoded as video: {exc}") from exc
+            raise InvalidMediaError(f"{self.path} could not be decoded as video ({_reason(exc)}).") from exc
 
     def _decoded(self, container: av.container.InputContainer) -> Iterator[tuple[np.ndarray, float | None]]:
         """(frame, seconds) as decoded, rotated upright."""
@@ -82,7 +87,7 @@ class VideoReader:
                 turns = (-int(getattr(frame, "rotation", 0) or 0) // 90) % 4
                 yield np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb.copy(), frame.time
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"{self.path} could not be decoded as video: {exc}") from exc
+            raise InvalidMediaError(f"{self.path} could not be decoded as video ({_reason(exc)}).") from exc
 
     def _frames_from(self, seconds: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(index, frame) at the constant rate, from the keyframe before ``seconds`` (the start if None)."""
@@ -268,7 +273,8 @@ class VideoWriter:
             stream = self._audio  # PyAV's encoder resamples its frames to the stream's rate (and frame size)
             samples = np.ascontiguousarray(np.asarray(self.audio, dtype=np.float32).reshape(1, -1))
             for start in range(0, samples.shape[1], _AUDIO_CHUNK):
-                frame = av.AudioFrame.from_ndarray(samples[:, start : start + _AUDIO_CHUNK], format="fltp", layout="mono")
+                piece = samples[:, start : start + _AUDIO_CHUNK]
+                frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
                 frame.sample_rate, frame.time_base, frame.pts = self.audio_rate, Fraction(1, self.audio_rate), start
                 self._container.mux(stream.encode(frame))
             self._container.mux(stream.encode(None))
@@ -281,7 +287,7 @@ class VideoWriter:
         try:
             container = self._stack.enter_context(av.open(str(source)))
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"{source} could not be opened for its audio: {exc}") from exc
+            raise InvalidMediaError(f"{source} could not be opened for its audio ({_reason(exc)}).") from exc
         if not container.streams.audio:
             raise InvalidMediaError(f"{source} has no audio stream.")
         self._audio_source = container.streams.audio[0]
@@ -309,7 +315,7 @@ class VideoWriter:
                         packet.stream = stream
                         self._container.mux(packet)
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"The audio of {self.audio} could not be decoded: {exc}") from exc
+            raise InvalidMediaError(f"The audio of {self.audio} could not be decoded ({_reason(exc)}).") from exc
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
         if exc_type is None:
