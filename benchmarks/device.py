@@ -1,8 +1,8 @@
 """The device run: the GPU figures genface records, in one command sized for one call on a lent H100/H200.
 
     python -m benchmarks.device [--scale full|tiny] [--device cuda|cpu] [--out DIR] [--budget-s S]
-                                [--sections attention,video,makeup,talk,portrait,memory] [--face-encoder DIR]
-                                [--clip DIR]
+                                [--sections attention,video,makeup,talk,latentsync,portrait,memory]
+                                [--face-encoder DIR] [--clip DIR] [--syncnet FILE] [--latentsync-syncnet FILE]
 
 With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
 section by section, each within what is left of ``--budget-s``:
@@ -21,9 +21,14 @@ section by section, each within what is left of ``--budget-s``:
   weights (``quality_skipped`` says what was left out and why).
 - ``makeup``: MakeupPipeline against FluxKontextPipeline with the injector's processors, the same way (25 steps,
   FLUX-Makeup's and genface's default), with its "genface exact" and approximate rows too.
-- ``talk``: talking faces, frames per second of genface end to end and of the model path against the plain
-  diffusers loop (256x256 crops); a dub of a 512x512 video file into a marked mp4 (as it comes, preparing it,
-  and from the prepared video) with milliseconds per frame of each stage, in its rows and a Markdown table.
+- ``talk``: talking faces (MuseTalk), frames per second of genface end to end and of the model path against the
+  plain diffusers loop (256x256 crops); live speech into a dub (``stream``, speech in 200 ms chunks) with its
+  first-frame latency; a dub of a 512x512 video file into a marked mp4 (as it comes, preparing it, and from the
+  prepared video) with milliseconds per frame of each stage, in its rows and a Markdown table.
+- ``latentsync``: LatentSync 1.6 at 512 px (1.27 B-parameter UNet, 20 DDIM steps with guidance): frames per
+  second and peak memory eagerly and in fast mode (compile time apart; the largest pixel difference from the eager
+  frames), and live (first-frame latency). Both dubbing sections report Sync-C / Sync-D (``--syncnet``) and
+  LatentSync's SyncNet confidence (``--latentsync-syncnet``) of their frames when given the judges' weights.
 - ``portrait``: talking portraits (Ditto at its published sizes, fp16): frames per second of the offline call
   (50 DDIM steps) and of streaming (Ditto's online preset, speech arriving in 200 ms chunks), and streaming's
   first-frame latency, face detection left out as for ``talk``.
@@ -54,7 +59,7 @@ import torch
 
 from benchmarks.harness import ApproximateMode, QualityJudge, device_line, markdown_table
 
-SECTIONS = ("attention", "video", "makeup", "talk", "portrait", "memory")
+SECTIONS = ("attention", "video", "makeup", "talk", "latentsync", "portrait", "memory")
 RESULTS_DIR = Path(__file__).with_name("results")
 #: (batch, heads, tokens, head size): ConsisID at 49x480x720 with CFG; FLUX.1 Kontext at 1024x1024.
 ATTENTION_SHAPES = {
@@ -292,24 +297,36 @@ class FixedFace:
         from genface.identity import Face
 
         kps = [[203.2, 101.5], [246.5, 104.2], [225.0, 127.0], [201.0, 139.0], [246.0, 141.0]]
-        return [Face(np.array(ASTRONAUT_BOX, np.float32), 1.0, np.array(kps, np.float32))]
+        landmarks = np.array(ASTRONAUT_LANDMARKS, np.float32)
+        return [Face(np.array(ASTRONAUT_BOX, np.float32), 1.0, np.array(kps, np.float32), landmarks)]
 
     def get(self, image: Any, face_index: int | None = None, **_: Any) -> Any:
         """The one face (the talking-portrait pipeline asks for one)."""
         return self.detect(image)[0]
 
 
-#: dlib's box of the face in genface.samples' "astronaut" photo (512x512).
+#: dlib's box and 68 landmarks of the face in genface.samples' "astronaut" photo (512x512).
 ASTRONAUT_BOX = (175.0, 76.0, 265.0, 166.0)
+ASTRONAUT_LANDMARKS = (
+    (179, 104), (180, 116), (181, 127), (182, 139), (185, 150), (191, 160), (200, 168), (209, 176), (220, 178),
+    (232, 177), (243, 171), (253, 163), (260, 154), (265, 143), (268, 131), (270, 120), (272, 108), (186, 94),
+    (192, 88), (200, 87), (208, 89), (216, 92), (236, 93), (244, 91), (252, 91), (260, 92), (265, 99), (226, 102),
+    (225, 111), (225, 119), (225, 127), (214, 131), (219, 133), (224, 134), (229, 133), (234, 132), (195, 101),
+    (200, 98), (207, 98), (212, 104), (206, 104), (199, 104), (237, 106), (243, 100), (250, 100), (255, 105),
+    (250, 107), (244, 107), (201, 139), (209, 139), (218, 139), (224, 141), (230, 140), (238, 140), (246, 141),
+    (238, 151), (229, 155), (222, 156), (216, 155), (208, 150), (204, 141), (218, 143), (223, 144), (230, 143),
+    (243, 142), (229, 150), (223, 151), (217, 150),
+)  # fmt: skip
 
 
-def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
-    """Talking faces: frames per second, end to end (face detection left out, see :class:`FixedFace`) and of
-    the model path against the diffusers loop; then a dub of a video file into a marked mp4, as it comes, its
-    preparation and from the prepared video, each with milliseconds per frame of every stage
-    (``stages_ms_per_frame``, :func:`benchmarks.talking_face.dub_stages`)."""
+def talk(scale: str, device: str, frames: int, judges: dict[str, Any]) -> list[dict[str, Any]]:
+    """Talking faces (MuseTalk): frames per second, end to end (face detection left out, see :class:`FixedFace`;
+    with Sync-C/D where ``judges`` are given) and of the model path against the diffusers loop; live speech into a
+    dub (``stream``, speech in 200 ms chunks: frames per second and first-frame latency); then a dub of a video file
+    into a marked mp4, as it comes, its preparation and from the prepared video, each with milliseconds per frame of
+    every stage (``stages_ms_per_frame``, :func:`benchmarks.talking_face.dub_stages`)."""
     from benchmarks.harness import time_alternating
-    from benchmarks.talking_face import contenders, dub_stages
+    from benchmarks.talking_face import contenders, dub_stages, stream_timing, sync_quality
 
     bench = contenders(scale, device, frames, face_analyzer=FixedFace())
     frames, dtype = bench.frames, str(bench.dtype).removeprefix("torch.")
@@ -335,6 +352,18 @@ def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
         }  # fmt: skip
         for name in bench.runs
     ]
+    if judges:
+        dubbed = bench.pipe(bench.clip, bench.speech, audio_rate=16000, fps=25, measure=False).frames
+        rows[-1] |= sync_quality(dubbed, bench.speech, 25, bench.pipe.face_analyzer, judges)
+    live = stream_timing(bench.pipe, bench.pipe.prepare(bench.clip, fps=25), bench.speech, batch_size=8)
+    rows.append({
+        "pipeline": "talking_face", "contender": "genface stream", "mode": "default",
+        "seconds": round(live["seconds"], 3), "fps": round(live["fps"], 2), "peak_gib": None,
+        "time_vs_reference": round(live["seconds"] / base, 3),
+        "first_frame_seconds": round(live["first_frame_seconds"], 3),
+        "measures": "stream: speech in 200 ms chunks, batches of 8 frames, the video prepared before", "frames": frames,
+        "dtype": dtype,
+    })  # fmt: skip
     dubs = {  # contender, mode (a prepared video gives the same frames: an exact lever), what it measures
         "dub": ("genface dub", "default", "video file to marked mp4, without face detection"),
         "prepare": ("genface prepare", "default", "preparing the video once (per source frame)"),
@@ -349,6 +378,70 @@ def talk(scale: str, device: str, frames: int) -> list[dict[str, Any]]:
             "time_vs_reference": round(seconds / base, 3), "measures": measures, "frames": frames, "dtype": dtype,
             "stages_ms_per_frame": stages,
         })  # fmt: skip
+    return rows
+
+
+def latentsync(scale: str, device: str, frames: int, judges: dict[str, Any]) -> list[dict[str, Any]]:
+    """LatentSync 1.6 at 512 px (random weights at the published sizes, fp16 on a GPU): frames per second and peak
+    memory of a dub (frames kept, face detection left out as for ``talk``; 20 DDIM steps with guidance, 16-frame
+    clips), eagerly and in fast mode (its first call apart as ``compile_seconds``; ``max_diff_vs_eager``: the
+    largest pixel difference from the eager frames, exact levers only); with Sync-C/D where ``judges`` are given;
+    and live speech into it (``stream``: first-frame latency)."""
+    import numpy as np
+
+    from benchmarks.talking_face import latentsync_pipeline, stream_timing, sync_quality
+    from genface.media import load_image
+    from genface.samples import sample_path, speech_like
+
+    cuda = device.startswith("cuda")
+    dtype = torch.float16 if cuda and scale == "full" else torch.float32
+    steps = 20 if scale == "full" else 2
+    pipe = latentsync_pipeline(scale, device, dtype, FixedFace())
+    photo = load_image(sample_path("astronaut"))
+    clip = np.stack([np.roll(photo, i % 5, axis=1) for i in range(frames)])
+    speech = speech_like(frames / 25)
+    dub = {"audio_rate": 16000, "fps": 25, "num_inference_steps": steps, "measure": False}
+
+    def timed(call: Callable[[], Any]) -> tuple[float, Any]:
+        _free()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        _sync(device)
+        started = time.perf_counter()
+        result = call()
+        _sync(device)
+        return time.perf_counter() - started, result
+
+    pipe(clip[:16], speech[: 16 * 640], **dub)  # warm-up: one clip
+    eager_seconds, eager = timed(lambda: pipe(clip, speech, **dub))
+    eager_peak = _peak_gib(device)
+    report = pipe.enable_fast_mode(compile=cuda)
+    compile_seconds, _ = timed(lambda: pipe(clip[:16], speech[: 16 * 640], **dub))
+    fast_seconds, fast = timed(lambda: pipe(clip, speech, **dub))
+    fast_peak = _peak_gib(device)
+    pipe.disable_fast_mode()
+    live = stream_timing(pipe, clip, speech, num_inference_steps=steps)
+    common = {"pipeline": "talking_face", "frames": frames, "dtype": str(dtype).removeprefix("torch."),
+              "resolution": pipe.config.resolution, "steps": steps}  # fmt: skip
+    measures = f"LatentSync {pipe.config.resolution} px: video to frames, {steps} DDIM steps, without face detection"
+    rows = [
+        common | {"contender": "genface latentsync", "mode": "default", "seconds": round(eager_seconds, 3),
+                  "fps": round(frames / eager_seconds, 2), "peak_gib": eager_peak, "time_vs_reference": 1.0,
+                  "measures": measures} | sync_quality(eager.frames, speech, 25, pipe.face_analyzer, judges),
+        common | {"contender": "genface latentsync exact", "mode": "exact", "seconds": round(fast_seconds, 3),
+                  "fps": round(frames / fast_seconds, 2), "peak_gib": fast_peak,
+                  "time_vs_reference": round(fast_seconds / eager_seconds, 3),
+                  "compile_seconds": round(compile_seconds, 3), "fast_mode": report,
+                  "max_diff_vs_eager": int(np.abs(eager.frames.astype(int) - fast.frames).max()),
+                  "measures": measures + ", fast mode"},
+        common | {"contender": "genface latentsync stream", "mode": "default", "seconds": round(live["seconds"], 3),
+                  "fps": round(live["fps"], 2), "peak_gib": None,
+                  "time_vs_reference": round(live["seconds"] / eager_seconds, 3),
+                  "first_frame_seconds": round(live["first_frame_seconds"], 3),
+                  "measures": "stream: speech in 200 ms chunks, 16-frame clips"},
+    ]  # fmt: skip
+    if not cuda:
+        rows[1]["note"] = "compile skipped on the CPU: fast mode here fuses the projections only"
     return rows
 
 
@@ -458,10 +551,23 @@ def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
     return rows
 
 
+def _sync_judges(args: argparse.Namespace) -> dict[str, Any]:
+    """The lip-sync judges whose weights are given (:mod:`genface.eval.sync`), on the run's device."""
+    from genface.eval.sync import load_latentsync_syncnet, load_syncnet
+
+    judges = {}
+    if args.syncnet:
+        judges["syncnet"] = load_syncnet(args.syncnet).to(args.device)
+    if args.latentsync_syncnet:
+        judges["latentsync"] = load_latentsync_syncnet(args.latentsync_syncnet).to(args.device)
+    return judges
+
+
 def tables(record: dict[str, Any]) -> str:
     """The record as Markdown: the device line, the pipeline rows, the attention kernels, what was skipped."""
     columns = ["pipeline", "contender", "mode", "seconds", "seconds_per_step", "compile_seconds", "fps", "peak_gib",
-               "time_vs_reference", "psnr_db", "facesim_delta", "clipscore_delta"]  # fmt: skip
+               "first_frame_seconds", "time_vs_reference", "psnr_db", "facesim_delta", "clipscore_delta", "sync_c",
+               "sync_d", "latentsync_conf"]  # fmt: skip
     show = lambda value: "" if value is None else str(value)  # noqa: E731
     parts = [
         f"Device run on {record['device']}, {record['date']} (random weights at the {record['scale']} sizes; "
@@ -492,6 +598,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--timed-steps", type=int, default=5)
     QualityJudge.add_arguments(parser)
+    parser.add_argument(
+        "--syncnet", default=None, help="Sync-C/D judge of the dubs: syncnet_v2.model, folder or Hub id"
+    )
+    parser.add_argument(
+        "--latentsync-syncnet", default=None, help="LatentSync's SyncNet judge of the dubs: latentsync_syncnet.pt"
+    )
     args = parser.parse_args(argv)
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     if unknown := set(sections) - set(SECTIONS):
@@ -511,11 +623,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }  # fmt: skip
     steps = (args.warmup_steps, args.timed_steps)
     judge = QualityJudge.from_args(args)
+    judges = _sync_judges(args)
     work = {
         "attention": lambda: record["attention"].extend(attention(args.scale, args.device)),
         "video": lambda: record["rows"].extend(video(args.scale, args.device, *steps, judge)),
         "makeup": lambda: record["rows"].extend(makeup(args.scale, args.device, *steps, judge)),
-        "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2)),
+        "talk": lambda: record["rows"].extend(talk(args.scale, args.device, 32 if args.scale == "full" else 2, judges)),
+        "latentsync": lambda: record["rows"].extend(
+            latentsync(args.scale, args.device, 32 if args.scale == "full" else 17, judges)
+        ),
         "portrait": lambda: record["rows"].extend(
             portrait(args.scale, args.device, 8.0 if args.scale == "full" else 1.0)
         ),

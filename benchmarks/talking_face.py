@@ -46,42 +46,90 @@ MUSETALK_UNET = dict(
 )  # fmt: skip
 
 
-def full_components(device: str, dtype: torch.dtype) -> dict[str, Any]:
-    """Random weights at the published sizes (the values do not change the cost)."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+def _vae_and_whisper(dtype: torch.dtype) -> dict[str, Any]:
+    """sd-vae-ft-mse and whisper-tiny at their published sizes, random weights, on the current default device."""
+    from diffusers import AutoencoderKL
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=2, latent_channels=4, sample_size=256,
+    )  # fmt: skip
+    whisper = WhisperModel(
+        WhisperConfig(
+            d_model=384, encoder_layers=4, encoder_attention_heads=6, decoder_layers=4, decoder_attention_heads=6,
+            encoder_ffn_dim=1536, decoder_ffn_dim=1536, num_mel_bins=80,
+        )
+    )  # fmt: skip
+    return {
+        "vae": vae.to(dtype).eval(),
+        "audio_encoder": whisper.to(dtype).eval(),
+        "feature_extractor": WhisperFeatureExtractor(),
+    }
+
+
+def full_components(device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """Random weights at MuseTalk v1.5's published sizes (the values do not change the cost)."""
+    from diffusers import UNet2DConditionModel
+
     with torch.device(device):
-        unet = UNet2DConditionModel(**MUSETALK_UNET).to(dtype).eval()
-        vae = (
-            AutoencoderKL(
-                block_out_channels=(128, 256, 512, 512),
-                down_block_types=("DownEncoderBlock2D",) * 4,
-                up_block_types=("UpDecoderBlock2D",) * 4,
-                layers_per_block=2,
-                latent_channels=4,
-                sample_size=256,
-            )
-            .to(dtype)
-            .eval()
-        )  # fmt: skip  (stabilityai/sd-vae-ft-mse)
-        whisper = (
-            WhisperModel(
-                WhisperConfig(
-                    d_model=384,
-                    encoder_layers=4,
-                    encoder_attention_heads=6,
-                    decoder_layers=4,
-                    decoder_attention_heads=6,
-                    encoder_ffn_dim=1536,
-                    decoder_ffn_dim=1536,
-                    num_mel_bins=80,
-                )
-            )
-            .to(dtype)
-            .eval()
-        )  # fmt: skip  (openai/whisper-tiny)
-    return {"unet": unet, "vae": vae, "audio_encoder": whisper, "feature_extractor": WhisperFeatureExtractor()}
+        return {"unet": UNet2DConditionModel(**MUSETALK_UNET).to(dtype).eval(), **_vae_and_whisper(dtype)}
+
+
+def latentsync_pipeline(scale: str, device: str, dtype: torch.dtype, face_analyzer: Any) -> Any:
+    """LatentSync 1.6 at its published sizes (random weights built on ``device``, 512 px), or the tiny model."""
+    from diffusers import DDIMScheduler
+
+    from genface.models.latentsync.published import SCHEDULER_CONFIG, UNET_CONFIG
+    from genface.models.latentsync.unet import LatentSyncUNet
+    from genface.pipelines import LatentSyncPipeline
+    from genface.pipelines.talking_face.tiny_latentsync import tiny_pipeline
+
+    if scale == "tiny":
+        pipe = tiny_pipeline(face_analyzer)
+    else:
+        with torch.device(device):
+            unet = LatentSyncUNet.from_config(UNET_CONFIG).to(dtype).eval()
+            components = _vae_and_whisper(dtype)
+        pipe = LatentSyncPipeline(unet, **components, scheduler=DDIMScheduler(**SCHEDULER_CONFIG), resolution=512,
+                                  face_analyzer=face_analyzer)  # fmt: skip
+    pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sync_quality(frames: np.ndarray, speech: np.ndarray, fps: float, analyzer: Any, judges: dict[str, Any]) -> dict:
+    """Sync-C / Sync-D (syncnet_python's SyncNet) and LatentSync's SyncNet confidence of dubbed ``frames`` and their
+    16 kHz ``speech``, with the judges given (``judges``: "syncnet" and / or "latentsync" models); ``sync_skipped``
+    says which were not (no weights given)."""
+    from genface.errors import InvalidMediaError
+    from genface.eval.sync import latentsync_crops, latentsync_scores, sync_scores, syncnet_crops
+
+    quality: dict[str, Any] = {}
+    flags = {"syncnet": "sync_c, sync_d: no --syncnet", "latentsync": "latentsync_conf: no --latentsync-syncnet"}
+    skipped = [f"{says} weights given" for judge, says in flags.items() if judges.get(judge) is None]
+    try:
+        if judges.get("syncnet") is not None:
+            result = sync_scores(syncnet_crops(frames, analyzer, fps), speech, judges["syncnet"])
+            quality |= {"sync_c": round(result.confidence, 3), "sync_d": round(result.min_dist, 3)}
+        if judges.get("latentsync") is not None:
+            latent = latentsync_scores(latentsync_crops(frames, analyzer, fps), speech, judges["latentsync"])
+            quality["latentsync_conf"] = round(latent.confidence, 3)
+    except InvalidMediaError as exc:  # too short a dub for a judge
+        skipped.append(str(exc))
+    return quality | ({"sync_skipped": "; ".join(skipped)} if skipped else {})
+
+
+def stream_timing(pipe: Any, face: Any, speech: np.ndarray, chunk_seconds: float = 0.2, **options: Any) -> dict:
+    """A live dub: ``speech`` handed to ``pipe.stream`` ``chunk_seconds`` at a time as fast as it takes them;
+    seconds in all, frames per second and seconds from the first chunk to the first frames."""
+    size = int(chunk_seconds * 16000)
+    started, first, frames = time.perf_counter(), None, 0
+    for batch in pipe.stream(face, (speech[i : i + size] for i in range(0, len(speech), size)), **options):
+        first = time.perf_counter() - started if first is None else first
+        frames += len(batch)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "fps": frames / seconds, "first_frame_seconds": first, "frames": frames}
 
 
 @torch.no_grad()

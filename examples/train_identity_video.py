@@ -412,7 +412,7 @@ def validate(pipe: Any, transformer: Any, inputs: tuple[Any, tuple], step: int, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line (the README's commands are checked against it)."""
+    """The command line (the commands in docs/training.md are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder of videos with .txt captions")
     parser.add_argument("--output-dir", type=Path, required=True)

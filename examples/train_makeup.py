@@ -129,7 +129,7 @@ def flow_matching_loss(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line (the README's commands are checked against it)."""
+    """The command line (the commands in docs/training.md are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--triplets", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path, required=True)

@@ -149,7 +149,7 @@ def validate(pipe: Any, unet: Any, clip: tuple[np.ndarray, np.ndarray, float]) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line (the README's commands are checked against it)."""
+    """The command line (the commands in docs/training.md are checked against it)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, nargs="+", required=True, help="videos of the person, with speech")
     parser.add_argument("--output-dir", type=Path, required=True)

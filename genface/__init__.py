@@ -1,6 +1,14 @@
 """genface: Diffusers-style pipelines for generative face video and face editing, on one identity stack.
 
 Importing ``genface`` is cheap: heavy modules (torch models, face engines) load on first use.
+
+Packages: ``identity`` (the shared identity stack), ``media`` (images, video, audio), ``models`` (torch modules
+diffusers and transformers lack), ``eval`` (the papers' metrics), ``training`` (pieces the training scripts share),
+``pipelines`` (one folder per pipeline) and ``cli`` (the command line); beside them ``errors``, ``arguments``,
+``hub``, ``provenance``, ``forensics``, ``resources``, ``samples`` and ``web``. docs/architecture.md shows their
+modules and what each may import.
+
+May import: genface._lazy.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ VIDEO_FRAMES = 32
 #: How every report qualifies a score.
 FORGERY_CAUTION = (
     "an estimate by one model of how likely the face is fake (0 to 1), not proof: compression, resizing, lighting "
-    "and unseen generators move it either way (README: Forgery scores)"
+    "and unseen generators move it either way (docs/provenance.md: Forgery scores)"
 )
 #: The tiny random FSFM's sizes (224 px input as published; a toy ViT).
 TINY_FSFM = {"width": 32, "layers": 1, "heads": 2}

@@ -139,7 +139,7 @@ INTENDED_USE = """Made for research, film and creative work, and media of people
 or animating a real person's face needs that person's consent. Out of scope: impersonation, fraud,
 harassment, political deception, and sexual or intimate content of real people. genface marks everything it
 writes as synthetic (metadata and an invisible watermark; `genface verify FILE`); keep the marks. The marks
-have limits (see genface's README): a missing mark does not prove a file is real."""
+have limits (see genface's docs/provenance.md): a missing mark does not prove a file is real."""
 
 
 def save_model_card(

@@ -1,6 +1,9 @@
 """Diffusers-style pipelines, installed as ``genface.pipelines`` (one folder per pipeline).
 
 Names are imported lazily: ``import genface.pipelines`` does not import diffusers.
+
+May import: genface._lazy, genface.errors, genface.arguments, genface.resources, genface.hub, genface.media,
+genface.provenance, genface.identity, genface.models, genface.eval.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ _EXPORTS = {
     "IdentityVideoPipelineOutput": "genface.pipelines.identity_video",
     "MakeupPipeline": "genface.pipelines.makeup",
     "MakeupPipelineOutput": "genface.pipelines.makeup",
+    "LatentSyncPipeline": "genface.pipelines.talking_face",
     "TalkingFacePipeline": "genface.pipelines.talking_face",
     "TalkingFacePipelineOutput": "genface.pipelines.talking_face",
     "TalkingPortraitPipeline": "genface.pipelines.talking_portrait",

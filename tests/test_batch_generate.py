@@ -4,6 +4,7 @@ and resumed without redoing finished work."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 from genface.provenance import read_mark
 from genface.samples import sample_path
+from tests import doc_pages
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "batch_generate.py"
 
@@ -35,10 +37,15 @@ def _run(launcher: list[str], jobs: Path, out: Path) -> str:
 
 
 def test_batch_is_split_over_processes_gathered_and_resumed(tmp_path: Path) -> None:
+    """The docs' CPU demo (docs/identity-video.md), on this test's jobs and folder."""
     if shutil.which("torchrun") is None:
         pytest.fail("torchrun (installed with torch) is not on PATH")
+    (line,) = doc_pages.commands("torchrun --nproc-per-node 2 examples/batch_generate.py ")
+    command = shlex.split(line, comments=True)
+    launcher = command[: command.index("examples/batch_generate.py")]
+    assert command[len(launcher) + 1 :] == ["--jobs", "jobs.jsonl", "--out-dir", "videos/", "--model", "tiny"]
     jobs, out = _jobs(tmp_path / "jobs.jsonl"), tmp_path / "videos"
-    printed = _run(["torchrun", "--nproc-per-node", "2"], jobs, out)
+    printed = _run(launcher, jobs, out)
     assert "0 of 3 jobs already done; 3 over 2" in printed
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["id"] for r in records] == ["a", "b", "c"] and [r["seed"] for r in records] == [3, 0, 0]

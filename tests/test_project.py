@@ -1,4 +1,5 @@
-"""The project's promises about itself: README commands are what CI runs, imports stay light."""
+"""The project's promises about itself: README commands are what CI runs, the docs' examples run, imports stay
+light."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import tomllib
+
+from tests import doc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +43,7 @@ def test_the_test_installer_pins_what_pyproject_asks_for() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = [
         *project["dependencies"],
-        *(r for extra in ("test", "web", "train") for r in project["optional-dependencies"][extra]),
+        *(r for extra in ("test", "web", "train", "docs") for r in project["optional-dependencies"][extra]),
     ]
     for requirement in map(Requirement, wanted):
         name = canonicalize_name(requirement.name)
@@ -84,8 +87,9 @@ def test_pipelines_import_as_genface_pipelines() -> None:
     assert Path(genface.pipelines.__file__).parent == ROOT / "pipelines"
 
 
-def test_readme_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> None:
-    """The README's Python blocks run as written, on sample photos saved under the names they use."""
+def test_doc_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> None:
+    """The Python blocks of the front page and the docs run as written, page by page in one namespace each, on
+    sample photos saved under the names they use; blocks loading a Hub id need the network, so they are compiled."""
     import numpy as np
     import torch
 
@@ -98,22 +102,21 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> 
     (tmp_path / "path" / "to").mkdir(parents=True)
     torch.save(BiSeNet().state_dict(), tmp_path / "path" / "to" / "parsing_bisenet.pth")
     monkeypatch.chdir(tmp_path)
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
-    hub = re.compile(r'from_pretrained\(\s*"[\w.-]+/[\w.-]+"')
-    runnable = [b for b in blocks if not hub.search(b)]  # blocks loading Hub ids need the network
-    assert len(runnable) >= 2
-    namespace: dict = {}
-    for block in runnable:
-        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
-    assert namespace["result"].mean > 0.97 and namespace["lips"].shape == (512, 512)
-    assert namespace["crop"].shape == (112, 112, 3) and len(namespace["faces"]) == 6
+    namespaces: dict[str, dict] = {}
+    for block in doc_pages.blocks("python"):
+        code = compile(block.text, block.where, "exec")
+        if not block.loads_hub_weights:
+            exec(code, namespaces.setdefault(block.page.name, {}))  # noqa: S102
+    front, identity = namespaces["README.md"], namespaces["identity.md"]
+    assert front["similarity"].mean > 0.97  # the front page: the same face, mirrored in one frame
+    assert identity["result"].mean > 0.97 and identity["lips"].shape == (512, 512)
+    assert identity["crop"].shape == (112, 112, 3) and len(identity["faces"]) == 6
 
 
-def test_readme_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -> None:
-    """Every `genface ...` line in the README's bash blocks runs (in this process: `python -m genface` itself is
-    tested in test_cli.py): offline ones succeed; the ones that need the Hub fail cleanly offline (exit 1, a
-    message, no output file)."""
+def test_doc_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -> None:
+    """Every `genface ...` line of the front page's and the docs' bash blocks runs (in this process: `python -m
+    genface` itself is tested in test_cli.py): offline ones succeed; the ones that need the Hub fail cleanly offline
+    (exit 1, a message, no output file). `genface serve` is tests/test_web.py's."""
     import huggingface_hub
     import torch
 
@@ -127,13 +130,7 @@ def test_readme_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -
     # A small checkpoint in the published layout, at FLUX's head size (what `genface convert` assumes).
     small = MakeupInjector(num_layers=1, num_single_layers=1, inner_dim=128, in_channels=4, rank=4)
     torch.save(small.state_dict(), tmp_path / "checkpoint.pt")
-    readme = (ROOT / "README.md").read_text()
-    lines = [
-        line
-        for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
-        for line in block.splitlines()
-        if line.startswith("genface ") and not line.startswith("genface serve")  # serve: tests/test_web.py
-    ]
+    lines = [line for line in doc_pages.commands("genface ") if not line.startswith("genface serve")]
     assert any("--model tiny" in line for line in lines)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -19,6 +19,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from genface.media import load_image, save_image
+from tests import doc_pages
 from tests.distributed import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,9 +32,7 @@ def server():
     if not Path(CHROMIUM).is_file():
         pytest.fail(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium (apt-get install chromium).")
     port = free_port()
-    readme = (ROOT / "README.md").read_text().splitlines()
-    # the README's command, as written (the command-line summary's synopsis has brackets)
-    (line,) = [line for line in readme if line.startswith("genface serve") and "[" not in line]
+    (line,) = doc_pages.commands("genface serve ")  # the docs' command, as written (docs/web.md)
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "genface", *shlex.split(line)[1:], "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

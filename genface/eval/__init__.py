@@ -1,8 +1,10 @@
-"""The papers' evaluation metrics, reproduced from their published scripts (see the README's "Evaluation").
+"""The papers' evaluation metrics, reproduced from their published scripts (see docs/evaluation.md).
 
 ConsisID's identity-video protocol (FaceSim-Arc, FaceSim-Cur, its per-frame FID, CLIPScore), the standard
 set-level FID, Sync-C / Sync-D with syncnet_python's SyncNet, and the batch runner behind ``genface eval``
 (:mod:`genface.eval.runner`). Names are imported lazily.
+
+May import: genface._lazy, genface.errors, genface.hub, genface.media, genface.identity, genface.models.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ _EXPORTS = {
     "LatentSyncResult": "genface.eval.sync",
     "SyncResult": "genface.eval.sync",
     "latentsync_crops": "genface.eval.sync",
-    "latentsync_matrices": "genface.eval.sync",
-    "latentsync_warp": "genface.eval.sync",
     "latentsync_scores": "genface.eval.sync",
     "load_latentsync_syncnet": "genface.eval.sync",
     "load_syncnet": "genface.eval.sync",

@@ -21,13 +21,19 @@ PROTOCOLS = ("consisid", "standard")
 
 
 def load_clip(path_or_repo: str | os.PathLike = CLIP_REPO) -> tuple[Any, Any]:
-    """(``CLIPModel``, ``CLIPProcessor``) from a folder or Hub id, in eval mode."""
-    from transformers import CLIPModel, CLIPProcessor
+    """(``CLIPModel``, ``CLIPProcessor``) from a folder or Hub id, in eval mode.
+
+    The processor's image half is always the PIL one (``CLIPImageProcessorPil``), as ConsisID's script had:
+    where torchvision is installed, transformers would otherwise pick its torchvision processor, whose resize
+    moves pixel inputs by up to about one grey level."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
     from genface.hub import load_or_explain
 
     model = load_or_explain(CLIPModel.from_pretrained, path_or_repo)
-    return model.eval(), load_or_explain(CLIPProcessor.from_pretrained, path_or_repo)
+    images = load_or_explain(CLIPImageProcessorPil.from_pretrained, path_or_repo)
+    tokenizer = load_or_explain(AutoTokenizer.from_pretrained, path_or_repo)
+    return model.eval(), CLIPProcessor(image_processor=images, tokenizer=tokenizer)
 
 
 @torch.no_grad()

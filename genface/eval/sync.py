@@ -233,79 +233,15 @@ def latentsync_scores(
     return LatentSyncResult(np.concatenate(similarities).astype(np.float64))
 
 
-#: LatentSync's alignment points in insightface's 106 landmarks (``ImageProcessor.affine_transform``): the left
-#: eyebrow's centre, the right eyebrow's centre and the nose's centre, each the mean of these landmarks.
-LATENTSYNC_POINTS = ((43, 48, 49, 51, 50), (101, 102, 103, 104, 105), (74, 77, 83, 86))
-#: Where ``AlignRestore`` (3 points, resolution 256) puts them, in its crop of 210 x 280 (width x height), and the
-#: gray it fills outside the frame with.
-LATENTSYNC_TEMPLATE = np.array([[17.0, 20.0], [58.0, 20.0], [37.5, 40.0]]) * 2.8
-LATENTSYNC_CROP = (210, 280)
-LATENTSYNC_FILL = 127.0
-
-
-def latentsync_matrices(landmarks: np.ndarray) -> np.ndarray:
-    """LatentSync's affine matrices (T x 2 x 3, frame to crop) for T frames' 106 landmarks (T x 106 x 2), in order.
-
-    As its ``ImageProcessor.affine_transform`` computes them: the landmarks rounded to integers, the three points'
-    means rounded again; ``AlignRestore.transformation_from_points`` maps them onto the template by a similarity
-    fitted on the points centred and divided by the standard deviation of all their coordinates (an SVD rotation,
-    reflection removed), and with ``smooth=True`` adds to the translation the nose point's offset between the two
-    normalised sets, averaged 0.2 / 0.8 with the previous frame's (the state one ``VideoProcessor`` carries over a
-    video's frames)."""
-    template = LATENTSYNC_TEMPLATE - LATENTSYNC_TEMPLATE.mean(0)
-    template_scale = template.std(ddof=1)
-    template = template / template_scale
-    matrices, bias = [], None
-    for points in np.round(np.asarray(landmarks, dtype=np.float64)):
-        points = np.round([points[list(group)].mean(0) for group in LATENTSYNC_POINTS])
-        centre = points.mean(0)
-        scale = (points - centre).std(ddof=1)
-        normalised = (points - centre) / scale
-        u, _, vt = np.linalg.svd(normalised.T @ template)
-        rotation = vt.T @ u.T
-        if np.linalg.det(rotation) < 0:
-            vt[-1] *= -1
-            rotation = vt.T @ u.T
-        linear = template_scale / scale * rotation
-        offset = template[2] - normalised[2]
-        bias = offset if bias is None else 0.2 * bias + 0.8 * offset
-        translation = LATENTSYNC_TEMPLATE.mean(0) - linear @ centre + bias
-        matrices.append(np.concatenate([linear, translation[:, None]], axis=1))
-    return np.stack(matrices)
-
-
-def latentsync_warp(frames: np.ndarray, matrices: np.ndarray) -> np.ndarray:
-    """LatentSync's aligned faces (T x 256 x 256 x 3 uint8) from RGB frames and their matrices: each frame sampled
-    bilinearly into the 210 x 280 crop (kornia's ``warp_affine``, pixel centres on integers, gray 127 blended in
-    outside the frame), truncated to uint8, then resized to 256 x 256 with OpenCV's Lanczos-4."""
-    import cv2
-
-    width, height = LATENTSYNC_CROP
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    crops = []
-    for frame, matrix in zip(frames, matrices, strict=True):
-        inverse = cv2.invertAffineTransform(matrix)
-        source_x = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
-        source_y = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
-        rows, cols = frame.shape[:2]
-        grid = np.stack([2 * source_x / (cols - 1) - 1, 2 * source_y / (rows - 1) - 1], axis=-1)
-        grid = torch.from_numpy(grid).float()[None]
-        pixels = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()[None]
-        inside = F.grid_sample(torch.ones_like(pixels[:, :1]), grid, "bilinear", "zeros", align_corners=True)
-        warped = F.grid_sample(pixels, grid, "bilinear", "zeros", align_corners=True) + (1 - inside) * LATENTSYNC_FILL
-        face = warped[0].permute(1, 2, 0).numpy().astype(np.uint8)
-        crops.append(cv2.resize(face, (LATENTSYNC_SIZE, LATENTSYNC_SIZE), interpolation=cv2.INTER_LANCZOS4))
-    return np.stack(crops)
-
-
 def latentsync_crops(frames: np.ndarray, analyzer: FaceAnalyzer, fps: float, *, sigma: float = 1.5) -> np.ndarray:
     """LatentSync SyncNet's input from a video's RGB frames: the frames at 25 fps, one face followed by the shared
     identity stack (lost frames hold the nearest face's points), each aligned to 256 x 256 (T x 256 x 256 x 3 uint8).
 
     With an engine that gives insightface's 106 landmarks (a pack with ``2d106det.onnx``, as LatentSync uses), the
-    crops are LatentSync's own (:func:`latentsync_matrices`, :func:`latentsync_warp`; landmarks unsmoothed, as theirs).
+    crops are LatentSync's own (:mod:`genface.identity.affine_crop` at 256 px; landmarks unsmoothed, as theirs).
     Otherwise the five keypoints, smoothed as :func:`syncnet_crops` smooths boxes, are aligned on the FFHQ template,
     which frames the face close to, not as, LatentSync does."""
+    from genface.identity.affine_crop import affine_crops, affine_matrices
     from genface.identity.align import align_face
     from genface.identity.track import track_boxes, track_face
 
@@ -313,6 +249,6 @@ def latentsync_crops(frames: np.ndarray, analyzer: FaceAnalyzer, fps: float, *, 
     track = track_face(frames, analyzer, progress=False)
     if all(face.landmarks is not None and len(face.landmarks) == 106 for face in track.faces if face is not None):
         landmarks = track_boxes(track, lambda face: face.landmarks, sigma=0).reshape(-1, 106, 2)
-        return latentsync_warp(frames, latentsync_matrices(landmarks))
+        return affine_crops(frames, affine_matrices(landmarks, LATENTSYNC_SIZE), LATENTSYNC_SIZE)
     points = track_boxes(track, lambda face: face.kps, sigma).reshape(-1, 5, 2)
     return np.stack([align_face(f, k, "ffhq", LATENTSYNC_SIZE)[0] for f, k in zip(frames, points, strict=True)])

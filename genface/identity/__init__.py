@@ -1,6 +1,8 @@
 """The shared identity stack: detection, keypoints, alignment, face choice, parsing, embeddings, FaceSim.
 
 Names are imported lazily so that ``import genface.identity`` stays cheap.
+
+May import: genface._lazy, genface.errors, genface.hub, genface.media.
 """
 
 from __future__ import annotations

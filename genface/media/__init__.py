@@ -1,4 +1,7 @@
-"""Reading and writing images, video and audio."""
+"""Reading and writing images, video and audio.
+
+May import: genface.errors.
+"""
 
 from genface.media.audio import load_audio
 from genface.media.image import DEFAULT_MAX_PIXELS, load_image, save_image, to_uint8

@@ -1,1 +1,4 @@
-"""Torch modules that diffusers and transformers lack (each a ModelMixin + ConfigMixin)."""
+"""Torch modules that diffusers and transformers lack (each a ModelMixin + ConfigMixin).
+
+May import: genface.errors, genface.hub, genface.identity.
+"""

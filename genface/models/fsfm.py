@@ -266,6 +266,25 @@ def published_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and k.startswith(keep)}
     if "pos_embed" not in state or "patch_embed.proj.weight" not in state:
         raise MissingWeightsError(f"{path} holds no FSFM ViT weights (no pos_embed / patch_embed).")
+    return _without_embedder_alias(state, path)
+
+
+def _without_embedder_alias(state: dict[str, torch.Tensor], path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Drop ``embedder.bottleneck_layer.0.*``: the anti-spoofing embedder (cross_domain_FAS ``feature_embedder``)
+    also holds ``bottleneck_layer_fc`` inside a Sequential, so its state dict names the same tensors twice.
+    An alias alone is renamed; an alias that differs from the tensor it names is refused."""
+    for name in ("weight", "bias"):
+        alias, kept = f"embedder.bottleneck_layer.0.{name}", f"embedder.bottleneck_layer_fc.{name}"
+        if alias not in state:
+            continue
+        tensor = state.pop(alias)
+        if kept not in state:
+            state[kept] = tensor
+        elif not torch.equal(state[kept], tensor):
+            raise MissingWeightsError(
+                f"{path} holds two different tensors as {kept} and its alias {alias}; it is not a checkpoint "
+                "saved by FSFM's anti-spoofing model."
+            )
     return state
 
 

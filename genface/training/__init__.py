@@ -1,4 +1,7 @@
-"""Losses and loop pieces shared by genface's training scripts (``examples/train_*.py``, on accelerate)."""
+"""Losses and loop pieces shared by genface's training scripts (``examples/train_*.py``, on accelerate).
+
+May import: genface.errors, genface.hub, genface.media, genface.identity, genface.models.
+"""
 
 from genface.training.losses import (
     masked_mean,

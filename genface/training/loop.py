@@ -168,7 +168,7 @@ def require_data_parallel(accelerator: Any) -> None:
         raise SystemExit(
             f"accelerate is set up for {accelerator.distributed_type.value}, which genface's training scripts do not "
             "support: they run on one process or data parallel (DDP). Run `accelerate config` again and choose "
-            "multi-GPU without FSDP or DeepSpeed; the README's training section gives each script's GPU memory."
+            "multi-GPU without FSDP or DeepSpeed; docs/training.md gives each script's GPU memory."
         )
 
 

@@ -19,8 +19,8 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,20 @@ from genface.models.talking.audio import (
     is_silent,
     pitch_contour,
 )
+from genface.models.talking.live import live_blocks, whisper_windows
 from genface.models.talking.metrics import FrameMeter, frame_loudness, lip_sync_correlation
+from genface.models.talking.silence import SilenceGate
 from genface.pipelines._memory import LowMemoryMixin
 from genface.pipelines._speed import FastModeMixin, unfuse_legacy_attention
+from genface.pipelines.talking_face.dubbing import (
+    ClosedInSilence,
+    SourceInSilence,
+    check_silence,
+    checked_fps,
+    keep_source,
+    mix_windows,
+    silence_weights,
+)
 from genface.pipelines.talking_face.overlap import Ahead, Behind
 from genface.pipelines.talking_face.prepared import FORMAT as PREPARED_FORMAT
 from genface.pipelines.talking_face.prepared import (
@@ -504,15 +515,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         frames."""
 
         def finish(item: tuple[list[int], list[np.ndarray], np.ndarray, list[np.ndarray]]) -> None:
-            indices, sources, crops, alphas = item
-            sink(
-                np.stack(
-                    [
-                        blend(frame, crop, track.boxes[k], alpha_mask(track.boxes[k], alpha))
-                        for k, frame, crop, alpha in zip(indices, sources, crops, alphas, strict=True)
-                    ]
-                )
-            )
+            sink(_blended(track.boxes, *item))
 
         inputs = self._inputs(len(track), chunks, windows, batch_size)
         threaded = self._execution_device.type != "cpu" or OVERLAP_ON_CPU
@@ -531,6 +534,44 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
                 behind.put((indices, sources, crops, alphas))
                 bar.update(size)
 
+    @torch.no_grad()
+    def stream(
+        self,
+        face: Any,
+        speech_chunks: Iterable[np.ndarray],
+        *,
+        fps: float | None = None,
+        face_index: int | None = None,
+        batch_size: int = 8,
+        smoothing: float = 1.5,
+        silence: str = "animate",
+    ) -> Iterator[np.ndarray]:
+        """Frames as speech arrives: ``speech_chunks`` are 16 kHz mono float arrays of any length (a microphone, a
+        text-to-speech stream). ``face`` is prepared first (:meth:`prepare`; a :class:`PreparedVideo` is used as it
+        is); then each batch of ``batch_size`` frames is made once its speech and 0.24 s after it are in, from the
+        30 s of speech ending there (:mod:`genface.models.talking.live`): the first frames come out when
+        ``batch_size / fps`` s + 0.24 s of speech (0.56 s for 8 frames at 25 fps) are in, plus one UNet call. The
+        frames are the same however the speech is cut into chunks, and close to, not equal to, the whole speech's.
+        Memory stays bounded however long the speech."""
+        if batch_size < 1:
+            raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
+        check_silence(silence)
+        prepared = face if isinstance(face, PreparedVideo) else self.prepare(face, fps=fps, face_index=face_index,
+                                                                             smoothing=smoothing)  # fmt: skip
+        fps = checked_fps(prepared.fps if fps is None else fps)
+        encoder = WhisperFrameFeatures(self.audio_encoder, self.feature_extractor)
+        chunks = self._chunks(prepared.frames, prepared.track, prepared, batch_size)
+        boxes = prepared.track.boxes
+        for block in live_blocks(speech_chunks, fps, batch_size, None if silence == "animate" else SilenceGate(fps)):
+            indices = [pingpong(i, len(boxes)) for i in range(block.start, block.start + block.count)]
+            frames, latents, alphas = chunks.get(indices)
+            audio = whisper_windows(encoder, block, fps)
+            if silence == "closed":
+                silent = whisper_windows(encoder, replace(block, audio=np.zeros_like(block.audio)), fps)
+                audio = mix_windows(audio, silent, block.weights)
+            out = _blended(boxes, indices, frames, self.render(latents, audio), alphas)
+            yield out if silence != "source" else keep_source(out, frames, block.weights)
+
     def __call__(
         self,
         face: Any,
@@ -542,6 +583,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         batch_size: int = 8,
         smoothing: float = 1.5,
         motion: MotionHook | None = None,
+        silence: str = "animate",
         output_path: str | os.PathLike | None = None,
         measure: bool = True,
         facesim_every: int = 5,
@@ -559,6 +601,9 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             motion: photo mode only: ``motion(photo, i, f0_hz)`` returns frame ``i`` before lip-sync (head
                 motion, blinks); without it the photo stays still and only the mouth moves. Frames are not kept:
                 the hook is called again for a frame it has made, so it must give the same frame each time.
+            silence: where the speech is silent, ``"source"`` keeps the source frame (a still mouth), ``"closed"``
+                draws the mouth MuseTalk gives silence, ``"animate"`` follows the speech throughout
+                (:mod:`~genface.pipelines.talking_face.dubbing`).
             output_path: write the mp4 (with the speech, marked as synthetic) while rendering, keeping no
                 frames in memory (long audio); the file appears only when complete.
             measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
@@ -573,6 +618,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             check_number("fps", fps, 1, 120)
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
+        check_silence(silence)
         prepared = face if isinstance(face, PreparedVideo) else None
         if prepared is not None:
             if motion is not None:
@@ -600,13 +646,19 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             track = prepared.track
         else:
             track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
-        windows = SpeechWindows(WhisperFrameFeatures(self.audio_encoder, self.feature_extractor), speech, fps)
+        encoder = WhisperFrameFeatures(self.audio_encoder, self.feature_extractor)
+        windows = SpeechWindows(encoder, speech, fps)
+        weights = silence_weights(speech, fps, num_frames, silence)
+        if silence == "closed":
+            windows = ClosedInSilence(windows, SpeechWindows(encoder, np.zeros_like(speech), fps), weights)
+        keeper = SourceInSilence(frames, len(track), weights) if silence == "source" else None
         meter = _Meter(self._analyzer(), frames, track, facesim_every) if measure else None
         chunks = self._chunks(frames, track, prepared, batch_size)
         collected: list[np.ndarray] = []
         path = None
 
         def sink(chunk: np.ndarray, write: Callable[[np.ndarray], None] = collected.append) -> None:
+            chunk = chunk if keeper is None else keeper(chunk)
             write(chunk)
             if meter is not None:
                 meter.add(chunk)
@@ -640,6 +692,14 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             output.facesim, output.mouth_opening = meter.facesim(), meter.openings()
             output.lip_sync = lip_sync_correlation(output.mouth_opening, frame_loudness(speech, fps, num_frames))
         return output
+
+
+def _blended(
+    boxes: list[Box], indices: list[int], sources: list[np.ndarray], crops: np.ndarray, alphas: list[np.ndarray]
+) -> np.ndarray:
+    """Source frames ``indices`` with their generated crops blended in through their weights."""
+    return np.stack([blend(frame, crop, boxes[k], alpha_mask(boxes[k], alpha))
+                     for k, frame, crop, alpha in zip(indices, sources, crops, alphas, strict=True)])  # fmt: skip
 
 
 #: Source frames, their UNet image latents and their blend weights.

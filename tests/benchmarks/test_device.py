@@ -29,11 +29,23 @@ def test_the_fixed_face_is_where_dlib_finds_it(dlib_analyzer, astronaut) -> None
     np.testing.assert_allclose(fixed.bbox, ASTRONAUT_BOX)
     np.testing.assert_allclose(fixed.bbox, found.bbox, atol=1)
     np.testing.assert_allclose(fixed.kps, found.kps, atol=0.5)
+    np.testing.assert_allclose(fixed.landmarks, found.landmarks, atol=0.5)  # LatentSync's crop reads them
 
 
 def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> None:
+    import torch
+
+    from genface.models.talking.syncnet import SyncNet
+    from genface.models.talking.syncnet_v2 import SyncNetV2
+    from tests.models.test_talking_syncnet import TINY
+
+    torch.manual_seed(0)
+    syncnet = SyncNetV2(audio_channels=(4, 6, 8, 8, 8, 8), lip_channels=(4, 6, 6, 6, 6, 8), embedding_size=16)
+    torch.save(syncnet.state_dict(), tmp_path / "syncnet_v2.model")
+    SyncNet(**TINY).save_pretrained(tmp_path / "latentsync_syncnet")
     record = main(["--scale", "tiny", "--device", "cpu", "--out", str(tmp_path), "--warmup-steps", "1",
-                   "--timed-steps", "2"])  # fmt: skip
+                   "--timed-steps", "2", "--syncnet", str(tmp_path / "syncnet_v2.model"),
+                   "--latentsync-syncnet", str(tmp_path / "latentsync_syncnet")])  # fmt: skip
     assert record["skipped"] == {"memory": "offloading needs a GPU"}  # no section failed
     rows = record["rows"]
     assert {row["pipeline"] for row in rows} == {"identity_video", "makeup", "talking_face", "talking_portrait"}
@@ -68,8 +80,21 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
     assert dub["parse"] > 0 and dub["UNet"] > 0 and dub["encode"] > 0
     assert prepare["parse"] > 0 and prepare["VAE encode"] > 0 and prepare["UNet"] == prepare["encode"] == 0
     assert prepared["decode"] > 0 and prepared["UNet"] > 0 and prepared["parse"] == prepared["VAE encode"] == 0
+    # LatentSync: eager, fast mode (fused projections on the CPU: the same frames) and live, judged for lip sync
+    latent = {row["contender"]: row for row in rows if row["contender"].startswith("genface latentsync")}
+    assert latent.keys() == {"genface latentsync", "genface latentsync exact", "genface latentsync stream"}
+    assert all(row["resolution"] == 128 and row["frames"] == 17 and row["fps"] > 0 for row in latent.values())
+    exact_dub = latent["genface latentsync exact"]
+    assert exact_dub["fast_mode"]["fuse_qkv"] == "applied" and exact_dub["max_diff_vs_eager"] <= 1
+    assert latent["genface latentsync stream"]["first_frame_seconds"] > 0
+    judged = latent["genface latentsync"]
+    assert judged["sync_d"] > 0 and np.isfinite(judged["sync_c"]) and -1 <= judged["latentsync_conf"] <= 1
+    assert "sync_skipped" not in judged
+    musetalk = {row["contender"]: row for row in rows if row["pipeline"] == "talking_face"}
+    assert musetalk["genface stream"]["first_frame_seconds"] > 0
+    assert "6 frames" in musetalk["genface end to end"]["sync_skipped"]  # two frames are too few to judge
     steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
-    assert steps == {"identity_video": 50, "makeup": 25}
+    assert steps == {"identity_video": 50, "makeup": 25, "talking_face": 2}
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
     assert {("consisid", "math"), ("flux-kontext", "math")} <= kernels
     # every kernel fast mode knows has a row, timed or saying why not; on a CPU fast mode pins none

@@ -1,4 +1,4 @@
-"""The README's benchmark commands run and print their comparison tables (one repeat, few frames: what is
+"""The docs' benchmark commands (docs/speed.md) run and print their comparison tables (one repeat, few frames: what is
 checked is that the benchmarks work and compare the right things, not the figures); the approximate modes' quality
 against exact mode (PSNR, FaceSim, CLIPScore) measures what it says."""
 
@@ -8,22 +8,19 @@ import argparse
 import math
 import re
 import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests import doc_pages
 from tests.eval.test_clipscore import tiny_clip  # noqa: F401 (a fixture)
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_readme_benchmark_commands_print_their_tables(capsys) -> None:
+def test_documented_benchmark_commands_print_their_tables(capsys) -> None:
     """Run in this process (`python -m benchmarks.run` only calls `main`), so each skips a fresh torch import."""
     from benchmarks.run import main
 
-    readme = (ROOT / "README.md").read_text()
-    lines = [line for line in readme.splitlines() if line.startswith("python -m benchmarks.run")]
+    lines = doc_pages.commands("python -m benchmarks.run ")
     assert {re.search(r"--pipeline (\w+)", line).group(1) for line in lines} == {"video", "makeup", "talk", "identity"}
     expected = {
         "video": ["| genface |", "| diffusers |", "time vs diffusers", "| First-Block Cache, threshold 0.1 |"],

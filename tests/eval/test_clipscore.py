@@ -4,6 +4,7 @@ the standard protocol gives CLIP the RGB frames."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -61,3 +62,15 @@ def test_clip_score_equals_consisids_script(tiny_clip):
 def test_unknown_protocol_is_refused(tiny_clip):
     with pytest.raises(ValueError, match="consisid"):
         clip_score(np.zeros((4, 8, 8, 3), np.uint8), "x", *tiny_clip, protocol="rgb")
+
+
+def test_load_clip_pins_the_pil_image_processor(tiny_clip, monkeypatch) -> None:
+    """Where torchvision is installed transformers picks its torchvision processor; ConsisID's script had PIL's."""
+    from transformers import CLIPImageProcessorPil, CLIPProcessor
+
+    model, processor = tiny_clip
+    torchvision_pick = SimpleNamespace(image_processor="torchvision's processor")
+    monkeypatch.setattr(CLIPProcessor, "from_pretrained", classmethod(lambda cls, *a, **k: torchvision_pick))
+    _, loaded = load_clip(model.name_or_path)
+    assert type(loaded.image_processor) is CLIPImageProcessorPil
+    assert loaded.image_processor.to_dict() == processor.image_processor.to_dict()

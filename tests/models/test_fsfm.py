@@ -111,11 +111,13 @@ class RefFAS(nn.Module):
         self.backbone.vit = RefViT(for_fas=True)
         self.embedder = nn.Module()
         self.embedder.bottleneck_layer_fc = nn.Linear(WIDTH, 512)
+        # fas.py's feature_embedder also holds the layer in a Sequential: its state dict names it twice
+        self.embedder.bottleneck_layer = nn.Sequential(self.embedder.bottleneck_layer_fc, nn.ReLU(), nn.Dropout(0.5))
         self.classifier = nn.Module()
         self.classifier.classifier_layer = nn.Linear(512, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature = torch.relu(self.embedder.bottleneck_layer_fc(self.backbone.vit.forward_features(x)))
+        feature = self.embedder.bottleneck_layer(self.backbone.vit.forward_features(x))
         feature_norm = torch.norm(feature, p=2, dim=1, keepdim=True).clamp(min=1e-12) ** 0.5 * (2) ** 0.5
         feature = torch.div(feature, feature_norm)
         weight = self.classifier.classifier_layer.weight
@@ -165,7 +167,28 @@ def test_anti_spoofing_checkpoint_matches_the_published_fas_model(tmp_path, pixe
 
     model = FSFMViT.from_fsfm_checkpoint(path, heads=HEADS)
 
+    assert "embedder.bottleneck_layer.0.weight" in ref.state_dict()  # the published file names it twice
     assert model.config.head_type == "fas" and model.config.embedder_dim == 512
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels), ref(pixels), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("alias", ["only", "different"])
+def test_anti_spoofing_alias_alone_is_read_and_a_different_one_refused(tmp_path, pixels, alias) -> None:
+    torch.manual_seed(0)
+    ref = RefFAS().eval()
+    state = ref.state_dict()
+    if alias == "only":
+        del state["embedder.bottleneck_layer_fc.weight"], state["embedder.bottleneck_layer_fc.bias"]
+    else:
+        state["embedder.bottleneck_layer.0.weight"] = state["embedder.bottleneck_layer.0.weight"] + 1
+    path = tmp_path / "fas.pth.tar"
+    torch.save({"state_dict": state}, path)
+    if alias == "different":
+        with pytest.raises(MissingWeightsError, match="two different tensors as embedder.bottleneck_layer_fc.weight"):
+            FSFMViT.from_fsfm_checkpoint(path, heads=HEADS)
+        return
+    model = FSFMViT.from_fsfm_checkpoint(path, heads=HEADS)
     with torch.no_grad():
         torch.testing.assert_close(model(pixels), ref(pixels), atol=1e-5, rtol=1e-5)
 

@@ -18,8 +18,9 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from genface.errors import InvalidArgumentError, InvalidMediaError
+from genface.errors import InvalidArgumentError
 from genface.models.talking.audio import SAMPLE_RATE, _checked
+from genface.models.talking.live import checked_piece
 
 #: Audio samples per 25 fps video frame.
 SAMPLES_PER_FRAME = SAMPLE_RATE // 25
@@ -94,15 +95,8 @@ class HubertFeatures:
         offset = -lead  # the sample index of buffer[0]
         heard = frame = 0  # samples in; the next feature frame to encode
         for piece in pieces:
-            piece = np.asarray(piece)
-            if piece.ndim != 1 or not np.issubdtype(piece.dtype, np.floating):
-                raise InvalidMediaError(
-                    f"Streamed audio must come as 1-D float pieces (16 kHz mono, -1 to 1); got {piece.dtype} "
-                    f"{piece.shape}. Mix channels down and scale integer samples first."
-                )
-            if not np.isfinite(piece).all():
-                raise InvalidMediaError("The audio stream holds NaN or infinite samples.")
-            buffer, heard = np.concatenate([buffer, piece.astype(np.float32)]), heard + piece.size
+            piece = checked_piece(piece)
+            buffer, heard = np.concatenate([buffer, piece]), heard + piece.size
             starts = range(frame, (heard + lead - self.chunk_samples) // SAMPLES_PER_FRAME + 1, present)
             yield from self._encode(buffer, offset, starts, None)
             frame += len(starts) * present

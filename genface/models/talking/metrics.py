@@ -32,14 +32,17 @@ def mouth_opening(landmarks: np.ndarray | None) -> float:
     return float(gap / scale) if scale > 0 else float("nan")
 
 
-def frame_loudness(audio: np.ndarray, fps: float, num_frames: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """RMS level (dBFS, floored at -100) of the audio samples spanned by each video frame."""
+def frame_loudness(
+    audio: np.ndarray, fps: float, num_frames: int, sample_rate: int = SAMPLE_RATE, *, first: int = 0, offset: int = 0
+) -> np.ndarray:
+    """RMS level (dBFS, floored at -100) of the audio samples spanned by each video frame: frames ``first`` onwards,
+    of a speech whose sample ``offset`` is ``audio[0]``."""
     audio = np.asarray(audio, dtype=np.float64)
     levels = np.full(num_frames, -100.0)
-    for i in range(num_frames):
-        span = audio[int(i * sample_rate / fps) : int((i + 1) * sample_rate / fps)]
+    for k, i in enumerate(range(first, first + num_frames)):
+        span = audio[int(i * sample_rate / fps) - offset : int((i + 1) * sample_rate / fps) - offset]
         if span.size:
-            levels[i] = max(20 * np.log10(np.sqrt(np.mean(span**2)) + 1e-12), -100.0)
+            levels[k] = max(20 * np.log10(np.sqrt(np.mean(span**2)) + 1e-12), -100.0)
     return levels
 
 
