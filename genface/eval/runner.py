@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from genface.checks import check_output_path
 from genface.errors import (
     FaceTooSmallError,
     InvalidArgumentError,
@@ -32,6 +31,7 @@ from genface.errors import (
     MultipleFacesError,
     NoFaceError,
 )
+from genface.media import check_output_path
 from genface.media.image import IMAGE_SUFFIXES
 
 #: Per kind: the fields every item needs, and the optional ones.

@@ -134,11 +134,10 @@ class FaceIdentity:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save as one ``.safetensors`` file (arrays as tensors, the rest as JSON metadata), whole or not at all;
-        the path is checked first (:func:`~genface.checks.check_output_path`)."""
+        the path is checked first (:func:`~genface.media.check_output_path`)."""
         from safetensors.numpy import save_file
 
-        from genface.checks import check_output_path
-        from genface.media._files import atomic_path
+        from genface.media._files import atomic_path, check_output_path
 
         out = check_output_path(path, (".safetensors",), name="path")
 

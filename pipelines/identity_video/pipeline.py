@@ -25,7 +25,6 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.consisid.pipeline_output import ConsisIDPipelineOutput
 
-from genface.checks import check_number
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder, Parsing
@@ -434,13 +433,15 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
                     "photo file as face_image=."
                 )
             image, prompt = None, image
-        check_number("num_inference_steps", num_inference_steps, 1, 1000, integer=True)  # the schedulers' timesteps
-        check_number("guidance_scale", guidance_scale, 0, 50)
+        if num_inference_steps < 1:
+            raise InvalidArgumentError(f"num_inference_steps must be at least 1, got {num_inference_steps}.")
         if self._cfg_parallel_hooks and guidance_scale <= 1:
             raise InvalidArgumentError(
                 f"CFG-parallel splits the guidance passes, but guidance_scale={guidance_scale} turns guidance off; "
                 "use guidance_scale > 1 or a pipeline without enable_cfg_parallel()."
             )
+        if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):  # NaN too
+            raise InvalidArgumentError(f"guidance_scale must be from 0.0 to 50.0, got {guidance_scale!r}.")
         config = self.transformer.config
         # diffusers' fallbacks, for None only: a 0 is refused below rather than read as "the default"
         height = config.sample_height * self.vae_scale_factor_spatial if height is None else height

@@ -30,11 +30,10 @@ import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from diffusers.utils import BaseOutput
 
-from genface.checks import check_number, check_output_path
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import track_boxes, track_face
-from genface.media import load_audio, load_image
+from genface.media import check_output_path, load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
 from genface.models.talking.audio import (
     FEATURES_PER_SECOND,
@@ -613,13 +612,11 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         once; reading and preparing frames runs in a thread ahead of the model, blending, measuring and encoding
         in one behind it (models on a GPU).
         """
-        output_path = check_output_path(output_path, (".mp4",), [face, audio])
-        if fps is not None:
-            check_number("fps", fps, 1, 120)
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         check_silence(silence)
         prepared = face if isinstance(face, PreparedVideo) else None
+        output_path = check_output_path(output_path, (".mp4",), [face, audio])
         if prepared is not None:
             if motion is not None:
                 raise InvalidArgumentError("motion= animates a photo each run; pass the photo, not a prepared video.")

@@ -32,10 +32,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from genface.checks import check_output_path
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
-from genface.media import load_audio, load_image
+from genface.media import check_output_path, load_audio, load_image
 from genface.models.motion.audio import HUBERT_REPO, SAMPLES_PER_FRAME, HubertFeatures
 from genface.models.motion.crop import crop_face, paste_render
 from genface.models.motion.extractor import MotionExtractor, StitchingNetwork
