@@ -13,8 +13,6 @@ from genface.errors import InvalidMediaError
 
 #: Most channels FFmpeg's resampler takes; more are refused with advice to mix down first.
 MAX_CHANNELS = 64
-#: Slowest sample rate read (Hz): slower audio cannot hold speech (a 1 Hz file once became 30 s of noise).
-MIN_SAMPLE_RATE = 4000
 
 
 def _resample(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
@@ -26,6 +24,10 @@ def _resample(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
         return np.zeros((1, 0), dtype=np.float32)
     channels = len(outs[0].layout.channels)
     return np.concatenate([out.to_ndarray() for out in outs], axis=1).reshape(-1, channels).T
+
+
+#: Slowest sample rate read (Hz): slower audio cannot hold speech (a 1 Hz file once became 30 s of noise).
+MIN_SAMPLE_RATE = 4000
 
 
 def _too_slow(rate: float, what: str) -> InvalidMediaError:
@@ -55,6 +57,8 @@ def load_audio(
     (``(n,)`` or ``(channels, n)``) with its ``source_rate``. Returns ``(n,)`` when ``mono`` else
     ``(channels, n)``; mono is the average of the channels.
     """
+    if isinstance(source, np.ndarray) and source_rate is not None and 0 < source_rate < MIN_SAMPLE_RATE:
+        raise _too_slow(source_rate, "The audio array")
     if sample_rate <= 0:
         raise InvalidMediaError(f"sample_rate must be positive, got {sample_rate}.")
     # Channels are kept through resampling and averaged afterwards (as librosa does, and so the
@@ -62,8 +66,6 @@ def load_audio(
     if isinstance(source, np.ndarray):
         if source_rate is None or source_rate <= 0:
             raise InvalidMediaError("An audio array needs its source_rate (samples per second).")
-        if source_rate < MIN_SAMPLE_RATE:
-            raise _too_slow(source_rate, "The audio array")
         data = np.atleast_2d(np.asarray(source, dtype=np.float32))
         if data.ndim != 2:
             raise InvalidMediaError(f"An audio array is (samples,) or (channels, samples); got shape {data.shape}.")
@@ -90,10 +92,10 @@ def load_audio(
                 if not container.streams.audio:
                     raise InvalidMediaError(f"{path} has no audio stream.")
                 stream = container.streams.audio[0]
-                if stream.codec_context.channels > MAX_CHANNELS:
-                    raise _too_many(stream.codec_context.channels, str(path))
                 if stream.rate and stream.rate < MIN_SAMPLE_RATE:
                     raise _too_slow(stream.rate, str(path))
+                if stream.codec_context.channels > MAX_CHANNELS:
+                    raise _too_many(stream.codec_context.channels, str(path))
                 samples = _resample(container.decode(stream), sample_rate)
         except av.FFmpegError as exc:
             raise InvalidMediaError(f"{path} could not be decoded as audio: {exc}") from exc
