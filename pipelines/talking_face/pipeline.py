@@ -454,6 +454,8 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         content = content_hash(face, None if isinstance(frames, VideoReader) else frames)
         key = self._prepared_key(content, face_index, smoothing)
         folder = None if cache is None else Path(cache).expanduser()
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise InvalidArgumentError(f"cache must be a folder; {folder} is a file.")
         if folder is not None and folder.is_dir() and any(folder.iterdir()):
             return PreparedVideo.load(folder, frames, fps, key)
         folder = check_output_path(folder, (), [face], name="cache")
@@ -615,8 +617,8 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         check_silence(silence)
-        prepared = face if isinstance(face, PreparedVideo) else None
         output_path = check_output_path(output_path, (".mp4",), [face, audio])
+        prepared = face if isinstance(face, PreparedVideo) else None
         if prepared is not None:
             if motion is not None:
                 raise InvalidArgumentError("motion= animates a photo each run; pass the photo, not a prepared video.")
