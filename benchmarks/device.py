@@ -1,7 +1,7 @@
 """The device run: the GPU figures genface records, in one command sized for one call on a lent H100/H200.
 
     python -m benchmarks.device [--scale full|tiny] [--device cuda|cpu] [--out DIR] [--budget-s S]
-                                [--sections attention,video,makeup,talk,latentsync,portrait,memory]
+                                [--sections attention,video,makeup,talk,latentsync,portrait,memory,wan]
                                 [--face-encoder DIR] [--clip DIR] [--syncnet FILE] [--latentsync-syncnet FILE]
 
 With random weights at the published sizes (``--scale full``; the values do not change the cost) it measures,
@@ -33,6 +33,10 @@ section by section, each within what is left of ``--budget-s``:
   (50 DDIM steps) and of streaming (Ditto's online preset, speech arriving in 200 ms chunks), and streaming's
   first-frame latency, face detection left out as for ``talk``.
 - ``memory``: identity video in each low-memory mode (CUDA only): seconds per step and peak memory.
+- ``wan``: identity video on Wan (81 frames at 480x832, 50 steps): Stand-In on Wan2.1-T2V-14B (default, exact fast
+  mode, and on CUDA the low-memory ``group`` mode), VACE 1.3B (genface and diffusers' WanVACEPipeline on the same
+  modules) and VACE 14B, each with ``time_vs_reference`` against diffusers' WanPipeline on the same 14B modules
+  without the adapter (the VACE rows also ``time_vs_diffusers_vace``: genface's VACE against diffusers' own call).
 
 After every section it writes ``<out>/<date>-<device>.json`` (``{"device", "date", "versions", "rows": [...]}``,
 each row ``{"pipeline", "contender", "mode", "seconds", "fps", "peak_gib", "time_vs_reference", ...}``, plus
@@ -59,7 +63,7 @@ import torch
 
 from benchmarks.harness import ApproximateMode, QualityJudge, device_line, markdown_table
 
-SECTIONS = ("attention", "video", "makeup", "talk", "latentsync", "portrait", "memory")
+SECTIONS = ("attention", "video", "makeup", "talk", "latentsync", "portrait", "memory", "wan")
 RESULTS_DIR = Path(__file__).with_name("results")
 #: (batch, heads, tokens, head size): ConsisID at 49x480x720 with CFG; FLUX.1 Kontext at 1024x1024.
 ATTENTION_SHAPES = {
@@ -290,6 +294,13 @@ class FixedFace:
     recognizer = None
     backend = SimpleNamespace(name="fixed")  # what a prepared video's key records of the face engine
     det_thresh = 0.0
+
+    @staticmethod
+    def load(image: Any) -> Any:
+        """The image as RGB (the identity encoder reads photos through its analyzer)."""
+        from genface.media import load_image
+
+        return load_image(image)
 
     def detect(self, image: Any) -> list[Any]:
         import numpy as np
@@ -551,6 +562,89 @@ def memory(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, A
     return rows
 
 
+def wan(scale: str, device: str, warmup: int, timed: int) -> list[dict[str, Any]]:
+    """Identity video on Wan: Stand-In and VACE against diffusers' WanPipeline without the adapter (see the module
+    docstring); Stand-In's adapter is taken out of the transformer while the reference runs."""
+    import PIL.Image
+
+    from benchmarks.wan_video import contenders
+    from genface.models.stand_in import StandInAdapter
+    from genface.pipelines.identity_video.vace import vace_reference
+
+    bench = contenders(scale, device, FixedFace())
+    stand_in, face, call = bench.stand_in, bench.face, bench.call
+    seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    model = "Wan2.1-T2V-14B" if scale == "full" else "tiny"
+
+    def bare(clock: StepClock, steps: int) -> Any:
+        StandInAdapter.remove(stand_in.transformer)
+        try:
+            return bench.wan(num_inference_steps=steps, generator=seeded(), callback_on_step_end=clock, **call)
+        finally:
+            stand_in.states = stand_in.install_adapters()
+
+    def genface(clock: StepClock, steps: int, pipe: Any = stand_in) -> Any:
+        return pipe(face_image=face, num_inference_steps=steps, generator=seeded(), callback_on_step_end=clock,
+                    measure=False, **call)  # fmt: skip
+
+    runs = {"diffusers WanPipeline": bare, "genface Stand-In": genface, "genface Stand-In exact": genface}
+    rows = _denoising_rows("wan_video", runs, "diffusers WanPipeline", device, warmup, timed, 50,
+                           ("genface Stand-In exact", stand_in))  # fmt: skip
+    for row in rows:
+        row["model"] = model
+    reference = rows[0]["seconds"]
+    for size, build in bench.vace.items():
+        pipe = build().to(device)
+        pipe.set_progress_bar_config(disable=True)
+        vace_runs = {f"genface VACE {size}": lambda clock, steps, pipe=pipe: genface(clock, steps, pipe)}
+        if size == "1.3B":  # diffusers' own call on the same modules and the reference genface prepares
+            from diffusers import WanVACEPipeline
+
+            diffusers = WanVACEPipeline(**pipe.components)
+            diffusers.set_progress_bar_config(disable=True)
+            prepared = PIL.Image.fromarray(vace_reference(face, FixedFace().detect(face)[0].bbox))
+            vace_runs[f"diffusers WanVACEPipeline {size}"] = lambda clock, steps, diffusers=diffusers, ref=prepared: (
+                diffusers(reference_images=[ref], num_inference_steps=steps, generator=seeded(),
+                          callback_on_step_end=clock, **call)
+            )  # fmt: skip
+        found = _denoising_rows("wan_video", vace_runs, list(vace_runs)[-1], device, warmup, timed, 50)
+        for row in found:
+            row["model"] = f"Wan2.1-VACE-{size}" if scale == "full" else "tiny"
+            row["time_vs_diffusers_vace"] = row["time_vs_reference"] if len(vace_runs) > 1 else None
+            row["time_vs_reference"] = round(row["seconds"] / reference, 3)
+        rows += found
+        del pipe, vace_runs
+        _free()
+    if device.startswith("cuda"):
+        rows.append(_stand_in_low_memory(stand_in, face, call, device, warmup, timed, reference) | {"model": model})
+    return rows
+
+
+def _stand_in_low_memory(
+    stand_in: Any, face: Any, call: dict[str, Any], device: str, warmup: int, timed: int, reference: float
+) -> dict[str, Any]:
+    """Stand-In in the low-memory ``group`` mode (both models' blocks streamed from the CPU): the row's
+    ``peak_gib`` is what a smaller GPU needs."""
+    components = {k: v.to("cpu") if isinstance(v, torch.nn.Module) else v for k, v in stand_in.components.items()}
+    _free()
+    pipe = type(stand_in)(**components, identity_encoder=stand_in.identity_encoder, face_parser=stand_in.face_parser)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_low_memory("group")
+    seed = torch.Generator().manual_seed(0)
+    clock = StepClock(device).run(
+        lambda clock: pipe(face_image=face, num_inference_steps=warmup + timed, generator=seed,
+                           callback_on_step_end=clock, measure=False, **call)
+    )  # fmt: skip
+    split = clock.split(warmup)
+    seconds = split["before"] + 50 * split["per_step"] + split["after"]
+    return {
+        "pipeline": "wan_video", "contender": "genface Stand-In", "mode": "low-memory:group",
+        "seconds": round(seconds, 3), "fps": None, "peak_gib": round(_peak_gib(device), 2),
+        "time_vs_reference": round(seconds / reference, 3), "seconds_per_step": round(split["per_step"], 4),
+        "steps": 50, "extrapolated": True,
+    }  # fmt: skip
+
+
 def _sync_judges(args: argparse.Namespace) -> dict[str, Any]:
     """The lip-sync judges whose weights are given (:mod:`genface.eval.sync`), on the run's device."""
     from genface.eval.sync import load_latentsync_syncnet, load_syncnet
@@ -636,6 +730,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             portrait(args.scale, args.device, 8.0 if args.scale == "full" else 1.0)
         ),
         "memory": lambda: record["rows"].extend(memory(args.scale, args.device, *steps)),
+        "wan": lambda: record["rows"].extend(wan(args.scale, args.device, *steps)),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for name in sections:

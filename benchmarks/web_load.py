@@ -100,15 +100,15 @@ def requests(files: dict[str, str]) -> list[tuple[str, str, tuple]]:
 
     face, look, speech = handle_file(files["face"]), handle_file(files["look"]), handle_file(files["speech"])
     return [
-        ("ok", "/identity", (face, look)),
-        ("ok", "/video", (face, "A person smiling", 2, 1)),
-        ("ok", "/makeup", (face, look, 1.0, 2, 1)),
-        ("bad", "/identity", (face, None)),
-        ("ok", "/video", (face, "A person", 1, 2)),
-        ("bad", "/video", (face, "A person", 2, -1)),
-        ("ok", "/makeup", (face, look, 0.5, 1, 2)),
-        ("ok", "/talk", (face, None, speech)),
-        ("bad", "/talk", (None, None, speech)),
+        ("ok", "/identity", (face, 0, look, 0)),
+        ("ok", "/video", (face, 0, "A person smiling", 2, 6, "1")),
+        ("ok", "/makeup", (face, 0, look, 1.0, 2, 2.5, "1")),
+        ("bad", "/identity", (face, 0, None, 0)),
+        ("ok", "/video", (face, 0, "A person", 1, 6, "2")),
+        ("bad", "/video", (face, 0, "A person", 2, 6, "-1")),
+        ("ok", "/makeup", (face, 0, look, 0.5, 1, 2.5, "2")),
+        ("ok", "/talk", (face, None, 0, speech)),
+        ("bad", "/talk", (None, None, 0, speech)),
     ]
 
 
@@ -150,7 +150,9 @@ def load(server: Server, files: dict[str, str], clients: int) -> list[Outcome]:
 
     sessions = [Client(server.url, verbose=False, download_files=False) for _ in range(clients)]
     mix = requests(files)
-    blocker = sessions[0].submit(handle_file(files["face"]), None, handle_file(files["long_speech"]), api_name="/talk")
+    blocker = sessions[0].submit(
+        handle_file(files["face"]), None, 0, handle_file(files["long_speech"]), api_name="/talk"
+    )
     while blocker.status().code.name not in ("PROCESSING", "PROGRESS", "FINISHED"):
         time.sleep(0.05)
     outcomes: list[Outcome | None] = [None] * clients

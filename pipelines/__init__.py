@@ -13,6 +13,9 @@ from genface._lazy import lazy_getattr
 _EXPORTS = {
     "IdentityVideoPipeline": "genface.pipelines.identity_video",
     "IdentityVideoPipelineOutput": "genface.pipelines.identity_video",
+    "StandInPipeline": "genface.pipelines.identity_video",
+    "VacePipeline": "genface.pipelines.identity_video",
+    "WanIdentityVideoOutput": "genface.pipelines.identity_video",
     "MakeupPipeline": "genface.pipelines.makeup",
     "MakeupPipelineOutput": "genface.pipelines.makeup",
     "LatentSyncPipeline": "genface.pipelines.talking_face",

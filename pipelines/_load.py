@@ -21,9 +21,17 @@ TASKS: dict[str, tuple[str, str, torch.dtype]] = {
     "talk": ("talking_face", "TalkingFacePipeline", torch.float16),
     "portrait": ("talking_portrait", "TalkingPortraitPipeline", torch.float16),
 }
-#: task -> model name -> (pipeline class, its tiny module, what names a folder or Hub id of it) for tasks with more
-#: than one model; the first is the default. ``"tiny-<name>"`` builds that model's tiny random weights.
+#: task -> model name -> (pipeline class, its tiny module, what names a folder or Hub id of it: a part of its name, a
+#: file in it, or the pipeline class its model_index.json names) for tasks with more than one model; the first is the
+#: default. ``"tiny-<name>"`` builds that model's tiny random weights.
 MODELS: dict[str, dict[str, tuple[str, str, tuple[str, ...]]]] = {
+    "video": {
+        "consisid": ("IdentityVideoPipeline", "tiny", ("ConsisID",)),
+        # Wan2.1-T2V-14B with Stand-In by name; Wan2.2-T2V-A14B by its Hub id or folder
+        "stand-in": ("StandInPipeline", "tiny_stand_in", ("WanPipeline", "-T2V-")),
+        # Wan2.1-VACE-14B by name; Wan2.1-VACE-1.3B by its Hub id or folder
+        "vace": ("VacePipeline", "tiny_vace", ("WanVACEPipeline", "VACE")),
+    },
     "talk": {
         "musetalk": ("TalkingFacePipeline", "tiny", ()),
         "latentsync": ("LatentSyncPipeline", "tiny_latentsync", ("latentsync_unet.pt", "LatentSync")),
@@ -62,7 +70,7 @@ def _model(task: str, model: str | None) -> tuple[str, str | None, str | None]:
     saved = folder / "model_index.json"
     saved_class = json.loads(saved.read_text()).get("_class_name") if saved.is_file() else None
     for pipeline, _, marks in models.values():
-        if saved_class == pipeline or any(mark in model or (folder / mark).is_file() for mark in marks):
+        if saved_class in (pipeline, *marks) or any(mark in model or (folder / mark).is_file() for mark in marks):
             return pipeline, model, None
     return name, model, None
 
@@ -71,9 +79,11 @@ def load_pipeline(task: str, model: str | None = None, *, dtype: torch.dtype | N
     """The pipeline for ``task`` ("video", "makeup", "talk" or "portrait").
 
     ``model``: a Hub id or folder for ``from_pretrained`` (``None``: the published weights), or ``"tiny"`` for
-    tiny random weights built here. A task with several models (:data:`MODELS`; "talk": "musetalk", the default,
-    and "latentsync") also takes a model's name (its published weights) or ``"tiny-<name>"`` (its tiny random
-    weights); a folder or Hub id goes to the model its files or name say (LatentSync: ``latentsync_unet.pt``).
+    tiny random weights built here. A task with several models (:data:`MODELS`; "video": "consisid", the default,
+    "stand-in" and "vace"; "talk": "musetalk", the default, and "latentsync") also takes a model's name (its
+    published weights) or ``"tiny-<name>"`` (its tiny random weights); a folder or Hub id goes to the model its files
+    or name say (LatentSync: ``latentsync_unet.pt``; Wan: ``Wan-AI/Wan2.2-T2V-A14B-Diffusers`` to Stand-In,
+    ``Wan-AI/Wan2.1-VACE-1.3B-diffusers`` to VACE).
     ``dtype`` defaults to the task's usual one (bf16 for video and makeup, fp16 for talk and portrait) and to
     float32 for the tiny model. Other keyword arguments go to ``from_pretrained``; the tiny model takes none.
     """

@@ -33,13 +33,15 @@ class LowMemoryMixin:
             from diffusers.hooks import apply_group_offloading
 
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            denoiser = "transformer" if getattr(self, "transformer", None) is not None else "unet"
-            getattr(self, denoiser).enable_group_offload(
-                onload_device=device,
-                offload_type="block_level",
-                num_blocks_per_group=1,
-                use_stream=device.type == "cuda",
-            )
+            # the denoisers (both of Wan 2.2's experts) stream their blocks; the other models go layer by layer
+            denoisers = [n for n in ("transformer", "transformer_2", "unet") if getattr(self, n, None) is not None]
+            for name in denoisers:
+                getattr(self, name).enable_group_offload(
+                    onload_device=device,
+                    offload_type="block_level",
+                    num_blocks_per_group=1,
+                    use_stream=device.type == "cuda",
+                )
             for name, component in self.components.items():
-                if name != denoiser and isinstance(component, torch.nn.Module):
+                if name not in denoisers and isinstance(component, torch.nn.Module):
                     apply_group_offloading(component, onload_device=device, offload_type="leaf_level")

@@ -54,6 +54,10 @@ class FastModeMixin:
         """The module whose calls run on the chosen attention kernel: the pipeline's transformer or UNet."""
         return self.transformer if getattr(self, "transformer", None) is not None else self.unet
 
+    def fast_denoisers(self) -> list[torch.nn.Module]:
+        """Every module whose calls run on the chosen kernel (Wan 2.2 has two denoisers); default: the one."""
+        return [self.fast_denoiser()]
+
     def attention_shape(self) -> Shape | None:
         """(batch, heads, tokens, head size) of the denoiser's attention at the pipeline's default size, where
         ``attention="auto"`` measures the kernels; None: not measured (PyTorch's own choice stays)."""
@@ -131,7 +135,7 @@ class FastModeMixin:
         if graphs:
             report["cuda_graphs"] = "applied (compile mode reduce-overhead)"
         if kernel is not None:
-            self._fast_attention_hooks = pin_kernel(self.fast_denoiser(), kernel)
+            self._fast_attention_hooks = [h for d in self.fast_denoisers() for h in pin_kernel(d, kernel)]
         report["attention"] = attention_report
         self.fast_mode = report
         return report

@@ -1,8 +1,8 @@
 """The papers' evaluation metrics, reproduced from their published scripts (see docs/evaluation.md).
 
-ConsisID's identity-video protocol (FaceSim-Arc, FaceSim-Cur, its per-frame FID, CLIPScore), the standard
-set-level FID, Sync-C / Sync-D with syncnet_python's SyncNet, and the batch runner behind ``genface eval``
-(:mod:`genface.eval.runner`). Names are imported lazily.
+ConsisID's identity-video protocol (FaceSim-Arc, FaceSim-Cur, its per-frame FID, CLIPScore), OpenS2V-Eval's
+FaceSim, the standard set-level FID, Sync-C / Sync-D with syncnet_python's SyncNet, and the batch runner behind
+``genface eval`` (:mod:`genface.eval.runner`). Names are imported lazily.
 
 May import: genface._lazy, genface.errors, genface.hub, genface.media, genface.identity, genface.models.
 """
@@ -21,6 +21,11 @@ _EXPORTS = {
     "facesim_arc": "genface.eval.facesim",
     "facesim_cur": "genface.eval.facesim",
     "load_curricularface": "genface.eval.facesim",
+    "OpenS2VFaceSim": "genface.eval.opens2v",
+    "OpenS2VJudge": "genface.eval.opens2v",
+    "load_opens2v_curricularface": "genface.eval.opens2v",
+    "opens2v_analyzer": "genface.eval.opens2v",
+    "opens2v_facesim": "genface.eval.opens2v",
     "consisid_frame_fid": "genface.eval.fid",
     "consisid_frechet_distance": "genface.eval.fid",
     "frechet_distance": "genface.eval.fid",

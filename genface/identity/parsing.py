@@ -257,16 +257,20 @@ class FaceParser:
         )
 
     @torch.inference_mode()
-    def parse(self, images: np.ndarray) -> Parsing | list[Parsing]:
-        """Parse one RGB uint8 face crop (HxWx3) or a batch (NxHxWx3); labels come at the input size."""
+    def parse(
+        self, images: np.ndarray, *, mean: Sequence[float] = _MEAN, std: Sequence[float] = _STD
+    ) -> Parsing | list[Parsing]:
+        """Parse one RGB uint8 face crop (HxWx3) or a batch (NxHxWx3); labels come at the input size. Pixels in
+        [0, 1] are normalised with ``mean`` and ``std`` (ImageNet's, as ConsisID and face-parsing.PyTorch do;
+        Stand-In uses 0.5 and 0.5)."""
         batch = np.asarray(images)
         single = batch.ndim == 3
         batch = batch[None] if single else batch
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2).float() / 255.0
         size = x.shape[2:]
         x = F.interpolate(x, (INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        mean = torch.tensor(_MEAN, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(_STD, device=self.device).view(1, 3, 1, 1)
+        mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         dtype = next(self.model.parameters()).dtype
         logits = self.model(((x - mean) / std).to(dtype)).float()
         logits = F.interpolate(logits, size, mode="bilinear", align_corners=False)

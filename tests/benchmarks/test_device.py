@@ -48,7 +48,9 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
                    "--latentsync-syncnet", str(tmp_path / "latentsync_syncnet")])  # fmt: skip
     assert record["skipped"] == {"memory": "offloading needs a GPU"}  # no section failed
     rows = record["rows"]
-    assert {row["pipeline"] for row in rows} == {"identity_video", "makeup", "talking_face", "talking_portrait"}
+    assert {row["pipeline"] for row in rows} == {
+        "identity_video", "makeup", "talking_face", "talking_portrait", "wan_video"
+    }  # fmt: skip
     assert all(ROW_KEYS <= row.keys() and row["seconds"] > 0 for row in rows)
     portrait = {row["measures"].split(",")[0]: row for row in rows if row["pipeline"] == "talking_portrait"}
     assert portrait.keys() == {"offline", "stream"} and all(row["frames"] == 25 for row in portrait.values())
@@ -57,7 +59,8 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
         row for row in rows if row["contender"] in ("diffusers", "diffusers + processor swap", "diffusers loop")
     ]
     assert len(references) == 3 and all(row["time_vs_reference"] == 1.0 for row in references)
-    exact = {row["pipeline"]: row for row in rows if row["mode"] == "exact" and row["pipeline"] != "talking_face"}
+    exact = {row["pipeline"]: row for row in rows if row["mode"] == "exact" and row["pipeline"] in ("identity_video",
+                                                                                                 "makeup")}  # fmt: skip
     assert exact.keys() == {"identity_video", "makeup"}
     for row in exact.values():  # fast mode on, fused projections only (no compile on the CPU), said in the row
         assert row["contender"] == "genface exact" and row["compile_seconds"] > 0
@@ -94,7 +97,16 @@ def test_the_device_run_records_every_section_at_tiny_size(tmp_path: Path) -> No
     assert musetalk["genface stream"]["first_frame_seconds"] > 0
     assert "6 frames" in musetalk["genface end to end"]["sync_skipped"]  # two frames are too few to judge
     steps = {row["pipeline"]: row["steps"] for row in rows if "steps" in row}
-    assert steps == {"identity_video": 50, "makeup": 25, "talking_face": 2}
+    assert steps == {"identity_video": 50, "makeup": 25, "talking_face": 2, "wan_video": 50}
+    # Wan: Stand-In (default, exact) and VACE against diffusers' WanPipeline without the adapter, VACE 1.3B also
+    # against diffusers' WanVACEPipeline on the same modules (the low-memory row needs a GPU)
+    wan = {row["contender"]: row for row in rows if row["pipeline"] == "wan_video"}
+    assert list(wan) == ["diffusers WanPipeline", "genface Stand-In", "genface Stand-In exact", "genface VACE 1.3B",
+                         "diffusers WanVACEPipeline 1.3B", "genface VACE 14B"]  # fmt: skip
+    assert wan["diffusers WanPipeline"]["time_vs_reference"] == 1.0 and all(r["model"] == "tiny" for r in wan.values())
+    assert wan["genface Stand-In exact"]["fast_mode"]["fuse_qkv"] == "applied"
+    assert wan["diffusers WanVACEPipeline 1.3B"]["time_vs_diffusers_vace"] == 1.0
+    assert wan["genface VACE 1.3B"]["time_vs_diffusers_vace"] > 0 and wan["genface VACE 14B"]["time_vs_reference"] > 0
     kernels = {(row["model"], row["kernel"]) for row in record["attention"] if row["ms"] is not None}
     assert {("consisid", "math"), ("flux-kontext", "math")} <= kernels
     # every kernel fast mode knows has a row, timed or saying why not; on a CPU fast mode pins none

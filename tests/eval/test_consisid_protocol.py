@@ -17,7 +17,6 @@ from genface.eval import (
     facesim_arc,
     facesim_cur,
 )
-from genface.models.curricularface import CurricularFaceIR
 from genface.models.inception import InceptionV3
 
 
@@ -39,17 +38,6 @@ def _frames() -> np.ndarray:
 @pytest.fixture(scope="module")
 def analyzer(tiny_pack):
     return consisid_analyzer(tiny_pack, None, model_name="antelopev2", providers=["CPUExecutionProvider"])
-
-
-@pytest.fixture(scope="module")
-def curricularface() -> CurricularFaceIR:
-    torch.manual_seed(0)
-    model = CurricularFaceIR(units=(1, 2, 1, 1), channels=(8, 8, 16, 16), embedding_size=32).eval()
-    for module in model.modules():
-        if isinstance(module, (torch.nn.BatchNorm2d, torch.nn.BatchNorm1d)):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
-    return model
 
 
 # --- ConsisID's computation, their way ---------------------------------------------------------------------------
@@ -123,15 +111,6 @@ def _consisid_facesim(app, reference, frames, cur_model):
         cur.append(max(0.0, _cos(ref_cur, _their_cur(cur_model, face))))
         arc.append(max(0.0, _cos(ref_arc, embedding)))
     return np.mean(arc), np.mean(cur), len(arc)
-
-
-@pytest.fixture(scope="module")
-def their_app(tiny_pack):
-    from insightface.app import FaceAnalysis
-
-    app = FaceAnalysis(name="antelopev2", root=str(tiny_pack), providers=["CPUExecutionProvider"])
-    app.prepare(ctx_id=-1, det_size=(320, 320))
-    return app
 
 
 # --- tests ---------------------------------------------------------------------------------------------------------

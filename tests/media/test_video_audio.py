@@ -72,6 +72,29 @@ def test_stereo_is_mixed_to_mono(tmp_path: Path) -> None:
     assert both.shape[0] == 2 and np.abs(both[1]).max() < 1e-6
 
 
+def test_speech_is_read_as_librosa_reads_it(tmp_path: Path) -> None:
+    """``librosa.load(path, sr=16000)``, as MuseTalk and Ditto read speech: channels averaged first, then soxr at
+    HQ quality, bit for bit (FFmpeg's resampler, mixing after it, was up to 1.4e-2 off on 44.1 kHz speech)."""
+    import wave
+
+    import librosa
+
+    t = np.arange(44100) / 44100
+    left = 0.4 * np.sin(2 * np.pi * (150 + 400 * t) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    stereo = np.stack([left, 0.6 * np.roll(left, 37)])
+    path = tmp_path / "speech44k.wav"
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2), handle.setsampwidth(2), handle.setframerate(44100)
+        handle.writeframes((stereo.T * 32767).astype("<i2").tobytes())
+    theirs, _ = librosa.load(path, sr=16000)
+    np.testing.assert_array_equal(load_audio(path, 16000), theirs)
+    np.testing.assert_array_equal(load_audio(path, 16000, mono=False), librosa.load(path, sr=16000, mono=False)[0])
+    samples = stereo.astype(np.float32)
+    expected = librosa.resample(librosa.to_mono(samples), orig_sr=44100, target_sr=16000, res_type="soxr_hq")
+    np.testing.assert_array_equal(load_audio(samples, 16000, source_rate=44100), expected)
+    np.testing.assert_array_equal(load_audio(samples[0], 44100, source_rate=44100), samples[0])  # same rate: as is
+
+
 def test_wav_file(tmp_path: Path) -> None:
     import wave
 
