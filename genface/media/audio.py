@@ -75,6 +75,17 @@ def _array_frames(samples: np.ndarray, rate: int) -> list[av.AudioFrame]:
     return [frame]
 
 
+#: Slowest sample rate read (Hz): slower audio cannot hold speech (a 1 Hz file once became 30 s of noise).
+MIN_SAMPLE_RATE = 4000
+
+
+def _too_slow(rate: float, what: str) -> InvalidMediaError:
+    return InvalidMediaError(
+        f"{what} is sampled at {rate:g} Hz, too slowly to hold speech; genface reads audio sampled at "
+        f"{MIN_SAMPLE_RATE} Hz or more."
+    )
+
+
 def _too_many(channels: int, what: str) -> InvalidMediaError:
     return InvalidMediaError(
         f"{what} has {channels} channels; genface reads at most {MAX_CHANNELS}. Mix it down first (for example "
@@ -98,6 +109,8 @@ def load_audio(
     :func:`resample_audio`. ``resampler="ffmpeg"`` (mono only) gives what openai-whisper's ``load_audio``
     gives instead: FFmpeg's mix to mono, its resampler and 16-bit samples.
     """
+    if isinstance(source, np.ndarray) and source_rate is not None and 0 < source_rate < MIN_SAMPLE_RATE:
+        raise _too_slow(source_rate, "The audio array")
     if sample_rate <= 0:
         raise InvalidMediaError(f"sample_rate must be positive, got {sample_rate}.")
     if resampler not in RESAMPLERS or (resampler == "ffmpeg" and not mono):
@@ -124,6 +137,8 @@ def load_audio(
                 if not container.streams.audio:
                     raise InvalidMediaError(f"{path} has no audio stream.")
                 stream = container.streams.audio[0]
+                if stream.rate and stream.rate < MIN_SAMPLE_RATE:
+                    raise _too_slow(stream.rate, str(path))
                 if stream.codec_context.channels > MAX_CHANNELS:
                     raise _too_many(stream.codec_context.channels, str(path))
                 if resampler == "ffmpeg":

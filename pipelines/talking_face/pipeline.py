@@ -33,7 +33,7 @@ from diffusers.utils import BaseOutput
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import Face, FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import track_boxes, track_face
-from genface.media import load_audio, load_image
+from genface.media import check_output_path, load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
 from genface.models.talking.audio import (
     FEATURES_PER_SECOND,
@@ -495,6 +495,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if folder is not None and folder.is_dir() and any(folder.iterdir()):
             logger.info("Reading the prepared video from %s.", folder)
             return PreparedVideo.load(folder, frames, fps, key)
+        folder = check_output_path(folder, (), [face], name="cache")
         track = self._track(frames, face_index, smoothing)
         logger.info("Preparing %d frames: face parsing %s, VAE encoding.", len(track),
                     "on" if self.face_parser is not None else "off (no parser)")  # fmt: skip
@@ -674,6 +675,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         check_silence(silence)
+        output_path = check_output_path(output_path, (".mp4",), [face, audio])
         prepared = face if isinstance(face, PreparedVideo) else None
         _check_blend(blend, prepared)
         if prepared is not None:

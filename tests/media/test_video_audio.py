@@ -299,6 +299,32 @@ def test_a_wav_track_is_encoded_at_its_own_rate(tmp_path: Path) -> None:
     assert _dominant_freq(back, 22050) == pytest.approx(300, abs=3)
 
 
+@pytest.mark.parametrize("rate", [192000, 1000000])
+def test_a_track_at_a_rate_aac_does_not_take_is_written_at_48_khz(tmp_path: Path, rate: int) -> None:
+    """192 kHz or 1 MHz speech (as a file or as samples) is resampled to 48 kHz: once the encoder refused it."""
+    import wave
+
+    import av
+
+    from genface.media.video import VideoWriter, aac_rate
+
+    tone = _tone(rate, 0.5, 300.0)
+    with wave.open(str(tmp_path / "speech.wav"), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
+        wav.writeframes((tone * 32767).astype("<i2").tobytes())
+    for name, audio in (("file.mp4", tmp_path / "speech.wav"), ("samples.mp4", tone)):
+        with VideoWriter(tmp_path / name, 25, audio=audio, audio_rate=rate) as writer:
+            writer.write(np.zeros((12, 32, 32, 3), np.uint8))
+        with av.open(str(tmp_path / name)) as container:
+            stream = container.streams.audio[0]
+            assert (stream.codec_context.name, stream.rate) == ("aac", 48000)
+        back = load_audio(tmp_path / name, 16000)
+        assert len(back) == pytest.approx(8000, abs=600) and _dominant_freq(back, 16000) == pytest.approx(300, abs=3)
+    assert [aac_rate(r) for r in (1, 7350, 8000, 11000, 22050, 22051, 44100, 96000, 96001)] == [
+        8000, 7350, 8000, 16000, 22050, 24000, 44100, 96000, 48000
+    ]  # fmt: skip
+
+
 def _dirty_heap(seed: int) -> None:
     """Leave freed heap blocks full of random bytes, as a process that has run models does."""
     libc = ctypes.CDLL(None)
