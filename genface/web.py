@@ -1046,7 +1046,10 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     guidance = number_box("Guidance", guidance_value, "video-guidance")
                     seed = number_box("Seed", 42, "video-seed")
                 with gr.Accordion("More settings", open=False, elem_id="video-more"):
-                    negative = gr.Textbox(label="Negative prompt", value=negative_value, elem_id="video-negative")
+                    negative = gr.Textbox(
+                        label="Negative prompt", value=negative_value, elem_id="video-negative",
+                        info="The Wan models' is Wan's recommended one (in Chinese, as published).",
+                    )  # fmt: skip
                     with gr.Row():
                         frames = number_box("Frames", frames_value, "video-frames")
                         fps = number_box("Frame rate", fps_value, "video-fps")

@@ -105,6 +105,12 @@ def _upload(page: Any, box: str, path: Path | str, said: str) -> None:
     )
 
 
+def _choose(page: Any, dropdown: str, option: str) -> None:
+    """Choose ``option`` in the dropdown ``dropdown``."""
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option).click()
+
+
 def _click_face(page: Any, gallery: str, index: int) -> None:
     """Click the middle of face ``index`` in a face gallery (genface.web.face_gallery), shown scaled to fit."""
     from genface.web import FACE_GAP, FACE_THUMB, FACES_PER_ROW
@@ -230,8 +236,9 @@ def test_a_real_user_s_page_in_a_real_browser(server, astronaut, group, tmp_path
 def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path) -> None:
     """A real face photo through all four tabs: a mistake is said in the tab's status line (no toast, no error
     badges) and cleared by the next run; results sit beside their inputs at a bounded size with their numbers
-    (FaceSim, makeup similarity, lip-sync) in view; the talking-face tab takes 48 kHz speech, previews its face
-    and shows the pipeline's progress."""
+    (FaceSim, makeup similarity, lip-sync) in view; choosing a video model sets its settings, and LatentSync's
+    numbers show for LatentSync only; the talking-face tab takes 48 kHz speech, previews its face and shows the
+    pipeline's progress."""
     from playwright.sync_api import sync_playwright
 
     me, mirrored = save_image(astronaut, tmp_path / "me.jpg"), save_image(astronaut[:, ::-1], tmp_path / "me_m.jpg")
@@ -265,6 +272,10 @@ def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path
         assert page.locator("#video-result video").bounding_box()["height"] <= 400
         expect(page.locator("#video-info")).to_be_in_viewport()
         page.screenshot(path=tmp_path / "video.png", full_page=True)
+        _choose(page, "video-model", "Stand-In (Wan2.1-14B)")  # its settings replace ConsisID's
+        page.get_by_text("More settings").click()
+        for box, value in (("guidance", "5"), ("frames", "9"), ("fps", "16")):
+            expect(page.locator(f"#video-{box} input")).to_have_value(value)
 
         page.get_by_role("tab", name="Makeup").click()
         _upload(page, "makeup-face", me, "1 face found in me.jpg.")
@@ -276,6 +287,12 @@ def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path
         page.screenshot(path=tmp_path / "makeup.png", full_page=True)
 
         page.get_by_role("tab", name="Talking face").click()
+        expect(page.locator("#talk-steps")).to_be_hidden()  # LatentSync's numbers: MuseTalk has none
+        _choose(page, "talk-model", "LatentSync 1.6")
+        expect(page.locator("#talk-steps")).to_be_visible()
+        expect(page.locator("#talk-guidance input")).to_have_value("1.5")
+        _choose(page, "talk-model", "MuseTalk")
+        expect(page.locator("#talk-steps")).to_be_hidden()
         _upload(page, "talk-photo", me, "1 face found in me.jpg.")
         expect(page.locator("#talk-photo img")).to_have_count(1)  # the face is previewed
         page.locator("#talk-speech input[type=file]").set_input_files(_wav(tmp_path / "hi.wav", 0.6, 48000))
