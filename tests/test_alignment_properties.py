@@ -22,8 +22,9 @@ FPS = st.floats(min_value=5, max_value=60, allow_nan=False)
 @given(samples=st.integers(0, 16000 * 600), fps=FPS)
 def test_the_frames_cover_the_audio_to_within_one_frame(samples: int, fps: float) -> None:
     frames, seconds = frame_count(samples, fps), samples / 16000
-    assert frames / fps <= seconds + 1e-6 < (frames + 1) / fps
-    assert feature_count(samples) == math.floor(seconds * FEATURES_PER_SECOND + 1e-9)
+    # MuseTalk's floor(seconds * fps) in floating point: a whole count can round to one below it (18560 samples)
+    assert frames / fps <= seconds + 1e-6 < (frames + 1) / fps + 2e-6
+    assert feature_count(samples) == math.floor(seconds * FEATURES_PER_SECOND)
 
 
 @given(fps=FPS, start=st.integers(0, 300), count=st.integers(1, 40), left=st.integers(0, 3), right=st.integers(0, 3))

@@ -729,8 +729,8 @@ PORTRAIT_ERRORS = {
     "NaN audio": (lambda t: (_photo(t), np.full(8000, np.nan, np.float32), {}), errors.InvalidMediaError, "NaN"),
     "missing audio file": (lambda t: (_photo(t), t / "none.wav", {}), errors.InvalidMediaError, "not found"),
     "text as audio": (lambda t: (_photo(t), _write(t / "s.wav", b"hi " * 99), {}), errors.InvalidMediaError, "decoded"),
-    "a video as the photo": (
-        lambda t: (_write(t / "c.mp4", _BROKEN_MP4), _speech(0.2), {}), errors.InvalidImageError, ""
+    "a broken video as the source": (
+        lambda t: (_write(t / "c.mp4", _BROKEN_MP4), _speech(0.2), {}), errors.InvalidMediaError, "decoded"
     ),
     "no face in the photo": (lambda t: (np.full((256, 256, 3), 9, np.uint8), _speech(0.2), {}), errors.NoFaceError, ""),
     "face index past the faces": (lambda t: (_photo(t), _speech(0.2), {"face_index": 3}), errors.NoFaceError, "index"),

@@ -93,22 +93,45 @@ def test_verify_cli(tmp_path: Path, capsys) -> None:
     assert "synthetic" in out and "32/32 bits" in out and "some/model" in out
 
 
-def test_watermark_is_invisible_watermarks_dwtdctsvd_exactly(astronaut, group) -> None:
-    """The vectorised embedder writes the very pixels invisible-watermark's own encoder writes (on real photos
-    and noise, sizes not multiples of 8), and the library's decoder reads the signature back."""
+def _change(image: np.ndarray, marked: np.ndarray) -> np.ndarray:
+    return marked.astype(int) - image.astype(int)
+
+
+def test_watermark_is_invisible_watermarks_mark_written_within_a_few_levels(astronaut, group) -> None:
+    """The mark is invisible-watermark's dwtDctSvd mark (its decoder reads it; each block carries its bit at
+    least as often as from the library's own encoder, on real photos and noise, sizes not multiples of 8),
+    while no pixel moves by more than 9 levels, red and luminance stay put, PSNR over 40 dB. The library's
+    encoder, which genface used to equal, moves the astronaut by up to 101 levels (swapped detail bands,
+    8-bit YUV wrap)."""
+    import cv2
     from imwatermark import WatermarkDecoder, WatermarkEncoder
 
-    from genface.provenance import SIGNATURE, watermark, watermark_bits
+    from genface.provenance import SIGNATURE, _WatermarkPlane, watermark, watermark_bits
 
     encoder = WatermarkEncoder()
     encoder.set_watermark("bits", SIGNATURE)
     decoder = WatermarkDecoder("bits", len(SIGNATURE))
     noise = np.random.default_rng(0).integers(0, 256, (262, 301, 3), dtype=np.uint8)
-    for image in (astronaut, group[:301, :517], noise):
+
+    def carried(frame: np.ndarray) -> float:
+        plane = _WatermarkPlane(frame[None])
+        votes = plane.s[0, ..., 0] % 36 > 18
+        return float((votes == np.asarray(SIGNATURE)[plane.bit_of_block()]).mean())
+
+    for image in (astronaut, group[:301, :517], group, noise):
         ours = watermark(image)
         theirs = encoder.encode(np.ascontiguousarray(image[..., ::-1]), "dwtDctSvd")[..., ::-1]
-        np.testing.assert_array_equal(ours, theirs)
         assert decoder.decode(np.ascontiguousarray(ours[..., ::-1]), "dwtDctSvd").astype(int).tolist() == SIGNATURE
         assert watermark_bits(ours) == 32 and watermark_bits(image) < 30
+        assert carried(ours) >= max(carried(theirs), 0.99)
+        change = _change(image, ours)
+        assert np.abs(change).max() <= 9 and not change[..., 0].any()
+        luminance = change.astype(float) @ np.array([0.299, 0.587, 0.114])
+        assert np.abs(luminance).max() <= 1.5
+        if image is not noise:  # real photos: about one level on average
+            assert np.abs(change).mean() < 1.2 and 10 * np.log10(255**2 / np.mean(change.astype(float) ** 2)) > 40
+            _, jpeg = cv2.imencode(".jpg", ours[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 75])
+            assert watermark_bits(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)[..., ::-1]) >= 30
+    assert np.abs(_change(astronaut, encoder.encode(astronaut[..., ::-1].copy(), "dwtDctSvd")[..., ::-1])).max() > 100
     batch = np.stack([astronaut, astronaut[::-1]])
     np.testing.assert_array_equal(watermark(batch)[1], watermark(astronaut[::-1]))

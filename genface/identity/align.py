@@ -90,11 +90,15 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
 
 
-def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Warp an edited ``crop`` back into ``image`` (inverse of ``matrix``), blending with ``mask``.
+def paste_back(
+    image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None, *, truncate: bool = False
+) -> np.ndarray:
+    """Warp an edited ``crop`` (uint8, or float in [0, 255]) back into ``image`` (inverse of ``matrix``), blending
+    with ``mask``.
 
     ``mask`` is in crop coordinates, float in [0, 1] (default: the whole crop). Pixels outside the
-    mask keep their original values exactly.
+    mask keep their original values exactly. The blend is rounded to whole levels; ``truncate`` follows Ditto's
+    ``putback.py`` instead: the warped mask clipped to [0, 1] and the blend truncated.
     """
     height, width = image.shape[:2]
     inverse = invert_affine(matrix)
@@ -102,5 +106,7 @@ def paste_back(image: np.ndarray, crop: np.ndarray, matrix: np.ndarray, mask: np
         mask = np.ones(crop.shape[:2], dtype=np.float32)
     warped = cv2.warpAffine(crop, inverse, (width, height), flags=cv2.INTER_LINEAR)
     alpha = cv2.warpAffine(mask.astype(np.float32), inverse, (width, height), flags=cv2.INTER_LINEAR)[..., None]
+    if truncate:
+        alpha = alpha.clip(0, 1)
     blended = image.astype(np.float32) * (1.0 - alpha) + warped.astype(np.float32) * alpha
-    return np.where(alpha > 0, np.clip(blended + 0.5, 0, 255), image).astype(np.uint8)
+    return np.where(alpha > 0, np.clip(blended if truncate else blended + 0.5, 0, 255), image).astype(np.uint8)

@@ -1,7 +1,15 @@
-"""Audio loading: any container FFmpeg reads, resampled to mono float32 at a chosen rate."""
+"""Audio loading: any container FFmpeg reads, mixed to mono and resampled to a chosen rate as librosa does.
+
+Every pipeline that reads speech gets it from :func:`load_audio`: decoded by FFmpeg at the file's own rate,
+channels averaged (``mono=True``) before resampling, then resampled by :func:`resample_audio` (soxr, "HQ"
+quality, length ``ceil(n * rate / source_rate)``): the samples ``librosa.load(path, sr=rate)`` gives, which is
+how MuseTalk and Ditto read their speech. ``resampler="ffmpeg"`` reads as openai-whisper's ``load_audio`` does
+instead (FFmpeg's own mix to mono, resampling and 16-bit samples), which is how LatentSync reads its speech.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,19 +19,60 @@ import numpy as np
 
 from genface.errors import InvalidMediaError
 
-#: Most channels FFmpeg's resampler takes; more are refused with advice to mix down first.
+#: Most channels FFmpeg's format conversion takes; more are refused with advice to mix down first (an array
+#: with more is most likely (samples, channels)).
 MAX_CHANNELS = 64
+#: soxr's quality as librosa names it (``librosa.load``'s default ``res_type``).
+SOXR_QUALITY = "soxr_hq"
+#: How :func:`load_audio` resamples: as ``librosa.load`` (soxr) or as openai-whisper's ``ffmpeg -ac 1 -ar RATE``.
+RESAMPLERS = ("soxr", "ffmpeg")
 
 
-def _resample(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
-    """``(channels, n)`` float32 samples at ``rate``. The resampler's output is packed (interleaved): PyAV's
-    conversion of planar frames with 8 or more channels to arrays crashes the process."""
-    resampler = av.AudioResampler(format="flt", rate=rate)
+def _decoded(frames: Iterable[av.AudioFrame]) -> tuple[np.ndarray, int | None]:
+    """``(channels, n)`` float32 samples at the frames' own rate, and that rate. They are converted to packed
+    (interleaved) floats first: PyAV's conversion of planar frames with 8 or more channels to arrays crashes the
+    process."""
+    converter = av.AudioResampler(format="flt")
+    outs = [out for frame in frames for out in converter.resample(frame)] + converter.resample(None)
+    if not outs:
+        return np.zeros((1, 0), dtype=np.float32), None
+    channels = len(outs[0].layout.channels)
+    samples = np.concatenate([out.to_ndarray() for out in outs], axis=1).reshape(-1, channels).T
+    return samples, outs[0].sample_rate
+
+
+def resample_audio(samples: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
+    """Samples (``(n,)`` or ``(channels, n)``, float32) resampled from ``source_rate`` to ``rate`` as
+    ``librosa.resample(..., res_type="soxr_hq")`` does: soxr at HQ quality along the last axis, cut or
+    zero-padded to ``ceil(n * rate / source_rate)`` samples; unchanged when the rates are equal."""
+    import soxr
+
+    if source_rate == rate:
+        return samples
+    length = math.ceil(samples.shape[-1] * float(rate) / source_rate)
+    rows = [soxr.resample(row, source_rate, rate, quality=SOXR_QUALITY)[:length] for row in np.atleast_2d(samples)]
+    out = np.zeros((len(rows), length), dtype=np.float32)
+    for row, resampled in zip(out, rows, strict=True):
+        row[: len(resampled)] = resampled
+    return out if samples.ndim == 2 else out[0]
+
+
+def _ffmpeg_mono(frames: Iterable[av.AudioFrame], rate: int) -> np.ndarray:
+    """What ``ffmpeg -i FILE -f s16le -ac 1 -acodec pcm_s16le -ar RATE -`` writes (openai-whisper's
+    ``load_audio``), as float32 divided by 32768: FFmpeg's own mix to mono, resampler and 16-bit samples."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
     outs = [out for frame in frames for out in resampler.resample(frame)] + resampler.resample(None)
     if not outs:
-        return np.zeros((1, 0), dtype=np.float32)
-    channels = len(outs[0].layout.channels)
-    return np.concatenate([out.to_ndarray() for out in outs], axis=1).reshape(-1, channels).T
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate([out.to_ndarray().reshape(-1) for out in outs]).astype(np.float32) / 32768.0
+
+
+def _array_frames(samples: np.ndarray, rate: int) -> list[av.AudioFrame]:
+    """``(channels, n)`` float32 samples as one planar FFmpeg frame (for FFmpeg's resampler)."""
+    layout = {1: "mono", 2: "stereo"}.get(len(samples), f"{len(samples)}c")
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=layout)
+    frame.sample_rate = rate
+    return [frame]
 
 
 def _too_many(channels: int, what: str) -> InvalidMediaError:
@@ -39,35 +88,31 @@ def load_audio(
     *,
     mono: bool = True,
     source_rate: int | None = None,
+    resampler: str = "soxr",
 ) -> np.ndarray:
     """Load audio as float32 in [-1, 1], resampled to ``sample_rate``.
 
     ``source`` is a file (wav, mp3, m4a, the audio track of a video...) or an array of samples
-    (``(n,)`` or ``(channels, n)``) with its ``source_rate``. Returns ``(n,)`` when ``mono`` else
-    ``(channels, n)``; mono is the average of the channels.
+    (``(n,)`` or ``(channels, n)``) with its ``source_rate``. Returns ``(n,)`` when ``mono`` (the average of the
+    channels, taken before resampling, as ``librosa.load`` does) else ``(channels, n)``; resampled by
+    :func:`resample_audio`. ``resampler="ffmpeg"`` (mono only) gives what openai-whisper's ``load_audio``
+    gives instead: FFmpeg's mix to mono, its resampler and 16-bit samples.
     """
     if sample_rate <= 0:
         raise InvalidMediaError(f"sample_rate must be positive, got {sample_rate}.")
-    # Channels are kept through resampling and averaged afterwards (as librosa does, and so the
-    # speech front ends that expect it), rather than FFmpeg's -3 dB downmix.
+    if resampler not in RESAMPLERS or (resampler == "ffmpeg" and not mono):
+        raise InvalidMediaError(f"resampler must be one of {RESAMPLERS} ('ffmpeg' mono only), got {resampler!r}.")
     if isinstance(source, np.ndarray):
         if source_rate is None or source_rate <= 0:
             raise InvalidMediaError("An audio array needs its source_rate (samples per second).")
-        data = np.atleast_2d(np.asarray(source, dtype=np.float32))
-        if data.ndim != 2:
-            raise InvalidMediaError(f"An audio array is (samples,) or (channels, samples); got shape {data.shape}.")
-        if data.shape[1] == 0:
+        samples = np.atleast_2d(np.asarray(source, dtype=np.float32))
+        if samples.ndim != 2:
+            raise InvalidMediaError(f"An audio array is (samples,) or (channels, samples); got shape {samples.shape}.")
+        if samples.shape[1] == 0:
             raise InvalidMediaError("Audio array holds no samples.")
-        if data.shape[0] > MAX_CHANNELS:
-            raise _too_many(data.shape[0], f"The audio array of shape {data.shape} (channels, samples)")
-        if not np.isfinite(data).all():
-            raise InvalidMediaError("Audio contains NaN or infinite samples.")
-        rows = []
-        for row in data:  # one mono frame per channel: any channel count, no layout guessing
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(row[None]), format="flt", layout="mono")
-            frame.sample_rate = source_rate
-            rows.append(_resample([frame], sample_rate))
-        samples = np.concatenate(rows)
+        if samples.shape[0] > MAX_CHANNELS:
+            raise _too_many(samples.shape[0], f"The audio array of shape {samples.shape} (channels, samples)")
+        rate = source_rate
     else:
         path = Path(source).expanduser()
         if not path.is_file():
@@ -81,15 +126,23 @@ def load_audio(
                 stream = container.streams.audio[0]
                 if stream.codec_context.channels > MAX_CHANNELS:
                     raise _too_many(stream.codec_context.channels, str(path))
-                samples = _resample(container.decode(stream), sample_rate)
+                if resampler == "ffmpeg":
+                    speech = _ffmpeg_mono(container.decode(stream), sample_rate)
+                    if not len(speech):
+                        raise InvalidMediaError(f"{path} holds no samples.")
+                    return speech
+                samples, rate = _decoded(container.decode(stream))
         except av.FFmpegError as exc:
             raise InvalidMediaError(f"{path} could not be decoded as audio: {exc}") from exc
-    if samples.shape[1] == 0:
-        raise InvalidMediaError(f"{source if not isinstance(source, np.ndarray) else 'Audio array'} holds no samples.")
+        if rate is None:
+            raise InvalidMediaError(f"{path} holds no samples.")
     if not np.isfinite(samples).all():
         raise InvalidMediaError("Audio contains NaN or infinite samples.")
-    samples = samples.astype(np.float32, copy=False)
-    return samples.mean(axis=0) if mono else samples
+    if resampler == "ffmpeg":
+        return _ffmpeg_mono(_array_frames(samples, rate), sample_rate)
+    if mono:
+        samples = samples.mean(axis=0)
+    return resample_audio(samples, rate, sample_rate)
 
 
 def audio_sample_rate(path: str | os.PathLike) -> int:

@@ -495,7 +495,7 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         run = self._check_call(num_inference_steps, guidance_scale, generator, silence)
         frames, fps, _ = TalkingFacePipeline._load_face(face, fps)
         fps = checked_fps(fps)
-        speech = TalkingFacePipeline._load_speech(audio, audio_rate)
+        speech = TalkingFacePipeline._load_speech(audio, audio_rate, resampler="ffmpeg")  # whisper's load_audio
         num_frames = frame_count(len(speech), fps)
         check_in_memory(num_frames, frames[0].shape, output_path)
         faces = self._follow(frames, face_index)

@@ -69,7 +69,16 @@ from genface.pipelines.talking_face.prepared import (
     content_hash,
     weights_hash,
 )
-from genface.pipelines.talking_face.regions import alpha_mask, blend, box_alpha, crop_box, integer_box, parsing_patch
+from genface.pipelines.talking_face.regions import (
+    FEATHER,
+    Blend,
+    alpha_mask,
+    blend,
+    box_alpha,
+    crop_box,
+    integer_box,
+    parsing_patch,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +156,9 @@ class _Moving:
 
     def __getitem__(self, index: int) -> np.ndarray:
         return self.motion(self.photo, index, float(self.pitch[index]))
+
+    def __len__(self) -> int:
+        return len(self.pitch)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return (self[i] for i in range(len(self.pitch)))
@@ -306,8 +318,10 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         return [load_image(face)], DEFAULT_FPS if fps is None else fps, True
 
     @staticmethod
-    def _load_speech(audio: Any, audio_rate: int | None) -> np.ndarray:
-        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate)
+    def _load_speech(audio: Any, audio_rate: int | None, resampler: str = "soxr") -> np.ndarray:
+        """The speech at 16 kHz, read as MuseTalk reads it (``librosa.load``: soxr) or, with
+        ``resampler="ffmpeg"``, as LatentSync does (openai-whisper's FFmpeg reader)."""
+        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate, resampler=resampler)
         if is_silent(speech):
             raise InvalidMediaError(
                 "The audio is silent (below -50 dBFS): there is no speech to lip-sync. Check that the right file "
@@ -367,15 +381,31 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
 
     # -- preparing a video ---------------------------------------------------------------------------------
 
-    def _track(self, frames: Frames, face_index: int | None, smoothing: float, progress: bool) -> FaceTrackBoxes:
+    def _progress(self, description: str, iterable: Any = None, total: int | None = None) -> Any:
+        """The pipeline's progress bar (diffusers' ``progress_bar``, so ``set_progress_bar_config`` holds) for one
+        phase, named ``description`` unless the configuration names it."""
+        bar = self.progress_bar(iterable, total=total)
+        if "desc" not in getattr(self, "_progress_bar_config", {}):
+            bar.set_description(description, refresh=False)
+        return bar
+
+    def _track(self, frames: Frames, face_index: int | None, smoothing: float) -> FaceTrackBoxes:
         """Detect once in every frame (decoded a few frames ahead in a thread), follow one face, and smooth its
-        crop boxes."""
+        crop boxes; a video shows a progress bar (a photo is one detection)."""
         analyzer = self._analyzer()
-        with Ahead(iter(frames), PREPARE_BATCH) as ahead:
-            track = track_face(ahead, analyzer, face_index, progress=progress)
+        count = len(frames) if hasattr(frames, "__len__") else None
+        logger.info("Tracking the face in %s.", "the video" if count is None else f"{count} frames")
+        with Ahead(iter(frames), PREPARE_BATCH) as ahead, contextlib.ExitStack() as stack:
+            seen: Any = ahead
+            if not isinstance(frames, list):
+                seen = stack.enter_context(self._progress("tracking the face", ahead, total=count))
+            track = track_face(seen, analyzer, face_index, progress=False)
         shape = frames[0].shape
         boxes = track_boxes(track, lambda face: crop_box(face, shape), smoothing)
         first = int(np.flatnonzero(track.found)[0])
+        lost = int((~track.found).sum())
+        logger.info("The face was found in %d of %d frames%s.", len(track.found) - lost, len(track.found),
+                    f" (the nearest box held in the other {lost})" if lost else "")  # fmt: skip
         return FaceTrackBoxes([integer_box(b, shape) for b in boxes], track.found, first, track.faces[first])
 
     @staticmethod
@@ -383,9 +413,10 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         x1, y1, x2, y2 = box
         return cv2.resize(frame[y1:y2, x1:x2], (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_LANCZOS4)
 
-    def _prepare_chunk(self, frames: Frames, track: FaceTrackBoxes, chunk: int) -> _Chunk:
+    def _prepare_chunk(self, frames: Frames, track: FaceTrackBoxes, blend: Blend, chunk: int) -> _Chunk:
         """Source frames ``chunk * PREPARE_BATCH`` onwards with their UNet image latents and blend weights (one
-        VAE encode for all of them, and on a GPU one parser call, on the pipeline's device)."""
+        VAE encode for all of them, and on a GPU one parser call, on the pipeline's device); ``blend`` as in
+        :meth:`__call__`."""
         indices = _chunk_range(chunk, len(track))
         images = [frames[k] for k in indices]
         boxes = [track.boxes[k] for k in indices]
@@ -402,7 +433,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
                 parsed = [parser.parse(patch) for patch in patches] if cpu else parser.parse(patches)
                 labels = [parsing.labels for parsing in parsed]
             latents = self.encode_crops(crops)
-        return images, latents, [box_alpha(box, lab) for box, lab in zip(boxes, labels, strict=True)]
+        return images, latents, [box_alpha(box, lab, blend) for box, lab in zip(boxes, labels, strict=True)]
 
     @contextlib.contextmanager
     def _computing(self) -> Iterator[None]:
@@ -414,7 +445,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         else:
             yield
 
-    def _prepared_key(self, content: str, face_index: int | None, smoothing: float) -> dict[str, Any]:
+    def _prepared_key(self, content: str, face_index: int | None, smoothing: float, blend: Blend) -> dict[str, Any]:
         """What a prepared video depends on besides the video (see :mod:`.prepared`)."""
         analyzer = self._analyzer()
         return {
@@ -422,6 +453,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             "video": content,
             "face_index": face_index,
             "smoothing": float(smoothing),
+            "blend": blend,
             "face_engine": analyzer.backend.name,
             "face_threshold": float(analyzer.det_thresh),
             "face_parser": None if self.face_parser is None else weights_hash(self.face_parser.model),
@@ -439,54 +471,62 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         fps: float | None = None,
         face_index: int | None = None,
         smoothing: float = 1.5,
+        blend: Blend = "inference",
         cache: str | os.PathLike | None = None,
     ) -> PreparedVideo:
         """Everything a dub needs from ``face`` (a video file or TxHxWx3 uint8 array, or a photo) that does not
         depend on the speech (MuseTalk's "avatar"): the tracked face, each frame's blend weights and the UNet's
         image latents of its crop. Pass the result to the pipeline instead of ``face``: the output is the same,
-        bit for bit, without detection, parsing and VAE encoding. ``fps``, ``face_index`` and ``smoothing`` as
-        in :meth:`__call__`.
+        bit for bit, without detection, parsing and VAE encoding. ``fps``, ``face_index``, ``smoothing`` and
+        ``blend`` as in :meth:`__call__`. Tracking and preparing each show a progress bar.
 
         ``cache``: a folder. Holding a prepared video, it is read back (refused with one line when it was made
-        for another video or other settings: face choice, smoothing, face engine, parser or VAE weights,
+        for another video or other settings: face choice, smoothing, blend, face engine, parser or VAE weights,
         dtype, device type); absent or empty, the video is prepared and saved there. It holds about 32 KB of
         latents (float32) and a face box of weights per frame.
         """
-        frames, fps, is_photo = self._load_face(face, fps)
-        content = content_hash(face, None if isinstance(frames, VideoReader) else frames)
-        key = self._prepared_key(content, face_index, smoothing)
+        _check_blend(blend)
         folder = None if cache is None else Path(cache).expanduser()
         if folder is not None and folder.exists() and not folder.is_dir():
             raise InvalidArgumentError(f"cache must be a folder; {folder} is a file.")
+        frames, fps, is_photo = self._load_face(face, fps)
+        content = content_hash(face, None if isinstance(frames, VideoReader) else frames)
+        key = self._prepared_key(content, face_index, smoothing, blend)
         if folder is not None and folder.is_dir() and any(folder.iterdir()):
+            logger.info("Reading the prepared video from %s.", folder)
             return PreparedVideo.load(folder, frames, fps, key)
-        track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
+        track = self._track(frames, face_index, smoothing)
+        logger.info("Preparing %d frames: face parsing %s, VAE encoding.", len(track),
+                    "on" if self.face_parser is not None else "off (no parser)")  # fmt: skip
         latents, alphas = [], []
-        for chunk in range(math.ceil(len(track) / PREPARE_BATCH)):
-            _, chunk_latents, chunk_alphas = self._prepare_chunk(frames, track, chunk)
-            latents.append(chunk_latents.cpu())
-            alphas.extend(chunk_alphas)
+        with self._progress("preparing frames", total=len(track)) as bar:
+            for chunk in range(math.ceil(len(track) / PREPARE_BATCH)):
+                _, chunk_latents, chunk_alphas = self._prepare_chunk(frames, track, blend, chunk)
+                latents.append(chunk_latents.cpu())
+                alphas.extend(chunk_alphas)
+                bar.update(len(chunk_alphas))
         prepared = PreparedVideo(frames, fps, track, torch.cat(latents), alphas, key, is_photo)
         if folder is not None:
             prepared.save(folder)
+            logger.info("Saved the prepared video to %s.", folder)
         return prepared
 
     def face_crops(self, face: Any, face_index: int | None = None, smoothing: float = 1.5) -> tuple[np.ndarray, float]:
         """The 256x256 face crops the model sees, one per frame of a video (file or array), tracked and
         smoothed as in a run, and the video's frame rate: the training data of lip-sync fine-tuning."""
         frames, fps, _ = self._load_face(face, None)
-        track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
+        track = self._track(frames, face_index, smoothing)
         return np.stack([self._crop(frames[k], box) for k, box in enumerate(track.boxes)]), fps
 
     # -- the run -------------------------------------------------------------------------------------------
 
     def _chunks(
-        self, frames: Frames, track: FaceTrackBoxes, prepared: PreparedVideo | None, batch_size: int
+        self, frames: Frames, track: FaceTrackBoxes, prepared: PreparedVideo | None, batch_size: int, blend: Blend
     ) -> _Chunks:
         """Source frames with their model inputs: a prepared video's, or made a chunk at a time when first needed;
         :data:`FRAME_BUFFER_BYTES` of frames kept, and at least as many chunks as one output batch can span."""
         if prepared is None:
-            make = functools.partial(self._prepare_chunk, frames, track)
+            make = functools.partial(self._prepare_chunk, frames, track, blend)
         else:
             make = functools.partial(_stored_chunk, prepared)
         return _Chunks(make, math.ceil(batch_size / PREPARE_BATCH) + 1, FRAME_BUFFER_BYTES)
@@ -522,8 +562,9 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
 
         inputs = self._inputs(len(track), chunks, windows, batch_size)
         threaded = self._execution_device.type != "cpu" or OVERLAP_ON_CPU
+        logger.info("Rendering %d frames in batches of %d.", windows.num_frames, batch_size)
         with (
-            self.progress_bar(total=windows.num_frames) as bar,
+            self._progress("rendering", total=windows.num_frames) as bar,
             Behind(finish, QUEUE_DEPTH, threaded) as behind,
             Ahead(inputs, QUEUE_DEPTH, threaded) as ahead,
         ):
@@ -549,6 +590,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         face_index: int | None = None,
         batch_size: int = 8,
         smoothing: float = 1.5,
+        blend: Blend | None = None,
         silence: str = "animate",
     ) -> Iterator[np.ndarray]:
         """Frames as speech arrives: ``speech_chunks`` are 16 kHz mono float arrays of any length (a microphone, a
@@ -557,15 +599,17 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         30 s of speech ending there (:mod:`genface.models.talking.live`): the first frames come out when
         ``batch_size / fps`` s + 0.24 s of speech (0.56 s for 8 frames at 25 fps) are in, plus one UNet call. The
         frames are the same however the speech is cut into chunks, and close to, not equal to, the whole speech's.
-        Memory stays bounded however long the speech."""
+        Memory stays bounded however long the speech. ``blend`` as in :meth:`__call__`."""
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         check_silence(silence)
+        _check_blend(blend, face if isinstance(face, PreparedVideo) else None)
         prepared = face if isinstance(face, PreparedVideo) else self.prepare(face, fps=fps, face_index=face_index,
-                                                                             smoothing=smoothing)  # fmt: skip
+                                                                             smoothing=smoothing,
+                                                                             blend=blend or "inference")  # fmt: skip
         fps = checked_fps(prepared.fps if fps is None else fps)
         encoder = WhisperFrameFeatures(self.audio_encoder, self.feature_extractor)
-        chunks = self._chunks(prepared.frames, prepared.track, prepared, batch_size)
+        chunks = self._chunks(prepared.frames, prepared.track, prepared, batch_size, prepared.blend)
         boxes = prepared.track.boxes
         for block in live_blocks(speech_chunks, fps, batch_size, None if silence == "animate" else SilenceGate(fps)):
             indices = [pingpong(i, len(boxes)) for i in range(block.start, block.start + block.count)]
@@ -587,6 +631,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         face_index: int | None = None,
         batch_size: int = 8,
         smoothing: float = 1.5,
+        blend: Blend | None = None,
         motion: MotionHook | None = None,
         silence: str = "animate",
         output_path: str | os.PathLike | None = None,
@@ -598,12 +643,16 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
 
         Args:
             face: a video file or TxHxWx3 uint8 array (dub mode), or a photo (path, array, PIL image); or a
-                :class:`PreparedVideo` from :meth:`prepare` (its ``face_index`` and ``smoothing`` hold).
+                :class:`PreparedVideo` from :meth:`prepare` (its ``face_index``, ``smoothing`` and ``blend`` hold).
             audio: a speech file (wav, mp3, m4a, a video's track) or samples with ``audio_rate``.
             fps: frame rate (default: the video's, or 25 for a photo or array).
             face_index: which face to follow when there are several (0 = largest in the first frame).
             batch_size: frames per UNet call.
             smoothing: temporal smoothing of the face box, in frames (Gaussian sigma; 0 = none).
+            blend: whose blend to reproduce: ``"inference"`` (MuseTalk's ``scripts/inference.py``: the mask
+                feathered over 5% of the parsing square; the default) or ``"realtime"`` (its
+                ``realtime_inference.py`` "avatar": 10%, a softer edge). None: the prepared video's, or
+                ``"inference"``.
             motion: photo mode only: ``motion(photo, i, f0_hz)`` returns frame ``i`` before lip-sync (head
                 motion, blinks); without it the photo stays still and only the mouth moves. Frames are not kept:
                 the hook is called again for a frame it has made, so it must give the same frame each time.
@@ -626,6 +675,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
         check_silence(silence)
         prepared = face if isinstance(face, PreparedVideo) else None
+        _check_blend(blend, prepared)
         if prepared is not None:
             if motion is not None:
                 raise InvalidArgumentError("motion= animates a photo each run; pass the photo, not a prepared video.")
@@ -637,6 +687,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             raise InvalidArgumentError(f"fps must be positive, got {fps}.")
         speech = self._load_speech(audio, audio_rate)
         num_frames = frame_count(len(speech), fps)
+        logger.info("Speech: %.2f s, %d frames at %g fps.", len(speech) / SAMPLE_RATE, num_frames, fps)
         if num_frames == 0:
             raise InvalidMediaError(
                 f"The audio lasts {len(speech) / SAMPLE_RATE * 1000:.0f} ms, shorter than one frame at {fps:g} fps."
@@ -651,7 +702,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if prepared is not None:
             track = prepared.track
         else:
-            track = self._track(frames, face_index, smoothing, progress=not isinstance(frames, list))
+            track = self._track(frames, face_index, smoothing)
         encoder = WhisperFrameFeatures(self.audio_encoder, self.feature_extractor)
         windows = SpeechWindows(encoder, speech, fps)
         weights = silence_weights(speech, fps, num_frames, silence)
@@ -659,7 +710,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             windows = ClosedInSilence(windows, SpeechWindows(encoder, np.zeros_like(speech), fps), weights)
         keeper = SourceInSilence(frames, len(track), weights) if silence == "source" else None
         meter = _Meter(self._analyzer(), frames, track, facesim_every) if measure else None
-        chunks = self._chunks(frames, track, prepared, batch_size)
+        chunks = self._chunks(frames, track, prepared, batch_size, blend or "inference")
         collected: list[np.ndarray] = []
         path = None
 
@@ -685,6 +736,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
                 written = functools.partial(sink, write=writer.write)
                 self._run(track, chunks, windows, batch_size, written, callback_on_step_end)
             path = writer.path
+            logger.info("Wrote %s.", path)
         else:
             self._run(track, chunks, windows, batch_size, sink, callback_on_step_end)
         output = TalkingFacePipelineOutput(
@@ -699,6 +751,18 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
             output.facesim, output.mouth_opening = meter.facesim(), meter.openings()
             output.lip_sync = lip_sync_correlation(output.mouth_opening, frame_loudness(speech, fps, num_frames))
         return output
+
+
+def _check_blend(blend: str | None, prepared: PreparedVideo | None = None) -> None:
+    """Refuse a ``blend`` MuseTalk has no script for, or one other than the ``prepared`` video's (None: any)."""
+    if blend is None:
+        return
+    if blend not in FEATHER:
+        raise InvalidArgumentError(f"blend must be 'inference' or 'realtime' (MuseTalk's two scripts), got {blend!r}.")
+    if prepared is not None and blend != prepared.blend:
+        raise InvalidArgumentError(
+            f"The video was prepared with blend={prepared.blend!r}; prepare it again with blend={blend!r}."
+        )
 
 
 def _blended(

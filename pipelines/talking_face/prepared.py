@@ -5,7 +5,7 @@ It holds the tracked face (smoothed crop boxes, which frames had it, the first f
 weights (uint8, over its crop box) and the UNet's image latents of its crop (masked and whole, N x 8 x 32 x 32).
 A folder holds ``prepared.json`` (the key, boxes, face) and ``prepared.safetensors`` (latents, weights); it is
 keyed on the video's content (SHA-256) and every setting that changes what is stored (face choice, smoothing,
-face engine and threshold, face parser and VAE weights, dtype, device type), and refused when any differs.
+blend, face engine and threshold, face parser and VAE weights, dtype, device type), and refused when any differs.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import torch
 from genface.errors import InvalidArgumentError
 from genface.identity import Face
 
-#: Version of the folder layout (part of the key).
-FORMAT = 1
+#: Version of the folder layout and of how its contents are computed (part of the key). 2: MuseTalk's resizes
+#: of the parsing patch and mask (PIL), integer crop boxes, and the blend in the key.
+FORMAT = 2
 JSON_NAME = "prepared.json"
 TENSORS_NAME = "prepared.safetensors"
 
@@ -74,6 +75,11 @@ class PreparedVideo:
 
     def __len__(self) -> int:
         return len(self.track)
+
+    @property
+    def blend(self) -> str:
+        """Whose blend its weights reproduce (``"inference"`` or ``"realtime"``, see the pipeline's ``blend``)."""
+        return self.key["blend"]
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``prepared.json`` + ``prepared.safetensors`` into a new (or empty) ``folder``, whole or not at

@@ -2,18 +2,23 @@
 
 Crop: the box spans the face landmarks horizontally and, vertically, from the bottom of the chin up to as
 far above the lower nose bridge (iBUG-68 point 29) as the chin is below it; v1.5 then adds 10 pixels at the
-bottom. Blend: the face is parsed inside a square 1.5 times the box; the mask is the skin dilated by
-MuseTalk's 33x33 cone-shaped element (at 512x512: 6 pixels down, up to 16 up and 10 sideways), narrowed at
-the cheeks by an elliptic erosion, plus mouth and lips, minus the nose, kept only in the lower half of the
-square and feathered with a Gaussian 5% of its width. Pixels where the mask is zero are never touched.
+bottom. As in MuseTalk's ``preprocessing.py`` the landmarks are truncated to whole pixels first. Blend: the face
+is parsed inside a square 1.5 times the box (resized to 512 px with PIL's bilinear filter, as MuseTalk's
+``FaceParsing``); the mask is the skin dilated by MuseTalk's 33x33 cone-shaped element (at 512x512: 6 pixels
+down, up to 16 up and 10 sideways), narrowed at the cheeks by an elliptic erosion, plus mouth and lips, minus the
+nose, resized back with PIL's bicubic filter (``blending.face_seg``), kept only in the lower half of the square
+and feathered with a Gaussian 5% of its width (``scripts/inference.py``) or 10% (``scripts/realtime_inference.py``,
+the "avatar"). Pixels where the mask is zero are never touched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from genface.identity import Face, FaceParser
 from genface.identity.parsing import LABELS
@@ -27,29 +32,35 @@ UPPER_BOUNDARY = 0.5
 CHEEK_WIDTH = 90
 PARSE_SIZE = 512
 _NOSE_BRIDGE_68 = 29
+#: MuseTalk's two blends, by the script that makes them: the Gaussian feather's width as a fraction of the
+#: parsing square (``blending.get_image``: 0.05; ``blending.get_image_prepare_material``: 0.1).
+Blend = Literal["inference", "realtime"]
+FEATHER: dict[str, float] = {"inference": 0.05, "realtime": 0.1}
 
 
 def crop_box(face: Face, frame_shape: tuple[int, ...], extra_margin: int = EXTRA_MARGIN) -> np.ndarray:
-    """The lower-face-centred crop box (x1, y1, x2, y2) MuseTalk v1.5 feeds its UNet, in float pixels.
+    """The lower-face-centred crop box (x1, y1, x2, y2) MuseTalk v1.5 feeds its UNet, in whole pixels (float64,
+    so that boxes can be smoothed over frames).
 
-    With 68 landmarks (dlib), point 29 is the nose bridge as in MuseTalk; with other layouts (insightface's
-    106) it is taken two thirds of the way from the eyes to the nose tip, where point 29 lies. Without
-    landmarks the detector's box is used.
+    The landmarks are truncated to integers first, as MuseTalk's ``preprocessing.py`` does. With 68 landmarks
+    (dlib), point 29 is the nose bridge as in MuseTalk; with other layouts (insightface's 106) it is taken two
+    thirds of the way from the eyes to the nose tip, where point 29 lies, truncated the same way. Without
+    landmarks, or where they give no box, the detector's box is used (clipped at 0 and truncated, as MuseTalk's
+    face detector gives it).
     """
     height = frame_shape[0]
-    if face.landmarks is None:
-        x1, y1, x2, y2 = face.bbox
-    else:
-        points = face.landmarks
+    x1, y1, x2, y2 = np.clip(face.bbox, 0, None).astype(np.int64)
+    if face.landmarks is not None:
+        points = np.asarray(face.landmarks).astype(np.int32)
         if len(points) == 68:
-            bridge_y = points[_NOSE_BRIDGE_68, 1]
+            bridge_y = int(points[_NOSE_BRIDGE_68, 1])
         else:
             eyes_y = (face.kps[0, 1] + face.kps[1, 1]) / 2
-            bridge_y = eyes_y + 2 / 3 * (face.kps[2, 1] - eyes_y)
-        x1, x2, y2 = points[:, 0].min(), points[:, 0].max(), points[:, 1].max()
-        y1 = max(0.0, bridge_y - (y2 - bridge_y))
-        if y2 <= y1 or x2 <= x1 or x1 < 0:
-            x1, y1, x2, y2 = face.bbox
+            bridge_y = int(eyes_y + 2 / 3 * (face.kps[2, 1] - eyes_y))
+        top = max(0, bridge_y - (int(points[:, 1].max()) - bridge_y))
+        box = points[:, 0].min(), top, points[:, 0].max(), points[:, 1].max()
+        if box[3] > box[1] and box[2] > box[0] and box[0] >= 0:
+            x1, y1, x2, y2 = box
     return np.array([x1, y1, x2, min(y2 + extra_margin, height)], dtype=np.float64)
 
 
@@ -120,32 +131,37 @@ def _cut(frame: np.ndarray, square: tuple[int, int, int, int]) -> np.ndarray:
 def parsing_patch(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """The 512x512 RGB patch the face parser sees for ``box``: the square 1.5 times the box, black where it
     leaves the frame."""
-    return cv2.resize(_cut(frame, _square(box)), (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
+    patch = Image.fromarray(_cut(frame, _square(box)))
+    return np.array(patch.resize((PARSE_SIZE, PARSE_SIZE), Image.Resampling.BILINEAR))
 
 
-def box_alpha(box: tuple[int, int, int, int], labels: np.ndarray | None) -> np.ndarray:
+def box_alpha(box: tuple[int, int, int, int], labels: np.ndarray | None, blend: Blend = "inference") -> np.ndarray:
     """Blend weights over ``box`` (uint8, 255 = the generated face; divide by 255 for the mask) from the parse
-    ``labels`` of its :func:`parsing_patch`. Without labels (no face parser), the whole lower half of the box
-    is used, feathered; pixels outside the box are never touched either way."""
+    ``labels`` of its :func:`parsing_patch`, feathered as MuseTalk's ``blend`` script does (see :data:`FEATHER`).
+    Without labels (no face parser), the whole lower half of the box is used, feathered; pixels outside the box
+    are never touched either way."""
     square = _square(box)
     side = square[2] - square[0]
     x1, y1, x2, y2 = box
     inner = (slice(y1 - square[1], y2 - square[1]), slice(x1 - square[0], x2 - square[0]))
     mask = np.zeros((side, side), dtype=np.uint8)
     if labels is not None:
-        mask[inner] = cv2.resize(jaw_mask(labels), (side, side), interpolation=cv2.INTER_LINEAR)[inner]
+        jaw = Image.fromarray(jaw_mask(labels)).resize((side, side), Image.Resampling.BICUBIC)  # PIL's default
+        mask[inner] = np.asarray(jaw)[inner]
     else:
         mask[inner] = 255
     mask[: int(side * UPPER_BOUNDARY)] = 0
-    kernel = int(0.05 * side // 2 * 2) + 1
+    kernel = int(FEATHER[blend] * side // 2 * 2) + 1
     return np.ascontiguousarray(cv2.GaussianBlur(mask, (kernel, kernel), 0)[inner])
 
 
-def blend_mask(frame: np.ndarray, box: tuple[int, int, int, int], parser: FaceParser | None) -> BlendMask:
+def blend_mask(
+    frame: np.ndarray, box: tuple[int, int, int, int], parser: FaceParser | None, blend: Blend = "inference"
+) -> BlendMask:
     """The mask that blends a generated face crop for ``box`` back into ``frame``, for one frame (the pipeline
     parses a batch of :func:`parsing_patch` es at once and keeps :func:`box_alpha`)."""
     labels = None if parser is None else parser.parse(parsing_patch(frame, box)).labels
-    return alpha_mask(box, box_alpha(box, labels))
+    return alpha_mask(box, box_alpha(box, labels, blend))
 
 
 def alpha_mask(box: tuple[int, int, int, int], alpha: np.ndarray) -> BlendMask:

@@ -1,6 +1,7 @@
 """Ditto's LMDM, its windowed generation, condition vector and HuBERT features against their computation written
 their way (ditto-talkinghead: core/models/modules/LMDM.py, lmdm_modules/model.py, atomic_components/
-audio2motion.py, condition_handler.py, wav2feat.py, stream_pipeline_offline.py), on tiny random weights."""
+audio2motion.py, condition_handler.py, wav2feat.py, stream_pipeline_offline.py, stream_pipeline_online.py,
+inference.py), on tiny random weights."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from genface.models.motion.lmdm import (
     MotionGenerator,
     emotion_probabilities,
     generate_motion,
+    motion_bounds,
 )
 
 HEADS = 2
@@ -47,10 +49,10 @@ def _rotate(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 
 def _mha(sd: dict, prefix: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     w, b = sd[f"{prefix}.in_proj_weight"], sd[f"{prefix}.in_proj_bias"]
-    d = q.shape[-1]
+    d, heads = q.shape[-1], sd["num_heads"]
     qs, ks, vs = (F.linear(t, w[i * d : (i + 1) * d], b[i * d : (i + 1) * d]) for i, t in enumerate((q, k, v)))
-    split = lambda t: t.reshape(t.shape[0], t.shape[1], HEADS, d // HEADS).transpose(1, 2)  # noqa: E731
-    attn = torch.softmax(split(qs) @ split(ks).transpose(-1, -2) / math.sqrt(d // HEADS), dim=-1) @ split(vs)
+    split = lambda t: t.reshape(t.shape[0], t.shape[1], heads, d // heads).transpose(1, 2)  # noqa: E731
+    attn = torch.softmax(split(qs) @ split(ks).transpose(-1, -2) / math.sqrt(d // heads), dim=-1) @ split(vs)
     return F.linear(
         attn.transpose(1, 2).reshape(q.shape), sd[f"{prefix}.out_proj.weight"], sd[f"{prefix}.out_proj.bias"]
     )
@@ -206,9 +208,17 @@ def their_offline(a2m: TheirAudio2Motion, conds):
     return a2m.smo(res[:, : len(conds)], 0, len(conds))[0]
 
 
+def their_clip(motion, v_min_max_for_clip):
+    """Audio2Motion.cvt_fmt's clamp: rows 0 and 1 of v_min_max_for_clip are the lower and upper bounds."""
+    if v_min_max_for_clip is None:
+        return motion
+    return torch.from_numpy(np.clip(motion.numpy(), v_min_max_for_clip[0][None], v_min_max_for_clip[1][None]))
+
+
 def their_online(a2m: TheirAudio2Motion, conds):
-    """stream_pipeline_offline._audio2motion_worker with online_mode, every feature in and the stream ended."""
-    res, start, local, out = None, None, 0, []
+    """stream_pipeline_online._audio2motion_worker, every feature in and the stream ended: the motion returned and
+    d0, frame 0 of the first window (``self.motion_stitch.d0 = cvt_fmt(res_kp_seq[0:1])[0]``), both unclamped."""
+    res, start, local, out, d0 = None, None, 0, [], None
     while True:
         aud, real_valid = conds[local : local + a2m.seq], a2m.valid
         if len(aud) == 0:
@@ -217,14 +227,14 @@ def their_online(a2m: TheirAudio2Motion, conds):
             real_valid = len(aud)
         res = a2m(_pad(aud[None], a2m.seq), res)
         if start is None:
-            start = res.shape[1] - a2m.fuse
+            start, d0 = res.shape[1] - a2m.fuse, res[0, 0].clone()
         else:
             out.append(res[0, start : start + real_valid])
             start += real_valid
         local += real_valid
         if local >= len(conds):
             break
-    return torch.cat(out)
+    return torch.cat(out), d0
 
 
 # ---- tests -------------------------------------------------------------------------------------------------------
@@ -241,7 +251,8 @@ def _inputs(lmdm: LMDM, batch: int = 1, seed: int = 1):
 
 
 def _their_state(lmdm: LMDM) -> dict:
-    return {k.removeprefix("model."): v for k, v in lmdm.state_dict().items()}
+    """The decoder's state dict, and its head count (which a state dict cannot tell)."""
+    return {k.removeprefix("model."): v for k, v in lmdm.state_dict().items()} | {"num_heads": lmdm.config.num_heads}
 
 
 @torch.no_grad()
@@ -314,9 +325,35 @@ def test_online_generation_matches_ditto(lmdm: LMDM, total: int) -> None:
     ours = torch.cat(list(generate_motion(lmdm, source, torch.split(conds, 4), overlap=5, num_steps=2, **options,
                                           generator=torch.Generator().manual_seed(4))))  # fmt: skip
     a2m = TheirAudio2Motion(lmdm, source, 5, 2, torch.Generator().manual_seed(4), True, 1, (0, 5))
-    theirs = their_online(a2m, conds)
-    assert ours.shape[0] == total - 5 <= theirs.shape[0]  # Ditto may add a frame past the end
+    theirs, _ = their_online(a2m, conds)
+    assert ours.shape[0] == total - 5 <= theirs.shape[0]  # Ditto's online loop goes on past the end
     torch.testing.assert_close(ours, theirs[: total - 5], atol=1e-5, rtol=1e-5)
+
+
+def test_clamp_and_reference_are_dittos_cvt_fmt(lmdm: LMDM) -> None:
+    c = lmdm.config
+    g = torch.Generator().manual_seed(8)
+    source = torch.randn(c.motion_feat_dim, generator=g)
+    conds = torch.randn(19, c.cond_feat_dim, generator=g)
+    # Ditto's configuration has 4 rows; cvt_fmt clamps with the first two
+    bounds = np.zeros((4, c.motion_feat_dim), np.float32)
+    bounds[0], bounds[1] = -0.5, 0.4
+    options = {"online": True, "reset_every": 1, "keep_dims": (0, 5), "overlap": 5, "num_steps": 2}
+    stream = MotionGenerator(lmdm, source, clip=bounds, generator=torch.Generator().manual_seed(4), **options)
+    ours = torch.cat([stream.push(conds), stream.flush()])
+    a2m = TheirAudio2Motion(lmdm, source, 5, 2, torch.Generator().manual_seed(4), True, 1, (0, 5))
+    theirs, d0 = their_online(a2m, conds)
+    torch.testing.assert_close(ours, their_clip(theirs[:14], bounds), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(stream.reference, their_clip(d0[None], bounds)[0], atol=1e-5, rtol=1e-5)
+    assert ours.min() >= -0.5 and ours.max() <= 0.4 and (ours == 0.4).any()
+    offline = torch.cat(list(generate_motion(lmdm, source, [conds], overlap=3, num_steps=2, clip=bounds[:2],
+                                             generator=torch.Generator().manual_seed(1))))  # fmt: skip
+    theirs = their_offline(TheirAudio2Motion(lmdm, source, 3, 2, torch.Generator().manual_seed(1)), conds)
+    torch.testing.assert_close(offline, their_clip(theirs, bounds), atol=1e-5, rtol=1e-5)
+    with pytest.raises(InvalidArgumentError, match="lower bound"):
+        motion_bounds(bounds[[1, 0]], c.motion_feat_dim)
+    with pytest.raises(InvalidArgumentError, match=r"\(2, 12\)"):
+        motion_bounds(np.zeros((2, 10)), c.motion_feat_dim)
 
 
 def test_streaming_is_memory_bounded_and_online_drops_the_lead_in(lmdm: LMDM) -> None:
@@ -481,6 +518,35 @@ def their_wav2feat(model: torch.nn.Module, audio: np.ndarray, chunksize=(3, 5, 2
         res.append(valid.reshape(chunksize[1], 2, -1).mean(1))
         i += chunksize[1]
     return np.concatenate(res, 0)[:num_f]
+
+
+@torch.no_grad()
+def their_online_features(model: torch.nn.Module, audio: np.ndarray, chunksize=(3, 5, 2)) -> np.ndarray:
+    """inference.py's online loop (chunksize[0] * 640 zeros in front, chunks of 6480 every 3200 samples, the last
+    padded with zeros) through Wav2FeatHubert.__call__ (one chunk per call)."""
+    audio = np.concatenate([np.zeros((chunksize[0] * 640,), dtype=np.float32), audio], 0)
+    split_len = int(sum(chunksize) * 0.04 * 16000) + 80
+    res = []
+    for i in range(0, len(audio), chunksize[1] * 640):
+        audio_chunk = audio[i : i + split_len]
+        if len(audio_chunk) < split_len:
+            audio_chunk = np.pad(audio_chunk, (0, split_len - len(audio_chunk)), mode="constant")
+        encoding = model(torch.from_numpy(audio_chunk).reshape(1, -1)).last_hidden_state[0].numpy()
+        valid = encoding[-sum(chunksize[1:]) * 2 : -chunksize[2] * 2]
+        res.append(valid.reshape(chunksize[1], 2, -1).mean(1))
+    return np.concatenate(res, 0)
+
+
+def test_hubert_online_features_match_dittos_online_path(hubert: torch.nn.Module) -> None:
+    audio = np.random.default_rng(1).standard_normal(16000 + 333).astype(np.float32) * 0.1
+    theirs = torch.from_numpy(their_online_features(hubert, audio))
+    assert theirs.shape[0] == 30 > HubertFeatures.frame_count(audio.size) == 26  # Ditto's run on past the speech
+    online = HubertFeatures(hubert, batch_size=1, online=True)
+    ours = torch.cat(list(online.live(np.split(audio, [1000, 7000]))))
+    assert ours.shape == (30, 16) and online.speech_frames == 26
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
+    offline_lead = torch.cat(list(HubertFeatures(hubert, batch_size=1).live([audio])))  # 80 samples earlier
+    assert (offline_lead - theirs[:26]).abs().max() > 1e-3
 
 
 def test_hubert_features_match_ditto_windowing(hubert: torch.nn.Module) -> None:

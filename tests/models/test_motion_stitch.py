@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from scipy.special import softmax
 
 from genface.errors import InvalidArgumentError
+from genface.identity.align import paste_back
 from genface.models.motion.crop import crop_face, crop_matrix, eye_lip_axis, paste_mask, paste_render
 from genface.models.motion.extractor import StitchingNetwork
 from genface.models.motion.stitch import (
@@ -99,9 +101,12 @@ def ref_fade_alpha(N_d, fade_in, fade_out):
 
 
 class RefStitch:
-    """Ditto's MotionStitch (image source, relative_d, delta_eye_arr, fade), one frame per call."""
+    """Ditto's MotionStitch (relative_d, delta_eye_arr, fade; a photo source, or a video's with is_image=False),
+    one frame per call; d0 may be set before the first (the online path's)."""
 
-    def __init__(self, x_s_info, use_d_keys, drive_eye, delta_eye_arr, idx_list, fade_type, fade_keys, stitch):
+    def __init__(
+        self, x_s_info, use_d_keys, drive_eye, delta_eye_arr, idx_list, fade_type, fade_keys, stitch, is_image=True
+    ):
         eye, lip = [11, 13, 15, 16, 18], [6, 12, 14, 17, 19, 20]
         a1 = np.zeros((21, 3), np.float32)
         a1[lip] = 1
@@ -120,8 +125,8 @@ class RefStitch:
         self.fade_type, self.fade_keys, self.stitch = fade_type, fade_keys, stitch
         self.pose_s = [ref_degree(x_s_info["yaw"]).item(), ref_degree(x_s_info["pitch"]).item()]
         self.x_s = ref_transform(x_s_info)
-        self.fade_dst = copy.deepcopy(x_s_info) if fade_type == "s" else None
-        self.d0, self.idx = None, 0
+        self.fade_dst = copy.deepcopy(x_s_info) if fade_type == "s" and is_image else None
+        self.d0, self.idx, self.is_image = None, 0, is_image
 
     def __call__(self, x_s_info, x_d_info, **kw):
         if self.d0 is None:
@@ -141,13 +146,17 @@ class RefStitch:
         for kk in ["delta_pitch", "delta_yaw", "delta_roll"]:
             if kk in kw:
                 x_d_info[kk[6:]] = ref_degree(x_d_info[kk[6:]]) + kw[kk]
+        for kk in ["alpha_pitch", "alpha_yaw", "alpha_roll"]:
+            if kk in kw:
+                x_d_info[kk[6:]] = x_d_info[kk[6:]] * kw[kk]
         if "delta_exp" in kw:
             x_d_info["exp"] = x_d_info["exp"] + kw["delta_exp"]
         if self.fade_type == "d0" and self.fade_dst is None:
             self.fade_dst = copy.deepcopy(x_d_info)
         if "fade_alpha" in kw and self.fade_type:
+            fade_dst = self.fade_dst if self.fade_dst is not None else copy.deepcopy(x_s_info)
             for k in self.fade_keys:
-                x_d_info[k] = x_d_info[k] * kw["fade_alpha"] + self.fade_dst[k] * (1 - kw["fade_alpha"])
+                x_d_info[k] = x_d_info[k] * kw["fade_alpha"] + fade_dst[k] * (1 - kw["fade_alpha"])
         if self.drive_eye:
             dx = (ref_degree(x_d_info["yaw"]).item() - self.pose_s[0]) * 0.26
             dy = (ref_degree(x_d_info["pitch"]).item() - self.pose_s[1]) * 0.28
@@ -156,10 +165,11 @@ class RefStitch:
             exp[0, 45] += dx * 0.001 if dx > 0 else dx * 0.0007
             exp[0, 34] += dy * -0.001
             exp[0, 46] += dy * -0.001
+        x_s = self.x_s if self.is_image else ref_transform(x_s_info)
         x_d = ref_transform(x_d_info)
-        x_d = self.stitch(self.x_s, x_d)
+        x_d = self.stitch(x_s, x_d)
         self.idx += 1
-        return self.x_s, x_d
+        return x_s, x_d
 
 
 def ref_stitching(state):
@@ -269,6 +279,37 @@ def test_stitcher_matches_dittos_motion_stitch(stitch_net, fade_type, blink, wei
         second = ours(driving.frames(slice(4, n)), controls.frames(slice(4, n)))
     np.testing.assert_allclose(first[0].numpy(), x_s_ref, **TOL)
     np.testing.assert_allclose(torch.cat([first[1], second[1]]).numpy(), np.concatenate(x_d_ref), **TOL)
+
+
+@pytest.mark.parametrize("with_offsets", [False, True])
+def test_pose_factors_are_dittos_ctrl_motion(stitch_net, with_offsets):
+    """alpha_* multiply the offset pose in degrees, or without an offset the pose's bin logits (ctrl_motion)."""
+    g = torch.Generator().manual_seed(9)
+    n = 5
+    source, driving = random_motion(1, g, kp=True), random_motion(n, g)
+    controls = FrameControls(
+        alpha_pitch=torch.tensor([0.0, 0.5, 1.0, 2.0, 3.0]),
+        alpha_yaw=torch.full((n,), 0.7),
+        delta_yaw=torch.linspace(-5, 5, n) if with_offsets else None,
+        delta_roll=torch.full((n,), 2.0) if with_offsets else None,
+        alpha_roll=torch.full((n,), 1.5) if with_offsets else None,
+    )
+    ours = MotionStitcher(source, StitchConfig(), stitching=stitch_net)
+    use = dict.fromkeys(("exp", "pitch", "yaw", "roll", "t"), 1)
+    state = {k: v.detach() for k, v in stitch_net.state_dict().items()}
+    ref = RefStitch(to_info(source), use, True, None, [0], "", (), ref_stitching(state))
+    theirs = []
+    for i in range(n):
+        kw = {k: float(v[i]) for k, v in vars(controls).items() if v is not None}
+        theirs.append(ref(to_info(source), to_info(driving, i), **kw)[1])
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(driving, controls)[1].numpy(), np.concatenate(theirs), **TOL)
+    pose = MotionStitcher(source, StitchConfig(stitching=False)).motion(driving, controls)
+    if with_offsets:  # an offset angle times 1.5
+        plain = MotionStitcher(source, StitchConfig(stitching=False)).motion(driving)
+        torch.testing.assert_close(pose.roll, (plain.roll + 2) * 1.5)
+    else:  # a factor 0 flattens the bins: 0 degrees
+        torch.testing.assert_close(pose.pitch[0], torch.zeros(1), atol=1e-5, rtol=0)
 
 
 def test_no_offsets_keep_bins_path_and_stitching_off():
@@ -427,6 +468,29 @@ def test_crop_and_paste_back_on_a_photo(portrait, dlib_analyzer):
     out = paste_render(portrait, crop, matrix)
     inside = paste_render(np.zeros_like(portrait), np.full_like(crop, 255), matrix) == 255
     assert np.abs(out[inside].astype(int) - portrait[inside]).mean() < 3
+
+
+def their_putback(frame_rgb, render_image, M_c2o, mask):
+    """putback.py's PutBack with blend_impl.c: the float render and the mask warped into the frame (the mask
+    clipped to [0, 1]), blended in float32 and truncated to uint8."""
+    h, w = frame_rgb.shape[:2]
+    mask_warped = cv2.warpAffine(mask, M_c2o[:2, :], dsize=(w, h), flags=cv2.INTER_LINEAR).clip(0, 1)
+    frame_warped = cv2.warpAffine(render_image, M_c2o[:2, :], dsize=(w, h), flags=cv2.INTER_LINEAR)
+    m = mask_warped[..., None]
+    blended = m * frame_warped + (np.float32(1.0) - m) * frame_rgb.astype(np.float32)
+    return np.where(blended > 255, 255, np.where(blended < 0, 0, blended)).astype(np.uint8)
+
+
+def test_paste_back_is_dittos_putback(astronaut, dlib_analyzer):
+    matrix = crop_matrix(dlib_analyzer.get(astronaut).landmarks)
+    rng = np.random.default_rng(0)
+    render = cv2.GaussianBlur(rng.uniform(-20, 275, (512, 512, 3)).astype(np.float32), (0, 0), 3).clip(0, 255)
+    M_c2o = np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))  # Ditto's crop.py inverts the 3x3 matrix
+    theirs = their_putback(astronaut, render, M_c2o, paste_mask(512))
+    np.testing.assert_array_equal(paste_render(astronaut, render, matrix), theirs)
+    # genface before: the render rounded to 8 bits and the blend rounded: 2 levels off here, on 9% of the values
+    rounded = paste_back(astronaut, (render + 0.5).astype(np.uint8), matrix, paste_mask(512))
+    assert np.abs(rounded.astype(int) - theirs).max() == 2
 
 
 def test_paste_mask_is_dittos():

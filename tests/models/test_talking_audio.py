@@ -77,6 +77,47 @@ def tiny_whisper() -> WhisperFrameFeatures:
     return WhisperFrameFeatures(WhisperModel(config).eval(), WhisperFeatureExtractor())
 
 
+def _musetalk_chunks(hidden: torch.Tensor, librosa_length: int, fps: int = 25, left: int = 2, right: int = 2):
+    """MuseTalk's ``AudioProcessor.get_whisper_chunk`` (``musetalk/utils/audio_processor.py``) after the encoder,
+    written their way: ``hidden`` is the encoder's stacked hidden states of every 30 s segment, (1, T, layers,
+    width)."""
+    audio_feature_length_per_frame = 2 * (left + right + 1)
+    sr, audio_fps = 16000, 50
+    whisper_idx_multiplier = audio_fps / fps
+    num_frames = math.floor((librosa_length / sr) * fps)
+    actual_length = math.floor((librosa_length / sr) * audio_fps)
+    whisper_feature = hidden[:, :actual_length, ...]
+    padding_nums = math.ceil(whisper_idx_multiplier)
+    whisper_feature = torch.cat(
+        [
+            torch.zeros_like(whisper_feature[:, : padding_nums * left]),
+            whisper_feature,
+            torch.zeros_like(whisper_feature[:, : padding_nums * 3 * right]),
+        ],
+        1,
+    )
+    audio_prompts = []
+    for frame_index in range(num_frames):
+        audio_index = math.floor(frame_index * whisper_idx_multiplier)
+        audio_clip = whisper_feature[:, audio_index : audio_index + audio_feature_length_per_frame]
+        assert audio_clip.shape[1] == audio_feature_length_per_frame
+        audio_prompts.append(audio_clip)
+    audio_prompts = torch.cat(audio_prompts, dim=0)  # T, 10, layers, width
+    return audio_prompts.flatten(1, 2)  # einops: 'b c h w -> b (c h) w'
+
+
+@pytest.mark.parametrize("samples", [18560, 9280, 36480, 16000 * 2 + 11000])
+def test_frames_and_last_windows_are_musetalks_at_exact_lengths(tiny_whisper, samples) -> None:
+    """At lengths where ``samples / 16000 * fps`` rounds just below a whole number (18560 samples: 28.999999999999996
+    frames, 57.99999999999999 features), MuseTalk counts one frame and one feature fewer; genface's former
+    ``+ 1e-9`` counted them (one more frame, and a last window holding a feature MuseTalk zeroes)."""
+    audio = np.random.default_rng(samples).normal(0, 0.1, samples).astype(np.float32)
+    expected = _musetalk_chunks(tiny_whisper.hidden_states(audio)[None], samples)
+    ours = tiny_whisper(audio, fps=25)
+    assert ours.shape == expected.shape and frame_count(samples, 25) == len(expected)
+    assert torch.equal(ours, expected)
+
+
 def test_hidden_states_stack_every_layer(tiny_whisper) -> None:
     audio = (0.2 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
     hidden = tiny_whisper.hidden_states(audio)

@@ -47,7 +47,7 @@ def paused_speech(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 
 def _source_opening(name: str, pipe, photo: np.ndarray) -> float:
     """The mouth opening the pipeline's meter reads on the unchanged photo."""
-    track = pipe._track([photo], None, 1.5, False) if name == "musetalk" else pipe._follow([photo], None).track
+    track = pipe._track([photo], None, 1.5) if name == "musetalk" else pipe._follow([photo], None).track
     meter = _Meter(pipe.face_analyzer, [photo], track, 1)
     meter.add(photo[None])
     return float(meter.openings()[0])

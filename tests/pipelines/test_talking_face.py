@@ -115,6 +115,27 @@ def test_the_progress_bar_counts_frames(dlib_analyzer, astronaut) -> None:
     assert len(output.frames) == 8 and "8/8" in shown.getvalue()  # 3 + 3 + 2 frames, not 3 steps
 
 
+def test_preparing_a_video_shows_each_phase_and_logs_it(dlib_analyzer, astronaut, caplog, capsys) -> None:
+    """Tracking and preparing (parsing, VAE encoding) each show the pipeline's progress bar, which follows
+    ``set_progress_bar_config`` (disabled: nothing shown), and log at INFO (``genface -v``)."""
+    import logging
+
+    clip = np.stack([np.roll(astronaut[40:296, 100:356], i, axis=1) for i in range(3)])
+    shown = io.StringIO()
+    pipeline = tiny_pipeline(dlib_analyzer, parser=False)
+    pipeline.set_progress_bar_config(file=shown, mininterval=0)
+    with caplog.at_level(logging.INFO):
+        pipeline.prepare(clip)
+    bars = shown.getvalue()
+    assert "tracking the face" in bars and "preparing frames" in bars and "3/3" in bars
+    assert "Tracking the face in 3 frames" in caplog.text and "The face was found in 3 of 3 frames" in caplog.text
+    assert "Preparing 3 frames" in caplog.text
+    capsys.readouterr()
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline(clip, speech_like(0.12), audio_rate=16000, fps=25, measure=False)
+    assert capsys.readouterr().err == ""  # no bar at all, tracking's included
+
+
 def test_lost_frames_hold_the_last_box_and_no_face_at_all_is_an_error(pipe, astronaut) -> None:
     black = np.zeros_like(astronaut)
     clip = np.stack([astronaut, black, astronaut])
@@ -186,6 +207,7 @@ def test_streams_into_a_marked_mp4_with_the_speech(pipe, astronaut, speech_wav, 
     assert abs(frames / 25 - seconds) <= 1 / 25  # duration equals the audio's, within one frame
     mark = verify(out)
     assert mark["synthetic"] and mark["metadata"]["pipeline"] == "talking_face" and mark["metadata"]["model"] == "tiny"
+    assert mark["watermark"]["detected"]  # in the H.264 frames of a dub too
     voiced = output.pitch[output.pitch > 0]
     assert len(voiced) > 5 and 60 < np.median(voiced) < 300  # espeak's voice
     assert output.facesim is not None and output.facesim.per_frame.shape == (math.ceil(frames / 5),)
@@ -360,6 +382,119 @@ def test_jaw_mask_grows_skin_keeps_lips_and_drops_the_nose() -> None:
     assert mask[305, 256] == 255 and mask[306, 256] == 0  # grown 6 px below the skin (MuseTalk's cone element)
     assert mask[185, 200] == 255 and mask[183, 256] == 0  # and up to 16 px above
     assert mask[100, 256] == 0 and mask[260, 20] == 0
+
+
+# -- MuseTalk's published arithmetic: the crop box, the blend, the two scripts ------------------------------
+
+
+def _musetalk_box(landmarks: np.ndarray, bbox: np.ndarray, height: int) -> tuple[int, int, int, int]:
+    """MuseTalk's crop box written their way (``musetalk/utils/preprocessing.py``, ``get_landmark_and_bbox``
+    with bbox_shift 0; the detector's box as ``face_detection/api.py`` gives it; then ``scripts/inference.py``'s
+    v1.5 ``extra_margin`` of 10)."""
+    face_land_mark = landmarks.astype(np.int32)
+    f = tuple(map(int, np.clip(bbox, 0, None)))
+    half_face_coord = face_land_mark[29]
+    half_face_dist = np.max(face_land_mark[:, 1]) - half_face_coord[1]
+    upper_bond = max(0, half_face_coord[1] - half_face_dist)
+    x1, y1 = np.min(face_land_mark[:, 0]), int(upper_bond)
+    x2, y2 = np.max(face_land_mark[:, 0]), np.max(face_land_mark[:, 1])
+    if y2 - y1 <= 0 or x2 - x1 <= 0 or x1 < 0:
+        x1, y1, x2, y2 = f
+    return int(x1), int(y1), int(x2), int(min(y2 + 10, height))
+
+
+def test_the_crop_box_truncates_fractional_landmarks_as_musetalk(pipe, astronaut) -> None:
+    from genface.identity import Face
+
+    face = pipe.face_analyzer.get(astronaut)
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # fractional landmarks (insightface's are): genface rounded the box, 1-2 px off
+        landmarks = face.landmarks + rng.uniform(-0.99, 0.99, face.landmarks.shape)
+        moved = Face(face.bbox + rng.uniform(0, 1, 4), face.score, face.kps, landmarks)
+        expected = _musetalk_box(landmarks, moved.bbox, astronaut.shape[0])
+        assert integer_box(crop_box(moved, astronaut.shape), astronaut.shape) == expected
+    flat = face.landmarks.copy()
+    flat[:, 1] = flat[29, 1] + 0.5  # no height below the nose: the detector's box, truncated
+    fallback = Face(face.bbox + 0.7, face.score, face.kps, flat)
+    assert crop_box(fallback, astronaut.shape).tolist() == list(_musetalk_box(flat, fallback.bbox, 512))
+
+
+def _musetalk_frame(frame: np.ndarray, crop: np.ndarray, box: tuple[int, int, int, int], parser, feather: float):
+    """A generated ``crop`` pasted into ``frame`` as MuseTalk writes it: ``blending.get_image`` (feather 0.05,
+    ``scripts/inference.py``) or ``get_image_prepare_material`` + ``get_image_blending`` (0.1,
+    ``scripts/realtime_inference.py``), with ``face_parsing.FaceParsing``'s input resize (PIL bilinear) and
+    ``face_seg``'s resize of its mask (PIL's default, bicubic). Only the network and the jaw morphology (tested
+    on its own) are genface's; the crop is resized to the box with cv2's default, as both scripts do."""
+    import cv2
+    from PIL import Image
+
+    from genface.pipelines.talking_face.regions import jaw_mask
+
+    body = Image.fromarray(frame)
+    x, y, x1, y1 = box
+    x_c, y_c = (x + x1) // 2, (y + y1) // 2
+    s = int(max(x1 - x, y1 - y) // 2 * 1.5)
+    crop_box = [x_c - s, y_c - s, x_c + s, y_c + s]
+    x_s, y_s = crop_box[:2]
+    face_large = body.crop(crop_box)
+    labels = parser.parse(np.array(face_large.resize((512, 512), Image.BILINEAR))).labels
+    mask_image = Image.fromarray(jaw_mask(labels)).resize(face_large.size)
+    mask_small = mask_image.crop((x - x_s, y - y_s, x1 - x_s, y1 - y_s))
+    mask_image = Image.new("L", face_large.size, 0)
+    mask_image.paste(mask_small, (x - x_s, y - y_s, x1 - x_s, y1 - y_s))
+    width, height = mask_image.size
+    top_boundary = int(height * 0.5)
+    modified_mask_image = Image.new("L", face_large.size, 0)
+    modified_mask_image.paste(mask_image.crop((0, top_boundary, width, height)), (0, top_boundary))
+    blur_kernel_size = int(feather * face_large.size[0] // 2 * 2) + 1
+    mask_array = cv2.GaussianBlur(np.array(modified_mask_image), (blur_kernel_size, blur_kernel_size), 0)
+    face_large.paste(Image.fromarray(cv2.resize(crop, (x1 - x, y1 - y))), (x - x_s, y - y_s, x1 - x_s, y1 - y_s))
+    body.paste(face_large, crop_box[:2], Image.fromarray(mask_array))
+    return np.array(body)
+
+
+@pytest.mark.parametrize(("blend", "feather"), [("inference", 0.05), ("realtime", 0.1)])
+def test_final_frames_are_musetalks_blend_bit_for_bit(pipe, astronaut, blend, feather, monkeypatch) -> None:
+    """The frames a user gets equal MuseTalk's arithmetic on the same generated crop and box, for both of its
+    scripts; so does the blend where the parsing square leaves the frame (black there). With the cv2 resizes
+    genface used before (parser input, mask) frames were up to 7-13 levels off the inference script's, and the
+    one blend it had up to 75 levels off the realtime script's."""
+    from genface.pipelines.talking_face import pipeline as module
+    from genface.pipelines.talking_face.regions import blend as paste
+
+    seen, original = [], module.blend
+
+    def recording(frame, crop, box, mask):
+        seen.append((frame, crop, box))
+        return original(frame, crop, box, mask)
+
+    monkeypatch.setattr(module, "blend", recording)
+    output = pipe(astronaut, speech_like(0.04), audio_rate=16000, blend=blend, measure=False)
+    (frame, crop, box), shown = seen[0], output.frames[0]
+    assert len(seen) == 1 and np.array_equal(shown, _musetalk_frame(frame, crop, box, pipe.face_parser, feather))
+
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)  # a generated crop
+    corner = np.ascontiguousarray(astronaut[60:, 150:])  # the parsing square leaves the frame at the top left
+    box = integer_box(crop_box(pipe.face_analyzer.get(corner), corner.shape), corner.shape)
+    ours = paste(corner, noise, box, blend_mask(corner, box, pipe.face_parser, blend))
+    assert np.array_equal(ours, _musetalk_frame(corner, noise, box, pipe.face_parser, feather))
+
+
+def test_blend_choice_is_kept_by_a_prepared_video_and_checked(pipe, face_clip) -> None:
+    audio = speech_like(2 / 25)
+    clip = face_clip[:2]
+    realtime = pipe(clip, audio, audio_rate=16000, fps=25, blend="realtime", measure=False).frames
+    inference = pipe(clip, audio, audio_rate=16000, fps=25, measure=False).frames
+    assert not np.array_equal(realtime, inference)  # a softer edge: twice as wide a feather
+    prepared = pipe.prepare(clip, blend="realtime")
+    assert prepared.blend == "realtime" and prepared.key["blend"] == "realtime"
+    assert np.array_equal(pipe(prepared, audio, audio_rate=16000, measure=False).frames, realtime)
+    with pytest.raises(InvalidArgumentError, match="prepared with blend='realtime'"):
+        pipe(prepared, audio, audio_rate=16000, blend="inference")
+    with pytest.raises(InvalidArgumentError, match="blend must be 'inference' or 'realtime'"):
+        pipe(clip, audio, audio_rate=16000, blend="soft")
+    with pytest.raises(InvalidArgumentError, match="blend must be"):
+        pipe.prepare(clip, blend="avatar")
 
 
 # -- speed: detection once, batched parsing, overlap, prepared videos --------------------------------------

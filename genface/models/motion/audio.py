@@ -5,9 +5,10 @@ Ditto runs a streaming export of HuBERT-large (``hubert_streaming_fix_kv.onnx``)
 ``10 * 640 + 80 = 6480`` samples, for which HuBERT gives 20 frames at 50 Hz; the 10 frames of the ``present``
 part (``[-14:-4]``) are averaged in pairs into 5 feature frames of 1024. Chunks advance by ``present`` frames.
 For a whole speech (``wav2feat``), ``past * 640 + 80`` zeros go in front and a chunk of zeros after, and the
-speech gives ``ceil(samples / 640)`` frames. genface runs transformers' ``HubertModel`` with the public
-``facebook/hubert-large-ls960-ft`` weights on the same chunks (the raw samples, not normalised, as Ditto feeds
-its export) and takes its last hidden state.
+speech gives ``ceil(samples / 640)`` frames. Ditto's online path (``inference.py``) puts ``past * 640`` zeros in
+front instead: its windows sit 80 samples later on the speech. genface runs transformers' ``HubertModel`` with
+the public ``facebook/hubert-large-ls960-ft`` weights on the same chunks (the raw samples, not normalised, as
+Ditto feeds its export) and takes its last hidden state.
 """
 
 from __future__ import annotations
@@ -32,15 +33,24 @@ HUBERT_REPO = "facebook/hubert-large-ls960-ft"
 class HubertFeatures:
     """HuBERT features at 25 fps for Ditto's LMDM, from a transformers ``HubertModel``.
 
-    ``batch_size`` chunks run at once.
+    ``batch_size`` chunks run at once. ``online``: the windows of Ditto's online path (``past * 640`` samples of
+    silence in front, ``inference.py``) rather than of its offline ``wav2feat`` (``past * 640 + 80``).
     """
 
-    def __init__(self, model: torch.nn.Module, *, chunk: tuple[int, int, int] = CHUNK, batch_size: int = 16) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        chunk: tuple[int, int, int] = CHUNK,
+        batch_size: int = 16,
+        online: bool = False,
+    ) -> None:
         if len(chunk) != 3 or min(chunk) < 0 or chunk[1] < 1:
             raise InvalidArgumentError(f"chunk must be (past, present, future) frames with present >= 1, got {chunk}.")
         if batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be at least 1, got {batch_size}.")
-        self.model, self.chunk, self.batch_size = model.eval(), tuple(chunk), batch_size
+        self.model, self.chunk, self.batch_size, self.online = model.eval(), tuple(chunk), batch_size, online
+        self.speech_frames: int | None = None
 
     @classmethod
     def from_pretrained(cls, path_or_repo: str = HUBERT_REPO, **kwargs: object) -> HubertFeatures:
@@ -55,6 +65,11 @@ class HubertFeatures:
     def chunk_samples(self) -> int:
         """Samples of one chunk (6480 for Ditto's (3, 5, 2))."""
         return sum(self.chunk) * SAMPLES_PER_FRAME + 80
+
+    @property
+    def lead(self) -> int:
+        """Samples of silence in front of the speech: ``past * 640``, plus 80 offline."""
+        return self.chunk[0] * SAMPLES_PER_FRAME + (0 if self.online else 80)
 
     @property
     def width(self) -> int:
@@ -88,9 +103,14 @@ class HubertFeatures:
         """The features of speech arriving in pieces of any length (1-D float, 16 kHz mono), in order: each chunk
         is encoded (up to ``batch_size`` at once) as soon as its samples, look-ahead included, are in; the end is
         padded with silence. The features do not depend on how the speech is cut, within float rounding (exactly
-        with ``batch_size=1``, which runs a chunk a call)."""
-        past, present, _ = self.chunk
-        lead = past * SAMPLES_PER_FRAME + 80
+        with ``batch_size=1``, which runs a chunk a call).
+
+        Offline they stop at the speech's last frame; online they go on, as Ditto's ``inference.py`` does, to the
+        end of the chunk that holds the last sample (``present * ceil((samples + lead) / (present * 640))``
+        frames, up to 7 past the speech). Once the pieces have ended, :attr:`speech_frames` holds the speech's own
+        frame count."""
+        present, lead = self.chunk[1], self.lead
+        self.speech_frames = None
         buffer = np.zeros(lead, np.float32)  # the silence in front of the speech
         offset = -lead  # the sample index of buffer[0]
         heard = frame = 0  # samples in; the next feature frame to encode
@@ -102,13 +122,15 @@ class HubertFeatures:
             frame += len(starts) * present
             drop = frame * SAMPLES_PER_FRAME - lead - offset
             buffer, offset = buffer[drop:], offset + drop
-        total = self.frame_count(heard)
+        self.speech_frames = total = self.frame_count(heard)
+        if self.online:
+            total = present * math.ceil((heard + lead) / (present * SAMPLES_PER_FRAME))
         yield from self._encode(buffer, offset, range(frame, total, present), total)
 
     def _encode(self, buffer: np.ndarray, offset: int, starts: range, total: int | None) -> Iterator[torch.Tensor]:
         """Features of the chunks starting at feature frames ``starts`` (``buffer[0]`` is sample ``offset``;
         zeros past its end), ``batch_size`` chunks per call, cut at frame ``total``."""
-        lead = self.chunk[0] * SAMPLES_PER_FRAME + 80
+        lead = self.lead
         for first in range(0, len(starts), self.batch_size):
             batch = starts[first : first + self.batch_size]
             chunks = np.zeros((len(batch), self.chunk_samples), np.float32)

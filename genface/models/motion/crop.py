@@ -1,4 +1,5 @@
-"""LivePortrait's source crop (as Ditto uses it) on the shared identity stack's keypoints, and the paste-back.
+"""LivePortrait's source crop (as Ditto uses it) on the shared identity stack's keypoints, the paste-back, and
+Ditto's resize of a source (``loader.py``).
 
 LivePortrait crops a square around the face: its axis runs from the eyes' centre to the lips' centre (so
 the crop cancels roll), its side is ``scale`` times the landmarks' extent along that axis, shifted by
@@ -25,6 +26,8 @@ from genface.identity.types import Face
 
 #: Ditto's crop settings (``stream_pipeline_offline.py``: crop_scale, crop_vx_ratio, crop_vy_ratio).
 CROP_SIZE, CROP_SCALE, CROP_VX_RATIO, CROP_VY_RATIO = 512, 2.3, 0.0, -0.125
+#: Ditto's ``max_size`` (``stream_pipeline_*.py``): sources whose longest side is larger are resized to it.
+MAX_SIZE = 1920
 #: Five keypoints only: the dense landmarks' square extent and centre (below the eyes) in eye-to-lip distances.
 FIVE_POINT_EXTENT, FIVE_POINT_CENTRE = 2.35, 0.69
 #: (left-eye points, right-eye points, lip points) averaged into the eye and lip centres, per landmark count
@@ -34,6 +37,25 @@ _AXIS_POINTS = {
     106: ([33, 35, 40, 39], [87, 89, 94, 93], [52, 61]),
     5: ([0], [1], [3, 4]),
 }
+
+
+def ditto_size(height: int, width: int, max_size: int = MAX_SIZE) -> tuple[int, int]:
+    """Ditto's ``check_resize``: the longest side brought down to ``max_size`` (when positive; the other side
+    rounded), then both sides made even (rounded down)."""
+    if max_size > 0 and max(height, width) > max_size:
+        if height > width:
+            height, width = max_size, int(round(width * max_size / height))
+        else:
+            height, width = int(round(height * max_size / width)), max_size
+    return height - height % 2, width - width % 2
+
+
+def resize_frame(frame: np.ndarray, max_size: int = MAX_SIZE) -> np.ndarray:
+    """A frame at Ditto's size for it (``cv2.resize``, bilinear, as Ditto's loader), unchanged when it fits."""
+    height, width = ditto_size(*frame.shape[:2], max_size)
+    if (height, width) == frame.shape[:2]:
+        return frame
+    return cv2.resize(frame, (width, height))
 
 
 def eye_lip_axis(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,6 +134,7 @@ def paste_mask(size: int = CROP_SIZE, ratio: float = 0.9) -> np.ndarray:
 def paste_render(
     image: np.ndarray, render: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """Paste a square rendered crop back into the photo (``matrix``: image -> crop) with the shared paste-back
-    and Ditto's mask by default."""
-    return paste_back(image, render, matrix, paste_mask(render.shape[0]) if mask is None else mask)
+    """Paste a square rendered crop (float in [0, 255], as the decoder gives it, or uint8) back into the photo
+    (``matrix``: image -> crop) with the shared paste-back, Ditto's mask by default and Ditto's arithmetic
+    (``putback.py``: the float render warped and blended, the blend truncated)."""
+    return paste_back(image, render, matrix, paste_mask(render.shape[0]) if mask is None else mask, truncate=True)

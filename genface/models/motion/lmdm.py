@@ -395,10 +395,18 @@ class MotionGenerator:
     smooths the whole sequence after generating it), done here as frames become final.
     ``online=True``: ``fuse = min(overlap, seq_frames - overlap)``, no final smoothing, and the stream ends with
     the first padded window; the first ``overlap`` pushed frames are a lead-in (Ditto feeds the features of
-    ``overlap * 640`` silent samples) and produce no output. (Ditto's online loop also returns one motion frame
-    past the end of the audio at times; genface returns exactly one per pushed frame after the lead-in.)
+    ``overlap * 640`` silent samples) and produce no output; frame 0 of the first window is kept as
+    :attr:`reference`, the frame Ditto's online path makes the motion relative to (``motion_stitch.d0``).
+    genface returns exactly one motion frame per pushed frame after the lead-in. Ditto's online loop does not: its
+    last, padded window returns its cross-faded frames too, so with the features ``inference.py`` computes (in
+    chunks of 5 frames) it returns up to 17 frames past the end of the speech (up to 10 past its last feature),
+    and none for speech under 2 frames.
     Ditto's online preset: ``overlap=70, num_steps=10, reset_every=1, keep_dims=(0, 202)``; offline: overlap 10,
     50 steps.
+
+    ``clip``: (2, motion_feat_dim) lower and upper bounds (Ditto's ``v_min_max_for_clip`` rows 0 and 1) applied,
+    as Ditto's ``cvt_fmt``, to the motion returned (and to :attr:`reference`), not to the frames later windows
+    continue from.
 
     Pushed in chunks, memory stays bounded (about two windows of conditions and motion) whatever the length; one
     push of everything returns everything. The step noises are drawn
@@ -419,6 +427,7 @@ class MotionGenerator:
         guidance_scale: float | None = None,
         eta: float = 1.0,
         generator: torch.Generator | None = None,
+        clip: torch.Tensor | np.ndarray | None = None,
     ) -> None:
         frames, dim = lmdm.config.seq_frames, lmdm.config.motion_feat_dim
         if not 0 <= overlap < frames:
@@ -441,6 +450,8 @@ class MotionGenerator:
         self.guidance_scale, self.eta, self.generator = guidance_scale, eta, generator
         device = lmdm.model.final_layer.weight.device
         self.source = source_motion.to(device)
+        self.clip = None if clip is None else motion_bounds(clip, dim).to(device)
+        self.reference: torch.Tensor | None = None
         self.cond_frame = self.source.clone()
         shape = lmdm.step_noise_shape()
         self.step_noise = [torch.randn(shape, generator=generator, device=device) for _ in range(num_steps - 1)]
@@ -487,6 +498,8 @@ class MotionGenerator:
         if self.windows == 0:
             self.result = pred
             self._smooth(0, self.frames)
+            if self.online:
+                self.reference = self._clipped(self.result[0].clone())
         else:
             end = self.result.shape[0]
             weights = torch.arange(self.fuse, device=pred.device, dtype=pred.dtype)[:, None] / max(self.fuse, 1)
@@ -543,7 +556,10 @@ class MotionGenerator:
             smoothed[:, :SMOOTHED_DIMS] = _moving_average(part[:, :SMOOTHED_DIMS], self.smooth, lo - base, hi - base)
             out = smoothed[lo - base : hi - base]
         self.emitted = stop
-        return out
+        return self._clipped(out)
+
+    def _clipped(self, motion: torch.Tensor) -> torch.Tensor:
+        return motion if self.clip is None else torch.minimum(torch.maximum(motion, self.clip[0]), self.clip[1])
 
     def _trim(self) -> None:
         """Drop motion and conditions no later step reads."""
@@ -556,6 +572,23 @@ class MotionGenerator:
         self.result, self.result_start = self.result[drop:], self.result_start + drop
         drop = max(0, self.next_window - self.cond_start)
         self.conds, self.cond_start = self.conds[drop:], self.cond_start + drop
+
+
+def motion_bounds(bounds: object, dim: int) -> torch.Tensor:
+    """Ditto's ``v_min_max_for_clip`` (two or more rows of ``dim`` values: lower, upper, ...) as the (2, dim)
+    lower and upper bounds, or a one-line error."""
+    try:
+        rows = torch.as_tensor(np.asarray(bounds, dtype=np.float32))
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"v_min_max_for_clip must be rows of {dim} numbers (lower, upper).") from None
+    if rows.ndim != 2 or rows.shape[0] < 2 or rows.shape[1] != dim:
+        raise InvalidArgumentError(
+            f"v_min_max_for_clip must be (2, {dim}): lower and upper bounds of the motion; got {tuple(rows.shape)}."
+        )
+    rows = rows[:2]
+    if not torch.isfinite(rows).all() or (rows[0] > rows[1]).any():
+        raise InvalidArgumentError("v_min_max_for_clip must be finite, each lower bound at most its upper bound.")
+    return rows
 
 
 def _moving_average(x: torch.Tensor, kernel: int, start: int, end: int) -> torch.Tensor:
@@ -647,7 +680,7 @@ def _rows(value: object, width: int, name: str, meaning: str) -> torch.Tensor:
     return rows
 
 
-def _mirror(indices: torch.Tensor, size: int) -> torch.Tensor:
+def mirror_index(indices: torch.Tensor, size: int) -> torch.Tensor:
     """Ditto's ping-pong index over ``size`` source frames (0 .. size - 1, size - 1 .. 0, ...)."""
     turn, rest = indices // size, indices % size
     return torch.where(turn % 2 == 0, rest, size - rest - 1)
@@ -705,6 +738,6 @@ class MotionConditions:
         frames = torch.arange(start, start + audio_features.shape[0]).clamp(min=0)
         columns = [audio_features]
         for rows, ping_pong in self.parts:
-            index = _mirror(frames, rows.shape[0]) if ping_pong else frames % rows.shape[0]
+            index = mirror_index(frames, rows.shape[0]) if ping_pong else frames % rows.shape[0]
             columns.append(rows[index].to(audio_features.device))
         return torch.cat(columns, dim=1)

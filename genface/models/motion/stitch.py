@@ -4,15 +4,17 @@ Ditto's audio-to-motion model speaks a 265-value motion vector per frame; LivePo
 3-D keypoints. This module holds the layout of that vector, the head pose (66 bins -> degrees -> rotation),
 LivePortrait's keypoint transform, and the rules of Ditto's ``motion_stitch.py`` that turn a driving motion
 into the keypoints of one frame: motion relative to the photo's own pose, eye and blink control, per-frame
-pose offsets, fades and the stitching network. Plus GeneFace++'s smoothing and LLE projection with a
-jitter measure.
+controls (pose offsets and factors, expression offsets, voice activity), fades and the stitching network; and
+those controls as a pipeline takes them (:class:`ControlSchedule`). Plus GeneFace++'s smoothing and LLE
+projection with a jitter measure.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,16 +172,23 @@ def blink_schedule(
     return index
 
 
-def fade_alphas(num_frames: int, fade_in: int = -1, fade_out: int = -1) -> Tensor:
-    """Ditto's fade weights (N,) (``setup_Nd``): 0 -> 1 over the first ``fade_in`` frames, 1 -> 0 over the last
-    ``fade_out + 1``; 1 elsewhere (no fade)."""
-    alpha = torch.ones(num_frames)
+def fade_alphas(
+    num_frames: int | None, fade_in: int = -1, fade_out: int = -1, *, start: int = 0, count: int | None = None
+) -> Tensor:
+    """Ditto's fade weights (``setup_Nd``) of frames ``start`` .. ``start + count - 1`` (default: all
+    ``num_frames``): 0 -> 1 over the first ``fade_in`` frames, 1 -> 0 over the last ``fade_out + 1`` (the fade-out
+    wins where they meet); 1 elsewhere. ``num_frames`` None: the end is not known yet (no fade-out)."""
+    if count is None:
+        if num_frames is None:
+            raise InvalidArgumentError("fade_alphas needs num_frames or count.")
+        count = num_frames - start
+    frames = torch.arange(start, start + count)
+    alpha = torch.ones(count)
     if fade_in > 0:
-        alpha[:fade_in] = torch.arange(min(fade_in, num_frames)) / fade_in
-    if fade_out > 0:
-        first, last = num_frames - fade_out - 1, num_frames - 1
-        frames = torch.arange(max(first, 0), num_frames)
-        alpha[frames] = ((last - frames) / (last - first)).clamp(min=0)
+        alpha = torch.where(frames < fade_in, frames / fade_in, alpha)
+    if fade_out > 0 and num_frames is not None:
+        last = num_frames - 1
+        alpha = torch.where(frames >= last - fade_out, ((last - frames) / fade_out).clamp(min=0), alpha)
     return alpha
 
 
@@ -218,12 +227,17 @@ class StitchConfig:
 
 @dataclass
 class FrameControls:
-    """Per-frame controls (Ditto's ``ctrl_info`` entries), each (N,...) or None: pose offsets in degrees,
-    translation offset (N, 3) (genface), expression offset (N, 63), fade weight and voice-activity weight (N,)."""
+    """Per-frame controls (Ditto's ``ctrl_info`` entries), each (N,...) or None: pose offsets in degrees, pose
+    factors (``alpha_*``: Ditto multiplies the offset pose in degrees, or the pose's bin logits when that angle
+    has no offset), translation offset (N, 3) (genface), expression offset (N, 63), fade weight and
+    voice-activity weight (N,)."""
 
     delta_pitch: Tensor | None = None
     delta_yaw: Tensor | None = None
     delta_roll: Tensor | None = None
+    alpha_pitch: Tensor | None = None
+    alpha_yaw: Tensor | None = None
+    alpha_roll: Tensor | None = None
     delta_t: Tensor | None = None
     delta_exp: Tensor | None = None
     fade_alpha: Tensor | None = None
@@ -232,6 +246,133 @@ class FrameControls:
     def frames(self, index: slice | Tensor) -> FrameControls:
         """The controls of some frames."""
         return FrameControls(**{k: None if v is None else v[index] for k, v in vars(self).items()})
+
+
+#: Pose offsets in degrees (genface's ``pose_offsets``; Ditto's ``delta_pitch`` ...) stay within this.
+MAX_OFFSET_DEGREES = 45.0
+#: control -> (lowest, highest, what it is), with Ditto's names (``motion_stitch.ctrl_motion`` / ``ctrl_vad``).
+CONTROLS: dict[str, tuple[float, float, str]] = {
+    **{f"delta_{k}": (-MAX_OFFSET_DEGREES, MAX_OFFSET_DEGREES, "degrees") for k in ("pitch", "yaw", "roll")},
+    **{f"alpha_{k}": (0.0, 3.0, "factors") for k in ("pitch", "yaw", "roll")},
+    "delta_exp": (-1.0, 1.0, "expression offsets (keypoint units)"),
+    "vad_alpha": (0.0, 1.0, "weights"),
+}
+#: Longest fade in frames (an hour at 25 fps).
+MAX_FADE = 90_000
+FADE_TYPES = ("", "d0", "s")
+
+Series = Callable[[np.ndarray], np.ndarray]
+
+
+def _width(name: str) -> int:
+    return 3 * NUM_KP if name == "delta_exp" else 1
+
+
+def _checked(name: str, value: Any) -> np.ndarray:
+    """``value`` as finite rows (m, width) within the control's bounds, or a one-line error."""
+    low, high, unit = CONTROLS[name]
+    width = _width(name)
+    if name.removeprefix("delta_") in ("pitch", "yaw", "roll"):
+        name = f"pose_offsets[{name.removeprefix('delta_')!r}]"
+    shape = "a number, 63 numbers or (frames, 63)" if width > 1 else "a number or a sequence over the frames"
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be {shape} ({unit}).") from None
+    if array.ndim == 0:
+        array = np.full((1, width), float(array))
+    elif (width == 1 and array.ndim == 1) or (width > 1 and array.ndim in (1, 2) and array.shape[-1] == width):
+        array = array.reshape(-1, width)
+    else:
+        array = np.empty((0, width))
+    if array.shape[0] == 0:
+        raise InvalidArgumentError(f"{name} must be {shape} ({unit}).")
+    if not np.isfinite(array).all() or (array < low).any() or (array > high).any():
+        raise InvalidArgumentError(f"{name} must be finite {unit} within {low:g} to {high:g}.")
+    return array.astype(np.float32)
+
+
+def _one_frame(name: str, value: Any) -> np.ndarray:
+    rows = _checked(name, value)
+    if len(rows) != 1:
+        raise InvalidArgumentError(f"{name} as a function must give one frame's value, not {len(rows)}.")
+    return rows
+
+
+def _series(name: str, value: Any) -> Series:
+    """Values of frames (indices) -> (count, width): a callable is checked as it is called."""
+    if callable(value):
+        return lambda frames: np.concatenate([_one_frame(name, value(int(i))) for i in frames])
+    array = _checked(name, value)
+    return lambda frames: array[np.minimum(frames, len(array) - 1)]
+
+
+@dataclass
+class ControlSchedule:
+    """Ditto's per-frame controls (``ctrl_info`` / ``overall_ctrl_info``) and fades (``setup_Nd``) of one run, as
+    a pipeline takes them: built (and checked, before any model work) by :meth:`build`, then turned into
+    :class:`FrameControls` chunk by chunk. Each control is a number (every frame), a sequence over the frames (its
+    last value held) or a callable of the frame index (checked as it is called); ``delta_exp`` takes 63 values
+    (21 keypoints x 3) where the others take one, and a single number is added to all 63."""
+
+    series: dict[str, Series]
+    fade_in: int = -1
+    fade_out: int = -1
+    fade_type: str = ""
+
+    @classmethod
+    def build(
+        cls,
+        controls: Mapping[str, Any],
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        fade_in: int = -1,
+        fade_out: int = -1,
+        fade_type: str = "",
+    ) -> ControlSchedule:
+        """Check ``controls`` (Ditto's names; None: not given) over ``defaults`` (Ditto's ``overall_ctrl_info``:
+        a given control replaces its default, as Ditto merges them) and the fades."""
+        for name, value in (("fade_in", fade_in), ("fade_out", fade_out)):
+            if not (isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= MAX_FADE):
+                raise InvalidArgumentError(f"{name} must be a whole number of frames, -1 (none) to {MAX_FADE}.")
+        if fade_type not in FADE_TYPES:
+            raise InvalidArgumentError(f"fade_type must be '' (none), 'd0' or 's'; got {fade_type!r}.")
+        if (fade_in > 0 or fade_out > 0) and not fade_type:
+            raise InvalidArgumentError(
+                "fade_in and fade_out need fade_type 'd0' (towards the first frame's motion) or 's' (towards the "
+                "photo's); Ditto ignores them without one."
+            )
+        merged = {**(defaults or {}), **{k: v for k, v in controls.items() if v is not None}}
+        unknown = sorted(set(merged) - set(CONTROLS))
+        if unknown:
+            raise InvalidArgumentError(f"Unknown controls {', '.join(unknown)}; known: {', '.join(CONTROLS)}.")
+        return cls({name: _series(name, value) for name, value in merged.items()}, fade_in, fade_out, fade_type)
+
+    @property
+    def hold(self) -> int:
+        """Frames held back until the end of the speech is known (the fade-out's)."""
+        return self.fade_out + 1 if self.fade_out > 0 else 0
+
+    def frames(self, start: int, count: int, total: int | None) -> FrameControls:
+        """Controls of frames ``start`` .. ``start + count - 1``; ``total`` frames in all (None: not known yet)."""
+        frames = np.arange(start, start + count)
+        values = {name: torch.from_numpy(series(frames)).reshape(count, -1) for name, series in self.series.items()}
+        if self.fade_in > 0 or self.fade_out > 0:
+            values["fade_alpha"] = fade_alphas(total, self.fade_in, self.fade_out, start=start, count=count)
+        return FrameControls(**values)
+
+
+def released(chunks: Iterable[torch.Tensor], hold: int) -> Iterator[tuple[torch.Tensor, int | None]]:
+    """Motion chunks with the total frame count once it is known: the last ``hold`` frames wait for the end."""
+    pending, done = None, 0
+    for chunk in chunks:
+        pending = chunk if pending is None else torch.cat([pending, chunk])
+        ready = pending.shape[0] - hold
+        if ready > 0:
+            yield pending[:ready], None
+            pending, done = pending[ready:], done + ready
+    if pending is not None and pending.shape[0]:
+        yield pending, done + pending.shape[0]
 
 
 def _rows(kp: Sequence[int], dtype: torch.dtype) -> Tensor:
@@ -252,6 +393,17 @@ def relative_motion(source: Motion, driving: Motion, weights: Mapping[str, float
         else:
             values[key] = driving.get(key) * weights[key]
     return Motion(**values)
+
+
+def _posed(bins: Tensor, controls: FrameControls, key: str) -> Tensor:
+    """One angle in degrees (N, 1) after Ditto's ``ctrl_motion``: bins -> degrees + ``delta_<key>``, then times
+    ``alpha_<key>``; with a factor but no offset, the factor scales the bin logits before the degrees."""
+    delta, alpha = getattr(controls, f"delta_{key}"), getattr(controls, f"alpha_{key}")
+    alpha = None if alpha is None else alpha.reshape(-1, 1)
+    if delta is None:
+        return bins_to_degrees(bins if alpha is None else bins * alpha)
+    degrees = bins_to_degrees(bins) + delta.reshape(-1, 1)
+    return degrees if alpha is None else degrees * alpha
 
 
 def _fix_gaze(exp: Tensor, yaw: Tensor, pitch: Tensor, pose_s: tuple[Tensor, Tensor]) -> Tensor:
@@ -341,9 +493,8 @@ class MotionStitcher:
         if c.vad_alpha is not None:
             vad = c.vad_alpha.reshape(-1, 1)
             exp = torch.where(vad < 1, exp * vad + source.exp * (1 - vad), exp)
-        motion = motion.replace(exp=exp).in_degrees()
-        offsets = {"pitch": c.delta_pitch, "yaw": c.delta_yaw, "roll": c.delta_roll, "t": c.delta_t, "exp": c.delta_exp}
-        for key, delta in offsets.items():
+        motion = motion.replace(exp=exp, **{key: _posed(motion.get(key), c, key) for key in ("pitch", "yaw", "roll")})
+        for key, delta in {"t": c.delta_t, "exp": c.delta_exp}.items():
             if delta is not None:
                 motion = motion.replace(**{key: motion.get(key) + delta.reshape(n, -1)})
 

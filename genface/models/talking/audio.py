@@ -30,8 +30,10 @@ SEGMENT_SECONDS = 30
 
 
 def frame_count(num_samples: int, fps: float, sample_rate: int = SAMPLE_RATE) -> int:
-    """Video frames covered by ``num_samples`` of audio at ``fps``."""
-    return math.floor(num_samples / sample_rate * fps + 1e-9)
+    """Video frames covered by ``num_samples`` of audio at ``fps``: ``floor(num_samples / sample_rate * fps)`` in
+    floating point, in that order, as MuseTalk's ``get_whisper_chunk`` counts them: 18560 samples (1.16 s) at
+    25 fps are 28 frames there, and here (the product rounds to 28.999999999999996)."""
+    return math.floor(num_samples / sample_rate * fps)
 
 
 def window_positions(start: int, num_frames: int, fps: float, left: int = 2, right: int = 2) -> torch.Tensor:
@@ -87,8 +89,10 @@ def add_positional_encoding(features: torch.Tensor) -> torch.Tensor:
 
 
 def feature_count(num_samples: int, sample_rate: int = SAMPLE_RATE) -> int:
-    """Whisper feature frames (50 per second) covered by ``num_samples`` of audio."""
-    return math.floor(num_samples / sample_rate * FEATURES_PER_SECOND + 1e-9)
+    """Whisper feature frames (50 per second) covered by ``num_samples`` of audio, counted as MuseTalk's
+    ``get_whisper_chunk`` counts them (``floor(num_samples / sample_rate * 50)``): the windows read zeros
+    past it."""
+    return math.floor(num_samples / sample_rate * FEATURES_PER_SECOND)
 
 
 class WhisperFrameFeatures:
