@@ -1,10 +1,13 @@
 """`genface serve`: a Gradio app with one tab per job (identity check with forgery scores, video, makeup,
 talking face, talking portrait).
 
-Pipelines load on first use and stay loaded; the queue runs one job at a time (``concurrency``) and holds at
-most ``max_queue`` waiting (more are told the app is busy). It binds to 127.0.0.1 unless told otherwise.
-``model="tiny"`` uses the tiny random models (offline, CPU; their outputs and forgery scores are noise), for
-tests and to check an installation. Everything it generates carries the synthetic-media marks.
+The video tab offers ConsisID, Stand-In and VACE (on Wan), the talking-face tab MuseTalk and LatentSync 1.6 (with
+a silence mode for both). Pipelines load on first use and stay loaded, one model per tab: a job of another model
+of the tab unloads the tab's previous one first (two 14B video models do not fit one GPU together). The queue
+runs one job at a time (``concurrency``) and holds at most ``max_queue`` waiting (more are told the app is busy).
+It binds to 127.0.0.1 unless told otherwise. ``model="tiny"`` uses the tiny random models (offline, CPU; their
+outputs and forgery scores are noise), for tests and to check an installation. Everything it generates carries
+the synthetic-media marks.
 
 What a user meets: each photo box shows the faces found in it, and a click on one chooses it (the CLI's
 ``--face-index``); every file is checked before any work and a mistake is said in the tab's status line in one
@@ -29,7 +32,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,7 @@ WORKER = "jobs"
 PREVIEWS = "faces"
 #: The numbers the page takes, with the CLI's bounds (genface/cli.py): name -> (whole number?, low, high). The seed
 #: box is text, so that every seed the CLI takes (up to 2**63 - 1, beyond a browser number's 2**53) is exact.
+#: LatentSync's guidance has the pipeline's own range (pipelines/talking_face/latentsync.py).
 BOUNDS: dict[str, tuple[bool, float, float]] = {
     "Steps": (True, 1, 1000),
     "Guidance": (False, 0, 50),
@@ -54,7 +58,13 @@ BOUNDS: dict[str, tuple[bool, float, float]] = {
     "Face": (True, 0, 999),
     "Strength": (False, 0, 2),
     "Head motion": (False, 0, 3),
+    "Frames": (True, 1, 257),
+    "Frame rate": (False, 1, 120),
+    "Lip-sync guidance": (False, 0, 20),
 }
+#: Numbers that must also be of a form ``every * k + plus``: name -> (every, plus). Frames are 4k+1 (the video
+#: models' VAEs make 4 frames of each latent frame).
+FORMS: dict[str, tuple[int, int]] = {"Frames": (4, 1)}
 #: Frames the talking-face renderer makes per step (its progress bar counts these steps).
 TALK_BATCH = 8
 MAX_QUEUE = 16  # jobs that may wait; beyond that a user is told the app is busy
@@ -62,6 +72,37 @@ MAX_QUEUE = 16  # jobs that may wait; beyond that a user is told the app is busy
 PROGRESS = {"video": "Denoising", "makeup": "Denoising", "talk": "Lip-syncing frames", "portrait": "Animating frames"}
 #: What each tab's model is called while it loads.
 MODELS = {"video": "video", "makeup": "makeup", "talk": "lip-sync", "portrait": "talking-portrait"}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A model a tab offers: its label in the page, its name in ``load_pipeline`` (whose tiny random model is
+    ``tiny-<name>``), and the Hub id of its weights where they are not that name's published ones."""
+
+    label: str
+    name: str
+    weights: str | None = None
+
+
+#: The models of the tabs that offer a choice: the value the page and its API take -> the model. The first is the
+#: tab's default.
+CHOICES: dict[str, dict[str, Choice]] = {
+    "video": {
+        "consisid": Choice("ConsisID", "consisid"),
+        "stand-in": Choice("Stand-In (Wan2.1-14B)", "stand-in"),
+        "vace": Choice("VACE 14B", "vace"),
+        "vace-1.3b": Choice("VACE 1.3B", "vace", "Wan-AI/Wan2.1-VACE-1.3B-diffusers"),  # vace.SMALL_MODEL
+    },
+    "talk": {"musetalk": Choice("MuseTalk", "musetalk"), "latentsync": Choice("LatentSync 1.6", "latentsync")},
+}
+#: ConsisID's frame rate (its videos', and the CLI's default); the Wan models' is wan.FPS (16).
+CONSISID_FPS = 8.0
+#: What each silence mode of the dubbing models does in the speech's pauses (pipelines/talking_face/dubbing.py).
+SILENCE = {
+    "animate": "the mouth follows the speech (as published)",
+    "source": "the source frame is kept (a still mouth)",
+    "closed": "the mouth the model draws for silence (closed)",
+}
 #: Heights in pixels of the result players and images (whatever the size of the result), and of paired inputs.
 RESULT_HEIGHT, INPUT_HEIGHT = 360, 240
 #: A face in a gallery: its side in pixels, the crop around its box (in box sizes), the gap between faces in
@@ -148,9 +189,15 @@ def _span(name: str) -> str:
     return f"from {low:,} to {high:,}" if whole else f"from {low:g} to {high:g}"
 
 
+def _form(name: str) -> str:
+    """``FORMS[name]`` in words (``4k+1``); empty for a number of any form."""
+    every, plus = FORMS.get(name, (1, 0))
+    return f"{every}k+{plus}" if every > 1 else ""
+
+
 def bounded(value: Any, name: str) -> Any:
-    """``value`` (a number, or text from the page) as an int or a float within ``BOUNDS[name]``, or an
-    InvalidArgumentError saying why not: nothing is clamped or rounded."""
+    """``value`` (a number, or text from the page) as an int or a float within ``BOUNDS[name]`` (and of the form
+    ``FORMS[name]``), or an InvalidArgumentError saying why not: nothing is clamped or rounded."""
     whole, low, high = BOUNDS[name]
     kind, span = "a whole number" if whole else "a number", _span(name)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -170,6 +217,12 @@ def bounded(value: Any, name: str) -> Any:
         number = int(number) if whole else number
     if not low <= number <= high:
         raise refusal
+    every, plus = FORMS.get(name, (1, 0))
+    if name in FORMS and (number - plus) % every:
+        below = number - (number - plus) % every
+        raise InvalidArgumentError(
+            f"{name} must be of the form {_form(name)}, got {number}; try {below} or {below + every}."
+        )
     return number
 
 
@@ -257,6 +310,8 @@ class Jobs:
         self.output_dir = Path(output_dir or tempfile.mkdtemp(prefix="genface-serve-")).resolve()
         self.upload_dir = None if upload_dir is None else Path(upload_dir).resolve()
         self._pipes: dict[str, Any] = {}
+        self._loaded: dict[str, str | None] = {}  # tab -> load_pipeline's name of its pipeline
+        self._locks = {job: threading.Lock() for job in MODELS}
         self._analyzers: dict[str, Any] = {}
         self._forgery: tuple[Any, str] | None = None
         self._sessions: dict[str, _Session] = {}
@@ -341,16 +396,60 @@ class Jobs:
 
         return self.device or ("cuda" if torch.cuda.is_available() else "cpu")
 
-    def _pipe(self, job: str, run: Run) -> Any:
-        if job not in self._pipes:
-            from genface.pipelines import load_pipeline
+    def _model(self, job: str, choice: str | None = None) -> tuple[str | None, str]:
+        """``load_pipeline``'s name of the tab's model ``choice`` (:data:`CHOICES`; None for a tab without one): its
+        tiny random model for the tiny app, else its published weights; and what the page calls it."""
+        if choice is None:
+            return (TINY if self.model == TINY else None), MODELS[job]
+        models = CHOICES[job]
+        if choice not in models:
+            raise InvalidArgumentError(f"Model must be one of {', '.join(models)}, got {choice!r}.")
+        model = models[choice]
+        name = f"{TINY}-{model.name}" if self.model == TINY else model.weights or model.name
+        return name, f"{model.label} {MODELS[job]}"
 
-            run.phase(f"Loading the {MODELS[job]} model (first run only)")
-            pipe = load_pipeline(job, TINY if self.model == TINY else None)  # else each task's published weights
-            pipe.set_progress_bar_config(desc=PROGRESS[job])  # the page shows the pipeline's bar
-            self._pipes[job] = pipe.to(self._device())
-        run.phase(f"Preparing the {MODELS[job]} job")
-        return self._pipes[job]
+    def _pipe(self, job: str, run: Run) -> Any:
+        """The pipeline of a tab without a model choice, loaded on first use and kept."""
+        with self._pipeline(job, run, self._model(job)) as pipe:
+            return pipe
+
+    @contextlib.contextmanager
+    def _pipeline(self, job: str, run: Run, model: tuple[str | None, str]) -> Iterator[Any]:
+        """The tab's pipeline of ``model`` (:meth:`_model`), loaded on first use and kept. A job of another model
+        unloads the tab's pipeline first, so a tab holds one model at a time; the tab's jobs that hold it (the
+        lock) use it one at a time, so none is unloaded under a running job. A job waiting for it can be stopped."""
+        name, what = model
+        lock = self._locks[job]
+        if not lock.acquire(blocking=False):
+            run.phase(f"Waiting for another {MODELS[job]} job to end")
+            while not lock.acquire(timeout=0.25):
+                run.check()
+        try:
+            if job in self._pipes and self._loaded[job] != name:
+                run.phase(f"Unloading the {MODELS[job]} model used last")
+                self._unload(job)
+            if job not in self._pipes:
+                from genface.pipelines import load_pipeline
+
+                run.phase(f"Loading the {what} model")
+                pipe = load_pipeline(job, name)  # None: the task's published weights
+                pipe.set_progress_bar_config(desc=PROGRESS[job])  # the page shows the pipeline's bar
+                self._pipes[job], self._loaded[job] = pipe.to(self._device()), name
+            run.phase(f"Preparing the {what} job")
+            yield self._pipes[job]
+        finally:
+            lock.release()
+
+    def _unload(self, job: str) -> None:
+        """Drop the tab's pipeline (the only reference to it once the tab's jobs have ended), its memory given back."""
+        import gc
+
+        import torch
+
+        del self._pipes[job], self._loaded[job]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _analyzer(self, use: str, run: Run | None = None) -> Any:
         """A face analyzer for ``use`` ("identity" jobs or gallery "previews", which run at the same time)."""
@@ -490,6 +589,22 @@ class Jobs:
             text = f"FaceSim {score:.3f} ({recognizer.name}; {verdict} by its threshold {recognizer.match_threshold:g})"
         return drawn[0], drawn[1], "\n\n".join([text, *self._forgery_lines(images, run)])
 
+    def video_settings(self, model: str) -> tuple[float, int, float, str]:
+        """What the video tab sets when ``model`` (:data:`CHOICES`) is chosen: its call's guidance, its frames (its
+        tiny model's for the tiny app), its frame rate (ConsisID's 8 fps, Wan's 16) and its negative prompt (Wan's
+        recommended one; none for ConsisID)."""
+        import genface.pipelines
+        from genface.pipelines import default_size
+        from genface.pipelines._load import MODELS as PIPELINES
+        from genface.pipelines.identity_video import wan
+
+        name, _ = self._model("video", model)
+        pipeline = getattr(genface.pipelines, PIPELINES["video"][CHOICES["video"][model].name][0])
+        guidance = inspect.signature(pipeline.__call__).parameters["guidance_scale"].default
+        on_wan = issubclass(pipeline, wan.WanIdentityMixin)
+        frames = default_size("video", name)["num_frames"]
+        return guidance, frames, float(wan.FPS) if on_wan else CONSISID_FPS, wan.NEGATIVE_PROMPT if on_wan else ""
+
     def video(
         self,
         face: str | None,
@@ -498,10 +613,16 @@ class Jobs:
         steps: Any = 50,
         guidance: Any = 6.0,
         seed: Any = 42,
+        model: str = "consisid",
+        negative_prompt: str = "",
+        frames: Any = 49,
+        fps: Any = CONSISID_FPS,
         *,
         run: Run | None = None,
     ) -> tuple[str, str]:
-        """An identity-preserving video of the chosen face in ``face``, and its numbers as the CLI prints them."""
+        """An identity-preserving video of the chosen face in ``face`` by ``model`` (:data:`CHOICES`; the defaults
+        are ConsisID's, :meth:`video_settings` gives each model's) at its size, and its numbers as the CLI prints
+        them."""
         import torch
 
         from genface.identity import face_similarity
@@ -513,32 +634,37 @@ class Jobs:
         if not face:
             raise GenfaceError("Give a face photo.")
         self._photo(face, "Face photo")
+        chosen = self._model("video", model)
         face_index, steps = bounded(face_index, "Face"), bounded(steps, "Steps")
         guidance, seed = bounded(guidance, "Guidance"), bounded(seed, "Seed")
-        pipe = self._pipe("video", run)
-        output = pipe(
-            prompt or "", face_image=face, face_index=face_index, num_inference_steps=steps, guidance_scale=guidance,
-            output_type="np", generator=torch.Generator().manual_seed(seed), callback_on_step_end=run.step,
-            **default_size("video", self.model),
-        )  # fmt: skip
-        run.phase("Writing the video")
-        frames = to_uint8(output.frames[0])
-        path = write_marked_video(
-            self._out(run.session, "video.mp4"), frames, 8, "identity_video", self.model, seed=seed
-        )
-        lines = [f"{len(frames)} frames, {frames.shape[2]}x{frames.shape[1]}; seed {seed}"]
-        encoder = pipe.identity_encoder
-        recognizer = encoder.analyzer.recognizer if encoder is not None else None
-        if recognizer is not None and output.identity.recognition_model == recognizer.name:
-            run.phase("Measuring FaceSim")
-            sim = face_similarity(output.identity, frames, analyzer=encoder.analyzer)
-            found = int(sim.found.sum())
-            lines.append(
-                f"FaceSim vs reference ({sim.model}): mean {sim.mean:.4f}, min {sim.min:.4f} over {found} frame(s) "
-                "with a face"
-                if found
-                else "FaceSim: no face found in the generated frames"
+        size = {**default_size("video", chosen[0]), "num_frames": bounded(frames, "Frames")}
+        fps = bounded(fps, "Frame rate")
+        with self._pipeline("video", run, chosen) as pipe:
+            output = pipe(
+                prompt or "", negative_prompt=negative_prompt or None, face_image=face, face_index=face_index,
+                num_inference_steps=steps, guidance_scale=guidance, output_type="np",
+                generator=torch.Generator().manual_seed(seed), callback_on_step_end=run.step, **size,
+            )  # fmt: skip
+            run.phase("Writing the video")
+            video = to_uint8(output.frames[0])
+            path = write_marked_video(
+                self._out(run.session, "video.mp4"), video, fps, "identity_video", chosen[0], seed=seed
             )
+            lines = [f"{len(video)} frames, {video.shape[2]}x{video.shape[1]} at {fps:g} fps; seed {seed}"]
+            encoder = pipe.identity_encoder
+            recognizer = encoder.analyzer.recognizer if encoder is not None else None
+            if recognizer is not None and output.identity.recognition_model == recognizer.name:
+                sim = getattr(output, "facesim", None)  # the Wan pipelines measure it; ConsisID's does not
+                if sim is None:
+                    run.phase("Measuring FaceSim")
+                    sim = face_similarity(output.identity, video, analyzer=encoder.analyzer)
+                found = int(sim.found.sum())
+                lines.append(
+                    f"FaceSim vs reference ({sim.model}): mean {sim.mean:.4f}, min {sim.min:.4f} over {found} "
+                    "frame(s) with a face"
+                    if found
+                    else "FaceSim: no face found in the generated frames"
+                )
         return str(path), "\n\n".join(lines)
 
     def makeup(
@@ -589,11 +715,19 @@ class Jobs:
         video: str | None = None,
         face_index: Any = 0,
         audio: str | None = None,
+        model: str = "musetalk",
+        silence: str = "animate",
+        steps: Any = 20,
+        guidance: Any = 1.5,
+        seed: Any = 1247,
         *,
         run: Run | None = None,
     ) -> tuple[str, str]:
-        """The chosen face in ``photo`` or ``video`` (one of them) speaking ``audio``, and the numbers the CLI
-        prints."""
+        """The chosen face in ``photo`` or ``video`` (one of them) speaking ``audio``, dubbed by ``model``
+        (:data:`CHOICES`) with the ``silence`` mode (:data:`SILENCE`), and the numbers the CLI prints. ``steps``,
+        ``guidance`` and ``seed`` are LatentSync's (their defaults: its script's); MuseTalk has none."""
+        import torch
+
         run = run or Run()
         if bool(photo) == bool(video) or not audio:
             raise GenfaceError("Give a face (a photo or a video, not both) and a speech recording.")
@@ -602,12 +736,23 @@ class Jobs:
         else:
             self._first_frame(video, "Face video")
         self._speech(audio)
-        face_index = bounded(face_index, "Face")
-        output = self._pipe("talk", run)(
-            photo or video, audio, face_index=face_index, batch_size=TALK_BATCH,
-            output_path=self._out(run.session, "talk.mp4"), callback_on_step_end=run.step,
-        )  # fmt: skip
-        lines = [f"{len(output.pitch)} frames at {output.fps:g} fps"]
+        face_index, chosen = bounded(face_index, "Face"), self._model("talk", model)
+        if silence not in SILENCE:
+            raise InvalidArgumentError(f"Silence must be one of {', '.join(SILENCE)}, got {silence!r}.")
+        sampling: dict[str, Any] = {"batch_size": TALK_BATCH}
+        seeded = ""
+        if model == "latentsync":
+            seed = bounded(seed, "Seed")
+            sampling = {"num_inference_steps": bounded(steps, "Steps"),
+                        "guidance_scale": bounded(guidance, "Lip-sync guidance"),
+                        "generator": torch.Generator().manual_seed(seed)}  # fmt: skip
+            seeded = f"; seed {seed}"
+        with self._pipeline("talk", run, chosen) as pipe:
+            output = pipe(
+                photo or video, audio, face_index=face_index, silence=silence, **sampling,
+                output_path=self._out(run.session, "talk.mp4"), callback_on_step_end=run.step,
+            )  # fmt: skip
+        lines = [f"{len(output.pitch)} frames at {output.fps:g} fps{seeded}"]
         if output.lost_frames:
             lines.append(f"face not found in {len(output.lost_frames)} source frame(s); the nearest box was held there")
         return str(output.path), "\n\n".join(lines + _spoken_scores(output, "source"))
@@ -807,7 +952,8 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
         """A box for the number ``BOUNDS[name]`` bounds, its range in its label: text where the range passes a
         browser number's exact integers (2**53: the seed), else a number box without limits (the browser would
         clamp out-of-range values silently; the job refuses them in words)."""
-        label = f"{name} ({note}{_span(name)})"
+        form = f"{_form(name)}, " if _form(name) else ""
+        label = f"{name} ({note}{form}{_span(name)})"
         if BOUNDS[name][2] > 2**53:
             return gr.Textbox(value=str(value), label=label, elem_id=elem)
         return gr.Number(value=value, label=label, elem_id=elem)
@@ -850,6 +996,13 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
 
         stop.click(_with_request(stop_tab), None, None, **private)
 
+    def model_choice(tab: str, info: str) -> Any:
+        models = CHOICES[tab]
+        return gr.Dropdown(
+            [(m.label, key) for key, m in models.items()], value=next(iter(models)), label="Model", info=info,
+            elem_id=f"{tab}-model",
+        )  # fmt: skip
+
     def run_buttons(name: str, label: str) -> tuple[Any, Any]:
         with gr.Row():
             button = gr.Button(label, variant="primary", elem_id=f"{name}-run")
@@ -881,17 +1034,33 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
         with gr.Tab("Video"), gr.Row():
             with gr.Column():
                 face, *video_choice = photo_box("Face photo", "video-face", RESULT_HEIGHT)
+                video_model = model_choice(
+                    "video",
+                    "Choosing one sets its guidance, frames, frame rate and negative prompt; a run with "
+                    "another model unloads the one used last.",
+                )
+                guidance_value, frames_value, fps_value, negative_value = jobs.video_settings(video_model.value)
                 prompt = gr.Textbox(label="Prompt", value="A person smiling", elem_id="video-prompt")
                 with gr.Row():
                     steps = number_box("Steps", 4 if tiny else 50, "video-steps")
-                    guidance = number_box("Guidance", 6, "video-guidance")
+                    guidance = number_box("Guidance", guidance_value, "video-guidance")
                     seed = number_box("Seed", 42, "video-seed")
+                with gr.Accordion("More settings", open=False, elem_id="video-more"):
+                    negative = gr.Textbox(
+                        label="Negative prompt", value=negative_value, elem_id="video-negative",
+                        info="The Wan models' is Wan's recommended one (in Chinese, as published).",
+                    )  # fmt: skip
+                    with gr.Row():
+                        frames = number_box("Frames", frames_value, "video-frames")
+                        fps = number_box("Frame rate", fps_value, "video-fps")
                 make, make_stop = run_buttons("video", "Generate video")
             with gr.Column():
                 video = gr.Video(label="Video", height=RESULT_HEIGHT, interactive=False, elem_id="video-result")
                 video_info = gr.Markdown(elem_id="video-info", min_height=40)
+            video_model.change(jobs.video_settings, video_model, [guidance, frames, fps, negative], **private)
             faces_on_drop(face, video_choice, "Face photo", video_info, [video])
-            job(make, make_stop, jobs.video, [face, video_choice[-1], prompt, steps, guidance, seed],
+            job(make, make_stop, jobs.video,
+                [face, video_choice[-1], prompt, steps, guidance, seed, video_model, negative, frames, fps],
                 [video, video_info], video)  # fmt: skip
         with gr.Tab("Makeup"), gr.Row():
             with gr.Column():
@@ -923,6 +1092,16 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     )
                 talk_choice = face_choice("talk")
                 speech = gr.Audio(type="filepath", label="Speech", elem_id="talk-speech")
+                with gr.Row():
+                    talk_model = model_choice("talk", "LatentSync draws the mouth at 512 px (MuseTalk at 256).")
+                    silence = gr.Radio(
+                        list(SILENCE), value="animate", label="In the speech's pauses",
+                        info="; ".join(f"{mode}: {said}" for mode, said in SILENCE.items()), elem_id="talk-silence",
+                    )  # fmt: skip
+                with gr.Row(visible=False, elem_id="talk-latentsync") as latentsync:
+                    talk_steps = number_box("Steps", 4 if tiny else 20, "talk-steps")
+                    talk_guidance = number_box("Lip-sync guidance", 1.5, "talk-guidance")
+                    talk_seed = number_box("Seed", 1247, "talk-seed", "LatentSync's script: 1247; ")
                 speak, speak_stop = run_buttons("talk", "Lip-sync")
             with gr.Column():
                 talked = gr.Video(
@@ -931,7 +1110,10 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                 talk_info = gr.Markdown(elem_id="talk-info", min_height=40)
             faces_on_drop(photo, talk_choice, "Face photo", talk_info, [talked])
             faces_on_drop(clip, talk_choice, "Face video", talk_info, [talked], video=True)
-            job(speak, speak_stop, jobs.talk, [photo, clip, talk_choice[-1], speech], [talked, talk_info], talked)
+            talk_model.change(lambda model: gr.Row(visible=model == "latentsync"), talk_model, latentsync, **private)
+            job(speak, speak_stop, jobs.talk,
+                [photo, clip, talk_choice[-1], speech, talk_model, silence, talk_steps, talk_guidance, talk_seed],
+                [talked, talk_info], talked)  # fmt: skip
         with gr.Tab("Talking portrait"), gr.Row():
             with gr.Column():
                 portrait_photo, *portrait_choice = photo_box("Face photo", "portrait-photo")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a Debian or Ubuntu machine that has only Python:
 #   - system packages, when missing: libGL and glib (opencv-python loads them at import), espeak-ng (the
-#     tests' speech) and chromium (the web demo's browser test), with apt-get as root or through sudo;
+#     tests' speech), ffmpeg (the command line LatentSync's speech reader calls, compared against) and chromium
+#     (the web demo's browser test), with apt-get as root or through sudo;
 #   - genface with its test and web extras, at the versions CI passed with (tests/constraints.txt);
 #   - the reference packages the parity tests compare against (tests/reference-requirements.txt).
 set -euo pipefail
@@ -11,6 +12,7 @@ missing=()
 ldconfig -p | grep -q 'libGL.so.1' || missing+=(libgl1)
 ldconfig -p | grep -q 'libgthread-2.0.so.0' || missing+=(libglib2.0-0)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then

@@ -85,13 +85,15 @@ def _first_frame(page: Any, selector: str) -> None:
     player.evaluate("v => new Promise(done => { v.pause(); v.onseeked = done; v.currentTime = 0; })")
 
 
-def _wav(path: Path, seconds: float, rate: int) -> Path:
-    """A speech-like tone (genface.samples.speech_like) as 16-bit mono wav at ``rate``."""
+def _wav(path: Path, seconds: float, rate: int, pause: float = 0.0) -> Path:
+    """A speech-like tone (genface.samples.speech_like) as 16-bit mono wav at ``rate``, then ``pause`` seconds of
+    silence."""
+    samples = np.concatenate([speech_like(seconds, rate), np.zeros(int(pause * rate), np.float32)])
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)
         handle.setsampwidth(2)
         handle.setframerate(rate)
-        handle.writeframes((speech_like(seconds, rate) * 32767).astype("<i2").tobytes())
+        handle.writeframes((samples * 32767).astype("<i2").tobytes())
     return path
 
 
@@ -101,6 +103,12 @@ def _upload(page: Any, box: str, path: Path | str, said: str) -> None:
     expect(page.locator(f"#{box.split('-')[0]}-{'result' if box.startswith('identity') else 'info'}")).to_contain_text(
         said, timeout=120_000
     )
+
+
+def _choose(page: Any, dropdown: str, option: str) -> None:
+    """Choose ``option`` in the dropdown ``dropdown``."""
+    page.locator(f"#{dropdown} input").click()
+    page.get_by_role("option", name=option).click()
 
 
 def _click_face(page: Any, gallery: str, index: int) -> None:
@@ -228,8 +236,9 @@ def test_a_real_user_s_page_in_a_real_browser(server, astronaut, group, tmp_path
 def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path) -> None:
     """A real face photo through all four tabs: a mistake is said in the tab's status line (no toast, no error
     badges) and cleared by the next run; results sit beside their inputs at a bounded size with their numbers
-    (FaceSim, makeup similarity, lip-sync) in view; the talking-face tab takes 48 kHz speech, previews its face
-    and shows the pipeline's progress."""
+    (FaceSim, makeup similarity, lip-sync) in view; choosing a video model sets its settings, and LatentSync's
+    numbers show for LatentSync only; the talking-face tab takes 48 kHz speech, previews its face and shows the
+    pipeline's progress."""
     from playwright.sync_api import sync_playwright
 
     me, mirrored = save_image(astronaut, tmp_path / "me.jpg"), save_image(astronaut[:, ::-1], tmp_path / "me_m.jpg")
@@ -257,12 +266,16 @@ def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path
         page.get_by_role("tab", name="Video").click()
         _upload(page, "video-face", me, "1 face found in me.jpg.")
         page.locator("#video-run").click()
-        expect(page.locator("#video-info")).to_contain_text("9 frames, 64x64; seed 42", timeout=180_000)
+        expect(page.locator("#video-info")).to_contain_text("9 frames, 64x64 at 8 fps; seed 42", timeout=180_000)
         expect(page.locator("#video-info")).to_contain_text("FaceSim")
         _first_frame(page, "#video-result")
         assert page.locator("#video-result video").bounding_box()["height"] <= 400
         expect(page.locator("#video-info")).to_be_in_viewport()
         page.screenshot(path=tmp_path / "video.png", full_page=True)
+        _choose(page, "video-model", "Stand-In (Wan2.1-14B)")  # its settings replace ConsisID's
+        page.get_by_text("More settings").click()
+        for box, value in (("guidance", "5"), ("frames", "9"), ("fps", "16")):
+            expect(page.locator(f"#video-{box} input")).to_have_value(value)
 
         page.get_by_role("tab", name="Makeup").click()
         _upload(page, "makeup-face", me, "1 face found in me.jpg.")
@@ -274,6 +287,12 @@ def test_every_tab_in_a_real_browser(server, astronaut, portrait, tmp_path: Path
         page.screenshot(path=tmp_path / "makeup.png", full_page=True)
 
         page.get_by_role("tab", name="Talking face").click()
+        expect(page.locator("#talk-steps")).to_be_hidden()  # LatentSync's numbers: MuseTalk has none
+        _choose(page, "talk-model", "LatentSync 1.6")
+        expect(page.locator("#talk-steps")).to_be_visible()
+        expect(page.locator("#talk-guidance input")).to_have_value("1.5")
+        _choose(page, "talk-model", "MuseTalk")
+        expect(page.locator("#talk-steps")).to_be_hidden()
         _upload(page, "talk-photo", me, "1 face found in me.jpg.")
         expect(page.locator("#talk-photo img")).to_have_count(1)  # the face is previewed
         page.locator("#talk-speech input[type=file]").set_input_files(_wav(tmp_path / "hi.wav", 0.6, 48000))
@@ -318,6 +337,7 @@ def test_bounds_are_the_cli_s_and_nothing_is_clamped_or_rounded() -> None:
     assert bounded("9223372036854775807", "Seed") == 2**63 - 1 and bounded(2**63 - 1, "Seed") == 2**63 - 1
     assert bounded(" 7 ", "Seed") == 7 and bounded(7.0, "Steps") == 7 and bounded("1e3", "Steps") == 1000
     assert bounded(2, "Strength") == 2.0 and bounded("0.5", "Head motion") == 0.5 and bounded(50, "Guidance") == 50
+    assert [bounded(v, "Frames") for v in (1, "81", 257.0)] == [1, 81, 257] and bounded(1.5, "Lip-sync guidance") == 1.5
     for value, name, refusal in [
         ("9223372036854775808", "Seed", "Seed must be a whole number from 0 to 9,223,372,036,854,775,807, got"),
         (-1, "Seed", "got -1"), (1.5, "Seed", "got 1.5"), (2.0**60, "Seed", "got 1.152921504606847e+18"),
@@ -326,6 +346,10 @@ def test_bounds_are_the_cli_s_and_nothing_is_clamped_or_rounded() -> None:
         ("", "Steps", "Steps is empty; give a whole number from 1 to 1,000."), (None, "Seed", "Seed is empty"),
         (float("nan"), "Guidance", "Guidance must be a number from 0 to 50, got nan."), (50.5, "Guidance", "50.5"),
         (2.05, "Strength", "Strength must be a number from 0 to 2, got 2.05."), (1000, "Face", "from 0 to 999"),
+        (10, "Frames", "Frames must be of the form 4k+1, got 10; try 9 or 13."), (0, "Frames", "from 1 to 257"),
+        (261, "Frames", "Frames must be a whole number from 1 to 257, got 261."),
+        (0.5, "Frame rate", "Frame rate must be a number from 1 to 120, got 0.5."),
+        (20.5, "Lip-sync guidance", "Lip-sync guidance must be a number from 0 to 20, got 20.5."),
     ]:  # fmt: skip
         with pytest.raises(GenfaceError, match=refusal.replace("(", r"\(").replace(".", r"\.").replace("+", r"\+")):
             bounded(value, name)
@@ -352,6 +376,11 @@ def test_jobs_refuse_bad_input_in_one_line_before_any_model_loads(tmp_path: Path
         (lambda: jobs.video(me, 0, "a", 0, 6, 0), "Steps must be a whole number from 1 to 1,000, got 0."),
         (lambda: jobs.video(me, 0, "a", 2, 6, -1), "Seed must be a whole number from 0 to 9,223,372,036,854,775,807"),
         (lambda: jobs.video(me, -1), "Face must be a whole number from 0 to 999, got -1."),
+        (lambda: jobs.video(me, 0, "a", 2, 5, 0, "wan"), "Model must be one of consisid, stand-in, vace, vace-1.3b, "
+                                                         "got 'wan'."),
+        (lambda: jobs.video(me, 0, "a", 2, 5, 0, "stand-in", "", 10), "Frames must be of the form 4k+1, got 10; try "
+                                                                      "9 or 13."),
+        (lambda: jobs.video(me, 0, "a", 2, 5, 0, "vace", "", 9, 0), "Frame rate must be a number from 1 to 120"),
         (lambda: jobs.video(str(tmp_path / "gone.jpg")), "Face photo gone.jpg is no longer on the server; upload it "
                                                           "again."),
         (lambda: jobs.video(str(tmp_path / "notes.jpg")), "Face photo: notes.jpg is not an image file PIL can decode "
@@ -362,6 +391,12 @@ def test_jobs_refuse_bad_input_in_one_line_before_any_model_loads(tmp_path: Path
         (lambda: jobs.makeup(me, 0, me, 2.5), "Strength must be a number from 0 to 2, got 2.5."),
         (lambda: jobs.talk(me, me, 0, speech), "a photo or a video, not both"),
         (lambda: jobs.talk(me, None, 0, None), "a speech recording"),
+        (lambda: jobs.talk(me, None, 0, speech, "wav2lip"), "Model must be one of musetalk, latentsync, got 'wav2lip"),
+        (lambda: jobs.talk(me, None, 0, speech, "musetalk", "quiet"), "Silence must be one of animate, source, closed, "
+                                                                      "got 'quiet'."),
+        (lambda: jobs.talk(me, None, 0, speech, "latentsync", "closed", 20, 25), "Lip-sync guidance must be a number "
+                                                                                 "from 0 to 20, got 25."),
+        (lambda: jobs.talk(me, None, 0, speech, "latentsync", "closed", 0), "Steps must be a whole number from 1"),
         (lambda: jobs.talk(me, None, 0, str(tmp_path / "notes.wav")), "Speech: notes.wav could not be decoded as "
                                                                       "audio: Invalid data found"),
         (lambda: jobs.talk(None, str(tmp_path / "notes.mp4"), 0, speech), "Face video: notes.mp4 could not be "
@@ -435,17 +470,25 @@ def test_a_second_click_is_ignored_and_stop_ends_the_tab_s_job(jobs) -> None:
     assert queued is not None and queued.stopped()  # queued before the page closed, started after
 
 
-@pytest.mark.parametrize("tab", ["video", "makeup", "talk", "portrait"])
-def test_stop_reaches_each_pipeline_between_steps(jobs, tab: str, tmp_path: Path, astronaut, portrait) -> None:
+@pytest.mark.parametrize(
+    ("tab", "model"),
+    [("video", "consisid"), ("video", "stand-in"), ("makeup", None), ("talk", "musetalk"), ("talk", "latentsync"),
+     ("portrait", None)],
+)  # fmt: skip
+def test_stop_reaches_each_pipeline_between_steps(
+    jobs, tab: str, model: str | None, tmp_path: Path, astronaut, portrait
+) -> None:
     """Stop pressed during the first step (a denoising step; for the talking face and portrait a batch of 8
-    frames, through the callback_on_step_end they take) ends the job there with nothing written."""
+    frames, for LatentSync a clip of 16, through the callback_on_step_end they take) ends the job there with
+    nothing written."""
     from genface.web import Run, Stopped
 
     me, look = str(save_image(astronaut, tmp_path / "me.png")), str(save_image(portrait, tmp_path / "look.png"))
-    speech = str(_wav(tmp_path / "hi.wav", 0.6, 48000))  # 15 frames: two batches
-    arguments = {"video": (me, 0, "a person", 3, 6, 0), "makeup": (me, 0, look, 1, 3, 2.5, 0),
-                 "talk": (me, None, 0, speech), "portrait": (me, 0, speech, "happy", 1, 0)}  # fmt: skip
-    run = jobs.start(f"stop-{tab}", tab)
+    speech = str(_wav(tmp_path / "hi.wav", 0.6, 48000))  # 15 frames: two batches, one clip
+    arguments = {"video": (me, 0, "a person", 3, 6, 0, model, "", 9, 8), "makeup": (me, 0, look, 1, 3, 2.5, 0),
+                 "talk": (me, None, 0, speech, model, "animate", 1, 1.0, 0),
+                 "portrait": (me, 0, speech, "happy", 1, 0)}  # fmt: skip
+    run = jobs.start(f"stop-{tab}-{model}", tab)
     steps: list[int] = []
 
     def step(pipe: Any, index: int, timestep: Any, tensors: dict) -> dict:
@@ -494,7 +537,7 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
         assert line in verdict.split("\n\n")
     assert verdict.endswith(f"*Each score is {FORGERY_CAUTION}.*") and "not proof" in FORGERY_CAUTION
 
-    video, info = jobs.video(me, 0, "a person", 3, 6, "7")
+    video, info = jobs.video(me, 0, "a person", 3, 6, "7", "consisid", "", 9, 8)
     pipe = jobs._pipes["video"]  # the same tiny pipeline, called directly
     output = pipe(
         "a person", face_image=me, num_inference_steps=3, output_type="np",
@@ -505,7 +548,7 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
     assert (read_video(video)[0] == read_video(reference)[0]).all() and read_mark(video)["seed"] == 7
     sim = face_similarity(output.identity, expected, analyzer=pipe.identity_encoder.analyzer)
     assert info.split("\n\n") == [
-        f"{len(expected)} frames, 64x64; seed 7",
+        f"{len(expected)} frames, 64x64 at 8 fps; seed 7",
         "FaceSim: no face found in the generated frames" if not sim.found.any() else info.split("\n\n")[1],
     ]
 
@@ -532,6 +575,80 @@ def test_web_jobs_give_the_pipelines_own_output_and_the_cli_s_numbers(
     lines = info.split("\n\n")
     assert lines[0] == f"{len(output.pitch)} frames at 25 fps" and lines[-1].startswith("lip-sync proxy")
     assert lines[-2].startswith("FaceSim")
+
+
+def test_video_models_give_their_pipelines_own_video_one_loaded_at_a_time(jobs, tmp_path: Path, astronaut) -> None:
+    """Each video model's settings are its own (Wan: guidance 5, 16 fps, Wan's negative prompt; ConsisID: 6, 8 fps,
+    none; the tiny models' frames); a tiny Stand-In video from the tab with them is what the pipeline makes for the
+    same inputs and seed, at 16 fps, with the FaceSim line of the pipeline's own measure. A VACE job then unloads
+    the Stand-In pipeline (nothing holds it), and the two VACE choices are one tiny model but two published ones."""
+    import weakref
+
+    import torch
+
+    from genface.media import read_video, to_uint8
+    from genface.pipelines import default_size
+    from genface.pipelines.identity_video.vace import SMALL_MODEL
+    from genface.pipelines.identity_video.wan import NEGATIVE_PROMPT
+    from genface.provenance import read_mark, write_marked_video
+    from genface.web import Jobs
+
+    me = str(save_image(astronaut, tmp_path / "me.png"))
+    assert jobs.video_settings("consisid") == (6.0, 9, 8.0, "")
+    settings = jobs.video_settings("stand-in")
+    assert settings == (5.0, 9, 16.0, NEGATIVE_PROMPT) == jobs.video_settings("vace")
+    guidance, frames, fps, negative = settings
+    video, info = jobs.video(me, 0, "a person", 2, guidance, "7", "stand-in", negative, frames, fps)
+    pipe = jobs._pipes["video"]
+    output = pipe(
+        "a person", negative_prompt=NEGATIVE_PROMPT, face_image=me, num_inference_steps=2, guidance_scale=5.0,
+        output_type="np", generator=torch.Generator().manual_seed(7), **default_size("video", "tiny-stand-in"),
+    )  # fmt: skip
+    reference = write_marked_video(tmp_path / "video.mp4", to_uint8(output.frames[0]), 16, "identity_video", "x")
+    (made, rate), (expected, _) = read_video(video), read_video(reference)
+    assert made.shape == (9, 32, 32, 3) and (made == expected).all() and rate == 16
+    assert read_mark(video)["model"] == "tiny-stand-in" and read_mark(video)["seed"] == 7
+    sim = output.facesim
+    found = int(sim.found.sum())
+    assert info.split("\n\n") == [
+        "9 frames, 32x32 at 16 fps; seed 7",
+        f"FaceSim vs reference ({sim.model}): mean {sim.mean:.4f}, min {sim.min:.4f} over {found} frame(s) with a face"
+        if found
+        else "FaceSim: no face found in the generated frames",
+    ]
+
+    stand_in = weakref.ref(pipe)
+    del pipe, output
+    jobs.video(me, 0, "a person", 1, guidance, 7, "vace", negative, frames, fps)
+    assert stand_in() is None and jobs._loaded["video"] == "tiny-vace"
+    assert jobs._model("video", "vace-1.3b") == ("tiny-vace", "VACE 1.3B video")
+    assert Jobs("hub")._model("video", "vace-1.3b") == (SMALL_MODEL, "VACE 1.3B video")
+    assert Jobs("hub")._model("video", "vace")[0] == "vace" and Jobs("hub")._model("makeup")[0] is None
+
+
+def test_latentsync_dub_is_the_pipelines_own_with_the_silence_chosen(jobs, tmp_path: Path, astronaut) -> None:
+    """A tiny LatentSync dub from the tab (speech, then a pause) is the pipeline's own video for the same photo,
+    speech, steps, guidance, seed and silence mode, and says its seed; the silence choice reached the pipeline: with
+    "source" the frames in the pause show the photo where the model painted the mouth during the speech."""
+    import torch
+
+    from genface.media import read_video
+    from genface.provenance import read_mark
+
+    me = str(save_image(astronaut, tmp_path / "me.png"))
+    speech = str(_wav(tmp_path / "pause.wav", 0.28, 16000, pause=0.36))  # 16 frames: one clip; the last 7 silent
+    talked, info = jobs.talk(me, None, 0, speech, "latentsync", "source", 1, 1.0, "5")
+    output = jobs._pipes["talk"](
+        me, speech, num_inference_steps=1, guidance_scale=1.0, generator=torch.Generator().manual_seed(5),
+        silence="source", output_path=tmp_path / "dub.mp4",
+    )  # fmt: skip
+    made = read_video(talked)[0]
+    assert made.shape[0] == 16 and (made == read_video(output.path)[0]).all()
+    assert read_mark(talked)["pipeline"] == "talking_face" and info.startswith("16 frames at 25 fps; seed 5\n\n")
+    photo, made = load_image(me).astype(int), made.astype(int)
+    painted = np.abs(made[0] - photo).max(axis=-1) > 20  # the mouth the model drew while speech is heard
+    assert painted.sum() > 1000
+    assert np.abs(made[0] - photo)[painted].mean() > 30 and np.abs(made[-1] - photo)[painted].mean() < 10
 
 
 def test_portrait_tab_gives_the_pipelines_own_video(jobs, tmp_path: Path, astronaut) -> None:

@@ -88,6 +88,10 @@ def write_consisid_files(
 ) -> tuple[int, int]:
     """Write the test set's generation ``jobs`` and the eval ``manifest`` of the videos found in ``videos`` (absolute
     paths), each whole or not at all; returns (cases, videos found), 0 found when no ``videos`` are given."""
+    from genface.media import check_output_path
+
+    for path, name in ((jobs, "jobs"), (manifest, "manifest")):
+        check_output_path(path, (".jsonl",), [data_dir], name=name)
     if manifest is not None and videos is None:
         raise InvalidArgumentError("The manifest lists generated videos: give the folder that holds them.")
     cases = consisid_test_cases(data_dir)

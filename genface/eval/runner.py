@@ -31,6 +31,7 @@ from genface.errors import (
     MultipleFacesError,
     NoFaceError,
 )
+from genface.media import check_output_path
 from genface.media.image import IMAGE_SUFFIXES
 
 #: Per kind: the fields every item needs, and the optional ones.
@@ -146,29 +147,43 @@ def read_items(source: str | os.PathLike, kind: str) -> list[Item]:
     return list(items.values())
 
 
+def _record(line: str) -> dict[str, Any] | None | bool:
+    """The record a runner's line holds (an ``id`` with ``metrics`` or an ``error``); None for other JSON, False
+    for a line that is not JSON."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    if isinstance(record, dict) and isinstance(record.get("id"), str) and ("metrics" in record or "error" in record):
+        return record
+    return None
+
+
 def read_records(output: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """The records already in a runner's JSON-lines file, the last one per id; a last line cut short by an
-    interruption is removed from the file."""
+    """The records already in a runner's JSON-lines file, the last one per id. A last line cut short by an
+    interruption is removed from the file; a file with any other line (a manifest, say) is refused unchanged."""
     path = Path(output)
     if not path.exists():
         return {}
     text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-        with open(path, "r+", encoding="utf-8") as file:
-            file.truncate(len(text.encode("utf-8")))
+    lines = text.splitlines()
+    # what evaluate() writes, cut short: the start of a record's line, not JSON yet, with no newline after it
+    cut = bool(text) and not text.endswith("\n") and lines[-1].startswith('{"id": ') and _record(lines[-1]) is False
     records = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("id"), str):
+    for number, line in enumerate(lines[:-1] if cut else lines, 1):
+        record = _record(line)
+        if not record:
             raise InvalidArgumentError(
                 f"{path}:{number} is not a record of genface eval; resume only with the file it wrote, or give a new "
                 "output file."
             )
         records[record["id"]] = record
+    if cut:
+        with open(path, "r+", encoding="utf-8") as file:
+            file.truncate(len(text[: text.rfind("\n") + 1].encode("utf-8")))
+    elif text and not text.endswith("\n"):  # a whole last record without its newline: the next one starts a line
+        with open(path, "a", encoding="utf-8") as file:
+            file.write("\n")
     return records
 
 
@@ -193,6 +208,8 @@ def evaluate(
     records of ``items`` in their order."""
     from tqdm.auto import tqdm
 
+    inputs = [value for item in items for name, value in item.fields.items() if name != "prompt"]
+    check_output_path(output, (".jsonl",), inputs, name="output")
     records = read_records(output)
     todo = [item for item in items if "metrics" not in records.get(item.id, {})]
     for item in tqdm(todo, desc="evaluating", unit="item", disable=not progress):
@@ -201,6 +218,24 @@ def evaluate(
             file.write(json.dumps(record) + "\n")
         records[item.id] = record
     return [records[item.id] for item in items]
+
+
+#: The values each metric can take (low, high), by name or by prefix ending in ``_``: a confidence interval is cut
+#: to them, so a few scores near a bound do not give an interval past it (FaceSim above 1, a negative FID).
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "facesim": (-1.0, 1.0), "facesim_arc": (-1.0, 1.0), "facesim_cur": (-1.0, 1.0),  # cosine similarities
+    "latentsync_conf": (-1.0, 1.0), "latentsync_acc": (0.0, 1.0), "forgery": (0.0, 1.0),
+    "fid": (0.0, math.inf), "sync_c": (0.0, math.inf), "sync_d": (0.0, math.inf), "frames_with_face": (0.0, math.inf),
+    "makeup_": (-math.inf, 1.0),  # 1 - ΔE76 / 100 per region
+}  # fmt: skip
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """The values metric ``name`` can take (see :data:`METRIC_RANGES`); unbounded when unknown."""
+    found = METRIC_RANGES.get(name) or next(
+        (span for prefix, span in METRIC_RANGES.items() if prefix.endswith("_") and name.startswith(prefix)), None
+    )
+    return found or (-math.inf, math.inf)
 
 
 def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None]:
@@ -217,7 +252,8 @@ def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[f
 
 def summarize(records: Sequence[dict[str, Any]], **about: Any) -> dict[str, Any]:
     """Per metric over the scored records (finite values only): ``n``, ``mean``, ``std`` and ``ci95`` ([low,
-    high], None for one value); ``about`` (kind, protocol, ...) is kept as given, and failed items are listed."""
+    high], the Student-t interval cut to the metric's range of :func:`metric_range`; None for one value); ``about``
+    (kind, protocol, ...) is kept as given, and failed items are listed."""
     scored = [r for r in records if "metrics" in r]
     metrics = {}
     for name in dict.fromkeys(name for r in scored for name in r["metrics"]):
@@ -225,11 +261,12 @@ def summarize(records: Sequence[dict[str, Any]], **about: Any) -> dict[str, Any]
         if not values:
             continue
         mean, half = confidence_interval(values)
+        low, high = metric_range(name)
         metrics[name] = {
             "n": len(values),
             "mean": mean,
             "std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
-            "ci95": None if half is None else [mean - half, mean + half],
+            "ci95": None if half is None else [max(mean - half, low), min(mean + half, high)],
         }
     failed = {r["id"]: r["error"] for r in records if "error" in r}
     return {**about, "items": len(records), "scored": len(scored), "metrics": metrics, "failed": failed}
@@ -269,6 +306,8 @@ def write_summary(summary: dict[str, Any], output: str | os.PathLike) -> tuple[P
     from genface.media._files import atomic_path
 
     paths = summary_paths(output)
+    for path, suffix in zip(paths, (".json", ".md"), strict=True):
+        check_output_path(path, (suffix,), name="summary")
     for path, text in zip(paths, (json.dumps(summary, indent=2) + "\n", summary_markdown(summary)), strict=True):
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")

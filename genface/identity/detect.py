@@ -13,13 +13,10 @@ from genface.errors import FaceTooSmallError, MissingWeightsError, MultipleFaces
 from genface.identity.align import align_face
 from genface.identity.backends import BACKEND_NAMES, FaceBackend
 from genface.identity.embed import Recognizer
-from genface.identity.types import Face
+from genface.identity.types import MIN_FACE_SIZE, Face
 from genface.media.image import DEFAULT_MAX_PIXELS, ImageInput, load_image
 
 logger = logging.getLogger(__name__)
-
-#: Faces whose box is narrower than this (pixels) carry too little identity to use.
-MIN_FACE_SIZE = 32
 
 
 def describe_source(image: object, default: str = "the image") -> str:

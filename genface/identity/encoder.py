@@ -149,7 +149,9 @@ class IdentityEncoder:
     def complete(self, identity: FaceIdentity) -> FaceIdentity:
         """``identity`` with what this encoder adds, computed from its stored crop where it is missing or came
         from other models: the recognition embedding (embeddings of two recognition models are never mixed), the
-        parsing map and the CLIP features. A complete identity comes back as it is (a copy)."""
+        parsing map and the CLIP features. A complete identity comes back as it is (a copy); one no pipeline can
+        use is refused (see :meth:`FaceIdentity.check`)."""
+        identity.check()
         recognizer, changes = self.analyzer.recognizer, {}
         if recognizer is not None and (identity.recognition is None or identity.recognition_model != recognizer.name):
             changes = self._recognition(identity.crop, identity.face_in_crop())

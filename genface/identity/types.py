@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from genface.errors import InvalidIdentityFileError, MissingWeightsError
+from genface.errors import FaceTooSmallError, InvalidIdentityFileError, MissingWeightsError
 
 #: Names of the five keypoints, in insightface order (left/right as seen in the image).
 KPS_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+#: Faces whose box is narrower than this (pixels) carry too little identity to use.
+MIN_FACE_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,36 @@ class FaceIdentity:
         landmarks = None if self.face.landmarks is None else move(self.face.landmarks)
         return Face([*corners.min(0), *corners.max(0)], self.face.score, move(self.face.kps), landmarks)
 
+    def check(self, what: str = "The identity") -> None:
+        """Refuse an identity no pipeline can use, as a photo with such a face is refused: damaged arrays
+        (:class:`InvalidIdentityFileError`; a crop that is not SxSx3 uint8 or holds one colour, a crop matrix
+        that is not 2x3, NaN or infinite features) or a face too small to identify (:class:`FaceTooSmallError`;
+        its box in the photo or its crop under :data:`MIN_FACE_SIZE` pixels)."""
+        crop, size = self.crop, self.face.size
+        arrays = [getattr(self, name) for name in _ARRAY_FIELDS if getattr(self, name) is not None]
+        if (
+            crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8 or self.crop_matrix.shape != (2, 3)
+            or not all(np.isfinite(a).all() for a in arrays if a.dtype.kind == "f") or not np.isfinite(size)
+            or len(self.image_size) != 2
+        ):  # fmt: skip
+            raise InvalidIdentityFileError(f"{what} is a damaged FaceIdentity (bad crop or values); save it again.")
+        if min(size, *crop.shape[:2]) < MIN_FACE_SIZE:
+            raise FaceTooSmallError(
+                f"{what} holds a face of only {min(size, *crop.shape[:2]):.0f} pixels (box {self.face.width:.0f}x"
+                f"{self.face.height:.0f}, crop {crop.shape[1]}x{crop.shape[0]}); at least {MIN_FACE_SIZE} are needed "
+                "to identify a face. Encode it again from a larger or closer photo of the face."
+            )
+        if crop.min() == crop.max():
+            raise InvalidIdentityFileError(f"{what}'s face crop is blank (one colour); encode the face again.")
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Save as one ``.safetensors`` file (arrays as tensors, the rest as JSON metadata)."""
+        """Save as one ``.safetensors`` file (arrays as tensors, the rest as JSON metadata), whole or not at all;
+        the path is checked first (:func:`~genface.media.check_output_path`)."""
         from safetensors.numpy import save_file
 
-        from genface.media._files import atomic_path
+        from genface.media._files import atomic_path, check_output_path
+
+        out = check_output_path(path, (".safetensors",), name="path")
 
         tensors = {"bbox": self.face.bbox, "kps": self.face.kps}
         if self.face.landmarks is not None:
@@ -132,14 +159,14 @@ class FaceIdentity:
             "clip_model": self.clip_model,
             "extra": self.extra,
         }
-        out = Path(path)
         with atomic_path(out) as tmp:
             save_file(tensors, str(tmp), metadata={"genface": json.dumps(meta)})
         return out
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FaceIdentity:
-        """Load an identity written by :meth:`save`."""
+        """Load an identity written by :meth:`save`; a file that is not one, or is damaged or hand-edited into one no
+        pipeline can use, is refused in one line (see :meth:`check`)."""
         from safetensors import SafetensorError, safe_open
 
         path = Path(path).expanduser()
@@ -151,24 +178,31 @@ class FaceIdentity:
                 tensors = {key: handle.get_tensor(key) for key in handle.keys()}
         except (SafetensorError, OSError) as exc:
             raise InvalidIdentityFileError(f"{path} is not a safetensors file: {exc}") from exc
-        meta = json.loads(header) if header else {}
-        if meta.get("format") != _FORMAT:
+        try:
+            meta = json.loads(header) if header else {}
+        except json.JSONDecodeError:
+            meta = None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
             raise InvalidIdentityFileError(f"{path} is a safetensors file but not a saved FaceIdentity.")
         if meta.get("format_version") != _FORMAT_VERSION:
             raise InvalidIdentityFileError(
                 f"{path} has FaceIdentity format version {meta.get('format_version')}; this genface reads "
                 f"{_FORMAT_VERSION}. Re-encode the face with `genface identity --save`."
             )
-        face = Face(tensors.pop("bbox"), meta["score"], tensors.pop("kps"), tensors.pop("landmarks", None))
         known = {f.name for f in fields(cls)}
         arrays = {k: v for k, v in tensors.items() if k in known}
-        return cls(
-            face=face,
-            image_size=tuple(meta["image_size"]),
-            crop_template=meta["crop_template"],
-            recognition_model=meta.get("recognition_model"),
-            recognition_norm=meta.get("recognition_norm"),
-            clip_model=meta.get("clip_model"),
-            extra=meta.get("extra", {}),
-            **arrays,
-        )
+        try:
+            identity = cls(
+                face=Face(tensors.pop("bbox"), meta["score"], tensors.pop("kps"), tensors.pop("landmarks", None)),
+                image_size=tuple(meta["image_size"]),
+                crop_template=meta["crop_template"],
+                recognition_model=meta.get("recognition_model"),
+                recognition_norm=meta.get("recognition_norm"),
+                clip_model=meta.get("clip_model"),
+                extra=meta.get("extra", {}),
+                **arrays,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidIdentityFileError(f"{path} is a damaged FaceIdentity file ({exc!r}); save it again.") from exc
+        identity.check(f"{path}")
+        return identity

@@ -36,6 +36,11 @@ def frame_index(seconds: float, fps: float) -> int:
     return math.floor(seconds * fps + 0.75)
 
 
+def _reason(exc: av.FFmpegError) -> str:
+    """FFmpeg's reason for an error, without the error number and the file name it repeats."""
+    return exc.strerror or str(exc)
+
+
 class VideoReader:
     """Frames of a video file at a constant rate, decoded as they are needed (bounded memory).
 
@@ -72,7 +77,7 @@ class VideoReader:
         try:
             return av.open(str(self.path))
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"{self.path} could not be decoded as video: {exc}") from exc
+            raise InvalidMediaError(f"{self.path} could not be decoded as video ({_reason(exc)}).") from exc
 
     def _decoded(self, container: av.container.InputContainer) -> Iterator[tuple[np.ndarray, float | None]]:
         """(frame, seconds) as decoded, rotated upright."""
@@ -82,7 +87,7 @@ class VideoReader:
                 turns = (-int(getattr(frame, "rotation", 0) or 0) // 90) % 4
                 yield np.ascontiguousarray(np.rot90(rgb, k=-turns)) if turns else rgb.copy(), frame.time
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"{self.path} could not be decoded as video: {exc}") from exc
+            raise InvalidMediaError(f"{self.path} could not be decoded as video ({_reason(exc)}).") from exc
 
     def _frames_from(self, seconds: float | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(index, frame) at the constant rate, from the keyframe before ``seconds`` (the start if None)."""
@@ -177,6 +182,21 @@ def x264_params() -> dict[str, str]:
     return {"x264-params": f"asm={flags & ~_X264_CPU_AVX512}"} if flags & _X264_CPU_AVX512 else {}
 
 
+#: Sample rates the AAC encoder takes, and those a track at another rate is resampled to (the next one up, at most
+#: 48 kHz: speech recorded at 192 kHz or more loses nothing audible).
+AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000)
+_AAC_RESAMPLED = (8000, 16000, 24000, 32000, 44100, 48000)
+_AUDIO_CHUNK = 16384  # samples per frame handed to the encoder
+
+
+def aac_rate(rate: int) -> int:
+    """The sample rate a track at ``rate`` is written at in AAC: its own when AAC takes it, else the next of
+    8, 16, 24, 32, 44.1 and 48 kHz above it (48 kHz above that)."""
+    if rate in AAC_RATES:
+        return rate
+    return next((common for common in _AAC_RESAMPLED if common >= rate), _AAC_RESAMPLED[-1])
+
+
 class VideoWriter:
     """Stream RGB uint8 frames into an H.264 mp4 (optional mono AAC track), atomically.
 
@@ -184,10 +204,9 @@ class VideoWriter:
     appears at ``path`` only when the ``with`` block ends without an error (an interrupted run leaves nothing).
     Frame sizes must not change; odd sizes are padded to even by edge replication. The same frames and settings
     give a byte-identical video stream, whatever the array layout (see :func:`x264_params`). ``audio`` is mono
-    samples at
-    ``audio_rate``, or a file whose first audio track is carried over as it is: AAC packets are copied, other
-    codecs re-encoded to AAC at their own rate and channels, streamed either way.
-    """
+    samples at ``audio_rate``, or a file whose first audio track is carried over as it is: AAC packets are copied,
+    other codecs re-encoded to AAC with their channels, streamed either way. A rate AAC does not take (192 kHz, say)
+    is resampled to one it does (see :func:`aac_rate`)."""
 
     def __init__(
         self,
@@ -199,8 +218,8 @@ class VideoWriter:
         crf: int = 18,
         metadata: dict[str, str] | None = None,
     ) -> None:
-        if fps <= 0:
-            raise InvalidMediaError(f"fps must be positive, got {fps}.")
+        if not (math.isfinite(fps) and fps > 0):
+            raise InvalidMediaError(f"fps must be a positive number, got {fps}.")
         self.path = Path(path)
         self.fps, self.audio, self.audio_rate, self.crf = fps, audio, audio_rate, crf
         self.metadata = metadata or {}
@@ -251,25 +270,24 @@ class VideoWriter:
         if self._audio_source is not None:
             self._carry_audio()
         elif self._audio is not None:
-            stream = self._audio
+            stream = self._audio  # PyAV's encoder resamples its frames to the stream's rate (and frame size)
             samples = np.ascontiguousarray(np.asarray(self.audio, dtype=np.float32).reshape(1, -1))
-            chunk = stream.codec_context.frame_size or 1024
-            for start in range(0, samples.shape[1], chunk):
-                frame = av.AudioFrame.from_ndarray(samples[:, start : start + chunk], format="fltp", layout="mono")
-                frame.sample_rate = self.audio_rate
-                frame.pts = start
+            for start in range(0, samples.shape[1], _AUDIO_CHUNK):
+                piece = samples[:, start : start + _AUDIO_CHUNK]
+                frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout="mono")
+                frame.sample_rate, frame.time_base, frame.pts = self.audio_rate, Fraction(1, self.audio_rate), start
                 self._container.mux(stream.encode(frame))
             self._container.mux(stream.encode(None))
 
     def _add_audio_stream(self) -> None:
         if isinstance(self.audio, np.ndarray):
-            self._audio = self._container.add_stream("aac", rate=self.audio_rate, layout="mono")
+            self._audio = self._container.add_stream("aac", rate=aac_rate(self.audio_rate), layout="mono")
             return
         source = Path(self.audio).expanduser()
         try:
             container = self._stack.enter_context(av.open(str(source)))
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"{source} could not be opened for its audio: {exc}") from exc
+            raise InvalidMediaError(f"{source} could not be opened for its audio ({_reason(exc)}).") from exc
         if not container.streams.audio:
             raise InvalidMediaError(f"{source} has no audio stream.")
         self._audio_source = container.streams.audio[0]
@@ -277,7 +295,7 @@ class VideoWriter:
             self._audio = self._container.add_stream_from_template(self._audio_source)
         else:
             layout = "mono" if self._audio_source.channels == 1 else "stereo"
-            self._audio = self._container.add_stream("aac", rate=self._audio_source.rate, layout=layout)
+            self._audio = self._container.add_stream("aac", rate=aac_rate(self._audio_source.rate), layout=layout)
 
     def _carry_audio(self) -> None:
         """Copy (AAC) or re-encode the source file's audio track into the output, packet by packet."""
@@ -297,7 +315,7 @@ class VideoWriter:
                         packet.stream = stream
                         self._container.mux(packet)
         except av.FFmpegError as exc:
-            raise InvalidMediaError(f"The audio of {self.audio} could not be decoded: {exc}") from exc
+            raise InvalidMediaError(f"The audio of {self.audio} could not be decoded ({_reason(exc)}).") from exc
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
         if exc_type is None:

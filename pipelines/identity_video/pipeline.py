@@ -444,6 +444,8 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
                 f"CFG-parallel splits the guidance passes, but guidance_scale={guidance_scale} turns guidance off; "
                 "use guidance_scale > 1 or a pipeline without enable_cfg_parallel()."
             )
+        if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):  # NaN too
+            raise InvalidArgumentError(f"guidance_scale must be from 0.0 to 50.0, got {guidance_scale!r}.")
         config = self.transformer.config
         # diffusers' fallbacks, for None only: a 0 is refused below rather than read as "the default"
         height = config.sample_height * self.vae_scale_factor_spatial if height is None else height

@@ -426,6 +426,8 @@ class MakeupPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline, FluxLoraL
         STRENGTH.check(strength, "strength")
         if output_type not in ("pil", "np"):
             raise InvalidArgumentError(f"output_type must be 'pil' or 'np' (images pasted back), got {output_type!r}.")
+        if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):  # NaN too
+            raise InvalidArgumentError(f"guidance_scale must be from 0.0 to 50.0, got {guidance_scale!r}.")
         self.check_kontext_arguments(kontext_kwargs)
         if reference_framing not in REFERENCE_FRAMINGS:
             raise InvalidArgumentError(

@@ -74,6 +74,7 @@ from genface.pipelines.talking_face.dubbing import (
 from genface.pipelines.talking_face.pipeline import (
     DEFAULT_VAE,
     DEFAULT_WHISPER,
+    StepCallback,
     TalkingFacePipeline,
     TalkingFacePipelineOutput,
     pingpong,
@@ -375,15 +376,19 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         clip_end: int,
         weights: np.ndarray | None,
         run: _Run,
+        callback: StepCallback | None = None,
     ) -> Iterator[np.ndarray]:
         """The output frames in order, a clip at a time: clip ``c`` holds frames ``16 c`` up to ``clip_end`` (their
-        frame count), of which those before ``num_frames`` are kept."""
+        frame count), of which those before ``num_frames`` are kept; ``callback`` is called after each clip."""
         noise = self._noise(run.generator)
-        for start in range(0, num_frames, NUM_FRAMES):
+        for index, start in enumerate(range(0, num_frames, NUM_FRAMES)):
             count = min(NUM_FRAMES, clip_end - start)
             kept = min(count, num_frames - start)
             source = weights[start : start + kept] if run.silence == "source" else None
-            yield self._clip(frames, faces, start, count, kept, windows(start, count), noise, source, run)
+            clip = self._clip(frames, faces, start, count, kept, windows(start, count), noise, source, run)
+            if callback is not None:
+                callback(self, index, None, {})
+            yield clip
 
     def _check_call(self, steps: int, guidance: float, generator: torch.Generator | None, silence: str) -> _Run:
         if not (isinstance(steps, int) and 1 <= steps <= self.scheduler.config.num_train_timesteps):
@@ -465,6 +470,7 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         output_path: str | os.PathLike | None = None,
         measure: bool = True,
         facesim_every: int = 5,
+        callback_on_step_end: StepCallback | None = None,
     ) -> TalkingFacePipelineOutput:
         """Lip-sync ``face`` to ``audio``.
 
@@ -483,11 +489,13 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
                 memory; the file appears only when complete. Without it the frames are returned, which is refused
                 in one line when they would not fit :data:`~genface.pipelines.talking_face.dubbing.IN_MEMORY_BYTES`.
             measure: report FaceSim (every ``facesim_every`` frames) and the lip-sync proxy.
+            callback_on_step_end: called after each clip of 16 frames, as diffusers' callback of that name, with
+                ``(pipeline, clip index, None, {})``; an exception raised in it stops the call (no file is written).
         """
         run = self._check_call(num_inference_steps, guidance_scale, generator, silence)
         frames, fps, _ = TalkingFacePipeline._load_face(face, fps)
         fps = checked_fps(fps)
-        speech = TalkingFacePipeline._load_speech(audio, audio_rate)
+        speech = TalkingFacePipeline._load_speech(audio, audio_rate, resampler="ffmpeg")  # whisper's load_audio
         num_frames = frame_count(len(speech), fps)
         check_in_memory(num_frames, frames[0].shape, output_path)
         faces = self._follow(frames, face_index)
@@ -498,7 +506,7 @@ class LatentSyncPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if run.silence == "closed":
             silent = LatentSyncSpeech(self._whisper(), np.zeros_like(speech), fps)
             audio_windows = ClosedInSilence(windows, silent, np.pad(weights, (0, clip_end - num_frames), mode="edge"))
-        rendered = self._frames(frames, faces, audio_windows, num_frames, clip_end, weights, run)
+        rendered = self._frames(frames, faces, audio_windows, num_frames, clip_end, weights, run, callback_on_step_end)
         sink = DubSink(self, frames, faces.track, speech, fps, num_frames, measure, facesim_every)
         result = sink.run(rendered, audio, audio_rate, output_path)
         return TalkingFacePipelineOutput(

@@ -34,7 +34,7 @@ from genface.arguments import BATCH_SIZE, FPS
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, OfflineError
 from genface.identity import FaceAnalyzer, FaceParser, FaceSimResult
 from genface.identity.track import track_boxes, track_face
-from genface.media import load_audio, load_image
+from genface.media import check_output_path, load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
 from genface.models.talking.audio import (
     FEATURES_PER_SECOND,
@@ -314,8 +314,10 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         return [load_image(face)], DEFAULT_FPS if fps is None else fps, True
 
     @staticmethod
-    def _load_speech(audio: Any, audio_rate: int | None) -> np.ndarray:
-        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate)
+    def _load_speech(audio: Any, audio_rate: int | None, resampler: str = "soxr") -> np.ndarray:
+        """The speech at 16 kHz, read as MuseTalk reads it (``librosa.load``: soxr) or, with
+        ``resampler="ffmpeg"``, as LatentSync does (openai-whisper's FFmpeg reader)."""
+        speech = load_audio(audio, SAMPLE_RATE, source_rate=audio_rate, resampler=resampler)
         if is_silent(speech):
             raise InvalidMediaError(
                 "The audio is silent (below -50 dBFS): there is no speech to lip-sync. Check that the right file "
@@ -489,6 +491,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if folder is not None and folder.is_dir() and any(folder.iterdir()):
             logger.info("Reading the prepared video from %s.", folder)
             return PreparedVideo.load(folder, frames, fps, key)
+        folder = check_output_path(folder, (), [face], name="cache")
         track = self._track(frames, face_index, smoothing)
         logger.info("Preparing %d frames: face parsing %s, VAE encoding.", len(track),
                     "on" if self.face_parser is not None else "off (no parser)")  # fmt: skip
@@ -668,6 +671,7 @@ class TalkingFacePipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline):
         if fps is not None:
             FPS.check(fps, "fps")
         check_silence(silence)
+        output_path = check_output_path(output_path, (".mp4",), [face, audio])
         prepared = face if isinstance(face, PreparedVideo) else None
         _check_blend(blend, prepared)
         if prepared is not None:

@@ -46,7 +46,7 @@ from genface.arguments import BATCH_SIZE, BLINK_RATE, GUIDANCE, HEAD_MOTION, STE
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, UnsafeWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
 from genface.identity.track import track_boxes, track_face
-from genface.media import load_audio, load_image
+from genface.media import check_output_path, load_audio, load_image
 from genface.media.video import VideoReader, is_video_path
 from genface.models.motion.audio import HUBERT_REPO, SAMPLES_PER_FRAME, HubertFeatures
 from genface.models.motion.crop import MAX_SIZE, crop_matrix, face_points, paste_render, resize_frame
@@ -704,6 +704,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 is written).
         """
         started = time.perf_counter()
+        output_path = check_output_path(output_path, (".mp4",), [image, audio])
         self._check_call(image, head_motion, blink_rate, num_inference_steps, guidance_scale, batch_size, facesim_every)
         controls = self._controls(
             pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type

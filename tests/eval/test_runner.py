@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from genface.errors import InvalidArgumentError, NoFaceError
-from genface.eval.runner import evaluate, read_items, summarize, summary_markdown
+from genface.eval.runner import evaluate, metric_range, read_items, read_records, summarize, summary_markdown
 from genface.eval.sync import resample_indices, syncnet_crop
 
 
@@ -69,6 +69,39 @@ def test_summary_statistics_by_hand() -> None:
     table = summary_markdown(summary)
     assert "| x | 4 | 2.5000 | 0.4457 to 4.5543 |" in table and "| y | 1 | 0.5000 | n/a |" in table
     assert "- failed: e: No face found." in table
+
+
+def test_intervals_stay_within_each_metrics_range() -> None:
+    """Two FaceSims near 1, two FIDs near 0 and a forgery score near 1 gave Student-t intervals past the metric's
+    range (FaceSim up to 1.52, FID down to -28); they are cut at its bounds, the mean kept."""
+    scores = {"facesim_arc": [0.99, 0.9], "fid": [1.0, 6.0], "forgery": [0.97, 0.6], "makeup_lips": [0.99, 0.7]}
+    records = [{"id": str(i), "metrics": {name: values[i] for name, values in scores.items()}} for i in range(2)]
+    metrics = summarize(records)["metrics"]
+    half = 12.706205 * 0.045  # t(0.975, 1 df) times the standard error of [0.99, 0.9]
+    assert metrics["facesim_arc"]["ci95"] == pytest.approx([0.945 - half, 1.0])
+    assert metrics["fid"]["ci95"][0] == 0.0 and metrics["fid"]["ci95"][1] == pytest.approx(3.5 + 12.706205 * 2.5)
+    assert metrics["forgery"]["ci95"] == pytest.approx([0.0, 1.0]) and metrics["makeup_lips"]["ci95"][1] == 1.0
+    assert metrics["facesim_arc"]["mean"] == pytest.approx(0.945)
+    assert metric_range("makeup_skin") == (-np.inf, 1.0) and metric_range("clipscore") == (-np.inf, np.inf)
+
+
+def test_resuming_refuses_a_file_it_did_not_write_and_leaves_it_whole(tmp_path) -> None:
+    """A manifest given as the output (its last line without a newline) is refused, not cut; a whole last record
+    without its newline is kept and the next record starts a line of its own."""
+    (tmp_path / "a.mp4").write_bytes(b"x")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"id": "a", "video": "a.mp4"}')
+    items = read_items(manifest, "talk")
+    with pytest.raises(InvalidArgumentError, match=r"m.jsonl:1 is not a record of genface eval"):
+        evaluate(items, [lambda item: pytest.fail("judged")], manifest, progress=False)
+    assert manifest.read_text() == '{"id": "a", "video": "a.mp4"}'
+    with pytest.raises(InvalidArgumentError, match=r"output .*a.mp4: the name must end in \.jsonl"):
+        evaluate(items, [], tmp_path / "a.mp4", progress=False)
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "b", "metrics": {}}')
+    assert read_records(out) == {"b": {"id": "b", "metrics": {}}} and out.read_text().endswith("}\n")
+    evaluate(items, [lambda item: {"score": 1.0}], out, progress=False)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["b", "a"]
 
 
 def test_evaluate_resumes_after_an_interruption(tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import wave
 from pathlib import Path
 
 import av
@@ -75,8 +76,6 @@ def test_stereo_is_mixed_to_mono(tmp_path: Path) -> None:
 def test_speech_is_read_as_librosa_reads_it(tmp_path: Path) -> None:
     """``librosa.load(path, sr=16000)``, as MuseTalk and Ditto read speech: channels averaged first, then soxr at
     HQ quality, bit for bit (FFmpeg's resampler, mixing after it, was up to 1.4e-2 off on 44.1 kHz speech)."""
-    import wave
-
     import librosa
 
     t = np.arange(44100) / 44100
@@ -95,9 +94,39 @@ def test_speech_is_read_as_librosa_reads_it(tmp_path: Path) -> None:
     np.testing.assert_array_equal(load_audio(samples[0], 44100, source_rate=44100), samples[0])  # same rate: as is
 
 
-def test_wav_file(tmp_path: Path) -> None:
-    import wave
+@pytest.mark.parametrize("suffix", [".wav", ".mp3"])
+def test_speech_is_read_as_openai_whisper_reads_it(tmp_path: Path, suffix: str) -> None:
+    """``resampler="ffmpeg"``: what openai-whisper's ``load_audio`` (LatentSync's reader) gets from the FFmpeg
+    command line, to 3 steps of 16 bits on a 44.1 kHz stereo wav (FFmpeg's command line resamples 16-bit input in
+    16 bits) and exactly on an mp3; soxr's resampling is 1e-2 away from it."""
+    import shutil
+    import subprocess
 
+    t = np.arange(44100) / 44100
+    left = 0.4 * np.sin(2 * np.pi * (150 + 400 * t) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    stereo = np.stack([left, 0.6 * np.roll(left, 37)])
+    path = tmp_path / "speech44k.wav"
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2), handle.setsampwidth(2), handle.setframerate(44100)
+        handle.writeframes((stereo.T * 32767).astype("<i2").tobytes())
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "the FFmpeg command line is a test dependency (tests/install.sh installs it)"
+    if suffix == ".mp3":
+        mp3 = tmp_path / "speech44k.mp3"
+        subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(path), "-b:a", "128k", str(mp3)], check=True)
+        path = mp3
+    command = [ffmpeg, "-nostdin", "-threads", "0", "-i", str(path), "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le",
+               "-ar", "16000", "-"]  # fmt: skip
+    theirs = np.frombuffer(subprocess.run(command, capture_output=True, check=True).stdout, np.int16) / 32768.0
+    ours = load_audio(path, 16000, resampler="ffmpeg")
+    assert ours.dtype == np.float32 and len(ours) == len(theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=(3 if suffix == ".wav" else 0) / 32768 + 1e-9)
+    assert np.abs(load_audio(path, 16000)[: len(theirs)] - theirs).max() > 1e-3
+    with pytest.raises(InvalidMediaError, match="resampler must be one of"):
+        load_audio(path, 16000, resampler="ffmpeg", mono=False)
+
+
+def test_wav_file(tmp_path: Path) -> None:
     path = tmp_path / "t.wav"
     with wave.open(str(path), "wb") as handle:
         handle.setnchannels(1)
@@ -254,8 +283,6 @@ def test_an_aac_track_is_copied_packet_for_packet(tmp_path: Path) -> None:
 
 
 def test_a_wav_track_is_encoded_at_its_own_rate(tmp_path: Path) -> None:
-    import wave
-
     import av
 
     from genface.media.video import VideoWriter
@@ -270,6 +297,32 @@ def test_a_wav_track_is_encoded_at_its_own_rate(tmp_path: Path) -> None:
         assert (stream.codec_context.name, stream.rate, stream.channels) == ("aac", 22050, 1)
     back = load_audio(tmp_path / "out.mp4", 22050)
     assert _dominant_freq(back, 22050) == pytest.approx(300, abs=3)
+
+
+@pytest.mark.parametrize("rate", [192000, 1000000])
+def test_a_track_at_a_rate_aac_does_not_take_is_written_at_48_khz(tmp_path: Path, rate: int) -> None:
+    """192 kHz or 1 MHz speech (as a file or as samples) is resampled to 48 kHz: once the encoder refused it."""
+    import wave
+
+    import av
+
+    from genface.media.video import VideoWriter, aac_rate
+
+    tone = _tone(rate, 0.5, 300.0)
+    with wave.open(str(tmp_path / "speech.wav"), "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
+        wav.writeframes((tone * 32767).astype("<i2").tobytes())
+    for name, audio in (("file.mp4", tmp_path / "speech.wav"), ("samples.mp4", tone)):
+        with VideoWriter(tmp_path / name, 25, audio=audio, audio_rate=rate) as writer:
+            writer.write(np.zeros((12, 32, 32, 3), np.uint8))
+        with av.open(str(tmp_path / name)) as container:
+            stream = container.streams.audio[0]
+            assert (stream.codec_context.name, stream.rate) == ("aac", 48000)
+        back = load_audio(tmp_path / name, 16000)
+        assert len(back) == pytest.approx(8000, abs=600) and _dominant_freq(back, 16000) == pytest.approx(300, abs=3)
+    assert [aac_rate(r) for r in (1, 7350, 8000, 11000, 22050, 22051, 44100, 96000, 96001)] == [
+        8000, 7350, 8000, 16000, 22050, 24000, 44100, 96000, 48000
+    ]  # fmt: skip
 
 
 def _dirty_heap(seed: int) -> None:

@@ -178,7 +178,7 @@ class SpeechWindows:
 
 def is_silent(audio: np.ndarray, threshold_db: float = -50.0) -> bool:
     """True when the audio's RMS level is below ``threshold_db`` dBFS (nothing to lip-sync)."""
-    rms = float(np.sqrt(np.mean(np.square(np.asarray(audio, dtype=np.float64))))) if np.size(audio) else 0.0
+    rms = float(np.sqrt(np.mean(np.square(audio), dtype=np.float64))) if np.size(audio) else 0.0  # no float64 copy
     return rms == 0.0 or 20 * math.log10(rms) < threshold_db
 
 
