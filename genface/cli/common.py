@@ -7,12 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import tempfile
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from genface.errors import GenfaceError, InvalidArgumentError, InvalidIdentityFileError
@@ -42,39 +38,6 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from safetensors import SafetensorError
 
     return (GenfaceError, OSError, MemoryError, SafetensorError, av.FFmpegError)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
-def check_output(path: str, option: str, suffixes: tuple[str, ...], inputs: Sequence[str | None] = ()) -> None:
-    """Refuse an output path that cannot take the result, before any work: a wrong extension (none given for a
-    folder), a folder where a file goes (or a file where a folder goes), one of the inputs, or a place that cannot
-    be written. Nothing is created."""
-    out = Path(path).expanduser()
-    if suffixes and out.suffix.lower() not in suffixes:
-        raise InvalidArgumentError(f"{option} {path}: the name must end in {' or '.join(suffixes)}.")
-    if suffixes and out.is_dir():
-        raise InvalidArgumentError(f"{option} {path} is a folder; give a file name (for example {out / 'out'}"
-                                   f"{suffixes[0]}).")  # fmt: skip
-    if not suffixes and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidArgumentError(f"{option} {path} exists and is not an empty folder; give a new folder.")
-    for given in inputs:
-        if given and _same_file(out, Path(given).expanduser()):
-            raise InvalidArgumentError(f"{option} {path} is also an input; write the result to another file.")
-    folder = out.absolute().parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        raise InvalidArgumentError(f"{option} {path}: {folder} is a file, not a folder.")
-    try:
-        with tempfile.TemporaryFile(dir=folder):  # the real test of permissions, quotas, read-only disks
-            pass
-    except OSError as exc:
-        raise InvalidArgumentError(f"{option} {path}: cannot write in {folder} ({exc.strerror}).") from exc
 
 
 def device(name: str | None) -> str:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from genface.arguments import ATTENTION_HEAD_DIM
-from genface.cli import common, options
+from genface.cli import options
 from genface.errors import InvalidArgumentError
 
 
@@ -39,15 +39,15 @@ CHECKPOINTS = (".pt", ".pth", ".bin", ".safetensors")
 
 
 def run(args: argparse.Namespace) -> int:
-    common.check_output(args.out, "OUT", (), [args.source])
+    from genface.media._files import atomic_folder, check_output_path
+
+    check_output_path(args.out, (), [args.source], name="OUT")
     source = Path(args.source).expanduser()
     if source.is_file() and source.suffix.lower() not in CHECKPOINTS and not args.fsfm:
         raise InvalidArgumentError(
             f"{args.source} is a file but not a checkpoint ({', '.join(CHECKPOINTS)}): convert takes FLUX-Makeup's "
             "checkpoint.pt, MuseTalk or Ditto as a folder or Hub id, or FSFM's checkpoint with --fsfm."
         )
-    from genface.media._files import atomic_folder
-
     if args.fsfm:
         from genface.models.fsfm import load_fsfm
 

@@ -180,6 +180,8 @@ def _judges(args: argparse.Namespace, items: Sequence[Any], where: str) -> tuple
 
 def _consisid_testset(args: argparse.Namespace) -> int:
     """``genface eval consisid-testset``: the test set's generation jobs and / or the manifest of its videos."""
+    from genface.media._files import check_output_path
+
     if not (args.jobs or args.out):
         raise InvalidArgumentError(
             "genface eval consisid-testset writes --jobs FILE.jsonl (what to generate), --out FILE.jsonl with --videos "
@@ -191,7 +193,7 @@ def _consisid_testset(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"--videos {args.videos} is not a folder.")
     outputs = [(path, option) for path, option in ((args.jobs, "--jobs"), (args.out, "--out")) if path]
     for path, option in outputs:
-        common.check_output(path, option, (".jsonl",), [args.input])
+        check_output_path(path, (".jsonl",), [args.input], name=option)
     if len(outputs) == 2 and Path(args.jobs).expanduser().absolute() == Path(args.out).expanduser().absolute():
         raise InvalidArgumentError(f"--jobs and --out are both {args.out}; give two files.")
     from genface.eval.consisid_testset import write_consisid_files
@@ -208,6 +210,8 @@ def _consisid_testset(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from genface.media._files import check_output_path
+
     if args.kind == "consisid-testset":
         return _consisid_testset(args)
     if not args.out:
@@ -222,9 +226,9 @@ def run(args: argparse.Namespace) -> int:
         write_summary,
     )
 
-    common.check_output(args.out, "--out", (".jsonl",), [args.input])
+    check_output_path(args.out, (".jsonl",), [args.input], name="--out")
     for path, suffix in zip(summary_paths(args.out), (".json", ".md"), strict=True):
-        common.check_output(str(path), "--out's summary", (suffix,), [args.input])
+        check_output_path(str(path), (suffix,), [args.input], name="--out's summary")
     if args.kind == "talk" and not (args.syncnet or args.latentsync_syncnet or args.judges == "tiny"):
         raise InvalidArgumentError(
             "genface eval talk needs --syncnet (syncnet_v2.model of joonson/syncnet_python, or a folder or Hub id "

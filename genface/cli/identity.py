@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.save and not args.target:
         raise GenfaceError("Nothing to do: give a TARGET image/video to compare, or --save PATH.")
     if args.save:
-        common.check_output(args.save, "--save", (".safetensors",), [args.reference, args.target])
+        from genface.media._files import check_output_path
+
+        check_output_path(args.save, (".safetensors",), [args.reference, args.target], name="--save")
     from genface.identity import IdentityEncoder, face_similarity
 
     engine = common.analyzer(args)

@@ -38,9 +38,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from genface.media._files import check_output_path
     from genface.media.image import IMAGE_SUFFIXES
 
-    common.check_output(args.out, "--out", IMAGE_SUFFIXES, [args.face, args.reference])
+    check_output_path(args.out, IMAGE_SUFFIXES, [args.face, args.reference], name="--out")
     import torch
 
     from genface.pipelines import MakeupPipeline, default_size, load_pipeline

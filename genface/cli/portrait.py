@@ -58,7 +58,9 @@ def _emotion(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    common.check_output(args.out, "--out", (".mp4",), [args.photo, args.audio])
+    from genface.media._files import check_output_path
+
+    check_output_path(args.out, (".mp4",), [args.photo, args.audio], name="--out")
     import torch
 
     from genface.pipelines import load_pipeline

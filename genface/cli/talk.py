@@ -44,7 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    common.check_output(args.out, "--out", (".mp4",), [args.face, args.audio])
+    from genface.media._files import check_output_path
+
+    check_output_path(args.out, (".mp4",), [args.face, args.audio], name="--out")
     if args.prepared is not None and Path(args.prepared).expanduser().is_file():
         raise InvalidArgumentError(f"--prepared {args.prepared} is a file; give a folder (new, empty or prepared).")
     from genface.pipelines import load_pipeline

@@ -45,13 +45,15 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from genface.media._files import check_output_path
+
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
     for flag, value, rule in (("--frames", args.frames, VIDEO_FRAMES), ("--height", args.height, VIDEO_SIDE),
                               ("--width", args.width, VIDEO_SIDE)):  # fmt: skip
         if value is not None:
             rule.check(value, flag)
-    common.check_output(args.out, "--out", (".mp4",), [args.face, args.identity])
+    check_output_path(args.out, (".mp4",), [args.face, args.identity], name="--out")
     import torch
 
     from genface.identity import face_similarity

@@ -26,7 +26,7 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import PipelineImageInput
 from diffusers.pipelines.consisid.pipeline_output import ConsisIDPipelineOutput
 
-from genface.arguments import STEPS, VIDEO_FRAMES
+from genface.arguments import GUIDANCE, STEPS, VIDEO_FRAMES
 from genface.errors import GenfaceError, InvalidArgumentError, MissingWeightsError
 from genface.hub import finish_save, hub_ids, pop_push_options
 from genface.identity import FaceIdentity, IdentityEncoder, Parsing
@@ -439,13 +439,12 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
                 )
             image, prompt = None, image
         STEPS.check(num_inference_steps, "num_inference_steps")
+        GUIDANCE.check(guidance_scale, "guidance_scale")
         if self._cfg_parallel_hooks and guidance_scale <= 1:
             raise InvalidArgumentError(
                 f"CFG-parallel splits the guidance passes, but guidance_scale={guidance_scale} turns guidance off; "
                 "use guidance_scale > 1 or a pipeline without enable_cfg_parallel()."
             )
-        if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):  # NaN too
-            raise InvalidArgumentError(f"guidance_scale must be from 0.0 to 50.0, got {guidance_scale!r}.")
         config = self.transformer.config
         # diffusers' fallbacks, for None only: a 0 is refused below rather than read as "the default"
         height = config.sample_height * self.vae_scale_factor_spatial if height is None else height

@@ -22,7 +22,7 @@ from diffusers import DiffusionPipeline, FluxKontextPipeline
 from diffusers.loaders import FluxLoraLoaderMixin
 from diffusers.pipelines.flux.pipeline_output import FluxPipelineOutput
 
-from genface.arguments import STRENGTH
+from genface.arguments import GUIDANCE, STRENGTH
 from genface.errors import InvalidArgumentError, MissingWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceParser, face_similarity
 from genface.identity.align import paste_back
@@ -426,8 +426,7 @@ class MakeupPipeline(LowMemoryMixin, FastModeMixin, DiffusionPipeline, FluxLoraL
         STRENGTH.check(strength, "strength")
         if output_type not in ("pil", "np"):
             raise InvalidArgumentError(f"output_type must be 'pil' or 'np' (images pasted back), got {output_type!r}.")
-        if not (isinstance(guidance_scale, (int, float)) and 0 <= guidance_scale <= 50):  # NaN too
-            raise InvalidArgumentError(f"guidance_scale must be from 0.0 to 50.0, got {guidance_scale!r}.")
+        GUIDANCE.check(guidance_scale, "guidance_scale")
         self.check_kontext_arguments(kontext_kwargs)
         if reference_framing not in REFERENCE_FRAMINGS:
             raise InvalidArgumentError(
