@@ -85,22 +85,19 @@ def test_silence_closed_gives_the_model_the_windows_of_silence(dub, astronaut, p
         render = LatentSyncPipeline.render_clip
         monkeypatch.setattr(LatentSyncPipeline, "render_clip", lambda self, crops, audio, *a: seen.append(audio) or
                             render(self, crops, audio, *a))  # fmt: skip
-    pipe(astronaut, paused_speech, audio_rate=16000, silence="closed", measure=False, **CHEAP[name])
+    # the speech as the pipeline read it (LatentSync's reader gives whisper's 16-bit samples)
+    speech = pipe(astronaut, paused_speech, audio_rate=16000, silence="closed", measure=False, **CHEAP[name]).audio
     closed = torch.cat(seen)
-    count = frame_count(len(paused_speech), 25)
-    weights = speech_weights(frame_loudness(paused_speech, 25, count), 25)
+    count = frame_count(len(speech), 25)
+    weights = speech_weights(frame_loudness(speech, 25, count), 25)
     if name == "musetalk":
         encoder = WhisperFrameFeatures(pipe.audio_encoder, pipe.feature_extractor)
-        spoken, silent = (
-            SpeechWindows(encoder, a, 25)(0, count) for a in (paused_speech, np.zeros_like(paused_speech))
-        )
+        spoken, silent = (SpeechWindows(encoder, a, 25)(0, count) for a in (speech, np.zeros_like(speech)))
     else:
         from genface.models.latentsync.audio import LatentSyncSpeech
 
         whisper = pipe._whisper()
-        spoken, silent = (
-            LatentSyncSpeech(whisper, a, 25)(0, count) for a in (paused_speech, np.zeros_like(paused_speech))
-        )
+        spoken, silent = (LatentSyncSpeech(whisper, a, 25)(0, count) for a in (speech, np.zeros_like(speech)))
     torch.testing.assert_close(closed[:count][weights == 0], silent[weights == 0])
     torch.testing.assert_close(closed[:count][weights == 1], spoken[weights == 1])
     fading = (weights > 0) & (weights < 1)
