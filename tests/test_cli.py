@@ -118,3 +118,14 @@ def test_a_signal_leaves_no_partial_output(tmp_path: Path, astronaut, signum: in
         text = err.read()
     assert text.splitlines()[-1].startswith(message) and "Traceback" not in text, text
     assert sorted(work.iterdir()) == before
+
+
+def test_a_closed_pipe_ends_the_command_quietly() -> None:
+    """`genface ... | head -1`: the reader has gone before genface writes; genface stops with SIGPIPE's code and
+    writes no error."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "genface", "identity", "--demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert process.stderr.read() == b""

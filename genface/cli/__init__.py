@@ -16,6 +16,7 @@ May import: all of genface.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -83,13 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _signals_raise():
             args = build_parser().parse_args(argv)
             _log_to_stderr(args)
-            return args.func(args)
+            code = args.func(args)
+            sys.stdout.flush()  # a reader gone from the pipe shows here, inside the handling below
+            return code
     except KeyboardInterrupt:
         print("genface: interrupted; no partial output was left", file=sys.stderr)
         return 130
     except Stopped as exc:
         print(f"genface: stopped by {exc}; no partial output was left", file=sys.stderr)
         return 128 + exc.signum
+    except BrokenPipeError:  # the reader of stdout went away (`genface ... | head`): stop quietly, as a pipe expects
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 128 + signal.SIGPIPE
     except Exception as exc:
         if args is None:
             raise
