@@ -12,7 +12,8 @@ import pytest
 from genface.cli import build_parser
 
 # What `genface [COMMAND] --help` listed before the split (positionals by name), in order, -h/--help aside; and
-# what issue 27 added since: `eval --judges`, `genface samples`.
+# what issue 27 added since: `eval --judges`, `genface samples`; issue 29: `video --dynamic-cfg` (ConsisID) and
+# `--no-reference-cache` (Stand-In).
 OPTIONS = {
     "genface": ["--version", "-v", "--verbose"],
     "info": ["--json"],
@@ -20,7 +21,7 @@ OPTIONS = {
     "identity": ["reference", "target", "--save", "--face-index", "--backend", "--weights", "--demo", "--json"],
     "video": ["--face", "--identity", "--prompt", "--negative-prompt", "--out", "--model", "--steps", "--guidance",
               "--seed", "--frames", "--height", "--width", "--fps", "--face-index", "--device", "--dtype",
-              "--low-memory", "--attention", "--json"],
+              "--low-memory", "--attention", "--dynamic-cfg", "--no-reference-cache", "--json"],
     "makeup": ["--face", "--reference", "--out", "--strength", "--regions", "--model", "--injector", "--steps",
                "--guidance", "--seed", "--size", "--face-index", "--device", "--dtype", "--low-memory", "--json"],
     "talk": ["--face", "--audio", "--out", "--model", "--vae", "--whisper", "--fps", "--batch-size", "--face-index",

@@ -1,7 +1,9 @@
-"""`genface video` with the offline tiny model: a real mp4 with its synthetic mark, FaceSim, clear errors."""
+"""`genface video` with the offline tiny models (ConsisID's, and Stand-In's and VACE's on Wan): a real mp4 with its
+synthetic mark, FaceSim, each model's defaults (the web demo's too), clear errors."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -15,6 +17,20 @@ from genface.provenance import read_mark
 from genface.samples import sample_path
 
 TINY = ["--model", "tiny", "--steps", "2", "--prompt", "a woman smiling"]
+WAN = ["--steps", "2", "--prompt", "a woman smiling", "--face", str(sample_path("astronaut"))]
+
+
+def _spy(monkeypatch, pipeline: type) -> list[dict]:
+    """The keyword arguments of each call of ``pipeline`` (and its reference cache switch when it has one)."""
+    calls, original = [], pipeline.__call__
+
+    @functools.wraps(original)  # its signature stays the call's: the defaults are read from it
+    def spy(self, *args, **kwargs):
+        calls.append({**kwargs, "reference_cache": getattr(self, "reference_cache", None)})
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "__call__", spy)
+    return calls
 
 
 def test_tiny_demo_writes_a_marked_video(tmp_path: Path, capsys) -> None:
@@ -67,3 +83,95 @@ def test_no_face_exit_1_and_no_video(tmp_path: Path, capsys) -> None:
     assert main(["video", *TINY, "--face", str(blank), "--out", str(tmp_path / "x.mp4")]) == 1
     assert "No face found" in capsys.readouterr().err
     assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.parametrize(("model", "kind"), [("tiny-stand-in", "stand-in"), ("tiny-vace", "vace")])
+def test_tiny_wan_models_write_a_marked_16_fps_video_with_wans_defaults(
+    tmp_path: Path, capsys, monkeypatch, model, kind
+):
+    import genface.pipelines
+    from genface.pipelines import default_size
+    from genface.pipelines.identity_video.wan import NEGATIVE_PROMPT
+
+    calls = _spy(monkeypatch, getattr(genface.pipelines, {"stand-in": "StandInPipeline", "vace": "VacePipeline"}[kind]))
+    out = tmp_path / "w.mp4"
+    assert main(["video", "--model", model, *WAN, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    frames, fps = read_video(out)
+    size = default_size("video", model)
+    assert frames.shape == (size["num_frames"], size["height"], size["width"], 3) == (9, 32, 32, 3)
+    assert fps == pytest.approx(16.0) and "(9 frames, 32x32, 16 fps;" in printed
+    assert re.search(r"^FaceSim(: no face found| vs reference)", printed, re.M)  # noise: no face, but measured
+    ((call,),) = [calls]
+    assert call["guidance_scale"] == 5.0 and call["negative_prompt"] == NEGATIVE_PROMPT
+    assert call["num_frames"] == 9 and call["reference_cache"] is (True if kind == "stand-in" else None)
+    mark = read_mark(out)
+    assert mark["synthetic"] is True and mark["model"] == model and mark["model_kind"] == kind and mark["seed"] == 42
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.mp4"]
+
+
+def test_stand_ins_reference_cache_switch_gives_the_same_video(tmp_path: Path, monkeypatch) -> None:
+    """--no-reference-cache reaches the pipeline, and the frames are the cached run's (an exact lever); the
+    defaults given by hand change nothing."""
+    from genface.pipelines import StandInPipeline
+    from genface.pipelines.identity_video.wan import NEGATIVE_PROMPT
+
+    calls = _spy(monkeypatch, StandInPipeline)
+    cached, uncached = tmp_path / "cached.mp4", tmp_path / "uncached.mp4"
+    assert main(["video", "--model", "tiny-stand-in", *WAN, "--steps", "1", "--out", str(cached), "--json"]) == 0
+    by_hand = ["--guidance", "5", "--fps", "16", "--frames", "9", "--negative-prompt", NEGATIVE_PROMPT, "--steps", "1"]
+    assert (
+        main(["video", "--model", "tiny-stand-in", *WAN, "--out", str(uncached), "--no-reference-cache", *by_hand]) == 0
+    )
+    assert [call["reference_cache"] for call in calls] == [True, False]
+    np.testing.assert_array_equal(read_video(cached)[0], read_video(uncached)[0])
+
+
+def test_one_set_of_defaults_for_the_cli_the_web_demo_and_the_help(tmp_path: Path) -> None:
+    """What a run starts from comes from genface.pipelines.call_defaults: the web demo's video tab sets the same
+    values for each of its models, and `genface video --help` states them."""
+    from genface.cli import build_parser
+    from genface.pipelines import call_defaults
+    from genface.web import CHOICES, Jobs
+
+    for app in ("hub", "tiny"):
+        jobs = Jobs(app, "cpu", tmp_path)
+        for choice in CHOICES["video"]:
+            found = call_defaults("video", jobs._model("video", choice)[0])
+            expected = (found["guidance_scale"], found["num_frames"], found["fps"], found["negative_prompt"] or "")
+            assert jobs.video_settings(choice) == expected, (app, choice)
+    consisid, wan = call_defaults("video", "consisid"), call_defaults("video", "stand-in")
+    assert wan == call_defaults("video", "vace") and (wan["num_frames"] - 1) % 4 == 0
+    assert wan["height"] % 16 == 0 and wan["width"] % 16 == 0
+    parser = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices)
+    helps = {a.option_strings[0]: " ".join(a.help.split()) for a in parser.choices["video"]._actions if a.help}
+    for flag, key in (("--guidance", "guidance_scale"), ("--frames", "num_frames"), ("--height", "height"),
+                      ("--width", "width"), ("--fps", "fps")):  # fmt: skip
+        assert f"default: ConsisID's {consisid[key]:g}, Wan's {wan[key]:g}" in helps[flag], flag
+    tiny = {key: call_defaults("video", name)["num_frames"] for key, name in (("c", "tiny"), ("w", "tiny-vace"))}
+    assert tiny["c"] == tiny["w"] and f"the tiny models' {tiny['c']}" in helps["--frames"]
+
+
+@pytest.mark.parametrize(
+    ("model", "extra", "message"),
+    [
+        (
+            "tiny-stand-in",
+            ["--dynamic-cfg"],
+            r"--dynamic-cfg is for ConsisID only .*; --model tiny-stand-in is Stand-In",
+        ),
+        ("tiny-vace", ["--no-reference-cache"], r"--no-reference-cache is for Stand-In only .*VACE"),
+        ("tiny", ["--no-reference-cache"], r"--no-reference-cache is for Stand-In only .*ConsisID"),
+        ("tiny-wan", [], r"Unknown tiny model 'tiny-wan' for video; choose one of: tiny, tiny-consisid, tiny-stand-in"),
+    ],
+)
+def test_an_option_of_another_model_is_refused_before_model_work(tmp_path: Path, capsys, monkeypatch, model, extra,
+                                                                 message) -> None:  # fmt: skip
+    import genface.pipelines
+
+    monkeypatch.setattr(genface.pipelines, "load_pipeline", lambda *a, **k: pytest.fail("model work started"))
+    out = tmp_path / "x.mp4"
+    assert main(["video", "--model", model, *WAN, *extra, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not out.exists()
