@@ -12,8 +12,7 @@ import pytest
 from genface.cli import build_parser
 
 # What `genface [COMMAND] --help` listed before the split (positionals by name), in order, -h/--help aside; and
-# what issue 27 added since: `eval --judges`, `genface samples`; issue 29: `video --dynamic-cfg` (ConsisID) and
-# `--no-reference-cache` (Stand-In).
+# what issue 27 added since: `eval --judges`, `genface samples`.
 OPTIONS = {
     "genface": ["--version", "-v", "--verbose"],
     "info": ["--json"],

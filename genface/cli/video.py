@@ -89,7 +89,6 @@ def check_model_options(args: argparse.Namespace, kind: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from genface.media._files import check_output_path
-    from genface.pipelines import model_name
 
     if (args.face is None) == (args.identity is None):
         raise GenfaceError("Give exactly one of --face PHOTO or --identity SAVED.safetensors.")
@@ -98,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             rule.check(value, flag)
     check_output_path(args.out, (".mp4",), [args.face, args.identity], name="--out")
+    from genface.pipelines import model_name
+
     kind = model_name("video", args.model)
     check_model_options(args, kind)
     import torch
