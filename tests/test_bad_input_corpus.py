@@ -553,6 +553,11 @@ def test_hub_cases(monkeypatch) -> None:
         FaceAnalyzer.from_pretrained("a/b/c")
     with pytest.raises(errors.MissingWeightsError, match="does not exist"):
         FaceAnalyzer.from_pretrained("weights.onnx")
+    with pytest.raises(errors.MissingWeightsError, match="does not exist"):
+        FaceAnalyzer.from_pretrained("weights/parsing_bisenet.pth")
+    # a dotted repo name is a repo id (once refused as a missing file, so Stand-In's Wan base never loaded)
+    with pytest.raises(errors.OfflineError, match="hf download Wan-AI/Wan2.1-T2V-14B-Diffusers"):
+        FaceAnalyzer.from_pretrained("Wan-AI/Wan2.1-T2V-14B-Diffusers")
 
 
 # --- arguments ----------------------------------------------------------------------------------------
