@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +67,9 @@ def resolve_folder(
             )
         return folder
     repo_id = os.fspath(path_or_repo)
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or Path(repo_id).suffix:
+    # a file name's suffix (".pth", ".onnx") marks a missing file; a dotted repo name ("Wan2.1-T2V-14B") is a repo id
+    file_suffix = re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,11}", Path(repo_id).suffix)
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or file_suffix:
         raise MissingWeightsError(
             f"{repo_id} does not exist (and it is not a Hub repo id either; those have the form 'owner/name')."
         )

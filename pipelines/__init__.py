@@ -25,6 +25,8 @@ _EXPORTS = {
     "TalkingPortraitPipelineOutput": "genface.pipelines.talking_portrait",
     "load_pipeline": "genface.pipelines._load",
     "default_size": "genface.pipelines._load",
+    "call_defaults": "genface.pipelines._load",
+    "model_name": "genface.pipelines._load",
 }
 __all__ = sorted(_EXPORTS)
 

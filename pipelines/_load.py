@@ -6,20 +6,22 @@ import inspect
 import json
 from importlib import import_module
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from genface.errors import InvalidArgumentError
 
+if TYPE_CHECKING:
+    import torch
+
 #: The model name that builds tiny random weights (offline demos and tests; outputs are noise).
 TINY = "tiny"
-#: task -> (pipeline folder, pipeline class, dtype of published weights by default)
-TASKS: dict[str, tuple[str, str, torch.dtype]] = {
-    "video": ("identity_video", "IdentityVideoPipeline", torch.bfloat16),
-    "makeup": ("makeup", "MakeupPipeline", torch.bfloat16),
-    "talk": ("talking_face", "TalkingFacePipeline", torch.float16),
-    "portrait": ("talking_portrait", "TalkingPortraitPipeline", torch.float16),
+#: task -> (pipeline folder, pipeline class, dtype of published weights by default: a torch attribute's name, so
+#: that naming a model, as the command line does before any heavy import, needs no torch)
+TASKS: dict[str, tuple[str, str, str]] = {
+    "video": ("identity_video", "IdentityVideoPipeline", "bfloat16"),
+    "makeup": ("makeup", "MakeupPipeline", "bfloat16"),
+    "talk": ("talking_face", "TalkingFacePipeline", "float16"),
+    "portrait": ("talking_portrait", "TalkingPortraitPipeline", "float16"),
 }
 #: task -> model name -> (pipeline class, its tiny module, what names a folder or Hub id of it: a part of its name, a
 #: file in it, or the pipeline class its model_index.json names) for tasks with more than one model; the first is the
@@ -38,9 +40,11 @@ MODELS: dict[str, dict[str, tuple[str, str, tuple[str, ...]]]] = {
     },
 }
 _SIZE_ARGUMENTS = ("height", "width", "num_frames", "size")
+#: What a pipeline class may name as ``default_<key>`` for the front ends (what its outputs are written with).
+_FRONT_END = ("fps", "negative_prompt")
 
 
-def _task(task: str) -> tuple[str, str, torch.dtype]:
+def _task(task: str) -> tuple[str, str, str]:
     if task not in TASKS:
         raise InvalidArgumentError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
     return TASKS[task]
@@ -87,21 +91,50 @@ def load_pipeline(task: str, model: str | None = None, *, dtype: torch.dtype | N
     ``dtype`` defaults to the task's usual one (bf16 for video and makeup, fp16 for talk and portrait) and to
     float32 for the tiny model. Other keyword arguments go to ``from_pretrained``; the tiny model takes none.
     """
+    import torch
+
     folder, _, default_dtype = _task(task)
     name, model, tiny = _model(task, model)
     if tiny is not None:
         pipe = import_module(f"genface.pipelines.{folder}.{tiny}").tiny_pipeline()
         return pipe if dtype in (None, torch.float32) else pipe.to(dtype=dtype)
     arguments = () if model is None else (model,)
-    return _pipeline_class(folder, name).from_pretrained(*arguments, dtype=dtype or default_dtype, **kwargs)
+    dtype = dtype or getattr(torch, default_dtype)
+    return _pipeline_class(folder, name).from_pretrained(*arguments, dtype=dtype, **kwargs)
+
+
+def model_name(task: str, model: str | None = None) -> str | None:
+    """The name in :data:`MODELS` of the model ``model`` loads for ``task`` (for video: "consisid", "stand-in" or
+    "vace", from a name, ``"tiny"`` / ``"tiny-<name>"``, or a Hub id or folder as :func:`load_pipeline` routes it);
+    None for a task with one model. Reads at most a folder's ``model_index.json``: no torch, no weights."""
+    pipeline, _, _ = _model(task, model)
+    return next((name for name, (cls, _, _) in MODELS.get(task, {}).items() if cls == pipeline), None)
+
+
+def _call_defaults(task: str, model: str | None, keys: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+    """(the pipeline class ``model`` loads, the defaults of those of ``keys`` its ``__call__`` takes)."""
+    folder, _, _ = _task(task)
+    name, _, _ = _model(task, model)
+    pipeline = _pipeline_class(folder, name)
+    parameters = inspect.signature(pipeline.__call__).parameters
+    return pipeline, {key: parameters[key].default for key in keys if key in parameters}
 
 
 def default_size(task: str, model: str | None = None) -> dict[str, int]:
     """The size arguments of the task's pipeline call that fit ``model``: the tiny model's own, or the
     call's defaults (for example ``{"height": 480, "width": 720, "num_frames": 49}`` for video)."""
     folder, _, _ = _task(task)
-    name, _, tiny = _model(task, model)
+    _, _, tiny = _model(task, model)
     if tiny is not None:
         return dict(import_module(f"genface.pipelines.{folder}.{tiny}").TINY_CALL)
-    parameters = inspect.signature(_pipeline_class(folder, name).__call__).parameters
-    return {key: parameters[key].default for key in _SIZE_ARGUMENTS if key in parameters}
+    return _call_defaults(task, model, _SIZE_ARGUMENTS)[1]
+
+
+def call_defaults(task: str, model: str | None = None) -> dict[str, Any]:
+    """Where a run of ``model`` starts when its user says nothing, the one source of the command line's and the web
+    demo's defaults: :func:`default_size`, the call's ``guidance_scale`` and the pipeline's ``default_fps`` and
+    ``default_negative_prompt`` where it has them (video: ConsisID's 6.0, 8 fps and none; Wan's 5.0, 16 fps and
+    Wan's recommended negative prompt)."""
+    pipeline, found = _call_defaults(task, model, ("guidance_scale",))
+    found |= {key: getattr(pipeline, f"default_{key}") for key in _FRONT_END if hasattr(pipeline, f"default_{key}")}
+    return default_size(task, model) | found

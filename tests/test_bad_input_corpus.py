@@ -553,6 +553,11 @@ def test_hub_cases(monkeypatch) -> None:
         FaceAnalyzer.from_pretrained("a/b/c")
     with pytest.raises(errors.MissingWeightsError, match="does not exist"):
         FaceAnalyzer.from_pretrained("weights.onnx")
+    with pytest.raises(errors.MissingWeightsError, match="does not exist"):
+        FaceAnalyzer.from_pretrained("weights/parsing_bisenet.pth")
+    # a dotted repo name is a repo id (once refused as a missing file, so Stand-In's Wan base never loaded)
+    with pytest.raises(errors.OfflineError, match="hf download Wan-AI/Wan2.1-T2V-14B-Diffusers"):
+        FaceAnalyzer.from_pretrained("Wan-AI/Wan2.1-T2V-14B-Diffusers")
 
 
 # --- arguments ----------------------------------------------------------------------------------------
@@ -762,6 +767,9 @@ def test_talking_portrait_errors(portrait_pipe, tmp_path: Path, name: str, case)
 
 _VIDEO = "video --model tiny --prompt p --face {t}/face.png --out {t}/out.mp4"
 _IDENTITY_VIDEO = "video --model tiny --prompt p --out {t}/out.mp4 --identity"
+_WAN = "video --model tiny-stand-in --prompt p --face {t}/face.png --out {t}/out.mp4"
+_VACE = "video --model tiny-vace --prompt p --face {t}/face.png --out {t}/out.mp4"
+_EVAL = "eval video {t} --out {t}/o.jsonl --protocol"
 _MAKEUP = "makeup --model tiny --face {t}/face.png --reference {t}/face.png --out {t}/out.png"
 _TALK = "talk --model tiny --face {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
 _PORTRAIT = "portrait --model tiny --photo {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
@@ -828,6 +836,17 @@ CLI_ERRORS = {
     "identity: metadata damaged": (f"{_IDENTITY_VIDEO} {{t}}/no_score.safetensors", 1, "damaged FaceIdentity"),
     "identity: NaN embedding": (f"{_IDENTITY_VIDEO} {{t}}/nan.safetensors", 1, "damaged FaceIdentity"),
     "identity: 2-d crop": (f"{_IDENTITY_VIDEO} {{t}}/flat.safetensors", 1, "damaged FaceIdentity"),
+    "video: ConsisID's --dynamic-cfg on Stand-In": (f"{_WAN} --dynamic-cfg", 1, "--dynamic-cfg is for ConsisID only"),
+    "video: --no-reference-cache on VACE": (f"{_VACE} --no-reference-cache", 1, "for Stand-In only .* is VACE"),
+    "video: --no-reference-cache on ConsisID": (f"{_VIDEO} --no-reference-cache", 1, "for Stand-In only .* ConsisID"),
+    "video: unknown tiny model": (_VIDEO.replace("tiny", "tiny-wan", 1), 1, "Unknown tiny model 'tiny-wan'"),
+    "video: Wan --frames not 4k+1": (f"{_WAN} --frames 80", 1, r"of the form 4k\+1 \(got 80\); try 77 or 81"),
+    "video: NaN Wan --guidance": (f"{_VACE} --guidance nan", 1, "--guidance: must be from 0.0 to 50.0, got nan"),
+    "video: Wan --width not a multiple of 16": (f"{_WAN} --width 830", 1, r"--width must be a multiple of 16 \(got"),
+    "eval: unknown --protocol": (f"{_EVAL} opens3v", 1, "invalid choice: 'opens3v'"),
+    "eval: opens2v with --inception": (f"{_EVAL} opens2v --inception {{t}}/c.pt", 1, "FaceSim only; --inception"),
+    "eval: opens2v with --clip": (f"{_EVAL} opens2v --clip x", 1, "OpenS2V-Eval's FaceSim only; --clip"),
+    "eval: opens2v, 0 --frames": (f"{_EVAL} opens2v --frames 0", 1, "--frames: must be from 1"),
     "eval consisid-testset: nothing to write": ("eval consisid-testset {t}", 1, "writes --jobs FILE.jsonl"),
     "eval consisid-testset: not the test set": ("eval consisid-testset {t} --jobs {t}/j.jsonl", 1, "not ConsisID's"),
     "eval consisid-testset: --jobs is the CSV": ("eval consisid-testset {t} --jobs {t}/face.png", 1, r"end in \.jsonl"),

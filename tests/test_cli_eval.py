@@ -52,6 +52,18 @@ def judges(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def opens2v_judges(tmp_path_factory) -> Path:
+    """OpenS2V-Weight's layout: the insightface pack in face_extractor/models/buffalo_l, CurricularFace's .bin at the
+    root."""
+    root = tmp_path_factory.mktemp("opens2v")
+    save_tiny_insightface_pack(root / "face_extractor" / "models" / "buffalo_l")
+    torch.manual_seed(1)
+    curricular = CurricularFaceIR(units=(1, 1, 1, 1), channels=(8, 12, 16, 20), embedding_size=16)
+    torch.save(curricular.state_dict(), root / "glint360k_curricular_face_r101_backbone.bin")
+    return root
+
+
 def _video_items(folder: Path) -> Path:
     folder.mkdir()
     frames = np.stack([_square(480, 96, 144 + 48 * (i % 3), 48) for i in range(6)])
@@ -143,6 +155,55 @@ def test_eval_video_set_level_fid_against_the_references_or_a_real_folder(judges
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
 
 
+def test_eval_video_opens2v_scores_their_facesim_from_their_layout(opens2v_judges, tmp_path, capsys) -> None:
+    """--protocol opens2v: the judges from OpenS2V-Weight's layout by default paths, OpenS2V's FaceSim of each item
+    (as OpenS2VJudge gives it, tested against their script in tests/eval) and nothing else: no CLIPScore for the
+    prompt."""
+    from genface.eval import OpenS2VJudge, load_opens2v_curricularface, opens2v_analyzer
+
+    items = _video_items(tmp_path / "videos")
+    out = tmp_path / "opens2v.jsonl"
+    args = ["eval", "video", str(items), "--out", str(out), "--face-encoder", str(opens2v_judges), "--protocol"]
+    assert main([*args, "opens2v", "--frames", "4", "--json"]) == 0  # their 32 by default (tests/eval)
+    summary = json.loads(capsys.readouterr().out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    judge = OpenS2VJudge(opens2v_analyzer(opens2v_judges), load_opens2v_curricularface(opens2v_judges), num_frames=4)
+    for record, item in zip(records[:2], read_items(items, "video")[:2], strict=True):
+        assert record["metrics"] == pytest.approx(judge(item), abs=1e-12)
+    assert set(records[0]["metrics"]) == {"opens2v_facesim_arc", "opens2v_facesim_cur", "opens2v_frames_with_face"}
+    assert records[0]["metrics"]["opens2v_frames_with_face"] == 4 and 0 < records[0]["metrics"]["opens2v_facesim_arc"]
+    assert records[2]["error"].startswith("No face found in the reference image")
+    assert summary["protocol"] == "opens2v" and summary["metrics"]["opens2v_facesim_cur"]["n"] == 2
+    assert summary["weights"]["face_encoder"] == f"{opens2v_judges} (buffalo_l)"
+    assert summary["weights"]["curricularface"] == str(opens2v_judges)
+
+
+def test_eval_video_opens2v_runs_offline_on_tiny_judges_and_a_tiny_generated_video(tmp_path, capsys, monkeypatch):
+    """The offline path end to end: a tiny Stand-In video of the sample photo, scored by OpenS2V's protocol on tiny
+    judges. The video is noise, so no frame has a face: OpenS2V scores it 0.0."""
+    import huggingface_hub
+
+    from genface.samples import sample_path
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    folder = tmp_path / "generated"
+    folder.mkdir()
+    face = save_image(FaceAnalyzer("dlib").load(sample_path("astronaut")), folder / "me.png")
+    video = ["video", "--model", "tiny-stand-in", "--steps", "1", "--prompt", "a person", "--face", str(face)]
+    assert main([*video, "--out", str(folder / "me.mp4")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "tiny.jsonl"
+    args = ["eval", "video", str(folder), "--out", str(out), "--protocol", "opens2v", "--judges", "tiny"]
+    assert main([*args, "--backend", "dlib", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["id"] == "me.mp4" and record["reference"] == str(face)
+    assert record["metrics"] == {"opens2v_facesim_arc": 0.0, "opens2v_frames_with_face": 0, "opens2v_facesim_cur": 0.0}
+    assert summary["protocol"] == "opens2v" and set(summary["metrics"]) == set(record["metrics"])
+    assert summary["weights"]["curricularface"] == "tiny" and summary["weights"]["face_engine"] == "dlib"
+
+
 def test_eval_talk_syncs_the_tracked_face_with_the_speech(judges, tmp_path, capsys) -> None:
     face = planted_face()[0]
     folder = tmp_path / "talk"
@@ -229,6 +290,37 @@ def test_eval_consisid_testset_writes_the_jobs_then_the_manifest_the_runner_read
         (["video", "{t}/items.jsonl", "--out", "{t}/garbage.jsonl"], "not a record of genface eval"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--detector-weights", "{t}/no"], "--detector"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--fid-real", "{t}"], "with --fid-inception"),
+        (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--protocol", "opens3v"], "invalid choice: 'opens3v'"),
+        (
+            [
+                "video",
+                "{t}/items.jsonl",
+                "--out",
+                "{t}/o.jsonl",
+                "--protocol",
+                "opens2v",
+                "--inception",
+                "i.pth",
+                "--clip",
+                "c",
+            ],
+            "--protocol opens2v scores OpenS2V-Eval's FaceSim only; --inception, --clip: use --protocol",
+        ),
+        (
+            [
+                "video",
+                "{t}/items.jsonl",
+                "--out",
+                "{t}/o.jsonl",
+                "--protocol",
+                "opens2v",
+                "--fid-inception",
+                "f.pth",
+                "--fid-real",
+                "{t}",
+            ],
+            "FaceSim only; --fid-inception, --fid-real",
+        ),
         (["video", "{t}/items.jsonl"], "needs --out FILE.jsonl"),
         (["consisid-testset", "{t}"], "writes --jobs FILE.jsonl"),
         (["consisid-testset", "{t}", "--out", "{t}/o.jsonl"], "give --videos DIR"),

@@ -20,7 +20,7 @@ OPTIONS = {
     "identity": ["reference", "target", "--save", "--face-index", "--backend", "--weights", "--demo", "--json"],
     "video": ["--face", "--identity", "--prompt", "--negative-prompt", "--out", "--model", "--steps", "--guidance",
               "--seed", "--frames", "--height", "--width", "--fps", "--face-index", "--device", "--dtype",
-              "--low-memory", "--attention", "--json"],
+              "--low-memory", "--attention", "--dynamic-cfg", "--no-reference-cache", "--json"],
     "makeup": ["--face", "--reference", "--out", "--strength", "--regions", "--model", "--injector", "--steps",
                "--guidance", "--seed", "--size", "--face-index", "--device", "--dtype", "--low-memory", "--json"],
     "talk": ["--face", "--audio", "--out", "--model", "--vae", "--whisper", "--fps", "--batch-size", "--face-index",

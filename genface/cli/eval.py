@@ -19,6 +19,10 @@ EPILOG = """examples:
                         ConsisID's table: NAME.mp4 with NAME.png (the face) and NAME.txt (the prompt)
   genface eval video items.jsonl --out scores.jsonl --protocol standard \\
       --fid-inception pt_inception-2015-12-05-6726825d.pth [--fid-real real_faces/]
+  genface eval video generated/ --out opens2v.jsonl --protocol opens2v
+                        OpenS2V-Eval's FaceSim (the leaderboard's): judges from BestWishYsh/OpenS2V-Weight
+  genface eval video generated/ --out tiny.jsonl --protocol opens2v --judges tiny
+                        the same run offline, on tiny random judges (the scores are noise)
   genface eval talk dubbed/ --out sync.jsonl --syncnet syncnet_v2.model --latentsync-syncnet latentsync_syncnet.pt
   genface eval makeup pairs.csv --out makeup.jsonl --detector diffusion
   genface eval consisid-testset ConsisID-preview-Data --jobs jobs.jsonl [--videos videos/ --out items.jsonl]
@@ -56,12 +60,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     options.add_seed(parser, "consisid-testset: the jobs' seed (ConsisID's: 42)")
     parser.add_argument(
-        "--protocol", default="consisid", choices=["consisid", "standard"],
-        help="video: ConsisID's scripts (BGR CLIPScore, per-frame FID) or standard (RGB CLIPScore, no per-frame FID)",
+        "--protocol", default="consisid", choices=["consisid", "standard", "opens2v"],
+        help="video: ConsisID's scripts (BGR CLIPScore, per-frame FID), standard (RGB CLIPScore, no per-frame FID), "
+        "or opens2v (OpenS2V-Eval's FaceSim: 32 frames, FaceSim-Cur without the frames that score 0; FaceSim only)",
     )  # fmt: skip
     parser.add_argument(
-        "--face-encoder", default="BestWishYsh/ConsisID-preview",
-        help="video: Hub id or folder with the insightface pack (in face_encoder/ when there is one)",
+        "--face-encoder", default=None,
+        help="video: Hub id or folder with the insightface pack (default: ConsisID's BestWishYsh/ConsisID-preview, "
+        "in its face_encoder/; OpenS2V's BestWishYsh/OpenS2V-Weight, in its face_extractor/)",
     )  # fmt: skip
     parser.add_argument(
         "--face-pack", default="buffalo_l", choices=["buffalo_l", "antelopev2"],
@@ -69,11 +75,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--curricularface", default=None,
-        help="video: CurricularFace .bin, folder or Hub id (default: --face-encoder; 'none' skips FaceSim-Cur)",
+        help="video: CurricularFace .bin, folder or Hub id (default: --face-encoder's; 'none' skips FaceSim-Cur)",
     )  # fmt: skip
     parser.add_argument(
-        "--inception", default=None, help="video: torchvision's Inception-v3 .pth (file, folder, Hub id) for the FID"
-    )
+        "--inception", default=None,
+        help="video: torchvision's Inception-v3 .pth (file, folder, Hub id) for ConsisID's per-frame FID",
+    )  # fmt: skip
     parser.add_argument(
         "--fid-inception", default=None,
         help="video: pytorch-fid's pt_inception-2015-12-05-6726825d.pth (file, folder, Hub id): the set-level FID",
@@ -83,9 +90,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="video: a folder of real face photos as the FID's real set (default: the items' references)",
     )  # fmt: skip
     parser.add_argument(
-        "--clip", default="openai/clip-vit-base-patch32", help="video: CLIP Hub id or folder ('none' skips CLIPScore)"
-    )
-    options.add_number(parser, "--frames", SAMPLED_FRAMES, 16, "video: frames sampled per video")
+        "--clip", default=None,
+        help="video: CLIP Hub id or folder (default: openai/clip-vit-base-patch32; 'none' skips CLIPScore; not with "
+        "opens2v)",
+    )  # fmt: skip
+    options.add_number(parser, "--frames", SAMPLED_FRAMES, None, "video: frames sampled per video",
+                       "default: ConsisID's 16, OpenS2V's 32")  # fmt: skip
     parser.add_argument("--syncnet", default=None, help="talk: syncnet_v2.model, or a folder / Hub id holding it")
     parser.add_argument(
         "--latentsync-syncnet", default=None,
@@ -121,36 +131,44 @@ def _judges(args: argparse.Namespace, items: Sequence[Any], where: str) -> tuple
     if small:
         weights["judges"] = "tiny random (their scores are noise)"
     if args.kind == "video":
-        from genface.eval import VideoJudge, consisid_analyzer, load_clip, load_curricularface, load_inception
+        from genface.eval import consisid_analyzer, load_clip, load_curricularface, load_inception, video_judge
+        from genface.eval.clipscore import CLIP_REPO
+        from genface.eval.facesim import CONSISID_REPO
+        from genface.eval.opens2v import OPENS2V_REPO
         from genface.eval.weights import judge_source
 
+        opens2v = args.protocol == "opens2v"
+        source = args.face_encoder or (OPENS2V_REPO if opens2v else CONSISID_REPO)
+        folder = "face_extractor" if opens2v else "face_encoder"  # where the published repository keeps the pack
         if small:
             engine, weights["face_engine"] = common.analyzer(args), args.backend
         else:
-            engine = consisid_analyzer(*judge_source(args.face_encoder, "face_encoder"), model_name=args.face_pack)
-            weights["face_encoder"] = f"{args.face_encoder} ({args.face_pack})"
+            # OpenS2V's script builds its engine as ConsisID's does (genface.eval.opens2v_analyzer)
+            engine = consisid_analyzer(*judge_source(source, folder), model_name=args.face_pack)
+            weights["face_encoder"] = f"{source} ({args.face_pack})"
         curricular = None
         if args.curricularface != "none":
-            weights["curricularface"] = "tiny" if small else args.curricularface or args.face_encoder
-            curricular = (
-                tiny.tiny_curricularface()
-                if small
-                else load_curricularface(*judge_source(weights["curricularface"], "face_encoder"))
-            ).to(where)
+            given = weights["curricularface"] = "tiny" if small else args.curricularface or source
+            if small:
+                curricular = tiny.tiny_curricularface()
+            else:  # ConsisID keeps CurricularFace in face_encoder/, OpenS2V at its repository's root
+                curricular = load_curricularface(*((given, None) if opens2v else judge_source(given, folder)))
+            curricular = curricular.to(where)
         inception = load_inception(args.inception).to(where) if args.inception else None
         weights["inception"] = args.inception
         clip = None
-        if args.clip != "none" and not small and any(item.fields.get("prompt") for item in items):
-            model, processor = load_clip(args.clip)
-            clip, weights["clip"] = (model.to(where), processor), args.clip
+        if not opens2v and args.clip != "none" and not small and any(item.fields.get("prompt") for item in items):
+            weights["clip"] = args.clip or CLIP_REPO
+            model, processor = load_clip(weights["clip"])
+            clip = model.to(where), processor
         fid = None
         if args.fid_inception:
             from genface.eval.runner import FIDFeatures, fid_folder
 
             fid = FIDFeatures(load_inception(args.fid_inception, fid=True).to(where), fid_folder(args.out))
             weights["fid_inception"], weights["fid_real"] = args.fid_inception, args.fid_real or "the references"
-        judge: Any = VideoJudge(engine, curricularface=curricular, inception=inception, clip=clip,
-                                fid_features=fid, protocol=args.protocol, num_frames=args.frames)  # fmt: skip
+        judge: Any = video_judge(args.protocol, engine, curricular, args.frames, inception=inception, clip=clip,
+                                 fid_features=fid)  # fmt: skip
     elif args.kind == "talk":
         from genface.eval import TalkJudge, load_latentsync_syncnet, load_syncnet
 
@@ -234,6 +252,15 @@ def run(args: argparse.Namespace) -> int:
             "genface eval talk needs --syncnet (syncnet_v2.model of joonson/syncnet_python, or a folder or Hub id "
             "holding it), --latentsync-syncnet (latentsync_syncnet.pt), or both."
         )
+    if args.kind == "video" and args.protocol == "opens2v":
+        others = {"--inception": args.inception, "--fid-inception": args.fid_inception, "--fid-real": args.fid_real,
+                  "--clip": args.clip}  # fmt: skip
+        given = [flag for flag, value in others.items() if value not in (None, "none")]
+        if given:
+            raise InvalidArgumentError(
+                f"--protocol opens2v scores OpenS2V-Eval's FaceSim only; {', '.join(given)}: use --protocol consisid "
+                "or standard (a second run, with its own --out)."
+            )
     if args.fid_real and not (args.fid_inception and Path(args.fid_real).expanduser().is_dir()):
         raise InvalidArgumentError(f"--fid-real {args.fid_real}: give a folder of face photos, with --fid-inception.")
     items = read_items(args.input, args.kind)

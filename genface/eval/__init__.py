@@ -49,6 +49,7 @@ _EXPORTS = {
     "FIDFeatures": "genface.eval.runner",
     "Item": "genface.eval.runner",
     "TalkJudge": "genface.eval.runner",
+    "VIDEO_PROTOCOLS": "genface.eval.runner",
     "VideoJudge": "genface.eval.runner",
     "evaluate": "genface.eval.runner",
     "forgery_judge": "genface.eval.runner",
@@ -56,6 +57,7 @@ _EXPORTS = {
     "real_features": "genface.eval.runner",
     "summarize": "genface.eval.runner",
     "summary_markdown": "genface.eval.runner",
+    "video_judge": "genface.eval.runner",
     "write_summary": "genface.eval.runner",
 }
 __all__ = sorted(_EXPORTS)

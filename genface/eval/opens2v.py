@@ -103,14 +103,17 @@ def opens2v_facesim(
 
 class OpenS2VJudge:
     """A judge for :func:`genface.eval.runner.evaluate` (``video`` items): OpenS2V's ``opens2v_facesim_cur`` (with
-    ``curricularface``) and ``opens2v_facesim_arc`` of the item's video to its reference, and how many of the 32
-    sampled frames showed a face."""
+    ``curricularface``) and ``opens2v_facesim_arc`` of the item's video to its reference, and how many of the
+    ``num_frames`` sampled frames (their 32) showed a face."""
 
-    def __init__(self, analyzer: FaceAnalyzer, curricularface: CurricularFaceIR | None = None) -> None:
-        self.analyzer, self.curricularface = analyzer, curricularface
+    def __init__(
+        self, analyzer: FaceAnalyzer, curricularface: CurricularFaceIR | None = None, num_frames: int = NUM_FRAMES
+    ) -> None:
+        self.analyzer, self.curricularface, self.num_frames = analyzer, curricularface, num_frames
 
     def __call__(self, item: Any) -> dict[str, float | None]:
-        scores = opens2v_facesim(item.fields["reference"], item.fields["video"], self.analyzer, self.curricularface)
+        reference, video = item.fields["reference"], item.fields["video"]
+        scores = opens2v_facesim(reference, video, self.analyzer, self.curricularface, self.num_frames)
         found = int((~np.isnan(scores.arc.per_frame)).sum())
         result = {"opens2v_facesim_arc": scores.arc_score, "opens2v_frames_with_face": found}
         if scores.cur is not None:

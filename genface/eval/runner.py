@@ -227,6 +227,8 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
     "latentsync_conf": (-1.0, 1.0), "latentsync_acc": (0.0, 1.0), "forgery": (0.0, 1.0),
     "fid": (0.0, math.inf), "sync_c": (0.0, math.inf), "sync_d": (0.0, math.inf), "frames_with_face": (0.0, math.inf),
     "makeup_": (-math.inf, 1.0),  # 1 - ΔE76 / 100 per region
+    "opens2v_facesim_arc": (0.0, 1.0), "opens2v_facesim_cur": (0.0, 1.0),  # cosines clipped at 0
+    "opens2v_frames_with_face": (0.0, math.inf),
 }  # fmt: skip
 
 
@@ -412,6 +414,36 @@ class VideoJudge:
             self.fid_features.add(item, reference.crops[0], [c for c in frames.crops if c is not None])
         scores["frames_with_face"] = int(frames.found.sum())
         return scores
+
+
+#: The protocols of ``video`` items: ConsisID's scripts, the same on RGB frames (``standard``), and OpenS2V-Eval's
+#: FaceSim (:mod:`genface.eval.opens2v`).
+VIDEO_PROTOCOLS = ("consisid", "standard", "opens2v")
+
+
+def video_judge(
+    protocol: str, analyzer: Any, curricularface: Any = None, num_frames: int | None = None, **metrics: Any
+) -> Judge:
+    """The judge of ``video`` items under ``protocol`` (:data:`VIDEO_PROTOCOLS`): :class:`VideoJudge`, whose other
+    ``metrics`` (``inception``, ``clip``, ``fid_features``) it takes, or OpenS2V's FaceSim only
+    (:class:`~genface.eval.opens2v.OpenS2VJudge`, which refuses them); ``num_frames``: the protocol's (16; OpenS2V's
+    32) when None."""
+    if protocol not in VIDEO_PROTOCOLS:
+        raise InvalidArgumentError(f"Unknown protocol {protocol!r}; choose from {VIDEO_PROTOCOLS}.")
+    if protocol == "opens2v":
+        from genface.eval.opens2v import NUM_FRAMES, OpenS2VJudge
+
+        given = sorted(name for name, value in metrics.items() if value is not None)
+        if given:
+            raise InvalidArgumentError(
+                f"OpenS2V's protocol scores FaceSim only (their eval/get_facesim.py); {', '.join(given)}: ConsisID's "
+                "or the standard protocol."
+            )
+        return OpenS2VJudge(analyzer, curricularface, num_frames or NUM_FRAMES)
+    from genface.eval.frames import NUM_FRAMES
+
+    num_frames = num_frames or NUM_FRAMES
+    return VideoJudge(analyzer, curricularface=curricularface, protocol=protocol, num_frames=num_frames, **metrics)
 
 
 class TalkJudge:

@@ -67,6 +67,10 @@ class IdentityVideoPipeline(LowMemoryMixin, FastModeMixin, ConsisIDPipeline):
         "licences": "ConsisID's weights derive from CogVideoX-5B, whose model licence applies.",
         "tags": ["consisid"],
     }
+    #: Where the command line and the web demo start (``genface.pipelines.call_defaults``): ConsisID's frame rate (its
+    #: ``infer.py`` writes 8 fps) and no negative prompt.
+    default_fps: float = 8.0
+    default_negative_prompt: str | None = None
 
     def __init__(
         self,

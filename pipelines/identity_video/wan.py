@@ -59,6 +59,10 @@ class WanIdentityMixin(LowMemoryMixin, FastModeMixin):
     identity_encoder: IdentityEncoder | None = None
     #: Wan's attention goes through diffusers' dispatcher: xformers reaches it too.
     attention_dispatcher = True
+    #: Where the command line and the web demo start (``genface.pipelines.call_defaults``): Wan's frame rate and its
+    #: recommended negative prompt (the call's own default stays diffusers' empty one).
+    default_fps: float = float(FPS)
+    default_negative_prompt: str | None = NEGATIVE_PROMPT
 
     def transformers(self) -> list[torch.nn.Module]:
         """The pipeline's Wan transformers: one (Wan 2.1), or Wan 2.2's high- and low-noise experts."""

@@ -83,6 +83,24 @@ def test_intervals_stay_within_each_metrics_range() -> None:
     assert metrics["forgery"]["ci95"] == pytest.approx([0.0, 1.0]) and metrics["makeup_lips"]["ci95"][1] == 1.0
     assert metrics["facesim_arc"]["mean"] == pytest.approx(0.945)
     assert metric_range("makeup_skin") == (-np.inf, 1.0) and metric_range("clipscore") == (-np.inf, np.inf)
+    assert metric_range("opens2v_facesim_cur") == (0.0, 1.0) == metric_range("opens2v_facesim_arc")
+
+
+def test_video_judge_of_each_protocol(dlib_analyzer) -> None:
+    """ConsisID's and the standard protocol judge with VideoJudge on 16 frames, OpenS2V's with its FaceSim-only judge
+    on 32; OpenS2V's refuses the other metrics, and an unknown protocol is refused."""
+    from genface.eval import OpenS2VJudge, VideoJudge, video_judge
+
+    for protocol in ("consisid", "standard"):
+        judge = video_judge(protocol, dlib_analyzer)
+        assert type(judge) is VideoJudge and judge.protocol == protocol and judge.num_frames == 16
+    judge = video_judge("opens2v", dlib_analyzer, num_frames=8)
+    assert type(judge) is OpenS2VJudge and judge.num_frames == 8
+    assert video_judge("opens2v", dlib_analyzer).num_frames == 32
+    with pytest.raises(InvalidArgumentError, match="FaceSim only .*; clip, inception: ConsisID's"):
+        video_judge("opens2v", dlib_analyzer, inception=object(), clip=(None, None), fid_features=None)
+    with pytest.raises(InvalidArgumentError, match="Unknown protocol 'opens3v'"):
+        video_judge("opens3v", dlib_analyzer)
 
 
 def test_resuming_refuses_a_file_it_did_not_write_and_leaves_it_whole(tmp_path) -> None:
