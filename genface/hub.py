@@ -49,12 +49,14 @@ def resolve_folder(
     *,
     allow_patterns: Sequence[str] | None = None,
     revision: str | None = None,
+    needed: Sequence[str] | None = None,
 ) -> Path:
     """Return a local folder for ``path_or_repo`` (+ ``subfolder``).
 
     A path that exists locally is used as it is. Anything else is taken as a Hub repo id and
     downloaded (only ``allow_patterns`` files, inside ``subfolder``) into the Hugging Face cache; in
-    offline mode only the cache is consulted.
+    offline mode only the cache is consulted. ``needed``: the patterns an error tells the user to download, where
+    the caller will load more than it fetches now (default: ``allow_patterns``).
     """
     local = Path(path_or_repo).expanduser()
     if local.is_file():
@@ -84,10 +86,10 @@ def resolve_folder(
     prefix = f"{subfolder.strip('/')}/" if subfolder else ""
     # The Hub matches with fnmatch, where "*" also crosses "/": "face_encoder/*" takes the whole subfolder.
     patterns = [prefix + p for p in (allow_patterns or ["*"])]
-    include = " ".join(f"--include '{p}'" for p in patterns)
+    include = "".join(f" --include '{prefix + p}'" for p in (needed or allow_patterns or ["*"]) if prefix + p != "*")
     how = (
         f"There is no local folder {repo_id!r} either. Download the files on a machine with access "
-        f"(`hf download {repo_id} {include} --local-dir DIR`) and pass DIR instead of the repo id."
+        f"(`hf download {repo_id}{include} --local-dir DIR`) and pass DIR instead of the repo id."
     )
     try:
         root = snapshot_download(repo_id, allow_patterns=patterns, revision=revision)

@@ -558,6 +558,11 @@ def test_hub_cases(monkeypatch) -> None:
     # a dotted repo name is a repo id (once refused as a missing file, so Stand-In's Wan base never loaded)
     with pytest.raises(errors.OfflineError, match="hf download Wan-AI/Wan2.1-T2V-14B-Diffusers"):
         FaceAnalyzer.from_pretrained("Wan-AI/Wan2.1-T2V-14B-Diffusers")
+    # Stand-In reads the base's model_index.json first; the hint asks for the whole base, which it loads next
+    from genface.pipelines import StandInPipeline
+
+    with pytest.raises(errors.OfflineError, match=r"hf download Wan-AI/Wan2.1-T2V-14B-Diffusers --local-dir DIR"):
+        StandInPipeline.from_pretrained("Wan-AI/Wan2.1-T2V-14B-Diffusers")
 
 
 # --- arguments ----------------------------------------------------------------------------------------

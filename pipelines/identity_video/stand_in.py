@@ -96,10 +96,11 @@ def stand_in_reference(rgb: np.ndarray, bbox: np.ndarray, parser: FaceParser, si
 
 
 def _model_index(folder_or_repo: str | os.PathLike) -> dict[str, Any]:
-    """The base's ``model_index.json``, read before any weights are."""
+    """The base's ``model_index.json``, read before any weights are (an error asks for the whole base: it is
+    loaded next)."""
     from genface.hub import resolve_folder
 
-    folder = resolve_folder(folder_or_repo, allow_patterns=["model_index.json"])
+    folder = resolve_folder(folder_or_repo, allow_patterns=["model_index.json"], needed=["*"])
     return json.loads((folder / "model_index.json").read_text())
 
 
