@@ -105,6 +105,14 @@ CROP_SIZE = Rule("size", int, 16, 2048)
 HEAD_MOTION = Rule("head_motion", float, 0, 3)
 BLINK_RATE = Rule("blink_rate", float, 0, 120)  # blinks a minute
 POSE_OFFSET = Rule("pose offset", float, -45, 45)  # degrees
+# Ditto's controls (its names): pose factors, expression offset, voice activity, fades, the source's size and
+# smoothing
+POSE_FACTOR = Rule("pose factor", float, 0, 3)  # alpha_pitch, alpha_yaw, alpha_roll
+EXPRESSION_OFFSET = Rule("delta_exp", float, -1, 1)  # keypoint units
+VOICE_ACTIVITY = Rule("vad_alpha", float, 0, 1)
+FADE_FRAMES = Rule("fade frames", int, -1, 90_000)  # fade_in, fade_out: -1 none, up to an hour at 25 fps
+SOURCE_SIZE = Rule("max_size", int, -1, 16384)  # the source's longest side in pixels; -1 or 0: any
+SOURCE_SMOOTHING = Rule("smo_k_s", int, 1, 101)  # frames of a video source's moving average; 1: none
 # Evaluation
 SAMPLED_FRAMES = Rule("frames", int, 1, 1000)
 # Serving and conversion

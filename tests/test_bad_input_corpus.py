@@ -752,7 +752,22 @@ PORTRAIT_ERRORS = {
     ),
     "NaN pose offset": (
         lambda t: (_photo(t), _speech(0.2), {"pose_offsets": {"yaw": [0, np.nan]}}), errors.InvalidArgumentError,
-        "finite",
+        "must be from -45.0 to 45.0, got nan",
+    ),
+    "NaN voice activity on a frame": (
+        lambda t: (_photo(t), _speech(0.2), {"vad_alpha": [1, np.nan]}), errors.InvalidArgumentError,
+        "vad_alpha must be from 0.0 to 1.0, got nan",
+    ),
+    "a fade of True frames": (
+        lambda t: (_photo(t), _speech(0.2), {"fade_in": True, "fade_type": "s"}), errors.InvalidArgumentError,
+        "fade_in must be a whole number from -1 to 90000",
+    ),
+    "max_size as text": (
+        lambda t: (_photo(t), _speech(0.2), {"max_size": "512"}), errors.InvalidArgumentError,
+        "max_size must be a whole number from -1 to 16384, got '512'",
+    ),
+    "smoothing a photo": (
+        lambda t: (_photo(t), _speech(0.2), {"smo_k_s": 5}), errors.InvalidArgumentError, "smo_k_s smooths a video",
     ),
     "emotion probabilities of 7": (
         lambda t: (_photo(t), _speech(0.2), {"emotion": [0.1] * 7}), errors.InvalidArgumentError, "emotion"
@@ -778,6 +793,7 @@ _EVAL = "eval video {t} --out {t}/o.jsonl --protocol"
 _MAKEUP = "makeup --model tiny --face {t}/face.png --reference {t}/face.png --out {t}/out.png"
 _TALK = "talk --model tiny --face {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
 _PORTRAIT = "portrait --model tiny --photo {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
+_CLIP_PORTRAIT = _PORTRAIT.replace("face.png", "clip.mp4")  # a video source
 # name: (command line, {t} the folder of inputs, {locked} an unwritable one), exit code, what the one line says
 CLI_ERRORS = {
     "huge --steps": (f"{_VIDEO} --steps 100001", 1, "--steps: must be from 1 to 1000, got 100001"),
@@ -801,6 +817,20 @@ CLI_ERRORS = {
     "negative --blink-rate": (f"{_PORTRAIT} --blink-rate -1", 1, "--blink-rate: must be from 0.0 to 120.0"),
     "huge --yaw": (f"{_PORTRAIT} --yaw 46", 1, "--yaw: must be from -45.0 to 45.0"),
     "unknown --emotion": (f"{_PORTRAIT} --emotion calm", 1, "--emotion: 'calm': choose from"),
+    "NaN --alpha-yaw": (f"{_PORTRAIT} --alpha-yaw nan", 1, r"--alpha-yaw: must be from 0\.0 to 3\.0, got nan"),
+    "negative --alpha-roll": (f"{_PORTRAIT} --alpha-roll -1", 1, "--alpha-roll: must be from 0.0 to 3.0"),
+    "huge --alpha-pitch": (f"{_PORTRAIT} --alpha-pitch 1e9", 1, "--alpha-pitch: must be from 0.0 to 3.0"),
+    "--vad-alpha over 1": (f"{_PORTRAIT} --vad-alpha 1.01", 1, r"--vad-alpha: must be from 0\.0 to 1\.0, got 1\.01"),
+    "--fade-in below -1": (f"{_PORTRAIT} --fade-in -5", 1, "--fade-in: must be from -1 to 90000, got -5"),
+    "--fade-out not whole": (f"{_PORTRAIT} --fade-out 2.5", 1, "--fade-out: '2.5' is not an integer"),
+    "huge --fade-out": (f"{_PORTRAIT} --fade-out 1e99", 1, "--fade-out: '1e99' is not an integer"),
+    "unknown --fade-type": (f"{_PORTRAIT} --fade-type linear", 1, "--fade-type: invalid choice: 'linear'"),
+    "huge --max-size": (f"{_PORTRAIT} --max-size 100000", 1, "--max-size: must be from -1 to 16384, got 100000"),
+    "--max-size below -1": (f"{_PORTRAIT} --max-size -2", 1, "--max-size: must be from -1"),
+    "0 --source-smoothing": (f"{_PORTRAIT} --source-smoothing 0", 1, "--source-smoothing: must be from 1 to 101"),
+    "--source-smoothing with a photo": (f"{_PORTRAIT} --source-smoothing 5", 1, "--source-smoothing smooths a video"),
+    "--head-motion with a video source": (f"{_CLIP_PORTRAIT} --head-motion 0.5", 1, "--head-motion and --blink-rate"),
+    "--blink-rate with a video source": (f"{_CLIP_PORTRAIT} --blink-rate 10", 1, "apply to a photo: from a video"),
     "empty --emotion": (f"{_PORTRAIT} --emotion ,", 1, "--emotion: ',': choose from"),
     "portrait --out is --photo": (f"{_PORTRAIT} --out {{t}}/face.png", 1, r"end in \.mp4"),
     "portrait --out is --audio": (f"{_PORTRAIT} --audio {{t}}/clip.mp4 --out {{t}}/./clip.mp4", 1, "is also an input"),

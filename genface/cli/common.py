@@ -157,7 +157,9 @@ def print_spoken_scores(output: Any, result: dict[str, Any], reference: str, mea
 FLAGS = {
     "face_index": "--face-index", "num_inference_steps": "--steps", "guidance_scale": "--guidance",
     "num_frames": "--frames", "batch_size": "--batch-size", "head_motion": "--head-motion",
-    "blink_rate": "--blink-rate",
+    "blink_rate": "--blink-rate", "alpha_pitch": "--alpha-pitch", "alpha_yaw": "--alpha-yaw",
+    "alpha_roll": "--alpha-roll", "vad_alpha": "--vad-alpha", "fade_in": "--fade-in", "fade_out": "--fade-out",
+    "fade_type": "--fade-type", "max_size": "--max-size", "smo_k_s": "--source-smoothing",
 }  # fmt: skip
 
 

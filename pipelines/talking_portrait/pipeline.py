@@ -42,7 +42,7 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from numpy._core import multiarray
 
-from genface.arguments import BATCH_SIZE, BLINK_RATE, GUIDANCE, HEAD_MOTION, STEPS
+from genface.arguments import BATCH_SIZE, BLINK_RATE, GUIDANCE, HEAD_MOTION, SOURCE_SIZE, SOURCE_SMOOTHING, STEPS
 from genface.errors import InvalidArgumentError, InvalidMediaError, MissingWeightsError, UnsafeWeightsError
 from genface.identity import Face, FaceAnalyzer, FaceSimResult
 from genface.identity.track import track_boxes, track_face
@@ -176,6 +176,20 @@ def count_blinks(openness: np.ndarray, threshold: float = 0.6) -> int:
     return int(np.sum(closed[1:] & ~closed[:-1]) + closed[0])
 
 
+def check_source_options(image: Any, head_motion: float, blink_rate: float | None, smo_k_s: int | None) -> None:
+    """Options of one kind of source only: ``head_motion`` and ``blink_rate`` are a photo's, ``smo_k_s`` a video
+    source's (the source named by ``image``)."""
+    if is_video_path(image) and (head_motion != 1 or blink_rate is not None):
+        raise InvalidArgumentError(
+            "head_motion and blink_rate apply to a photo: from a video source the head and eyes move as in the "
+            "video (Ditto's video source)."
+        )
+    if not is_video_path(image) and smo_k_s is not None:
+        raise InvalidArgumentError(
+            "smo_k_s smooths a video source's motion over its frames; a photo has one frame (give a video file)."
+        )
+
+
 def check_pose_offsets(offsets: Mapping[str, Any] | None) -> dict[str, Any]:
     """Pose offsets (``pitch``, ``yaw``, ``roll`` -> degrees) as Ditto's ``delta_*`` controls."""
     for key in offsets or {}:
@@ -191,10 +205,6 @@ CONFIG_FILE = "ditto_cfg/v0.4_hubert_cfg_pytorch.pkl"
 #: ``default_kwargs`` entries genface takes (Ditto's names); the others keep Ditto's code defaults or are
 #: genface's own (see the pipeline's docs).
 DEFAULT_KEYS = ("v_min_max_for_clip", "max_size", "smo_k_s", "fade_type", "fade_out_keys", "overall_ctrl_info")
-#: Longest side genface resizes to (Ditto's ``max_size``; -1 or 0 keeps the size).
-MAX_SIZE_LIMIT = 16384
-#: Widest moving average over a video source's frames (Ditto's ``smo_k_s``).
-MAX_SMOOTHING = 101
 MOTION_KEYS = ("scale", "pitch", "yaw", "roll", "t", "exp")
 
 _PLAIN = ("dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes", "bytearray")
@@ -256,9 +266,9 @@ def check_default_kwargs(values: Mapping[str, Any] | None, motion_dim: int) -> d
     if values.get("v_min_max_for_clip") is not None:
         out["v_min_max_for_clip"] = motion_bounds(values["v_min_max_for_clip"], motion_dim).tolist()
     if "max_size" in values:
-        out["max_size"] = check_max_size(values["max_size"])
+        out["max_size"] = SOURCE_SIZE.check(values["max_size"], "max_size")
     if "smo_k_s" in values:
-        out["smo_k_s"] = check_smoothing(values["smo_k_s"])
+        out["smo_k_s"] = SOURCE_SMOOTHING.check(values["smo_k_s"], "smo_k_s")
     if "fade_type" in values:
         if values["fade_type"] not in FADE_TYPES:
             raise InvalidArgumentError(f"fade_type must be '', 'd0' or 's'; got {values['fade_type']!r}.")
@@ -273,20 +283,6 @@ def check_default_kwargs(values: Mapping[str, Any] | None, motion_dim: int) -> d
         ControlSchedule.build(controls)  # checks names and values
         out["overall_ctrl_info"] = {k: np.asarray(v, dtype=np.float64).tolist() for k, v in controls.items()}
     return out
-
-
-def check_max_size(value: Any) -> int:
-    """Ditto's ``max_size``: the longest side in pixels (-1 or 0: any)."""
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and -1 <= value <= MAX_SIZE_LIMIT):
-        raise InvalidArgumentError(f"max_size must be a whole number of pixels up to {MAX_SIZE_LIMIT} (-1: any size).")
-    return int(value)
-
-
-def check_smoothing(value: Any) -> int:
-    """Ditto's ``smo_k_s``: frames of the moving average over a video source's motion (1: none)."""
-    if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 1 <= value <= MAX_SMOOTHING):
-        raise InvalidArgumentError(f"smo_k_s must be a whole number of frames from 1 (none) to {MAX_SMOOTHING}.")
-    return int(value)
 
 
 # -- the source ------------------------------------------------------------------------------------------
@@ -534,8 +530,8 @@ class TalkingPortraitPipeline(DiffusionPipeline):
 
     def _source_options(self, max_size: int | None, smo_k_s: int | None) -> tuple[int, int]:
         """``max_size`` and ``smo_k_s`` as given, else the configuration's, else Ditto's defaults; checked."""
-        max_size = check_max_size(self._default("max_size", max_size, MAX_SIZE))
-        return max_size, check_smoothing(self._default("smo_k_s", smo_k_s, SMO_K_S))
+        max_size = SOURCE_SIZE.check(self._default("max_size", max_size, MAX_SIZE), "max_size")
+        return max_size, SOURCE_SMOOTHING.check(self._default("smo_k_s", smo_k_s, SMO_K_S), "smo_k_s")
 
     @staticmethod
     def _crops(frames: SourceFrames, matrices: np.ndarray, indices: Iterable[int]) -> np.ndarray:
@@ -690,9 +686,10 @@ class TalkingPortraitPipeline(DiffusionPipeline):
                 photo's); Ditto's configuration's, else "" (none, where fades are refused).
             v_min_max_for_clip: Ditto's motion clamp, (2, 265) lower and upper bounds of every motion value;
                 None: the loaded configuration's (none without one); False: no clamp.
-            max_size: the source's longest side in pixels, resized as Ditto does (default 1920; -1: any); odd
-                sides lose a pixel. The output has that size.
-            smo_k_s: frames of Ditto's moving average over a video source's motion (default 13; 1: none).
+            max_size: the source's longest side in pixels, resized as Ditto does (default 1920; -1 or 0: any; up to
+                16384); odd sides lose a pixel. The output has that size.
+            smo_k_s: frames of Ditto's moving average over a video source's motion (default 13; 1: none; up to
+                101); refused with a photo, which has one frame.
             num_inference_steps, guidance_scale: the motion model's DDIM steps and classifier-free guidance.
             generator: seeds the motion (the same seed gives the same video).
             batch_size: frames per render call.
@@ -705,7 +702,9 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         """
         started = time.perf_counter()
         output_path = check_output_path(output_path, (".mp4",), [image, audio])
-        self._check_call(image, head_motion, blink_rate, num_inference_steps, guidance_scale, batch_size, facesim_every)
+        self._check_call(
+            image, head_motion, blink_rate, smo_k_s, num_inference_steps, guidance_scale, batch_size, facesim_every
+        )
         controls = self._controls(
             pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type
         )
@@ -776,7 +775,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         with the speech's last frame (Ditto's online loop goes on for up to 17 frames). Silence is animated like
         speech (a live stream pauses); pieces must be 1-D float arrays. Memory stays bounded however long the
         speech; a video source uses at most its first 3000 frames. The options are :meth:`__call__`'s."""
-        self._check_call(image, head_motion, blink_rate, 10, 2.0, batch_size, 1)
+        self._check_call(image, head_motion, blink_rate, smo_k_s, 10, 2.0, batch_size, 1)
         controls = self._controls(
             pose_offsets, alpha_pitch, alpha_yaw, alpha_roll, delta_exp, vad_alpha, fade_in, fade_out, fade_type
         )
@@ -827,8 +826,8 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         return None if value is None else motion_bounds(value, self.lmdm.config.motion_feat_dim)
 
     def _check_call(
-        self, image: Any, head_motion: float, blink_rate: float | None, steps: int, guidance: float, batch: int,
-        every: int,
+        self, image: Any, head_motion: float, blink_rate: float | None, smo_k_s: int | None, steps: int,
+        guidance: float, batch: int, every: int,
     ) -> None:  # fmt: skip
         param = next(self.warping_network.parameters())
         if param.device.type == "cpu" and param.dtype in (torch.float16, torch.bfloat16):
@@ -839,11 +838,7 @@ class TalkingPortraitPipeline(DiffusionPipeline):
         HEAD_MOTION.check(head_motion, "head_motion")
         if blink_rate is not None:
             BLINK_RATE.check(blink_rate, "blink_rate")
-        if is_video_path(image) and (head_motion != 1 or blink_rate is not None):
-            raise InvalidArgumentError(
-                "head_motion and blink_rate apply to a photo: from a video source the head and eyes move as in the "
-                "video (Ditto's video source)."
-            )
+        check_source_options(image, head_motion, blink_rate, smo_k_s)
         STEPS.check(steps, "num_inference_steps")
         GUIDANCE.check(guidance, "guidance_scale")
         BATCH_SIZE.check(batch, "batch_size")

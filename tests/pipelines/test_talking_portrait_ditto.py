@@ -328,7 +328,7 @@ def test_half_precision_runs_only_the_renderer_and_extractors_in_it(pipe, tmp_pa
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"alpha_yaw": 5}, "alpha_yaw must be finite factors within 0 to 3"),
+        ({"alpha_yaw": 5}, r"alpha_yaw must be from 0\.0 to 3\.0, got 5\."),
         ({"delta_exp": [0.1, 0.2]}, "delta_exp must be a number, 63 numbers"),
         ({"vad_alpha": [1, 2]}, "vad_alpha"),
         ({"fade_in": 10}, "fade_type"),

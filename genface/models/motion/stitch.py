@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from genface.arguments import EXPRESSION_OFFSET, FADE_FRAMES, POSE_FACTOR, POSE_OFFSET, VOICE_ACTIVITY, Rule
 from genface.errors import InvalidArgumentError
 from genface.identity.track import fill_and_smooth
 
@@ -248,17 +250,14 @@ class FrameControls:
         return FrameControls(**{k: None if v is None else v[index] for k, v in vars(self).items()})
 
 
-#: Pose offsets in degrees (genface's ``pose_offsets``; Ditto's ``delta_pitch`` ...) stay within this.
-MAX_OFFSET_DEGREES = 45.0
-#: control -> (lowest, highest, what it is), with Ditto's names (``motion_stitch.ctrl_motion`` / ``ctrl_vad``).
-CONTROLS: dict[str, tuple[float, float, str]] = {
-    **{f"delta_{k}": (-MAX_OFFSET_DEGREES, MAX_OFFSET_DEGREES, "degrees") for k in ("pitch", "yaw", "roll")},
-    **{f"alpha_{k}": (0.0, 3.0, "factors") for k in ("pitch", "yaw", "roll")},
-    "delta_exp": (-1.0, 1.0, "expression offsets (keypoint units)"),
-    "vad_alpha": (0.0, 1.0, "weights"),
+#: control -> (its rule in genface.arguments, what it is), with Ditto's names (``motion_stitch.ctrl_motion`` /
+#: ``ctrl_vad``); pose offsets are genface's ``pose_offsets`` (Ditto's ``delta_pitch`` ...).
+CONTROLS: dict[str, tuple[Rule, str]] = {
+    **{f"delta_{k}": (POSE_OFFSET, "degrees") for k in ("pitch", "yaw", "roll")},
+    **{f"alpha_{k}": (POSE_FACTOR, "factors") for k in ("pitch", "yaw", "roll")},
+    "delta_exp": (EXPRESSION_OFFSET, "expression offsets (keypoint units)"),
+    "vad_alpha": (VOICE_ACTIVITY, "weights"),
 }
-#: Longest fade in frames (an hour at 25 fps).
-MAX_FADE = 90_000
 FADE_TYPES = ("", "d0", "s")
 
 Series = Callable[[np.ndarray], np.ndarray]
@@ -269,8 +268,8 @@ def _width(name: str) -> int:
 
 
 def _checked(name: str, value: Any) -> np.ndarray:
-    """``value`` as finite rows (m, width) within the control's bounds, or a one-line error."""
-    low, high, unit = CONTROLS[name]
+    """``value`` as rows (m, width) within the control's rule, or a one-line error."""
+    rule, unit = CONTROLS[name]
     width = _width(name)
     if name.removeprefix("delta_") in ("pitch", "yaw", "roll"):
         name = f"pose_offsets[{name.removeprefix('delta_')!r}]"
@@ -287,8 +286,9 @@ def _checked(name: str, value: Any) -> np.ndarray:
         array = np.empty((0, width))
     if array.shape[0] == 0:
         raise InvalidArgumentError(f"{name} must be {shape} ({unit}).")
-    if not np.isfinite(array).all() or (array < low).any() or (array > high).any():
-        raise InvalidArgumentError(f"{name} must be finite {unit} within {low:g} to {high:g}.")
+    outside = ~(np.isfinite(array) & (array >= rule.low) & (array <= rule.high))
+    if outside.any():  # the (first) value out of range, refused in the rule's words
+        rule.check(value if isinstance(value, Real) else float(array.flat[np.argmax(outside)]), name)
     return array.astype(np.float32)
 
 
@@ -332,9 +332,7 @@ class ControlSchedule:
     ) -> ControlSchedule:
         """Check ``controls`` (Ditto's names; None: not given) over ``defaults`` (Ditto's ``overall_ctrl_info``:
         a given control replaces its default, as Ditto merges them) and the fades."""
-        for name, value in (("fade_in", fade_in), ("fade_out", fade_out)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= MAX_FADE):
-                raise InvalidArgumentError(f"{name} must be a whole number of frames, -1 (none) to {MAX_FADE}.")
+        fade_in, fade_out = FADE_FRAMES.check(fade_in, "fade_in"), FADE_FRAMES.check(fade_out, "fade_out")
         if fade_type not in FADE_TYPES:
             raise InvalidArgumentError(f"fade_type must be '' (none), 'd0' or 's'; got {fade_type!r}.")
         if (fade_in > 0 or fade_out > 0) and not fade_type:
