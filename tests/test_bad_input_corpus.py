@@ -1126,4 +1126,7 @@ def test_missing_weights_offline_say_which_and_how_to_get_them(first_hour: Path,
     assert err.startswith("genface: error: Could not load 'BestWishYsh/ConsisID-preview': it is not in the local")
     assert "offline mode is on (HF_HUB_OFFLINE)" in err and "hf download BestWishYsh/ConsisID-preview" in err
     assert err.endswith("--model tiny.") and "stacktrace" not in err
+    assert main([*argv, "--model", "stand-in"]) == 1  # the tiny model of the model asked for
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "hf download Wan-AI/Wan2.1-T2V-14B-Diffusers --local-dir DIR" in err and err.endswith("tiny-stand-in.")
     assert _snapshot(first_hour) == before

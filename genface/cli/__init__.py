@@ -132,8 +132,9 @@ def _report(exc: Exception, args: argparse.Namespace) -> int:
         logging.getLogger(__name__).info("the error below came from here:", exc_info=exc)  # shown with -v
         message = str(exc) if isinstance(exc, GenfaceError) else f"{type(exc).__name__}: {exc}"
         model = getattr(args, "model", "tiny")
+        tiny = _tiny_model(args.command, model)
         if isinstance(exc, OfflineError) or (isinstance(exc, MissingWeightsError) and str(model) in message):
-            message += "" if model == "tiny" else " Or try every stage offline on tiny random weights: --model tiny."
+            message += "" if model == tiny else f" Or try every stage offline on tiny random weights: --model {tiny}."
         print(f"genface: error: {one_line(in_flags(message, args))}", file=sys.stderr)
         return 1
     if args.verbose:
@@ -144,3 +145,16 @@ def _report(exc: Exception, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _tiny_model(command: str, model: object) -> str:
+    """The tiny model of the model a command was given: ``tiny-stand-in`` for a Stand-In run, ``tiny`` for the
+    task's default model or one that cannot be named."""
+    from genface.errors import GenfaceError
+    from genface.pipelines._load import MODELS, model_name
+
+    try:
+        name = model_name(command, None if model is None else str(model)) if command in MODELS else None
+    except GenfaceError:  # a model that cannot be named: the default's tiny model
+        name = None
+    return "tiny" if name is None or name == next(iter(MODELS[command])) else f"tiny-{name}"
