@@ -128,6 +128,11 @@ def load_state_dict(path: str | os.PathLike) -> dict:
             "torch.load(weights_only=True) so that no code inside them can run. Use the publisher's original "
             f"file, or convert a file you trust to .safetensors. ({str(exc).splitlines()[0]})"
         ) from exc
+    except (EOFError, KeyError, RuntimeError) as exc:  # empty, truncated, or not written by torch.save
+        detail = ": ".join([type(exc).__name__, *str(exc).splitlines()[:1]])
+        raise MissingWeightsError(
+            f"{path} is not a readable PyTorch checkpoint (empty, cut short, or another kind of file; {detail})."
+        ) from exc
     if not isinstance(state, dict):
         raise MissingWeightsError(
             f"{path} holds a {type(state).__name__}, not a state dict (tensors by name); give the published weights."

@@ -75,6 +75,12 @@ def _model(task: str, model: str | None) -> tuple[str, str | None, str | None]:
     return name, model, None
 
 
+def pipeline_name(task: str, model: str | None = None) -> str:
+    """The class name of the pipeline :func:`load_pipeline` builds for ``model`` of ``task``, found without loading
+    anything (an unknown tiny name is refused as there)."""
+    return _model(task, model)[0]
+
+
 def load_pipeline(task: str, model: str | None = None, *, dtype: torch.dtype | None = None, **kwargs: Any) -> Any:
     """The pipeline for ``task`` ("video", "makeup", "talk" or "portrait").
 
