@@ -50,7 +50,6 @@ CHECKPOINTS = (".pt", ".pth", ".bin", ".safetensors")
 
 def run(args: argparse.Namespace) -> int:
     from genface.media._files import atomic_folder, check_output_path
-    from genface.pipelines._load import pipeline_name
 
     check_output_path(args.out, (), [args.source], name="OUT")
     source = Path(args.source).expanduser()
@@ -60,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint.pt, LatentSync's latentsync_unet.pt, MuseTalk, LatentSync or Ditto as a folder or Hub id, or "
             "FSFM's checkpoint with --fsfm."
         )
+    from genface.pipelines._load import pipeline_name
+
     latentsync = not args.fsfm and (args.latentsync or pipeline_name("talk", args.source) == "LatentSyncPipeline")
     if not latentsync and (args.unet_config is not None or args.resolution is not None):
         raise InvalidArgumentError(

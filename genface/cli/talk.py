@@ -121,11 +121,11 @@ def _model(args: argparse.Namespace) -> tuple[str, bool]:
 def run(args: argparse.Namespace) -> int:
     from genface.media._files import check_output_path
 
-    model, tiny = _model(args)
-    unet = common.latentsync_unet(args) if model == "LatentSync" else {}
     check_output_path(args.out, (".mp4",), [args.face, args.audio], name="--out")
     if args.prepared is not None and Path(args.prepared).expanduser().is_file():
         raise InvalidArgumentError(f"--prepared {args.prepared} is a file; give a folder (new, empty or prepared).")
+    model, tiny = _model(args)  # imports torch (the model's name may be a folder's)
+    unet = common.latentsync_unet(args) if model == "LatentSync" else {}
     from genface.pipelines import load_pipeline
     from genface.resources import explain_out_of_memory
 
