@@ -42,6 +42,10 @@ def _why_not_loaded(exc: BaseException) -> str:
     return text.replace(" Please check out the root cause in the stacktrace above.", "").rstrip(".")
 
 
+#: What a missing local file ends with (a Hub id may have a dot: ``ByteDance/LatentSync-1.6``).
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".onnx", ".pkl", ".json", ".yaml", ".yml", ".dat")
+
+
 def resolve_folder(
     path_or_repo: str | os.PathLike,
     subfolder: str | None = None,
@@ -66,7 +70,7 @@ def resolve_folder(
             )
         return folder
     repo_id = os.fspath(path_or_repo)
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or Path(repo_id).suffix:
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or Path(repo_id).suffix in FILE_SUFFIXES:
         raise MissingWeightsError(
             f"{repo_id} does not exist (and it is not a Hub repo id either; those have the form 'owner/name')."
         )

@@ -291,3 +291,15 @@ def test_talk_offers_the_pipelines_silence_modes_and_blends() -> None:
     from genface.pipelines.talking_face.regions import FEATHER
 
     assert talk.SILENCE == SILENCE_MODES and talk.BLENDS == tuple(FEATHER)
+
+
+def test_talk_latentsync_asks_the_hub_for_its_published_weights(tmp_path, monkeypatch, capsys) -> None:
+    """`--model latentsync` is ByteDance/LatentSync-1.6 on the Hub (a repo id with a dot, once taken for a file)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    out = tmp_path / "out.mp4"
+    assert main(["talk", "--model", "latentsync", "--face", "me.png", "--audio", "s.wav", "--out", str(out)]) == 1
+    assert "Cannot reach the Hugging Face Hub for 'ByteDance/LatentSync-1.6'" in capsys.readouterr().err
+    assert not out.exists()
