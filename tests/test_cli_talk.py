@@ -140,8 +140,9 @@ class _Stop(Exception):
     pass
 
 
-def _recorded(monkeypatch, argv: list[str]) -> dict[str, Any]:
-    """What `genface talk ARGV` gives load_pipeline, the pipeline call and its prepare(), the models not run."""
+def _recorded(monkeypatch, argv: list[str], output: Any = None) -> dict[str, Any]:
+    """What `genface talk ARGV` gives load_pipeline, the pipeline call and its prepare(), the models not run: the
+    call stops the command, or returns ``output``."""
     import genface.pipelines
     from genface.cli import common
     from genface.errors import GenfaceError
@@ -155,7 +156,9 @@ def _recorded(monkeypatch, argv: list[str]) -> dict[str, Any]:
 
         def __call__(self, face, audio, **kwargs):
             seen["call"] = kwargs
-            raise GenfaceError("stopped before the model")
+            if output is None:
+                raise GenfaceError("stopped before the model")
+            return output
 
     def load(task, model, *, dtype=None, **kwargs):
         seen["model"], seen["load"] = model, kwargs
@@ -163,7 +166,8 @@ def _recorded(monkeypatch, argv: list[str]) -> dict[str, Any]:
 
     monkeypatch.setattr(genface.pipelines, "load_pipeline", load)
     monkeypatch.setattr(common, "place", lambda *a: None)
-    assert main(["talk", *argv, "--face", "me.png", "--audio", "s.wav", "--out", "o.mp4"]) == 1
+    code = main(["talk", *argv, "--face", "me.png", "--audio", "s.wav", "--out", "o.mp4"])
+    assert code == (1 if output is None else 0)
     return seen
 
 
@@ -192,6 +196,25 @@ def test_talk_passes_each_models_options_to_its_pipeline(tmp_path, monkeypatch, 
     seen = _recorded(monkeypatch, ["--prepared", "clip_prepared"])
     assert seen["model"] == "musetalk" and seen["prepare"]["blend"] == "inference" and "blend" not in seen["call"]
     assert "stopped before the model" in capsys.readouterr().err
+
+
+def test_talk_latentsync_prints_musetalks_lines_and_its_seed(tmp_path, monkeypatch, capsys) -> None:
+    from types import SimpleNamespace
+
+    monkeypatch.chdir(tmp_path)
+    output = SimpleNamespace(
+        path=Path("o.mp4"), fps=25.0, pitch=np.zeros(30), audio=np.zeros(19200), lost_frames=[4, 5], facesim=None,
+        lip_sync=None,
+    )  # fmt: skip
+    _recorded(monkeypatch, ["--model", "tiny-latentsync", "--seed", "7"], output)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("video written: o.mp4 (30 frames at 25 fps; seed 7; made in ")
+    assert lines[1:] == [
+        "face not found in 2 source frame(s); the nearest box was held there",
+        "FaceSim: not measured (the face engine has no recognizer)",
+        "lip-sync proxy: not measured (it needs 3 frames with a face, and a mouth and a voice that vary)",
+        "note: the tiny model has random weights; its mouths are noise. Use --model latentsync.",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -23,10 +23,10 @@ EPILOG = """examples:
                         (--model tiny-latentsync: LatentSync's)
 """
 
-#: The pipeline a --model loads -> the model's name here, and the --model names of it.
+#: The pipeline a --model loads -> the model's name here, and the --model of its published and its tiny weights.
 MODELS = {
-    "TalkingFacePipeline": ("MuseTalk", "musetalk or tiny"),
-    "LatentSyncPipeline": ("LatentSync", "latentsync or tiny-latentsync"),
+    "TalkingFacePipeline": ("MuseTalk", "musetalk", "tiny"),
+    "LatentSyncPipeline": ("LatentSync", "latentsync", "tiny-latentsync"),
 }
 #: The options only one model takes: each defaults to None, and given with the other model it is refused.
 OWN = {
@@ -99,23 +99,22 @@ def _set(values: dict[str, Any]) -> dict[str, Any]:
 def _model(args: argparse.Namespace) -> tuple[str, bool]:
     """The model --model names ("MuseTalk" or "LatentSync") and whether it is a tiny one, with the options it does
     not take refused."""
-    from genface.pipelines._load import TINY, pipeline_name
+    from genface.pipelines._load import pipeline_name
 
-    model, names = MODELS[pipeline_name("talk", args.model)]
-    for other, flags in OWN.items():
-        if other != model and (found := _given(args, flags)):
+    model, published, tiny = MODELS[pipeline_name("talk", args.model)]
+    for other, other_published, other_tiny in MODELS.values():
+        if other != model and (found := _given(args, OWN[other])):
             are, them = ("is", "it") if len(found) == 1 else ("are", "them")
             raise InvalidArgumentError(
                 f"{', '.join(found)} {are} {other}'s; --model {args.model} is {model}, which does not take {them} "
-                f"(leave {them} out, or choose --model {next(v[1] for v in MODELS.values() if v[0] == other)})."
+                f"(leave {them} out, or choose --model {other_published} or {other_tiny})."
             )
-    tiny = args.model == TINY or args.model.startswith(f"{TINY}-")
-    if tiny and (found := _given(args, LOADING)):
+    if args.model == tiny and (found := _given(args, LOADING)):
         raise InvalidArgumentError(
-            f"{', '.join(found)} choose published weights, and --model {args.model} builds tiny random ones: leave "
-            f"{'it' if len(found) == 1 else 'them'} out, or choose --model {names.split(' or ')[0]}."
+            f"{', '.join(found)} choose published weights, and --model {tiny} builds tiny random ones: leave "
+            f"{'it' if len(found) == 1 else 'them'} out, or choose --model {published}."
         )
-    return model, tiny
+    return model, args.model == tiny
 
 
 def run(args: argparse.Namespace) -> int:
