@@ -101,6 +101,10 @@ VIDEO_SIDE = Rule("height and width", int, 16, 2048, every=16)
 # Makeup
 STRENGTH = Rule("strength", float, 0, 2)
 CROP_SIZE = Rule("size", int, 16, 2048)
+# Talking face: LatentSync's guidance (its pipeline's range) and face crop side (1.6: 512, 1.5: 256; its VAE's 8x
+# latents in its 64-pixel blocks)
+LIP_SYNC_GUIDANCE = Rule("guidance_scale", float, 0, 20)
+LATENTSYNC_RESOLUTION = Rule("resolution", int, 64, 1024, every=64)
 # Talking portrait
 HEAD_MOTION = Rule("head_motion", float, 0, 3)
 BLINK_RATE = Rule("blink_rate", float, 0, 120)  # blinks a minute

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +42,10 @@ def _why_not_loaded(exc: BaseException) -> str:
     return text.replace(" Please check out the root cause in the stacktrace above.", "").rstrip(".")
 
 
+#: What a missing local file ends with (a Hub id may have a dot: ``ByteDance/LatentSync-1.6``).
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".onnx", ".pkl", ".json", ".yaml", ".yml", ".dat")
+
+
 def resolve_folder(
     path_or_repo: str | os.PathLike,
     subfolder: str | None = None,
@@ -69,9 +72,7 @@ def resolve_folder(
             )
         return folder
     repo_id = os.fspath(path_or_repo)
-    # a file name's suffix (".pth", ".onnx") marks a missing file; a dotted repo name ("Wan2.1-T2V-14B") is a repo id
-    file_suffix = re.fullmatch(r"\.[A-Za-z][A-Za-z0-9]{0,11}", Path(repo_id).suffix)
-    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or file_suffix:
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/", "~")) or Path(repo_id).suffix in FILE_SUFFIXES:
         raise MissingWeightsError(
             f"{repo_id} does not exist (and it is not a Hub repo id either; those have the form 'owner/name')."
         )
@@ -132,6 +133,11 @@ def load_state_dict(path: str | os.PathLike) -> dict:
             f"{path} holds Python objects besides tensors, and genface loads .pt/.pth/.bin files only with "
             "torch.load(weights_only=True) so that no code inside them can run. Use the publisher's original "
             f"file, or convert a file you trust to .safetensors. ({str(exc).splitlines()[0]})"
+        ) from exc
+    except (EOFError, KeyError, RuntimeError) as exc:  # empty, truncated, or not written by torch.save
+        detail = ": ".join([type(exc).__name__, *str(exc).splitlines()[:1]])
+        raise MissingWeightsError(
+            f"{path} is not a readable PyTorch checkpoint (empty, cut short, or another kind of file; {detail})."
         ) from exc
     if not isinstance(state, dict):
         raise MissingWeightsError(

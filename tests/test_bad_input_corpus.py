@@ -792,6 +792,7 @@ _VACE = "video --model tiny-vace --prompt p --face {t}/face.png --out {t}/out.mp
 _EVAL = "eval video {t} --out {t}/o.jsonl --protocol"
 _MAKEUP = "makeup --model tiny --face {t}/face.png --reference {t}/face.png --out {t}/out.png"
 _TALK = "talk --model tiny --face {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
+_LATENTSYNC = "talk --model latentsync --face {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
 _PORTRAIT = "portrait --model tiny --photo {t}/face.png --audio {t}/speech.wav --out {t}/out.mp4"
 _CLIP_PORTRAIT = _PORTRAIT.replace("face.png", "clip.mp4")  # a video source
 # name: (command line, {t} the folder of inputs, {locked} an unwritable one), exit code, what the one line says
@@ -813,6 +814,17 @@ CLI_ERRORS = {
     "NaN video --fps": (f"{_VIDEO} --fps nan", 1, "--fps: must be"),
     "huge talk --fps": (f"{_TALK} --fps 1000", 1, "--fps: must be"),
     "0 talk --fps": (f"{_TALK} --fps 0", 1, "--fps: must be"),
+    "huge LatentSync --guidance": (f"{_LATENTSYNC} --guidance 21", 1, "--guidance: must be from 0.0 to 20.0, got 21"),
+    "NaN LatentSync --guidance": (f"{_LATENTSYNC} --guidance nan", 1, "--guidance: must be from 0.0 to 20.0"),
+    "--resolution not of 64s": (f"{_LATENTSYNC} --resolution 100", 1, "--resolution must be a multiple of 64"),
+    "huge --resolution": (f"{_LATENTSYNC} --resolution 4096", 1, "--resolution: must be from 64 to 1024"),
+    "--unet-config missing": (f"{_LATENTSYNC} --unet-config {{t}}/none.yaml", 1, "none.yaml is not a file"),
+    "--unet-config and --resolution": (f"{_LATENTSYNC} --unet-config a.yaml --resolution 256", 1, "not allowed with"),
+    "unknown --silence": (f"{_TALK} --silence quiet", 1, "--silence: invalid choice: 'quiet'"),
+    "unknown --blend": (f"{_TALK} --blend soft", 1, "--blend: invalid choice: 'soft'"),
+    "--steps with MuseTalk": (f"{_TALK} --steps 20", 1, "--steps is LatentSync's; --model tiny is MuseTalk"),
+    "--blend with LatentSync": (f"{_LATENTSYNC} --blend realtime", 1, "--blend is MuseTalk's; --model latentsync is"),
+    "--vae with a tiny model": (f"{_TALK} --vae {{t}}", 1, "--vae choose published weights"),
     "NaN --head-motion": (f"{_PORTRAIT} --head-motion nan", 1, "--head-motion: must be from 0.0 to 3.0"),
     "negative --blink-rate": (f"{_PORTRAIT} --blink-rate -1", 1, "--blink-rate: must be from 0.0 to 120.0"),
     "huge --yaw": (f"{_PORTRAIT} --yaw 46", 1, "--yaw: must be from -45.0 to 45.0"),
@@ -861,6 +873,8 @@ CLI_ERRORS = {
     "identity --save under a file": ("identity {t}/face.png --save {t}/face.png/id.safetensors", 1, "not a folder"),
     "convert into a file": ("convert {t}/c.pt {t}/face.png", 1, "exists and is not an empty folder"),
     "convert into a full folder": ("convert {t}/c.pt {t}", 1, "exists and is not an empty folder"),
+    "convert a cut LatentSync checkpoint": ("convert {t}/latentsync {t}/new", 1, "not a readable PyTorch checkpoint"),
+    "convert --latentsync another file": ("convert {t}/c.pt {t}/new --latentsync", 1, "read as latentsync_unet.pt"),
     "convert onto its source": ("convert {t}/musetalk {t}/musetalk", 1, "also an input"),
     "--device nonsense": (f"{_VIDEO} --device toaster", 1, "'toaster' is not a device name"),
     "--device missing GPU": (f"{_TALK} --device cuda:7", 1, "CUDA device"),
@@ -905,6 +919,8 @@ def cli_inputs(tmp_path_factory: pytest.TempPathFactory, dlib_analyzer) -> Path:
     _write(t / "c.pt", b"")
     (t / "folder.mp4").mkdir()
     (t / "musetalk").mkdir()
+    (t / "latentsync").mkdir()
+    _write(t / "latentsync" / "latentsync_unet.pt", b"PK\x03\x04 cut short")
     identity = IdentityEncoder(dlib_analyzer).encode(t / "face.png")
     data = identity.save(t / "id.safetensors").read_bytes()
     _write(t / "cut.safetensors", data[: len(data) // 2])

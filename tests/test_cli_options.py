@@ -23,8 +23,9 @@ OPTIONS = {
               "--low-memory", "--attention", "--dynamic-cfg", "--no-reference-cache", "--json"],
     "makeup": ["--face", "--reference", "--out", "--strength", "--regions", "--model", "--injector", "--steps",
                "--guidance", "--seed", "--size", "--face-index", "--device", "--dtype", "--low-memory", "--json"],
-    "talk": ["--face", "--audio", "--out", "--model", "--vae", "--whisper", "--fps", "--batch-size", "--face-index",
-             "--prepared", "--device", "--dtype", "--low-memory", "--no-metrics", "--json"],
+    "talk": ["--face", "--audio", "--out", "--model", "--vae", "--whisper", "--fps", "--face-index", "--silence",
+             "--batch-size", "--prepared", "--blend", "--steps", "--guidance", "--seed", "--unet-config",
+             "--resolution", "--device", "--dtype", "--low-memory", "--no-metrics", "--json"],
     "portrait": ["--photo", "--audio", "--out", "--model", "--hubert", "--emotion", "--head-motion", "--blink-rate",
                  "--pitch", "--yaw", "--roll", "--alpha-pitch", "--alpha-yaw", "--alpha-roll", "--vad-alpha",
                  "--fade-in", "--fade-out", "--fade-type", "--no-motion-clamp", "--max-size", "--source-smoothing",
@@ -34,8 +35,8 @@ OPTIONS = {
              "--latentsync-syncnet", "--parser", "--size", "--judges", "--backend", "--weights", "--detector",
              "--detector-weights", "--device", "--json"],
     "verify": ["files", "--detector", "--detector-weights", "--device", "--json"],
-    "convert": ["source", "out", "--attention-head-dim", "--vae", "--whisper", "--ditto", "--hubert", "--fsfm",
-                "--subfolder"],
+    "convert": ["source", "out", "--attention-head-dim", "--vae", "--whisper", "--latentsync", "--unet-config",
+                "--resolution", "--ditto", "--hubert", "--fsfm", "--subfolder"],
     "serve": ["--model", "--host", "--port", "--device", "--concurrency", "--max-queue"],
 }  # fmt: skip
 

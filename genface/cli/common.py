@@ -79,6 +79,22 @@ def place(pipe: Any, args: argparse.Namespace, where: str) -> None:
         pipe.to(where)
 
 
+def latentsync_unet(args: argparse.Namespace) -> dict[str, Any]:
+    """``LatentSyncPipeline.from_pretrained``'s ``config`` and ``resolution`` from ``--unet-config`` and
+    ``--resolution``, checked before any model work."""
+    from pathlib import Path
+
+    from genface.arguments import LATENTSYNC_RESOLUTION
+
+    if args.resolution is not None:
+        LATENTSYNC_RESOLUTION.check(args.resolution, "--resolution")
+    if args.unet_config is not None and not Path(args.unet_config).expanduser().is_file():
+        raise InvalidArgumentError(
+            f"--unet-config {args.unet_config} is not a file; give one of LatentSync's configs/unet/*.yaml."
+        )
+    return {"config": args.unet_config, "resolution": args.resolution}
+
+
 def load_identity(path: str) -> Any:
     """A saved FaceIdentity, with damaged metadata or arrays refused as InvalidIdentityFileError."""
     import numpy as np

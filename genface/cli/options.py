@@ -11,6 +11,7 @@ from genface.arguments import (
     FACE_INDEX,
     FPS,
     GUIDANCE,
+    LATENTSYNC_RESOLUTION,
     SEED,
     STEPS,
     Rule,
@@ -33,7 +34,7 @@ def command(
 
 
 def add_number(
-    parser: argparse.ArgumentParser, flag: str, rule: Rule, default: float | None, what: str, note: str = ""
+    parser: argparse._ActionsContainer, flag: str, rule: Rule, default: float | None, what: str, note: str = ""
 ) -> None:
     """``flag``, read and bounded by ``rule``; its help says ``what`` it is, the range, and ``note`` (else the
     default)."""
@@ -56,16 +57,22 @@ def add_model(parser: argparse.ArgumentParser, default: str, help: str = "Hub id
     parser.add_argument("--model", default=default, help=help)
 
 
-def add_steps(parser: argparse.ArgumentParser, default: int, what: str = "denoising steps") -> None:
-    add_number(parser, "--steps", STEPS, default, what)
+def add_steps(
+    parser: argparse._ActionsContainer, default: int | None, what: str = "denoising steps", note: str = ""
+) -> None:
+    add_number(parser, "--steps", STEPS, default, what, note)
 
 
-def add_guidance(parser: argparse.ArgumentParser, default: float) -> None:
-    add_number(parser, "--guidance", GUIDANCE, default, "classifier-free guidance")
+def add_guidance(
+    parser: argparse._ActionsContainer, default: float | None, rule: Rule = GUIDANCE, note: str = ""
+) -> None:
+    add_number(parser, "--guidance", rule, default, "classifier-free guidance", note)
 
 
-def add_seed(parser: argparse.ArgumentParser, what: str = "random seed") -> None:
-    add_number(parser, "--seed", SEED, 42, what)
+def add_seed(
+    parser: argparse._ActionsContainer, what: str = "random seed", default: int | None = 42, note: str = ""
+) -> None:
+    add_number(parser, "--seed", SEED, default, what, note)
 
 
 def add_face_index(parser: argparse.ArgumentParser, where: str) -> None:
@@ -76,8 +83,8 @@ def add_fps(parser: argparse.ArgumentParser, default: float | None, note: str) -
     add_number(parser, "--fps", FPS, default, "frame rate", note)
 
 
-def add_batch_size(parser: argparse.ArgumentParser, what: str) -> None:
-    add_number(parser, "--batch-size", BATCH_SIZE, 8, f"frames per {what} call")
+def add_batch_size(parser: argparse._ActionsContainer, what: str, default: int | None = 8, note: str = "") -> None:
+    add_number(parser, "--batch-size", BATCH_SIZE, default, f"frames per {what} call", note)
 
 
 def add_device(parser: argparse.ArgumentParser, where: str = "") -> None:
@@ -136,3 +143,15 @@ def add_speech_io(parser: argparse.ArgumentParser) -> None:
     """--audio and --out of the speech-driven jobs (talk, portrait)."""
     parser.add_argument("--audio", required=True, help="speech (wav, mp3, m4a, or a video's audio track)")
     add_out(parser, "output .mp4 with the speech, not an input (written whole or not at all)")
+
+
+def add_latentsync_unet(parser: argparse._ActionsContainer, which: str = "") -> None:
+    """--unet-config or --resolution (one of them): how LatentSync's published UNet checkpoint is run."""
+    either = parser.add_mutually_exclusive_group()
+    either.add_argument(
+        "--unet-config", metavar="YAML", default=None,
+        help=f"{which}one of LatentSync's configs/unet/*.yaml for its latentsync_unet.pt; its data.resolution is the "
+        "crop side (default: the published network, stage2_512.yaml)",
+    )  # fmt: skip
+    note = "default: the checkpoint's, 512 for 1.6, 256 for 1.5"
+    add_number(either, "--resolution", LATENTSYNC_RESOLUTION, None, f"{which}the face crop's side in pixels", note)
