@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from genface import arguments
+from genface.arguments import Rule
 from genface.errors import GenfaceError, InvalidArgumentError
 
 TINY = "tiny"
@@ -48,23 +50,19 @@ LOCAL = "local"
 WORKER = "jobs"
 #: The queue of the face previews shown when a photo is dropped (apart, so they never wait behind a job).
 PREVIEWS = "faces"
-#: The numbers the page takes, with the CLI's bounds (genface/cli.py): name -> (whole number?, low, high). The seed
-#: box is text, so that every seed the CLI takes (up to 2**63 - 1, beyond a browser number's 2**53) is exact.
-#: LatentSync's guidance has the pipeline's own range (pipelines/talking_face/latentsync.py).
-BOUNDS: dict[str, tuple[bool, float, float]] = {
-    "Steps": (True, 1, 1000),
-    "Guidance": (False, 0, 50),
-    "Seed": (True, 0, 2**63 - 1),
-    "Face": (True, 0, 999),
-    "Strength": (False, 0, 2),
-    "Head motion": (False, 0, 3),
-    "Frames": (True, 1, 257),
-    "Frame rate": (False, 1, 120),
-    "Lip-sync guidance": (False, 0, 20),
+#: The numbers the page takes: page label -> the rule the CLI and the pipelines check it with (genface.arguments). The
+#: seed box is text, so that every seed the rule takes (up to 2**63 - 1, beyond a browser number's 2**53) is exact.
+BOUNDS: dict[str, Rule] = {
+    "Steps": arguments.STEPS,
+    "Guidance": arguments.GUIDANCE,
+    "Seed": arguments.SEED,
+    "Face": arguments.FACE_INDEX,
+    "Strength": arguments.STRENGTH,
+    "Head motion": arguments.HEAD_MOTION,
+    "Frames": arguments.VIDEO_FRAMES,
+    "Frame rate": arguments.FPS,
+    "Lip-sync guidance": arguments.LIP_SYNC_GUIDANCE,
 }
-#: Numbers that must also be of a form ``every * k + plus``: name -> (every, plus). Frames are 4k+1 (the video
-#: models' VAEs make 4 frames of each latent frame).
-FORMS: dict[str, tuple[int, int]] = {"Frames": (4, 1)}
 #: Frames the talking-face renderer makes per step (its progress bar counts these steps).
 TALK_BATCH = 8
 MAX_QUEUE = 16  # jobs that may wait; beyond that a user is told the app is busy
@@ -185,20 +183,21 @@ def face_at(x: float, y: float, count: int) -> int | None:
 
 def _span(name: str) -> str:
     """``BOUNDS[name]`` in words."""
-    whole, low, high = BOUNDS[name]
-    return f"from {low:,} to {high:,}" if whole else f"from {low:g} to {high:g}"
+    low, high = BOUNDS[name].low, BOUNDS[name].high
+    return f"from {int(low):,} to {int(high):,}" if BOUNDS[name].kind is int else f"from {low:g} to {high:g}"
 
 
 def _form(name: str) -> str:
-    """``FORMS[name]`` in words (``4k+1``); empty for a number of any form."""
-    every, plus = FORMS.get(name, (1, 0))
-    return f"{every}k+{plus}" if every > 1 else ""
+    """``BOUNDS[name]``'s form in words (``4k+1``); empty for a number of any form."""
+    rule = BOUNDS[name]
+    return f"{rule.every}k+{rule.plus}" if rule.every > 1 else ""
 
 
 def bounded(value: Any, name: str) -> Any:
-    """``value`` (a number, or text from the page) as an int or a float within ``BOUNDS[name]`` (and of the form
-    ``FORMS[name]``), or an InvalidArgumentError saying why not: nothing is clamped or rounded."""
-    whole, low, high = BOUNDS[name]
+    """``value`` (a number, or text from the page) as an int or a float within ``BOUNDS[name]`` (and of its form,
+    such as 4k+1 frames), or an InvalidArgumentError saying why not: nothing is clamped or rounded."""
+    rule = BOUNDS[name]
+    whole, low, high = rule.kind is int, rule.low, rule.high
     kind, span = "a whole number" if whole else "a number", _span(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InvalidArgumentError(f"{name} is empty; give {kind} {span}.")
@@ -217,8 +216,8 @@ def bounded(value: Any, name: str) -> Any:
         number = int(number) if whole else number
     if not low <= number <= high:
         raise refusal
-    every, plus = FORMS.get(name, (1, 0))
-    if name in FORMS and (number - plus) % every:
+    every, plus = rule.every, rule.plus
+    if every > 1 and (number - plus) % every:
         below = number - (number - plus) % every
         raise InvalidArgumentError(
             f"{name} must be of the form {_form(name)}, got {number}; try {below} or {below + every}."
@@ -592,18 +591,12 @@ class Jobs:
     def video_settings(self, model: str) -> tuple[float, int, float, str]:
         """What the video tab sets when ``model`` (:data:`CHOICES`) is chosen: its call's guidance, its frames (its
         tiny model's for the tiny app), its frame rate (ConsisID's 8 fps, Wan's 16) and its negative prompt (Wan's
-        recommended one; none for ConsisID)."""
-        import genface.pipelines
-        from genface.pipelines import default_size
-        from genface.pipelines._load import MODELS as PIPELINES
-        from genface.pipelines.identity_video import wan
+        recommended one; none for ConsisID), as the command line's defaults (genface.pipelines.call_defaults)."""
+        from genface.pipelines import call_defaults
 
-        name, _ = self._model("video", model)
-        pipeline = getattr(genface.pipelines, PIPELINES["video"][CHOICES["video"][model].name][0])
-        guidance = inspect.signature(pipeline.__call__).parameters["guidance_scale"].default
-        on_wan = issubclass(pipeline, wan.WanIdentityMixin)
-        frames = default_size("video", name)["num_frames"]
-        return guidance, frames, float(wan.FPS) if on_wan else CONSISID_FPS, wan.NEGATIVE_PROMPT if on_wan else ""
+        defaults = call_defaults("video", self._model("video", model)[0])
+        negative = defaults.get("negative_prompt") or ""
+        return defaults["guidance_scale"], defaults["num_frames"], float(defaults["fps"]), negative
 
     def video(
         self,
@@ -954,7 +947,7 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
         clamp out-of-range values silently; the job refuses them in words)."""
         form = f"{_form(name)}, " if _form(name) else ""
         label = f"{name} ({note}{form}{_span(name)})"
-        if BOUNDS[name][2] > 2**53:
+        if BOUNDS[name].high > 2**53:
             return gr.Textbox(value=str(value), label=label, elem_id=elem)
         return gr.Number(value=value, label=label, elem_id=elem)
 
