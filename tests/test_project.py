@@ -113,7 +113,7 @@ def test_doc_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> Non
     assert identity["crop"].shape == (112, 112, 3) and len(identity["faces"]) == 6
 
 
-def test_doc_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -> None:
+def test_doc_genface_commands_run(tmp_path, monkeypatch, capsys) -> None:
     """Every `genface ...` line of the front page's and the docs' bash blocks runs (in this process: `python -m
     genface` itself is tested in test_cli.py): offline ones succeed; the ones that need the Hub fail cleanly offline
     (exit 1, a message, no output file). `genface serve` is tests/test_web.py's."""
@@ -121,21 +121,19 @@ def test_doc_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -> N
     import torch
 
     from genface.cli import main
-    from genface.media import save_image
     from genface.models.makeup import MakeupInjector
 
-    save_image(astronaut, tmp_path / "me.jpg")
-    save_image(astronaut[:, ::-1], tmp_path / "look.jpg")
-    subprocess.run(["espeak-ng", "-w", str(tmp_path / "speech.wav"), "Hi."], check=True)
-    # A small checkpoint in the published layout, at FLUX's head size (what `genface convert` assumes).
-    small = MakeupInjector(num_layers=1, num_single_layers=1, inner_dim=128, in_channels=4, rank=4)
-    torch.save(small.state_dict(), tmp_path / "checkpoint.pt")
     lines = [line for line in doc_pages.commands("genface ") if not line.startswith("genface serve")]
-    assert any("--model tiny" in line for line in lines)
+    assert lines[0] == "genface samples demo && cd demo" and any("--model tiny" in line for line in lines)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    for line in lines:
+    assert main(["samples", "demo"]) == 0  # the README's first line: the inputs every other line names
+    monkeypatch.chdir(tmp_path / "demo")
+    # A small checkpoint in the published layout, at FLUX's head size (what `genface convert` assumes).
+    small = MakeupInjector(num_layers=1, num_single_layers=1, inner_dim=128, in_channels=4, rank=4)
+    torch.save(small.state_dict(), "checkpoint.pt")
+    for line in lines[1:]:
         capsys.readouterr()
         code = main(shlex.split(line, comments=True)[1:])
         out = capsys.readouterr()
@@ -145,6 +143,7 @@ def test_doc_genface_commands_run(tmp_path, monkeypatch, capsys, astronaut) -> N
             assert code == 0 and "synthetic (made by genface)" in out.out, (line, out.out + out.err)
         else:
             assert code == 1 and out.err.splitlines()[-1].startswith("genface: error:"), (line, out.err)
+    tmp_path /= "demo"
     assert (tmp_path / "tiny.mp4").is_file() and not (tmp_path / "beach.mp4").exists()
     assert (tmp_path / "tiny.png").is_file() and not (tmp_path / "me_made_up.png").exists()
     assert (tmp_path / "flux-makeup-injector" / "config.json").is_file()
