@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# `pytest -n N`: the N workers share the machine's cores. Each computes on its share, set before torch starts (and
+# inherited by the commands tests run), where torch's default of every core per worker would oversubscribe them.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    )
 
 import numpy as np
 import pytest

@@ -132,8 +132,8 @@ def _report(exc: Exception, args: argparse.Namespace) -> int:
         logging.getLogger(__name__).info("the error below came from here:", exc_info=exc)  # shown with -v
         message = str(exc) if isinstance(exc, GenfaceError) else f"{type(exc).__name__}: {exc}"
         model = getattr(args, "model", "tiny")
-        tiny = _tiny_model(args.command, model)
         if isinstance(exc, OfflineError) or (isinstance(exc, MissingWeightsError) and str(model) in message):
+            tiny = _tiny_model(args.command, model)
             message += "" if model == tiny else f" Or try every stage offline on tiny random weights: --model {tiny}."
         print(f"genface: error: {one_line(in_flags(message, args))}", file=sys.stderr)
         return 1
