@@ -69,3 +69,25 @@ def test_each_help_lists_its_options(command: str) -> None:
 def test_genface_help_lists_every_command() -> None:
     out = subprocess.run([sys.executable, "-m", "genface", "--help"], capture_output=True, text=True, check=True)
     assert all(name in out.stdout for name in OPTIONS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["video", "--prompt", "p", "--out", "o.mp4", "--seeed", "3"],
+         "genface video: error: unrecognized arguments: --seeed 3; did you mean --seed? (see `genface video --help`)"),
+        (["video", "--promt", "p", "--out", "o.mp4"],  # the typo, not the --prompt it left missing
+         "genface video: error: unrecognized arguments: --promt; did you mean --prompt?"),
+        (["talk", "--face", "f.jpg", "--adio=s.wav", "--out", "o.mp4"],
+         "unrecognized arguments: --adio; did you mean --audio?"),
+        (["video", "--prompt", "p", "--out", "o.mp4", "--colour", "red"],
+         "genface video: error: unrecognized arguments: --colour red (see `genface video --help`)"),
+        (["video", "--out", "o.mp4"], "genface video: error: the following arguments are required: --prompt (see"),
+    ],
+)  # fmt: skip
+def test_an_unknown_option_is_named_by_its_command_with_the_nearest_known_one(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 1 and expected in capsys.readouterr().err

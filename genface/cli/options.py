@@ -4,7 +4,9 @@ read and bounded by the rules of :mod:`genface.arguments`."""
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from genface.arguments import (
     BATCH_SIZE,
@@ -19,9 +21,36 @@ from genface.arguments import (
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors (exit code 1, as every error a user can fix) that point to ``--help``."""
+    """argparse with one-line usage errors (exit code 1, as every error a user can fix) that point to ``--help``;
+    an unknown option is named by the command it was given to, with the nearest known one."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            commands = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)), None)
+            chosen = commands.choices.get(getattr(parsed, commands.dest, None), self) if commands else self
+            chosen.error(f"unrecognized arguments: {' '.join(extras)}{chosen._nearest(extras)[1]}")
+        return parsed
+
+    def _nearest(self, tokens: Sequence[str]) -> tuple[list[str], str]:
+        """The unknown options among ``tokens``, and '; did you mean --x?' for those close to a known one."""
+        import difflib
+
+        known = list(self._option_string_actions)
+        unknown = [t.split("=")[0] for t in tokens if t.startswith("--")]
+        unknown = [t for t in unknown if not any(k.startswith(t) for k in known)]  # argparse takes abbreviations
+        near = [m[0] for t in unknown if (m := difflib.get_close_matches(t, known, n=1, cutoff=0.8))]
+        return unknown, f"; did you mean {' or '.join(dict.fromkeys(near))}?" if near else ""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required"):
+            unknown, hint = self._nearest(getattr(self, "_given", []))
+            if hint:  # `--promt x`: the required --prompt is missing because of the typo
+                message = f"unrecognized arguments: {' '.join(unknown)}{hint}"
         self.exit(1, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
