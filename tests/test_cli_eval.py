@@ -287,6 +287,7 @@ def test_eval_consisid_testset_writes_the_jobs_then_the_manifest_the_runner_read
         (["talk", "{t}/items.jsonl", "--out", "{t}/o.jsonl"], "needs --syncnet"),
         (["talk", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--syncnet", "s.model"], "unknown field"),
         (["video", "{t}/bad.jsonl", "--out", "{t}/o.jsonl"], r"bad.jsonl:2: no reference"),
+        (["video", "{t}", "--out", "{t}/o.jsonl"], r"clip\.mp4: no face photo beside it; .* \(clip\.png, \.jpg"),
         (["video", "{t}/items.jsonl", "--out", "{t}/garbage.jsonl"], "not a record of genface eval"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--detector-weights", "{t}/no"], "--detector"),
         (["video", "{t}/items.jsonl", "--out", "{t}/o.jsonl", "--fid-real", "{t}"], "with --fid-inception"),

@@ -77,7 +77,13 @@ def _folder_rows(folder: Path, kind: str) -> Iterable[tuple[str, dict[str, str]]
         beside = {p.suffix.lower(): p for p in folder.glob(f"{video.stem}.*") if p != video}
         if kind == "video":
             reference = next((beside[s] for s in IMAGE_SUFFIXES if s in beside), None)
-            row |= {"reference": reference.name} if reference else {}
+            if reference is None:
+                raise InvalidArgumentError(
+                    f"{video}: no face photo beside it; in a folder, each video has its reference face under its "
+                    f"name ({video.stem}{', '.join(IMAGE_SUFFIXES[:-1])} or {IMAGE_SUFFIXES[-1]}) and, optionally, "
+                    f"its prompt ({video.stem}.txt)."
+                )
+            row["reference"] = reference.name
             row |= {"prompt": beside[".txt"].read_text().strip()} if ".txt" in beside else {}
         else:
             speech = next((beside[s] for s in _SPEECH if s in beside), None)
