@@ -98,7 +98,8 @@ def test_doc_python_examples_run(tmp_path, monkeypatch, astronaut, group) -> Non
 
     save_image(group, tmp_path / "group.jpg")
     save_image(astronaut, tmp_path / "me.jpg")
-    write_video(tmp_path / "generated.mp4", np.stack([astronaut, astronaut[:, ::-1]]), fps=2)
+    for video in ("generated.mp4", "clip.mp4"):  # the front page's is `genface samples`' clip
+        write_video(tmp_path / video, np.stack([astronaut, astronaut[:, ::-1]]), fps=2)
     (tmp_path / "path" / "to").mkdir(parents=True)
     torch.save(BiSeNet().state_dict(), tmp_path / "path" / "to" / "parsing_bisenet.pth")
     monkeypatch.chdir(tmp_path)
