@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reference is None:
         raise GenfaceError("Give a reference face image (or --demo). See `genface identity --help`.")
     if not args.save and not args.target:
-        raise GenfaceError("Nothing to do: give a TARGET image/video to compare, or --save PATH.")
+        raise GenfaceError("Nothing to do: give a target image or video to compare with, or --save PATH.")
     if args.save:
         from genface.media._files import check_output_path
 

@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"video written: {output.path} ({frames} frames at {output.fps:g} fps; made in {result['seconds']} s)")
     pose = result["head_pose_std_degrees"]
-    print(f"head motion (std, degrees): pitch {pose['pitch']}, yaw {pose['yaw']}, roll {pose['roll']}")
+    print(f"head motion (std, degrees): pitch {pose['pitch']:.3f}, yaw {pose['yaw']:.3f}, roll {pose['roll']:.3f}")
     if output.blinks is not None:
         print(f"blinks seen: {output.blinks}")
     reference = "the video's first frame" if is_video_path(args.photo) else "photo"

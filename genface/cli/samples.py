@@ -92,7 +92,10 @@ def write_samples(folder: str | Path) -> dict[str, bool]:
 def register(commands: argparse._SubParsersAction) -> None:
     files = "; ".join(f"{name}: {what}" for name, what in SAMPLE_FILES.items())
     parser = options.command(
-        commands, "samples", "write sample inputs (a photo, a group photo, a clip, speech) into a folder", EPILOG
+        commands,
+        "samples",
+        "write sample inputs (a photo, a made-up face, a group photo, a clip, speech) into a folder",
+        EPILOG,
     )
     parser.add_argument(
         "folder", metavar="DIR", help=f"where (made when missing; files already there are kept). {files}"

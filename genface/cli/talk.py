@@ -13,12 +13,12 @@ from genface.errors import InvalidArgumentError
 
 EPILOG = """examples:
   genface talk --face clip.mp4 --audio speech.wav --out dubbed.mp4
-  genface talk --face photo.jpg --audio speech.m4a --out talking.mp4 --fps 25
+  genface talk --face me.jpg --audio speech.m4a --out talking.mp4 --fps 25
   genface talk --face clip.mp4 --audio other.wav --out again.mp4 --prepared clip_prepared/
                         the first run prepares the video into the folder; later dubs of it skip that work
   genface talk --model latentsync --face clip.mp4 --audio speech.wav --out dubbed_512.mp4 --silence source
                         LatentSync 1.6: a 512 px mouth by diffusion; the source frames are kept in the pauses
-  genface talk --model tiny --face photo.jpg --audio speech.wav --out tiny.mp4
+  genface talk --model tiny --face me.jpg --audio speech.wav --out tiny.mp4
                         offline demo: tiny random weights (the mouth is noise) run every stage on CPU
                         (--model tiny-latentsync: LatentSync's)
 """
