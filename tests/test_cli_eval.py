@@ -351,3 +351,18 @@ def test_eval_refuses_bad_input_in_one_line(tmp_path, capsys, argv, message) -> 
     assert err.count("\n") == 1 and re.match(r"genface( eval)?: error:", err), err
     assert re.search(message, err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_eval_offline_without_the_published_judges_points_to_the_tiny_ones(tmp_path, monkeypatch, capsys) -> None:
+    """The published judges, not cached and offline: the one line ends with --judges tiny (as --model tiny for the
+    generating commands)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    save_image(_square(64, 8, 8, 16), tmp_path / "clip.png")
+    write_video(tmp_path / "clip.mp4", np.zeros((2, 32, 32, 3), np.uint8))
+    assert main(["eval", "video", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "BestWishYsh/ConsisID-preview" in err, err
+    assert err.endswith("(their scores are noise): --judges tiny.\n") and not (tmp_path / "o.jsonl").exists()

@@ -135,6 +135,8 @@ def _report(exc: Exception, args: argparse.Namespace) -> int:
         if isinstance(exc, OfflineError) or (isinstance(exc, MissingWeightsError) and str(model) in message):
             tiny = _tiny_model(args.command, model)
             message += "" if model == tiny else f" Or try every stage offline on tiny random weights: --model {tiny}."
+        if isinstance(exc, OfflineError) and getattr(args, "judges", "tiny") != "tiny":  # genface eval
+            message += " Or try the run offline on tiny random judges (their scores are noise): --judges tiny."
         print(f"genface: error: {one_line(in_flags(message, args))}", file=sys.stderr)
         return 1
     if args.verbose:
