@@ -25,6 +25,11 @@ def same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def not_found(kind: str, path: Path) -> str:
+    """The message for an input that is no file: '{kind} file not found: PATH', saying so when PATH is a folder."""
+    return f"{kind} file not found: {path}" + (" is a folder." if path.is_dir() else "")
+
+
 def _shown(path: object) -> str:
     """``path`` as a message shows it: as written, or quoted with escapes when it holds a control character (so
     the message stays on one line)."""

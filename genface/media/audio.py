@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from genface.errors import InvalidMediaError
+from genface.media._files import not_found
 
 #: Most channels FFmpeg's format conversion takes; more are refused with advice to mix down first (an array
 #: with more is most likely (samples, channels)).
@@ -129,7 +130,7 @@ def load_audio(
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise InvalidMediaError(f"Audio file not found: {path}")
+            raise InvalidMediaError(not_found("Audio", path))
         if path.stat().st_size == 0:
             raise InvalidMediaError(f"Audio file is empty: {path}")
         try:

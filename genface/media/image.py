@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from genface.errors import InvalidImageError, OfflineError
-from genface.media._files import atomic_path
+from genface.media._files import atomic_path, not_found
 
 #: The image files genface reads and writes, by suffix.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -45,7 +45,7 @@ def _open(source: str | os.PathLike) -> Image.Image:
         return Image.open(io.BytesIO(_fetch_url(text)))
     path = Path(text).expanduser()
     if not path.is_file():
-        raise InvalidImageError(f"Image file not found: {path}")
+        raise InvalidImageError(not_found("Image", path))
     if path.stat().st_size == 0:
         raise InvalidImageError(f"Image file is empty: {path}")
     return Image.open(path)

@@ -19,7 +19,7 @@ import av
 import numpy as np
 
 from genface.errors import InvalidMediaError
-from genface.media._files import atomic_path
+from genface.media._files import atomic_path, not_found
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 
@@ -55,7 +55,7 @@ class VideoReader:
     def __init__(self, path: str | os.PathLike, *, buffer_bytes: int = 256 * 2**20) -> None:
         self.path = Path(path).expanduser()
         if not self.path.is_file():
-            raise InvalidMediaError(f"Video file not found: {self.path}")
+            raise InvalidMediaError(not_found("Video", self.path))
         with self._open() as container:
             if not container.streams.video:
                 raise InvalidMediaError(f"{self.path} has no video stream.")

@@ -113,6 +113,9 @@ def test_truncated_image(tmp_path: Path, rgb: np.ndarray) -> None:
 def test_missing_file_and_wrong_types(tmp_path: Path) -> None:
     with pytest.raises(InvalidImageError, match="not found"):
         load_image(tmp_path / "nope.png")
+    (tmp_path / "photos.png").mkdir()
+    with pytest.raises(InvalidImageError, match=r"not found: .*photos\.png is a folder\.$"):
+        load_image(tmp_path / "photos.png")
     with pytest.raises(InvalidImageError, match="pass a path"):
         load_image(42)  # type: ignore[arg-type]
     with pytest.raises(InvalidImageError, match="shape"):

@@ -140,6 +140,9 @@ def test_wav_file(tmp_path: Path) -> None:
 def test_bad_audio(tmp_path: Path) -> None:
     with pytest.raises(InvalidMediaError, match="not found"):
         load_audio(tmp_path / "missing.wav")
+    (tmp_path / "speech").mkdir()
+    with pytest.raises(InvalidMediaError, match=r"^Audio file not found: .*speech is a folder\.$"):
+        load_audio(tmp_path / "speech")
     empty = tmp_path / "empty.wav"
     empty.write_bytes(b"")
     with pytest.raises(InvalidMediaError, match="empty"):
@@ -163,6 +166,9 @@ def test_video_without_audio_has_no_audio_stream(tmp_path: Path) -> None:
 def test_bad_video(tmp_path: Path) -> None:
     with pytest.raises(InvalidMediaError, match="not found"):
         read_video(tmp_path / "none.mp4")
+    (tmp_path / "clips.mp4").mkdir()
+    with pytest.raises(InvalidMediaError, match=r"^Video file not found: .*clips\.mp4 is a folder\.$"):
+        read_video(tmp_path / "clips.mp4")
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 100)
     with pytest.raises(InvalidMediaError, match="could not be decoded"):
