@@ -62,6 +62,12 @@ BOUNDS: dict[str, Rule] = {
     "Frames": arguments.VIDEO_FRAMES,
     "Frame rate": arguments.FPS,
     "Lip-sync guidance": arguments.LIP_SYNC_GUIDANCE,
+    "Pitch factor": arguments.POSE_FACTOR,
+    "Yaw factor": arguments.POSE_FACTOR,
+    "Roll factor": arguments.POSE_FACTOR,
+    "Voice activity": arguments.VOICE_ACTIVITY,
+    "Fade in": arguments.FADE_FRAMES,
+    "Fade out": arguments.FADE_FRAMES,
 }
 #: Frames the talking-face renderer makes per step (its progress bar counts these steps).
 TALK_BATCH = 8
@@ -100,6 +106,14 @@ SILENCE = {
     "animate": "the mouth follows the speech (as published)",
     "source": "the source frame is kept (a still mouth)",
     "closed": "the mouth the model draws for silence (closed)",
+}
+#: The head's angles, as Ditto names its pose factors (alpha_pitch, ...).
+AXES = ("pitch", "yaw", "roll")
+#: What the talking portrait's fades go to (Ditto's fade_type): "default" passes none (the configuration's holds).
+FADE_TYPES = {
+    "default": "the model's configuration's (none without one)",
+    "d0": "the first frame's motion",
+    "s": "the photo's",
 }
 #: Heights in pixels of the result players and images (whatever the size of the result), and of paired inputs.
 RESULT_HEIGHT, INPUT_HEIGHT = 360, 240
@@ -758,11 +772,20 @@ class Jobs:
         emotion: str = "neutral",
         head_motion: Any = 1.0,
         seed: Any = 42,
+        alpha_pitch: Any = 1.0,
+        alpha_yaw: Any = 1.0,
+        alpha_roll: Any = 1.0,
+        vad_alpha: Any = 1.0,
+        fade_in: Any = -1,
+        fade_out: Any = -1,
+        fade_type: str = "default",
+        motion_clamp: Any = True,
         *,
         run: Run | None = None,
     ) -> tuple[str, str]:
         """The chosen face in ``photo`` speaking ``audio``, with head motion, blinks and the chosen emotion, and
-        the numbers the CLI prints."""
+        the numbers the CLI prints. Ditto's controls (pose factors, ``vad_alpha``, fades, the motion clamp) left at
+        their defaults are not passed, so the pipeline's and its configuration's hold."""
         import torch
 
         from genface.models.motion.lmdm import EMOTIONS
@@ -772,13 +795,28 @@ class Jobs:
             raise GenfaceError("Give a face photo and a speech recording.")
         if emotion not in EMOTIONS:
             raise InvalidArgumentError(f"Emotion must be one of {', '.join(EMOTIONS)}, got {emotion!r}.")
+        if fade_type not in FADE_TYPES:
+            raise InvalidArgumentError(f"Fade type must be one of {', '.join(FADE_TYPES)}, got {fade_type!r}.")
+        if not isinstance(motion_clamp, bool):
+            raise InvalidArgumentError(f"Motion clamp must be on or off, got {motion_clamp!r}.")
         self._photo(photo, "Face photo")
         self._speech(audio)
         face_index, head_motion = bounded(face_index, "Face"), bounded(head_motion, "Head motion")
         seed = bounded(seed, "Seed")
+        factors = dict(zip(AXES, (alpha_pitch, alpha_yaw, alpha_roll), strict=True))
+        ditto = {f"alpha_{axis}": bounded(value, f"{axis.title()} factor") for axis, value in factors.items()}
+        ditto["vad_alpha"] = bounded(vad_alpha, "Voice activity")
+        ditto = {name: value for name, value in ditto.items() if value != 1}  # 1 keeps the default: not passed
+        fades = {"fade_in": bounded(fade_in, "Fade in"), "fade_out": bounded(fade_out, "Fade out")}
+        ditto.update({name: value for name, value in fades.items() if value != -1})
+        if fade_type != "default":
+            ditto["fade_type"] = fade_type
+        if not motion_clamp:
+            ditto["v_min_max_for_clip"] = False
         output = self._pipe("portrait", run)(
             photo, audio, emotion=emotion, head_motion=head_motion, generator=torch.Generator().manual_seed(seed),
             face_index=face_index, output_path=self._out(run.session, "portrait.mp4"), callback_on_step_end=run.step,
+            **ditto,
         )  # fmt: skip
         spread = output.head_pose.std(axis=0)
         lines = [
@@ -1115,6 +1153,26 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                     emotion = gr.Dropdown(list(EMOTIONS), value="neutral", label="Emotion")
                     head_motion = number_box("Head motion", 1, "portrait-head-motion")
                     portrait_seed = number_box("Seed", 42, "portrait-seed")
+                with gr.Accordion("Ditto's controls", open=False, elem_id="portrait-ditto"):
+                    with gr.Row():
+                        factors = [
+                            number_box(f"{axis.title()} factor", 1, f"portrait-alpha-{axis}", "1 keeps it, 0 faces "
+                                       "the camera; ")
+                            for axis in AXES
+                        ]  # fmt: skip
+                        vad_alpha = number_box("Voice activity", 1, "portrait-vad-alpha", "0: the photo's expression; ")
+                    with gr.Row():
+                        fade_in = number_box("Fade in", -1, "portrait-fade-in", "frames, -1: none; ")
+                        fade_out = number_box("Fade out", -1, "portrait-fade-out", "frames, -1: none; ")
+                        fade_type = gr.Radio(
+                            list(FADE_TYPES), value="default", label="Fades go to",
+                            info="; ".join(f"{kind}: {said}" for kind, said in FADE_TYPES.items()),
+                            elem_id="portrait-fade-type",
+                        )  # fmt: skip
+                    motion_clamp = gr.Checkbox(
+                        value=True, label="Motion clamp", elem_id="portrait-motion-clamp",
+                        info="Clamp the motion to the bounds in the model's configuration (when it has them).",
+                    )  # fmt: skip
                 animate, animate_stop = run_buttons("portrait", "Animate")
             with gr.Column():
                 animated = gr.Video(
@@ -1123,7 +1181,8 @@ def build_app(jobs: Jobs, concurrency: int = 1, max_queue: int = MAX_QUEUE) -> A
                 portrait_info = gr.Markdown(elem_id="portrait-info", min_height=40)
             faces_on_drop(portrait_photo, portrait_choice, "Face photo", portrait_info, [animated])
             job(animate, animate_stop, jobs.portrait,
-                [portrait_photo, portrait_choice[-1], portrait_speech, emotion, head_motion, portrait_seed],
+                [portrait_photo, portrait_choice[-1], portrait_speech, emotion, head_motion, portrait_seed, *factors,
+                 vad_alpha, fade_in, fade_out, fade_type, motion_clamp],
                 [animated, portrait_info], animated)  # fmt: skip
 
         def open_session(request: gr.Request) -> None:

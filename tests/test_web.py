@@ -403,6 +403,13 @@ def test_jobs_refuse_bad_input_in_one_line_before_any_model_loads(tmp_path: Path
                                                                           "decoded as video"),
         (lambda: jobs.portrait(me, 0, speech, "bored"), re.compile("Emotion must be one of angry, .*, got 'bored'")),
         (lambda: jobs.portrait(me, 0, speech, "happy", 4), "Head motion must be a number from 0 to 3, got 4."),
+        (lambda: jobs.portrait(me, 0, speech, "happy", 1, 42, 1, 4), "Yaw factor must be a number from 0 to 3, got 4."),
+        (lambda: jobs.portrait(me, 0, speech, "happy", 1, 42, 1, 1, 1, -0.5), "Voice activity must be a number from 0 "
+                                                                              "to 1, got -0.5."),
+        (lambda: jobs.portrait(me, 0, speech, "happy", 1, 42, 1, 1, 1, 1, 2.5), "Fade in must be a whole number from "
+                                                                                "-1 to 90,000, got 2.5."),
+        (lambda: jobs.portrait(me, 0, speech, "happy", 1, 42, 1, 1, 1, 1, -1, -1, "d1"), "Fade type must be one of "
+                                                                                         "default, d0, s, got 'd1'."),
     ]  # fmt: skip
     for call, refusal in cases:
         with pytest.raises(GenfaceError) as raised:
@@ -653,7 +660,8 @@ def test_latentsync_dub_is_the_pipelines_own_with_the_silence_chosen(jobs, tmp_p
 
 def test_portrait_tab_gives_the_pipelines_own_video(jobs, tmp_path: Path, astronaut) -> None:
     """The talking-portrait tab writes what the pipeline writes for the same photo, speech, emotion, head motion
-    and seed, and says the CLI's numbers (frames, head motion, blinks, FaceSim, lip-sync)."""
+    and seed, and says the CLI's numbers (frames, head motion, blinks, FaceSim, lip-sync); with Ditto's yaw factor
+    0 it writes the pipeline's own video for alpha_yaw=0, another than the default's."""
     import torch
 
     from genface.media import read_video
@@ -671,6 +679,42 @@ def test_portrait_tab_gives_the_pipelines_own_video(jobs, tmp_path: Path, astron
     lines = info.split("\n\n")
     assert lines[0] == f"{len(output.head_pose)} frames at 25 fps; seed 4"
     assert lines[1].startswith("head motion (std, degrees): pitch ") and lines[-1].startswith("lip-sync proxy")
+    facing, _ = jobs.portrait(me, 0, speech, "happy", 0.5, 4, 1, 0)
+    own = jobs._pipes["portrait"](
+        me, speech, emotion="happy", head_motion=0.5, alpha_yaw=0, generator=torch.Generator().manual_seed(4),
+        output_path=tmp_path / "facing.mp4",
+    )  # fmt: skip
+    facing = read_video(facing)[0]
+    assert (facing == read_video(own.path)[0]).all() and (facing != read_video(animated)[0]).any()
+
+
+def test_portrait_tab_passes_ditto_s_controls_only_when_changed(tmp_path: Path, astronaut) -> None:
+    """Ditto's controls at their defaults pass nothing to the pipeline (its and its configuration's defaults hold);
+    changed, each reaches it as its argument: pose factors, vad_alpha, fades with their type, the clamp off."""
+    from genface.web import Jobs
+
+    class Called(Exception):
+        pass
+
+    def pipe(*args: Any, **kwargs: Any) -> None:
+        calls.append(kwargs)
+        raise Called
+
+    calls: list[dict[str, Any]] = []
+    jobs = Jobs("tiny", "cpu", tmp_path / "out")
+    jobs._pipes["portrait"], jobs._loaded["portrait"] = pipe, jobs._model("portrait")[0]
+    me = str(save_image(astronaut, tmp_path / "me.png"))
+    speech = str(_wav(tmp_path / "hi.wav", 0.2, 16000))
+    for values in [(), (1, 1, 1, 1, -1, -1, "default", True), (0.5, 0, 3, 0.25, 3, 0, "d0", False)]:
+        with pytest.raises(Called):
+            jobs.portrait(me, 0, speech, "neutral", 1, 4, *values)
+    ditto = ["alpha_pitch", "alpha_yaw", "alpha_roll", "vad_alpha", "fade_in", "fade_out", "fade_type"]
+    assert not set(calls[0]) & {*ditto, "v_min_max_for_clip"} and set(calls[1]) == set(calls[0])
+    assert {key: calls[2][key] for key in ditto} == {
+        "alpha_pitch": 0.5, "alpha_yaw": 0, "alpha_roll": 3, "vad_alpha": 0.25, "fade_in": 3, "fade_out": 0,
+        "fade_type": "d0",
+    }  # fmt: skip
+    assert calls[2]["v_min_max_for_clip"] is False
 
 
 def test_a_face_is_chosen_in_a_group_photo(jobs, tmp_path: Path, group) -> None:
