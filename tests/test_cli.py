@@ -129,3 +129,16 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     process.stdout.close()
     assert process.wait(timeout=120) == 128 + signal.SIGPIPE
     assert process.stderr.read() == b""
+
+
+def test_a_run_prints_no_notes_about_the_image_processors_it_uses(tmp_path: Path, astronaut) -> None:
+    """Importing diffusers' FLUX pipeline makes transformers say it falls back to the PIL image processors when
+    torchvision is missing: those are genface's own choice, so a command prints only its own lines."""
+    face = save_image(astronaut, tmp_path / "me.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "genface", "makeup", "--model", "tiny", "--face", str(face), "--reference", str(face),
+         "--out", str(tmp_path / "out.png"), "--steps", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "requires torchvision" not in done.stderr and "[transformers]" not in done.stderr, done.stderr
