@@ -122,6 +122,11 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
     logging.getLogger("transformers.utils.import_utils").addFilter(
         lambda record: "requires torchvision (not installed)" not in record.getMessage()
     )
+    # diffusers' "Couldn't connect to the Hub ... Will try to load from local cache" before a load from the cache:
+    # the load then works, or fails with genface's one line saying why and what to do (shown with -v)
+    logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(
+        lambda record: args.verbose or not record.getMessage().startswith("Couldn't connect to the Hub")
+    )
 
 
 def _report(exc: Exception, args: argparse.Namespace) -> int:
