@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -129,3 +130,30 @@ def test_a_closed_pipe_ends_the_command_quietly() -> None:
     process.stdout.close()
     assert process.wait(timeout=120) == 128 + signal.SIGPIPE
     assert process.stderr.read() == b""
+
+
+def test_a_run_prints_no_notes_about_the_image_processors_it_uses(tmp_path: Path, astronaut) -> None:
+    """Importing diffusers' FLUX pipeline makes transformers say it falls back to the PIL image processors when
+    torchvision is missing: those are genface's own choice, so a command prints only its own lines."""
+    face = save_image(astronaut, tmp_path / "me.png")
+    done = subprocess.run(
+        [sys.executable, "-m", "genface", "makeup", "--model", "tiny", "--face", str(face), "--reference", str(face),
+         "--out", str(tmp_path / "out.png"), "--steps", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "requires torchvision" not in done.stderr and "[transformers]" not in done.stderr, done.stderr
+
+
+def test_weights_missing_offline_are_one_line(tmp_path: Path, astronaut) -> None:
+    """Offline with the published weights not cached: genface's one line, without diffusers' note that it will try
+    the cache first (with -v it is shown)."""
+    face = save_image(astronaut, tmp_path / "me.png")
+    command = [sys.executable, "-m", "genface", "video", "--face", str(face), "--prompt", "p", "--out",
+               str(tmp_path / "o.mp4")]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("genface: error: Could not load 'BestWishYsh/ConsisID-preview'"), done.stderr
+    verbose = subprocess.run([*command[:3], "-v", *command[3:]], capture_output=True, text=True, timeout=300, env=env)
+    assert "Couldn't connect to the Hub" in verbose.stderr

@@ -146,6 +146,8 @@ OTHER_MODELS_OPTIONS = [
     ("tiny-stand-in", ["--dynamic-cfg"], r"--dynamic-cfg is for ConsisID only .*; --model tiny-stand-in is Stand-In\."),
     ("tiny-vace", ["--no-reference-cache"], r"--no-reference-cache is for Stand-In only .*; --model tiny-vace is VACE"),
     ("tiny", ["--no-reference-cache"], r"--no-reference-cache is for Stand-In only .*; --model tiny is ConsisID"),
+    ("tiny", ["--guidance-2", "4"], r"--guidance-2 is for Stand-In or VACE only .*; --model tiny is ConsisID"),
+    ("tiny-stand-in", ["--conditioning-scale", "0"], r"--conditioning-scale is for VACE only .*; --model tiny-stand"),
     ("tiny-wan", [], r"Unknown tiny model 'tiny-wan' for video; choose one of: tiny, tiny-consisid, tiny-stand-in"),
 ]
 
@@ -173,3 +175,28 @@ print(json.dumps(results))
     for (status, err, heavy), (_, _, message) in zip(json.loads(run.stdout), OTHER_MODELS_OPTIONS, strict=True):
         assert status == 1 and err.count("\n") == 1 and re.search(message, err) and heavy == [], (err, heavy)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_wan_22_guidance_and_vace_conditioning_reach_their_pipelines(tmp_path: Path, monkeypatch, capsys) -> None:
+    """--conditioning-scale is VACE's call argument; --guidance-2 on a Wan 2.1 base (one expert) is refused in one
+    line after loading, with no file written."""
+    from genface.cli import main
+    from genface.pipelines import VacePipeline
+
+    seen = {}
+    call = VacePipeline.__call__
+
+    @functools.wraps(call)
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(VacePipeline, "__call__", spy)
+    out = tmp_path / "v.mp4"
+    assert main(["video", "--model", "tiny-vace", *WAN, "--steps", "1", "--conditioning-scale", "0.5", "--out",
+                 str(out)]) == 0  # fmt: skip
+    assert seen["conditioning_scale"] == 0.5 and "guidance_scale_2" not in seen and out.is_file()
+    capsys.readouterr()
+    refused = tmp_path / "w.mp4"
+    assert main(["video", "--model", "tiny-stand-in", *WAN, "--guidance-2", "3", "--out", str(refused)]) == 1
+    assert "--guidance-2 is for a Wan 2.2 base" in capsys.readouterr().err and not refused.exists()

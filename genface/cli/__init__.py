@@ -117,6 +117,16 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     handler.addFilter(flags)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
+    # transformers' note that it falls back to the PIL image processors without torchvision: those are the ones
+    # genface uses (ConsisID's CLIPScore is pinned to them), so a command line run does not print it
+    logging.getLogger("transformers.utils.import_utils").addFilter(
+        lambda record: "requires torchvision (not installed)" not in record.getMessage()
+    )
+    # diffusers' "Couldn't connect to the Hub ... Will try to load from local cache" before a load from the cache:
+    # the load then works, or fails with genface's one line saying why and what to do (shown with -v)
+    logging.getLogger("diffusers.pipelines.pipeline_utils").addFilter(
+        lambda record: args.verbose or not record.getMessage().startswith("Couldn't connect to the Hub")
+    )
 
 
 def _report(exc: Exception, args: argparse.Namespace) -> int:

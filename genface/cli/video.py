@@ -23,6 +23,8 @@ EPILOG = """examples:
 MODEL_OPTIONS = {
     "--dynamic-cfg": (("consisid",), "dynamic_cfg", "CogVideoX's dynamic guidance"),
     "--no-reference-cache": (("stand-in",), "no_reference_cache", "its key/value cache of the face's tokens"),
+    "--guidance-2": (("stand-in", "vace"), "guidance_2", "the low-noise expert's guidance of a Wan 2.2 base"),
+    "--conditioning-scale": (("vace",), "conditioning_scale", "how strongly the face reference conditions the video"),
 }
 #: How the help and the messages name each model.
 MODEL_LABELS = {"consisid": "ConsisID", "stand-in": "Stand-In", "vace": "VACE"}
@@ -73,6 +75,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="Stand-In only: recompute the face's keys and values at every step instead of keeping them from the "
         "first (the same frames, slower)",
     )  # fmt: skip
+    options.add_number(parser, "--guidance-2", GUIDANCE, None, "Stand-In and VACE on a Wan 2.2 base (two experts): "
+                       "the low-noise expert's classifier-free guidance", "default: --guidance")  # fmt: skip
+    options.add_number(parser, "--conditioning-scale", GUIDANCE, None, "VACE only: how strongly the face reference "
+                       "conditions the video (diffusers' conditioning_scale)", "default 1")  # fmt: skip
     options.add_json(parser)
     parser.set_defaults(func=run)
 
@@ -80,7 +86,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def check_model_options(args: argparse.Namespace, kind: str) -> None:
     """Refuse, in one line, an option the model ``kind`` does not take (:data:`MODEL_OPTIONS`)."""
     for flag, (kinds, attribute, what) in MODEL_OPTIONS.items():
-        if getattr(args, attribute) and kind not in kinds:
+        value = getattr(args, attribute)
+        if value is not None and value is not False and kind not in kinds:  # a switch set, or a number given (0 too)
             takes = " or ".join(MODEL_LABELS[k] for k in kinds)
             raise InvalidArgumentError(
                 f"{flag} is for {takes} only ({what}); --model {args.model} is {MODEL_LABELS[kind]}."
@@ -119,11 +126,18 @@ def run(args: argparse.Namespace) -> int:
     fps = settings.pop("fps")
     if kind == "consisid":
         settings["use_dynamic_cfg"] = args.dynamic_cfg
+    for key, value in (("guidance_scale_2", args.guidance_2), ("conditioning_scale", args.conditioning_scale)):
+        if value is not None:  # only given to the models that take it (check_model_options)
+            settings[key] = value
     pipe = load_pipeline("video", args.model, dtype=common.dtype(args.dtype))
     common.place(pipe, args, where)
     pipe.set_attention_backend(args.attention)
     if kind == "stand-in":
         pipe.reference_cache = not args.no_reference_cache
+    if args.guidance_2 is not None and getattr(pipe, "transformer_2", None) is None:
+        raise InvalidArgumentError(
+            f"--guidance-2 is for a Wan 2.2 base (two experts); --model {args.model} is on Wan 2.1 (one): leave it out."
+        )
     generator = torch.Generator("cpu").manual_seed(args.seed)
     with explain_out_of_memory():
         output = pipe(
