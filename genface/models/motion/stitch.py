@@ -448,7 +448,7 @@ class MotionStitcher:
             raise InvalidArgumentError("The source motion needs its canonical keypoints kp.")
         if config.stitching and stitching is None:
             raise InvalidArgumentError("config.stitching is on, but no stitching network was given.")
-        if config.fade_type not in ("", "d0", "s"):
+        if config.fade_type not in FADE_TYPES:
             raise InvalidArgumentError(f"fade_type must be '', 'd0' or 's'; got {config.fade_type!r}.")
         if config.head_motion < 0:
             raise InvalidArgumentError(f"head_motion is an amplitude (0 still, 1 as driven); got {config.head_motion}.")
