@@ -3,9 +3,9 @@ runs it (the shape of diffusers' and transformers' ``commands/``); this module a
 to exit codes.
 
 Exit codes: 0 success; 1 an error the user can fix (wrong usage, a number out of range, bad input, missing
-weights, an unwritable output; the one-line message says what to do); 130 interrupted
-(Ctrl-C); 128 + N stopped by signal N (143 for SIGTERM). Arguments and the output path are checked before any
-model work, and an interrupted run leaves no partial output.
+weights, an unwritable output; the one-line message says what to do); 130 interrupted (Ctrl-C); 128 + N stopped
+by signal N (143 for SIGTERM); 141 (SIGPIPE's) when the reader of the output has gone. Arguments and the output
+path are checked before any model work, and an interrupted run leaves no partial output.
 
 Importing this module imports almost nothing: the commands, and what they need, are imported inside
 :func:`main`, so that a Ctrl-C at any moment of a run is answered in one line.
